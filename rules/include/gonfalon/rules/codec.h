@@ -1,0 +1,48 @@
+#pragma once
+// JSON codec for the data model (model.h).
+//
+// Decoding is all-or-nothing: it returns a complete object or an InvalidArgument status whose
+// message starts with the path of the first problem, e.g.
+//   rules[2].clauses[0].op: unknown operator "startswith"
+// Unknown members are ignored (LaunchDarkly data carries many); known members of the wrong
+// type are errors.
+//
+// Two levels of checking:
+//  - lenient (default): what LaunchDarkly SDKs accept. Unknown operators, out-of-range
+//    variation indices and invalid attribute references decode and are handled at evaluation
+//    (never match / MALFORMED_FLAG), so data from newer writers still evaluates.
+//  - strict: additionally rejects those, for data entered by people (admin API, CLI checks).
+//
+// Encoding writes every field that differs from its default; Decode(Encode(x)) == x.
+//
+// Thread safety: stateless functions.
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "gonfalon/rules/model.h"
+#include "gonfalon/rules/value.h"
+
+namespace gonfalon::rules {
+
+struct DecodeOptions {
+  bool strict = false;
+};
+
+absl::StatusOr<Flag> DecodeFlag(const Value& json, DecodeOptions options = {});
+absl::StatusOr<Segment> DecodeSegment(const Value& json, DecodeOptions options = {});
+// {"flags":{key: flag}, "segments":{key: segment}, "sequence"?: n}; either map may be absent.
+absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options = {});
+// Parses text and decodes; JSON syntax errors are reported as such.
+absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options = {});
+
+// Strict checks that need the whole environment: prerequisites and segment references that
+// point nowhere. Returns the first problem with its path.
+absl::Status CheckReferences(const Environment& env);
+
+Value EncodeFlag(const Flag& flag);
+Value EncodeSegment(const Segment& segment);
+Value EncodeEnvironment(const Environment& env);
+
+}  // namespace gonfalon::rules

@@ -1,0 +1,690 @@
+#include "gonfalon/rules/codec.h"
+
+#include <cmath>
+#include <functional>
+#include <set>
+
+#include "gonfalon/rules/str_cat.h"
+#include "gonfalon/rules/context.h"
+#include "gonfalon/rules/status_macros.h"
+#include "re2/re2.h"
+
+namespace gonfalon::rules {
+namespace {
+
+constexpr int kMaxWeight = 100000;
+
+std::string Field(std::string_view path, std::string_view name) {
+  return path.empty() ? std::string(name) : StrCat(path, ".", name);
+}
+std::string Index(std::string_view path, size_t i) { return StrCat(path, "[", i, "]"); }
+absl::Status Err(std::string_view path, std::string_view message) {
+  return absl::InvalidArgumentError(StrCat(path, ": ", message));
+}
+absl::Status WrongType(std::string_view path, std::string_view want, const Value& got) {
+  return Err(path, StrCat("expected ", want, ", got ", TypeName(got.type())));
+}
+
+// Each getter treats an absent member and a null member alike: the field keeps its default.
+const Value* Member(const Value& obj, std::string_view name) {
+  const Value* v = obj.Find(name);
+  return (v == nullptr || v->is_null()) ? nullptr : v;
+}
+
+absl::Status GetString(const Value& obj, std::string_view name, std::string_view path,
+                       std::string& out) {
+  const Value* v = Member(obj, name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_string()) return WrongType(Field(path, name), "a string", *v);
+  out = v->as_string();
+  return absl::OkStatus();
+}
+
+absl::Status GetOptString(const Value& obj, std::string_view name, std::string_view path,
+                          std::optional<std::string>& out) {
+  const Value* v = Member(obj, name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_string()) return WrongType(Field(path, name), "a string", *v);
+  out = v->as_string();
+  return absl::OkStatus();
+}
+
+absl::Status GetBool(const Value& obj, std::string_view name, std::string_view path, bool& out) {
+  const Value* v = Member(obj, name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_bool()) return WrongType(Field(path, name), "a boolean", *v);
+  out = v->as_bool();
+  return absl::OkStatus();
+}
+
+absl::Status ToInt64(const Value& v, std::string_view path, int64_t& out) {
+  if (!v.is_number()) return WrongType(path, "an integer", v);
+  double d = v.as_number();
+  if (d != std::floor(d) || std::fabs(d) > 9007199254740992.0) {
+    return Err(path, StrCat("expected an integer, got ", ToJson(v)));
+  }
+  out = static_cast<int64_t>(d);
+  return absl::OkStatus();
+}
+
+absl::Status GetInt64(const Value& obj, std::string_view name, std::string_view path,
+                      int64_t& out) {
+  const Value* v = Member(obj, name);
+  if (v == nullptr) return absl::OkStatus();
+  return ToInt64(*v, Field(path, name), out);
+}
+
+absl::Status GetOptInt64(const Value& obj, std::string_view name, std::string_view path,
+                         std::optional<int64_t>& out) {
+  const Value* v = Member(obj, name);
+  if (v == nullptr) return absl::OkStatus();
+  int64_t n = 0;
+  RETURN_IF_ERROR(ToInt64(*v, Field(path, name), n));
+  out = n;
+  return absl::OkStatus();
+}
+
+absl::Status GetOptInt(const Value& obj, std::string_view name, std::string_view path,
+                       std::optional<int>& out) {
+  std::optional<int64_t> n;
+  RETURN_IF_ERROR(GetOptInt64(obj, name, path, n));
+  if (n.has_value()) {
+    if (*n < INT32_MIN || *n > INT32_MAX) return Err(Field(path, name), "integer out of range");
+    out = static_cast<int>(*n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GetInt(const Value& obj, std::string_view name, std::string_view path, int& out) {
+  std::optional<int> n;
+  RETURN_IF_ERROR(GetOptInt(obj, name, path, n));
+  if (n.has_value()) out = *n;
+  return absl::OkStatus();
+}
+
+absl::Status RequireObject(const Value& v, std::string_view path) {
+  if (!v.is_object()) return WrongType(path.empty() ? "(root)" : path, "an object", v);
+  return absl::OkStatus();
+}
+
+// An array member, or nullptr when absent.
+absl::StatusOr<const Array*> GetArray(const Value& obj, std::string_view name,
+                                      std::string_view path) {
+  const Value* v = Member(obj, name);
+  if (v == nullptr) return static_cast<const Array*>(nullptr);
+  if (!v->is_array()) return WrongType(Field(path, name), "an array", *v);
+  return &v->as_array();
+}
+
+absl::Status GetStrings(const Value& obj, std::string_view name, std::string_view path,
+                        std::vector<std::string>& out) {
+  ASSIGN_OR_RETURN(const Array* arr, GetArray(obj, name, path));
+  if (arr == nullptr) return absl::OkStatus();
+  std::string p = Field(path, name);
+  out.reserve(arr->size());
+  for (size_t i = 0; i < arr->size(); ++i) {
+    if (!(*arr)[i].is_string()) return WrongType(Index(p, i), "a string", (*arr)[i]);
+    out.push_back((*arr)[i].as_string());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckKey(const std::string& key, std::string_view path) {
+  if (key.empty()) return Err(Field(path, "key"), "is required");
+  return absl::OkStatus();
+}
+
+absl::Status DecodeClause(const Value& json, std::string_view path, DecodeOptions opt,
+                          Clause& c) {
+  RETURN_IF_ERROR(RequireObject(json, path));
+  RETURN_IF_ERROR(GetOptString(json, "contextKind", path, c.context_kind));
+  RETURN_IF_ERROR(GetString(json, "attribute", path, c.attribute));
+  RETURN_IF_ERROR(GetString(json, "op", path, c.op_name));
+  RETURN_IF_ERROR(GetBool(json, "negate", path, c.negate));
+  ASSIGN_OR_RETURN(const Array* values, GetArray(json, "values", path));
+  if (values != nullptr) c.values = *values;
+  c.op = ParseOp(c.op_name);
+  if (c.op_name.empty()) return Err(Field(path, "op"), "is required");
+  if (!opt.strict) return absl::OkStatus();
+  if (c.op == Op::kUnknown) {
+    return Err(Field(path, "op"), StrCat("unknown operator \"", c.op_name, "\""));
+  }
+  if (c.op != Op::kSegmentMatch) {
+    if (c.attribute.empty()) return Err(Field(path, "attribute"), "is required");
+    if (c.context_kind.has_value()) {
+      AttributeRef ref = AttributeRef::Parse(c.attribute);
+      if (!ref.valid()) return Err(Field(path, "attribute"), ref.error());
+      if (!IsValidKind(*c.context_kind)) {
+        return Err(Field(path, "contextKind"),
+                   StrCat("invalid context kind \"", *c.context_kind, "\""));
+      }
+    }
+  }
+  for (size_t i = 0; i < c.values.size(); ++i) {
+    const Value& v = c.values[i];
+    std::string vp = Index(Field(path, "values"), i);
+    if (c.op == Op::kMatches) {
+      if (!v.is_string()) return WrongType(vp, "a regular expression string", v);
+      RE2 re(v.as_string(), RE2::Quiet);
+      if (!re.ok()) return Err(vp, StrCat("invalid regular expression: ", re.error()));
+    }
+    if (c.op == Op::kSegmentMatch && !v.is_string()) return WrongType(vp, "a segment key", v);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeClauses(const Value& json, std::string_view path, DecodeOptions opt,
+                           std::vector<Clause>& out) {
+  ASSIGN_OR_RETURN(const Array* arr, GetArray(json, "clauses", path));
+  if (arr == nullptr) return absl::OkStatus();
+  std::string p = Field(path, "clauses");
+  out.resize(arr->size());
+  for (size_t i = 0; i < arr->size(); ++i) {
+    RETURN_IF_ERROR(DecodeClause((*arr)[i], Index(p, i), opt, out[i]));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckVariation(int index, size_t count, std::string_view path, DecodeOptions opt) {
+  if (opt.strict && (index < 0 || static_cast<size_t>(index) >= count)) {
+    return Err(path, StrCat("variation ", index, " does not exist (the flag has ", count,
+                                  " variations)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeRollout(const Value& json, std::string_view path, DecodeOptions opt,
+                           size_t variation_count, Rollout& r) {
+  RETURN_IF_ERROR(RequireObject(json, path));
+  std::string kind;
+  RETURN_IF_ERROR(GetString(json, "kind", path, kind));
+  if (kind == "experiment") {
+    r.kind = RolloutKind::kExperiment;
+  } else if (kind.empty() || kind == "rollout") {
+    r.kind = RolloutKind::kRollout;
+  } else if (opt.strict) {
+    return Err(Field(path, "kind"),
+               StrCat("unknown rollout kind \"", kind, "\" (rollout or experiment)"));
+  }
+  RETURN_IF_ERROR(GetOptString(json, "contextKind", path, r.context_kind));
+  RETURN_IF_ERROR(GetOptString(json, "bucketBy", path, r.bucket_by));
+  RETURN_IF_ERROR(GetOptInt64(json, "seed", path, r.seed));
+  ASSIGN_OR_RETURN(const Array* arr, GetArray(json, "variations", path));
+  std::string vp = Field(path, "variations");
+  if (arr != nullptr) {
+    r.variations.resize(arr->size());
+    int64_t total = 0;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const Value& wv = (*arr)[i];
+      std::string p = Index(vp, i);
+      RETURN_IF_ERROR(RequireObject(wv, p));
+      WeightedVariation& w = r.variations[i];
+      RETURN_IF_ERROR(GetInt(wv, "variation", p, w.variation));
+      RETURN_IF_ERROR(GetInt(wv, "weight", p, w.weight));
+      RETURN_IF_ERROR(GetBool(wv, "untracked", p, w.untracked));
+      RETURN_IF_ERROR(CheckVariation(w.variation, variation_count, Field(p, "variation"), opt));
+      if (opt.strict && (w.weight < 0 || w.weight > kMaxWeight)) {
+        return Err(Field(p, "weight"), StrCat("must be between 0 and ", kMaxWeight));
+      }
+      total += w.weight;
+    }
+    if (opt.strict && total != kMaxWeight) {
+      return Err(vp, StrCat("weights add up to ", total, ", not ", kMaxWeight));
+    }
+  }
+  if (opt.strict && r.variations.empty()) return Err(vp, "a rollout needs at least one variation");
+  if (opt.strict && r.bucket_by.has_value()) {
+    AttributeRef ref = AttributeRef::Parse(*r.bucket_by, !r.context_kind.has_value());
+    if (!ref.valid()) return Err(Field(path, "bucketBy"), ref.error());
+  }
+  return absl::OkStatus();
+}
+
+// `variation` and `rollout` members of `json` (a rule or the fallthrough object).
+absl::Status DecodeVariationOrRollout(const Value& json, std::string_view path, DecodeOptions opt,
+                                      size_t variation_count, bool required,
+                                      VariationOrRollout& out) {
+  RETURN_IF_ERROR(GetOptInt(json, "variation", path, out.variation));
+  if (out.variation.has_value()) {
+    RETURN_IF_ERROR(CheckVariation(*out.variation, variation_count, Field(path, "variation"), opt));
+  }
+  if (const Value* r = Member(json, "rollout"); r != nullptr) {
+    Rollout rollout;
+    RETURN_IF_ERROR(DecodeRollout(*r, Field(path, "rollout"), opt, variation_count, rollout));
+    out.rollout = std::move(rollout);
+  }
+  if (opt.strict && required && !out.variation.has_value() && !out.rollout.has_value()) {
+    return Err(path, "needs a \"variation\" or a \"rollout\"");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeTargets(const Value& json, std::string_view name, std::string_view path,
+                           DecodeOptions opt, size_t variation_count, bool with_kind,
+                           std::vector<Target>& out) {
+  ASSIGN_OR_RETURN(const Array* arr, GetArray(json, name, path));
+  if (arr == nullptr) return absl::OkStatus();
+  std::string base = Field(path, name);
+  out.resize(arr->size());
+  for (size_t i = 0; i < arr->size(); ++i) {
+    std::string p = Index(base, i);
+    RETURN_IF_ERROR(RequireObject((*arr)[i], p));
+    Target& t = out[i];
+    t.context_kind = "user";
+    if (with_kind) RETURN_IF_ERROR(GetString((*arr)[i], "contextKind", p, t.context_kind));
+    RETURN_IF_ERROR(GetStrings((*arr)[i], "values", p, t.values));
+    RETURN_IF_ERROR(GetInt((*arr)[i], "variation", p, t.variation));
+    RETURN_IF_ERROR(CheckVariation(t.variation, variation_count, Field(p, "variation"), opt));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeSegmentTargets(const Value& json, std::string_view name, std::string_view path,
+                                  std::vector<SegmentTarget>& out) {
+  ASSIGN_OR_RETURN(const Array* arr, GetArray(json, name, path));
+  if (arr == nullptr) return absl::OkStatus();
+  std::string base = Field(path, name);
+  out.resize(arr->size());
+  for (size_t i = 0; i < arr->size(); ++i) {
+    std::string p = Index(base, i);
+    RETURN_IF_ERROR(RequireObject((*arr)[i], p));
+    RETURN_IF_ERROR(GetString((*arr)[i], "contextKind", p, out[i].context_kind));
+    if (out[i].context_kind.empty()) out[i].context_kind = "user";
+    RETURN_IF_ERROR(GetStrings((*arr)[i], "values", p, out[i].values));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeFlagAt(const Value& json, std::string_view path, DecodeOptions opt, Flag& f) {
+  RETURN_IF_ERROR(RequireObject(json, path));
+  RETURN_IF_ERROR(GetString(json, "key", path, f.key));
+  RETURN_IF_ERROR(CheckKey(f.key, path));
+  RETURN_IF_ERROR(GetInt64(json, "version", path, f.version));
+  RETURN_IF_ERROR(GetBool(json, "on", path, f.on));
+  ASSIGN_OR_RETURN(const Array* variations, GetArray(json, "variations", path));
+  if (variations != nullptr) f.variations = *variations;
+  const size_t n = f.variations.size();
+  RETURN_IF_ERROR(GetOptInt(json, "offVariation", path, f.off_variation));
+  if (f.off_variation.has_value()) {
+    RETURN_IF_ERROR(CheckVariation(*f.off_variation, n, Field(path, "offVariation"), opt));
+  }
+  if (const Value* ft = Member(json, "fallthrough"); ft != nullptr) {
+    std::string p = Field(path, "fallthrough");
+    RETURN_IF_ERROR(RequireObject(*ft, p));
+    RETURN_IF_ERROR(DecodeVariationOrRollout(*ft, p, opt, n, /*required=*/true, f.fallthrough));
+  } else if (opt.strict) {
+    return Err(Field(path, "fallthrough"), "is required");
+  }
+  RETURN_IF_ERROR(DecodeTargets(json, "targets", path, opt, n, false, f.targets));
+  RETURN_IF_ERROR(DecodeTargets(json, "contextTargets", path, opt, n, true, f.context_targets));
+  ASSIGN_OR_RETURN(const Array* rules, GetArray(json, "rules", path));
+  if (rules != nullptr) {
+    std::string base = Field(path, "rules");
+    f.rules.resize(rules->size());
+    for (size_t i = 0; i < rules->size(); ++i) {
+      std::string p = Index(base, i);
+      const Value& rj = (*rules)[i];
+      RETURN_IF_ERROR(RequireObject(rj, p));
+      FlagRule& r = f.rules[i];
+      RETURN_IF_ERROR(GetString(rj, "id", p, r.id));
+      RETURN_IF_ERROR(DecodeClauses(rj, p, opt, r.clauses));
+      RETURN_IF_ERROR(DecodeVariationOrRollout(rj, p, opt, n, true, r.variation_or_rollout));
+      RETURN_IF_ERROR(GetBool(rj, "trackEvents", p, r.track_events));
+    }
+  }
+  ASSIGN_OR_RETURN(const Array* prereqs, GetArray(json, "prerequisites", path));
+  if (prereqs != nullptr) {
+    std::string base = Field(path, "prerequisites");
+    f.prerequisites.resize(prereqs->size());
+    for (size_t i = 0; i < prereqs->size(); ++i) {
+      std::string p = Index(base, i);
+      RETURN_IF_ERROR(RequireObject((*prereqs)[i], p));
+      RETURN_IF_ERROR(GetString((*prereqs)[i], "key", p, f.prerequisites[i].key));
+      RETURN_IF_ERROR(CheckKey(f.prerequisites[i].key, p));
+      RETURN_IF_ERROR(GetInt((*prereqs)[i], "variation", p, f.prerequisites[i].variation));
+    }
+  }
+  RETURN_IF_ERROR(GetString(json, "salt", path, f.salt));
+  RETURN_IF_ERROR(GetBool(json, "trackEvents", path, f.track_events));
+  RETURN_IF_ERROR(GetBool(json, "trackEventsFallthrough", path, f.track_events_fallthrough));
+  if (const Value* csa = Member(json, "clientSideAvailability"); csa != nullptr) {
+    std::string p = Field(path, "clientSideAvailability");
+    RETURN_IF_ERROR(RequireObject(*csa, p));
+    RETURN_IF_ERROR(GetBool(*csa, "usingMobileKey", p, f.client_side_availability.using_mobile_key));
+    RETURN_IF_ERROR(
+        GetBool(*csa, "usingEnvironmentId", p, f.client_side_availability.using_environment_id));
+  } else {
+    // Older LaunchDarkly data says only "clientSide".
+    RETURN_IF_ERROR(
+        GetBool(json, "clientSide", path, f.client_side_availability.using_environment_id));
+  }
+  RETURN_IF_ERROR(GetBool(json, "deleted", path, f.deleted));
+  RETURN_IF_ERROR(GetString(json, "name", path, f.name));
+  RETURN_IF_ERROR(GetString(json, "description", path, f.description));
+  RETURN_IF_ERROR(GetStrings(json, "tags", path, f.tags));
+  RETURN_IF_ERROR(GetBool(json, "temporary", path, f.temporary));
+  RETURN_IF_ERROR(GetString(json, "maintainer", path, f.maintainer));
+  return absl::OkStatus();
+}
+
+absl::Status DecodeSegmentAt(const Value& json, std::string_view path, DecodeOptions opt,
+                             Segment& s) {
+  RETURN_IF_ERROR(RequireObject(json, path));
+  RETURN_IF_ERROR(GetString(json, "key", path, s.key));
+  RETURN_IF_ERROR(CheckKey(s.key, path));
+  RETURN_IF_ERROR(GetInt64(json, "version", path, s.version));
+  RETURN_IF_ERROR(GetStrings(json, "included", path, s.included));
+  RETURN_IF_ERROR(GetStrings(json, "excluded", path, s.excluded));
+  RETURN_IF_ERROR(DecodeSegmentTargets(json, "includedContexts", path, s.included_contexts));
+  RETURN_IF_ERROR(DecodeSegmentTargets(json, "excludedContexts", path, s.excluded_contexts));
+  ASSIGN_OR_RETURN(const Array* rules, GetArray(json, "rules", path));
+  if (rules != nullptr) {
+    std::string base = Field(path, "rules");
+    s.rules.resize(rules->size());
+    for (size_t i = 0; i < rules->size(); ++i) {
+      std::string p = Index(base, i);
+      const Value& rj = (*rules)[i];
+      RETURN_IF_ERROR(RequireObject(rj, p));
+      SegmentRule& r = s.rules[i];
+      RETURN_IF_ERROR(GetString(rj, "id", p, r.id));
+      RETURN_IF_ERROR(DecodeClauses(rj, p, opt, r.clauses));
+      RETURN_IF_ERROR(GetOptInt(rj, "weight", p, r.weight));
+      if (opt.strict && r.weight.has_value() && (*r.weight < 0 || *r.weight > kMaxWeight)) {
+        return Err(Field(p, "weight"), StrCat("must be between 0 and ", kMaxWeight));
+      }
+      RETURN_IF_ERROR(GetOptString(rj, "bucketBy", p, r.bucket_by));
+      RETURN_IF_ERROR(GetOptString(rj, "rolloutContextKind", p, r.rollout_context_kind));
+    }
+  }
+  RETURN_IF_ERROR(GetString(json, "salt", path, s.salt));
+  RETURN_IF_ERROR(GetBool(json, "deleted", path, s.deleted));
+  RETURN_IF_ERROR(GetString(json, "name", path, s.name));
+  RETURN_IF_ERROR(GetString(json, "description", path, s.description));
+  RETURN_IF_ERROR(GetStrings(json, "tags", path, s.tags));
+  return absl::OkStatus();
+}
+
+// Map member of the environment payload: each entry's key must equal its map key (or be
+// absent, in which case the map key is taken).
+template <typename T, typename DecodeFn>
+absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions opt,
+                       DecodeFn decode, std::map<std::string, T, std::less<>>& out) {
+  const Value* m = Member(json, name);
+  if (m == nullptr) return absl::OkStatus();
+  if (!m->is_object()) return WrongType(name, "an object keyed by key", *m);
+  for (const auto& [key, item] : m->as_object()) {
+    std::string p = StrCat(name, ".", key);
+    Value with_key = item;
+    if (item.is_object()) {
+      const Value* k = item.Find("key");
+      if (k == nullptr || k->is_null()) {
+        with_key.Set("key", Value(key));
+      } else if (k->is_string() && k->as_string() != key) {
+        return Err(Field(p, "key"),
+                   StrCat("\"", k->as_string(), "\" does not match its map key \"", key, "\""));
+      }
+    }
+    T decoded;
+    RETURN_IF_ERROR(decode(with_key, p, opt, decoded));
+    out.emplace(key, std::move(decoded));
+  }
+  return absl::OkStatus();
+}
+
+// --- encoding ---
+
+Value Strings(const std::vector<std::string>& v) {
+  Array a;
+  a.reserve(v.size());
+  for (const auto& s : v) a.emplace_back(s);
+  return Value(std::move(a));
+}
+
+Value EncodeClause(const Clause& c) {
+  Value v;
+  if (c.context_kind.has_value()) v.Set("contextKind", Value(*c.context_kind));
+  v.Set("attribute", Value(c.attribute));
+  v.Set("op", Value(c.op_name.empty() ? std::string(OpName(c.op)) : c.op_name));
+  v.Set("values", Value(Array(c.values)));
+  v.Set("negate", Value(c.negate));
+  return v;
+}
+
+Value EncodeClauses(const std::vector<Clause>& clauses) {
+  Array a;
+  for (const Clause& c : clauses) a.push_back(EncodeClause(c));
+  return Value(std::move(a));
+}
+
+Value EncodeRollout(const Rollout& r) {
+  Value v;
+  if (r.kind == RolloutKind::kExperiment) v.Set("kind", Value("experiment"));
+  if (r.context_kind.has_value()) v.Set("contextKind", Value(*r.context_kind));
+  if (r.bucket_by.has_value()) v.Set("bucketBy", Value(*r.bucket_by));
+  if (r.seed.has_value()) v.Set("seed", Value(*r.seed));
+  Array vars;
+  for (const WeightedVariation& w : r.variations) {
+    Value wv;
+    wv.Set("variation", Value(w.variation));
+    wv.Set("weight", Value(w.weight));
+    if (w.untracked) wv.Set("untracked", Value(true));
+    vars.push_back(std::move(wv));
+  }
+  v.Set("variations", Value(std::move(vars)));
+  return v;
+}
+
+void EncodeVariationOrRollout(const VariationOrRollout& vr, Value& into) {
+  if (vr.variation.has_value()) into.Set("variation", Value(*vr.variation));
+  if (vr.rollout.has_value()) into.Set("rollout", EncodeRollout(*vr.rollout));
+}
+
+Value EncodeTargets(const std::vector<Target>& targets, bool with_kind) {
+  Array a;
+  for (const Target& t : targets) {
+    Value v;
+    if (with_kind) v.Set("contextKind", Value(t.context_kind));
+    v.Set("values", Strings(t.values));
+    v.Set("variation", Value(t.variation));
+    a.push_back(std::move(v));
+  }
+  return Value(std::move(a));
+}
+
+Value EncodeSegmentTargets(const std::vector<SegmentTarget>& targets) {
+  Array a;
+  for (const SegmentTarget& t : targets) {
+    Value v;
+    v.Set("contextKind", Value(t.context_kind));
+    v.Set("values", Strings(t.values));
+    a.push_back(std::move(v));
+  }
+  return Value(std::move(a));
+}
+
+void SetIfNotEmpty(Value& v, std::string_view name, const std::string& s) {
+  if (!s.empty()) v.Set(name, Value(s));
+}
+
+}  // namespace
+
+absl::StatusOr<Flag> DecodeFlag(const Value& json, DecodeOptions options) {
+  Flag f;
+  RETURN_IF_ERROR(DecodeFlagAt(json, "", options, f));
+  return f;
+}
+
+absl::StatusOr<Segment> DecodeSegment(const Value& json, DecodeOptions options) {
+  Segment s;
+  RETURN_IF_ERROR(DecodeSegmentAt(json, "", options, s));
+  return s;
+}
+
+absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options) {
+  RETURN_IF_ERROR(RequireObject(json, ""));
+  Environment env;
+  RETURN_IF_ERROR(GetInt64(json, "sequence", "", env.sequence));
+  RETURN_IF_ERROR(DecodeMap<Flag>(json, "flags", options, DecodeFlagAt, env.flags));
+  RETURN_IF_ERROR(DecodeMap<Segment>(json, "segments", options, DecodeSegmentAt, env.segments));
+  if (options.strict) RETURN_IF_ERROR(CheckReferences(env));
+  return env;
+}
+
+absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options) {
+  ASSIGN_OR_RETURN(Value json, ParseJson(text));
+  return DecodeEnvironment(json, options);
+}
+
+absl::Status CheckReferences(const Environment& env) {
+  auto check_clauses = [&](const std::vector<Clause>& clauses, const std::string& path) {
+    for (size_t i = 0; i < clauses.size(); ++i) {
+      if (clauses[i].op != Op::kSegmentMatch) continue;
+      for (size_t j = 0; j < clauses[i].values.size(); ++j) {
+        const std::string& key = clauses[i].values[j].as_string();
+        if (env.segments.find(key) == env.segments.end()) {
+          return Err(StrCat(path, ".clauses[", i, "].values[", j, "]"),
+                     StrCat("no segment \"", key, "\""));
+        }
+      }
+    }
+    return absl::OkStatus();
+  };
+  for (const auto& [key, flag] : env.flags) {
+    std::string fp = StrCat("flags.", key);
+    for (size_t i = 0; i < flag.prerequisites.size(); ++i) {
+      const Prerequisite& p = flag.prerequisites[i];
+      std::string pp = StrCat(fp, ".prerequisites[", i, "]");
+      auto it = env.flags.find(p.key);
+      if (it == env.flags.end()) {
+        return Err(Field(pp, "key"), StrCat("no flag \"", p.key, "\""));
+      }
+      RETURN_IF_ERROR(CheckVariation(p.variation, it->second.variations.size(),
+                                     Field(pp, "variation"), DecodeOptions{.strict = true}));
+    }
+    for (size_t r = 0; r < flag.rules.size(); ++r) {
+      RETURN_IF_ERROR(check_clauses(flag.rules[r].clauses, StrCat(fp, ".rules[", r, "]")));
+    }
+  }
+  for (const auto& [key, seg] : env.segments) {
+    for (size_t r = 0; r < seg.rules.size(); ++r) {
+      RETURN_IF_ERROR(check_clauses(seg.rules[r].clauses,
+                                    StrCat("segments.", key, ".rules[", r, "]")));
+    }
+  }
+  // Prerequisite cycles: depth-first search with colours.
+  std::map<std::string_view, int> colour;  // 0 new, 1 on the stack, 2 done
+  std::vector<std::string_view> stack;
+  std::function<absl::Status(const Flag&)> visit = [&](const Flag& f) -> absl::Status {
+    colour[f.key] = 1;
+    stack.push_back(f.key);
+    for (const Prerequisite& p : f.prerequisites) {
+      auto it = env.flags.find(p.key);
+      if (it == env.flags.end()) continue;
+      int c = colour[it->second.key];
+      if (c == 1) {
+        std::string cycle;
+        for (std::string_view k : stack) StrAppend(&cycle, k, " -> ");
+        StrAppend(&cycle, p.key);
+        return Err(StrCat("flags.", f.key, ".prerequisites"),
+                   StrCat("prerequisite cycle ", cycle));
+      }
+      if (c == 0) RETURN_IF_ERROR(visit(it->second));
+    }
+    stack.pop_back();
+    colour[f.key] = 2;
+    return absl::OkStatus();
+  };
+  for (const auto& [key, flag] : env.flags) {
+    if (colour[flag.key] == 0) RETURN_IF_ERROR(visit(flag));
+  }
+  return absl::OkStatus();
+}
+
+Value EncodeFlag(const Flag& f) {
+  Value v;
+  v.Set("key", Value(f.key));
+  v.Set("version", Value(f.version));
+  v.Set("on", Value(f.on));
+  v.Set("variations", Value(Array(f.variations)));
+  if (f.off_variation.has_value()) v.Set("offVariation", Value(*f.off_variation));
+  Value ft{Object{}};
+  EncodeVariationOrRollout(f.fallthrough, ft);
+  v.Set("fallthrough", std::move(ft));
+  v.Set("targets", EncodeTargets(f.targets, false));
+  v.Set("contextTargets", EncodeTargets(f.context_targets, true));
+  Array rules;
+  for (const FlagRule& r : f.rules) {
+    Value rv;
+    rv.Set("id", Value(r.id));
+    rv.Set("clauses", EncodeClauses(r.clauses));
+    EncodeVariationOrRollout(r.variation_or_rollout, rv);
+    rv.Set("trackEvents", Value(r.track_events));
+    rules.push_back(std::move(rv));
+  }
+  v.Set("rules", Value(std::move(rules)));
+  Array prereqs;
+  for (const Prerequisite& p : f.prerequisites) {
+    Value pv;
+    pv.Set("key", Value(p.key));
+    pv.Set("variation", Value(p.variation));
+    prereqs.push_back(std::move(pv));
+  }
+  v.Set("prerequisites", Value(std::move(prereqs)));
+  v.Set("salt", Value(f.salt));
+  v.Set("trackEvents", Value(f.track_events));
+  v.Set("trackEventsFallthrough", Value(f.track_events_fallthrough));
+  Value csa;
+  csa.Set("usingMobileKey", Value(f.client_side_availability.using_mobile_key));
+  csa.Set("usingEnvironmentId", Value(f.client_side_availability.using_environment_id));
+  v.Set("clientSideAvailability", std::move(csa));
+  v.Set("deleted", Value(f.deleted));
+  SetIfNotEmpty(v, "name", f.name);
+  SetIfNotEmpty(v, "description", f.description);
+  if (!f.tags.empty()) v.Set("tags", Strings(f.tags));
+  if (f.temporary) v.Set("temporary", Value(true));
+  SetIfNotEmpty(v, "maintainer", f.maintainer);
+  return v;
+}
+
+Value EncodeSegment(const Segment& s) {
+  Value v;
+  v.Set("key", Value(s.key));
+  v.Set("version", Value(s.version));
+  v.Set("included", Strings(s.included));
+  v.Set("excluded", Strings(s.excluded));
+  v.Set("includedContexts", EncodeSegmentTargets(s.included_contexts));
+  v.Set("excludedContexts", EncodeSegmentTargets(s.excluded_contexts));
+  Array rules;
+  for (const SegmentRule& r : s.rules) {
+    Value rv;
+    rv.Set("id", Value(r.id));
+    rv.Set("clauses", EncodeClauses(r.clauses));
+    if (r.weight.has_value()) rv.Set("weight", Value(*r.weight));
+    if (r.bucket_by.has_value()) rv.Set("bucketBy", Value(*r.bucket_by));
+    if (r.rollout_context_kind.has_value()) {
+      rv.Set("rolloutContextKind", Value(*r.rollout_context_kind));
+    }
+    rules.push_back(std::move(rv));
+  }
+  v.Set("rules", Value(std::move(rules)));
+  v.Set("salt", Value(s.salt));
+  v.Set("deleted", Value(s.deleted));
+  SetIfNotEmpty(v, "name", s.name);
+  SetIfNotEmpty(v, "description", s.description);
+  if (!s.tags.empty()) v.Set("tags", Strings(s.tags));
+  return v;
+}
+
+Value EncodeEnvironment(const Environment& env) {
+  Value v;
+  v.Set("sequence", Value(env.sequence));
+  Value flags{Object{}};
+  for (const auto& [key, f] : env.flags) flags.Set(key, EncodeFlag(f));
+  v.Set("flags", std::move(flags));
+  Value segments{Object{}};
+  for (const auto& [key, s] : env.segments) segments.Set(key, EncodeSegment(s));
+  v.Set("segments", std::move(segments));
+  return v;
+}
+
+}  // namespace gonfalon::rules

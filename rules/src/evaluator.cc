@@ -1,0 +1,516 @@
+#include "gonfalon/rules/evaluator.h"
+
+#include <algorithm>
+
+#include "compiled.h"
+
+namespace gonfalon::rules {
+
+using internal::ClauseValue;
+using internal::CompiledClause;
+using internal::CompiledFlag;
+using internal::CompiledRollout;
+using internal::CompiledSegment;
+using internal::CompiledVariationOrRollout;
+using internal::SnapshotData;
+
+namespace {
+
+// Deeper prerequisite or segment nesting than this is treated as malformed.
+constexpr int kMaxDepth = 64;
+
+enum class Match : uint8_t { kNo, kYes, kMalformed };
+
+Match Negate(bool matched, bool negate) { return (matched != negate) ? Match::kYes : Match::kNo; }
+
+struct EvalState {
+  const SnapshotData& d;
+  const Context& ctx;
+  Trace* trace;
+  const CompiledFlag* flag_stack[kMaxDepth];
+  int flag_depth = 0;
+  const CompiledSegment* segment_stack[kMaxDepth];
+  int segment_depth = 0;
+  bool cycle = false;  // a prerequisite cycle was found: the outermost flag is malformed
+};
+
+void AddStep(Trace* trace, Value step) {
+  if (trace != nullptr) trace->mutable_steps().mutable_array().push_back(std::move(step));
+}
+
+bool MatchOne(Op op, const Value& u, const ClauseValue& cv) {
+  const Value& v = *cv.raw;
+  switch (op) {
+    case Op::kIn:
+      return u == v;
+    case Op::kStartsWith:
+      return u.is_string() && v.is_string() && u.as_string().starts_with(v.as_string());
+    case Op::kEndsWith:
+      return u.is_string() && v.is_string() && u.as_string().ends_with(v.as_string());
+    case Op::kContains:
+      return u.is_string() && v.is_string() &&
+             u.as_string().find(v.as_string()) != std::string::npos;
+    case Op::kMatches:
+      return u.is_string() && cv.regex != nullptr && RE2::PartialMatch(u.as_string(), *cv.regex);
+    case Op::kLessThan:
+      return u.is_number() && v.is_number() && u.as_number() < v.as_number();
+    case Op::kLessThanOrEqual:
+      return u.is_number() && v.is_number() && u.as_number() <= v.as_number();
+    case Op::kGreaterThan:
+      return u.is_number() && v.is_number() && u.as_number() > v.as_number();
+    case Op::kGreaterThanOrEqual:
+      return u.is_number() && v.is_number() && u.as_number() >= v.as_number();
+    case Op::kBefore:
+    case Op::kAfter: {
+      if (!cv.millis.has_value()) return false;
+      std::optional<double> um = internal::ToUnixMillis(u);
+      if (!um.has_value()) return false;
+      return op == Op::kBefore ? *um < *cv.millis : *um > *cv.millis;
+    }
+    case Op::kSemVerEqual:
+    case Op::kSemVerLessThan:
+    case Op::kSemVerGreaterThan: {
+      if (!cv.semver.has_value() || !u.is_string()) return false;
+      std::optional<internal::SemVer> us = internal::ParseSemVer(u.as_string());
+      if (!us.has_value()) return false;
+      int c = internal::CompareSemVer(*us, *cv.semver);
+      return op == Op::kSemVerEqual ? c == 0 : (op == Op::kSemVerLessThan ? c < 0 : c > 0);
+    }
+    case Op::kSegmentMatch:
+    case Op::kUnknown:
+      return false;
+  }
+  return false;
+}
+
+bool MatchAny(const CompiledClause& c, const Value& u) {
+  if (c.use_string_set && u.is_string()) {
+    return c.string_set.contains(absl::string_view(u.as_string()));
+  }
+  for (const ClauseValue& cv : c.values) {
+    if (MatchOne(c.op, u, cv)) return true;
+  }
+  return false;
+}
+
+Match MatchSegment(EvalState& s, const CompiledSegment& seg, Value* trace_out);
+
+// Evaluates one clause. `trace_out`, when set, receives what the clause read and decided.
+Match MatchClause(EvalState& s, const CompiledClause& c, Value* trace_out) {
+  if (trace_out != nullptr) {
+    trace_out->Set("contextKind", Value(c.context_kind));
+    trace_out->Set("attribute", Value(c.model->attribute));
+    trace_out->Set("op", Value(c.model->op_name));
+    trace_out->Set("values", Value(Array(c.model->values)));
+    if (c.negate) trace_out->Set("negate", Value(true));
+  }
+  auto done = [&](Match m) {
+    if (trace_out != nullptr) {
+      if (m == Match::kMalformed) {
+        trace_out->Set("malformed", Value(true));
+      } else {
+        trace_out->Set("matched", Value(m == Match::kYes));
+      }
+    }
+    return m;
+  };
+  if (c.op == Op::kSegmentMatch) {
+    Value segs{Array{}};
+    bool matched = false;
+    for (const ClauseValue& cv : c.values) {
+      if (cv.segment < 0) continue;  // unknown or deleted segment: no match
+      Value seg_trace;
+      Match m = MatchSegment(s, s.d.segments[cv.segment], trace_out ? &seg_trace : nullptr);
+      if (trace_out != nullptr) segs.mutable_array().push_back(std::move(seg_trace));
+      if (m == Match::kMalformed) return done(Match::kMalformed);
+      if (m == Match::kYes) {
+        matched = true;
+        break;
+      }
+    }
+    if (trace_out != nullptr) trace_out->Set("segments", std::move(segs));
+    return done(Negate(matched, c.negate));
+  }
+  if (!c.attribute.valid()) return done(Match::kMalformed);
+  if (c.attribute.is_kind()) {
+    // "kind" reads the kinds of the context, whatever the clause's contextKind.
+    bool matched = false;
+    for (const Context::Single& part : s.ctx.kinds()) {
+      if (MatchAny(c, part.kind)) {
+        matched = true;
+        break;
+      }
+    }
+    return done(Negate(matched, c.negate));
+  }
+  const Context::Single* part = s.ctx.Find(c.context_kind);
+  if (part == nullptr) return done(Match::kNo);  // absent kind: no match, negate or not
+  const Value* u = Context::Get(*part, c.attribute);
+  if (trace_out != nullptr) trace_out->Set("read", u == nullptr ? Value() : *u);
+  if (u == nullptr || u->is_null()) return done(Match::kNo);
+  bool matched = false;
+  if (u->is_array()) {
+    for (const Value& e : u->as_array()) {
+      if (MatchAny(c, e)) {
+        matched = true;
+        break;
+      }
+    }
+  } else {
+    matched = MatchAny(c, *u);
+  }
+  return done(Negate(matched, c.negate));
+}
+
+Match MatchClauses(EvalState& s, const std::vector<CompiledClause>& clauses, Value* trace_out) {
+  Value list{Array{}};
+  Match result = Match::kYes;
+  for (const CompiledClause& c : clauses) {
+    Value ct;
+    Match m = MatchClause(s, c, trace_out ? &ct : nullptr);
+    if (trace_out != nullptr) list.mutable_array().push_back(std::move(ct));
+    if (m != Match::kYes) {
+      result = m;
+      break;
+    }
+  }
+  if (trace_out != nullptr) trace_out->Set("clauses", std::move(list));
+  return result;
+}
+
+// Bucket of the context for (kind, attribute) under `hasher`; `found` says whether the
+// context has that kind at all.
+double BucketFor(const EvalState& s, const std::string& kind, const AttributeRef& by,
+                 const BucketHasher& hasher, bool& found, Value* trace_out) {
+  found = false;
+  const Context::Single* part = s.ctx.Find(kind);
+  if (part == nullptr) return 0;
+  found = true;
+  const Value* v = Context::Get(*part, by);
+  char buf[24];
+  std::string_view input;
+  if (v == nullptr || !BucketableString(*v, buf, input)) return 0;
+  double b = hasher.Bucket(input);
+  if (trace_out != nullptr) trace_out->Set("input", Value(input));
+  return b;
+}
+
+bool SegmentKeyListed(const EvalState& s,
+                      const absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>& m) {
+  for (const auto& [kind, keys] : m) {
+    const Context::Single* part = s.ctx.Find(kind);
+    if (part != nullptr && keys.contains(absl::string_view(part->key.as_string()))) return true;
+  }
+  return false;
+}
+
+Match MatchSegment(EvalState& s, const CompiledSegment& seg, Value* trace_out) {
+  if (trace_out != nullptr) trace_out->Set("segment", Value(seg.model->key));
+  for (int i = 0; i < s.segment_depth; ++i) {
+    if (s.segment_stack[i] == &seg) return Match::kMalformed;  // segments reference in a cycle
+  }
+  if (s.segment_depth >= kMaxDepth) return Match::kMalformed;
+  if (SegmentKeyListed(s, seg.included)) {
+    if (trace_out != nullptr) trace_out->Set("result", Value("included"));
+    return Match::kYes;
+  }
+  if (SegmentKeyListed(s, seg.excluded)) {
+    if (trace_out != nullptr) trace_out->Set("result", Value("excluded"));
+    return Match::kNo;
+  }
+  s.segment_stack[s.segment_depth++] = &seg;
+  Match result = Match::kNo;
+  Value rules_trace{Array{}};
+  for (size_t i = 0; i < seg.rules.size(); ++i) {
+    const internal::CompiledSegmentRule& r = seg.rules[i];
+    Value rt;
+    if (trace_out != nullptr) rt.Set("index", Value(static_cast<int>(i)));
+    Match m = MatchClauses(s, r.clauses, trace_out ? &rt : nullptr);
+    if (m == Match::kYes && r.weight.has_value()) {
+      if (!r.bucket_by.valid()) {
+        m = Match::kMalformed;
+      } else {
+        bool found;
+        double b = BucketFor(s, r.rollout_context_kind, r.bucket_by, seg.hasher, found,
+                             trace_out ? &rt : nullptr);
+        if (trace_out != nullptr) {
+          rt.Set("bucket", Value(b));
+          rt.Set("weight", Value(*r.weight));
+        }
+        m = b < *r.weight ? Match::kYes : Match::kNo;
+      }
+    }
+    if (trace_out != nullptr) rules_trace.mutable_array().push_back(std::move(rt));
+    if (m != Match::kNo) {
+      result = m;
+      break;
+    }
+  }
+  --s.segment_depth;
+  if (trace_out != nullptr) {
+    trace_out->Set("rules", std::move(rules_trace));
+    trace_out->Set("result", Value(result == Match::kYes ? "rule" : "no match"));
+  }
+  return result;
+}
+
+Detail Error(ErrorKind kind) {
+  Detail d;
+  d.reason.kind = ReasonKind::kError;
+  d.reason.error_kind = kind;
+  return d;
+}
+
+// Serves variation `index` with `reason`, or MALFORMED_FLAG when it does not exist.
+Detail Serve(const CompiledFlag& f, int index, Reason reason) {
+  const std::vector<Value>& vars = f.model->variations;
+  if (index < 0 || static_cast<size_t>(index) >= vars.size()) {
+    return Error(ErrorKind::kMalformedFlag);
+  }
+  Detail d;
+  d.value = &vars[index];
+  d.variation_index = index;
+  d.reason = reason;
+  return d;
+}
+
+Detail ServeOff(const CompiledFlag& f, Reason reason) {
+  if (!f.model->off_variation.has_value()) {
+    Detail d;
+    d.reason = reason;
+    return d;
+  }
+  return Serve(f, *f.model->off_variation, reason);
+}
+
+Detail ServeResult(EvalState& s, const CompiledFlag& f, const CompiledVariationOrRollout& r,
+                   Reason reason) {
+  if (r.variation >= 0 || !r.rollout.has_value()) {
+    return r.variation >= 0 ? Serve(f, r.variation, reason) : Error(ErrorKind::kMalformedFlag);
+  }
+  const CompiledRollout& ro = *r.rollout;
+  if (ro.buckets.empty() || !ro.bucket_by.valid()) return Error(ErrorKind::kMalformedFlag);
+  Value bt;
+  Value* bucket_trace = nullptr;
+  if (s.trace != nullptr) {
+    bt.Set("step", Value("bucket"));
+    bucket_trace = &bt;
+  }
+  bool found;
+  double b = BucketFor(s, ro.context_kind, ro.bucket_by, ro.hasher, found, bucket_trace);
+  // The bucket falls under the first cumulative boundary above it; past the last (weights
+  // summing to less than 100%), the last variation serves.
+  size_t chosen = ro.buckets.size() - 1;
+  for (size_t i = 0; i < ro.buckets.size(); ++i) {
+    if (b < ro.buckets[i].upper) {
+      chosen = i;
+      break;
+    }
+  }
+  const CompiledRollout::Bucket& bucket = ro.buckets[chosen];
+  reason.in_experiment =
+      ro.kind == RolloutKind::kExperiment && found && !bucket.untracked;
+  if (bucket_trace != nullptr) {
+    bt.Set("contextKind", Value(ro.context_kind));
+    bt.Set("bucket", Value(b));
+    bt.Set("from", Value(chosen == 0 ? 0.0 : ro.buckets[chosen - 1].upper));
+    bt.Set("to", Value(bucket.upper));
+    bt.Set("variation", Value(bucket.variation));
+    if (!found) bt.Set("contextKindMissing", Value(true));
+    AddStep(s.trace, std::move(bt));
+  }
+  Detail d = Serve(f, bucket.variation, reason);
+  d.via_rollout = true;
+  return d;
+}
+
+Detail EvaluateFlag(EvalState& s, const CompiledFlag& f) {
+  if (!f.model->on) {
+    AddStep(s.trace, Value(Object{{"step", Value("off")}}));
+    Reason r;
+    r.kind = ReasonKind::kOff;
+    return ServeOff(f, r);
+  }
+  for (const internal::CompiledPrerequisite& p : f.prerequisites) {
+    Reason failed;
+    failed.kind = ReasonKind::kPrerequisiteFailed;
+    failed.prerequisite_key = p.model->key;
+    if (p.flag < 0) {
+      AddStep(s.trace, Value(Object{{"step", Value("prerequisite")},
+                                    {"key", Value(p.model->key)},
+                                    {"missing", Value(true)}}));
+      return ServeOff(f, failed);
+    }
+    const CompiledFlag& pf = s.d.flags[p.flag];
+    for (int i = 0; i < s.flag_depth; ++i) {
+      if (s.flag_stack[i] == &pf) s.cycle = true;
+    }
+    if (s.cycle || s.flag_depth >= kMaxDepth) {
+      s.cycle = true;
+      return Error(ErrorKind::kMalformedFlag);
+    }
+    s.flag_stack[s.flag_depth++] = &pf;
+    Detail pd = EvaluateFlag(s, pf);
+    --s.flag_depth;
+    if (s.cycle) return Error(ErrorKind::kMalformedFlag);
+    bool ok = pf.model->on && pd.variation_index == p.model->variation;
+    AddStep(s.trace, Value(Object{{"step", Value("prerequisite")},
+                                  {"key", Value(p.model->key)},
+                                  {"on", Value(pf.model->on)},
+                                  {"required", Value(p.model->variation)},
+                                  {"got", Value(pd.variation_index)},
+                                  {"ok", Value(ok)}}));
+    if (!ok) return ServeOff(f, failed);
+  }
+  for (const internal::CompiledTarget& t : f.targets) {
+    const Context::Single* part = s.ctx.Find(t.context_kind);
+    bool hit = part != nullptr && t.values.contains(absl::string_view(part->key.as_string()));
+    if (s.trace != nullptr) {
+      AddStep(s.trace, Value(Object{{"step", Value("targets")},
+                                    {"contextKind", Value(t.context_kind)},
+                                    {"variation", Value(t.variation)},
+                                    {"matched", Value(hit)}}));
+    }
+    if (hit) {
+      Reason r;
+      r.kind = ReasonKind::kTargetMatch;
+      return Serve(f, t.variation, r);
+    }
+  }
+  for (size_t i = 0; i < f.rules.size(); ++i) {
+    const internal::CompiledRule& rule = f.rules[i];
+    Value rt;
+    Value* rule_trace = s.trace != nullptr ? &rt : nullptr;
+    if (rule_trace != nullptr) {
+      rt.Set("step", Value("rule"));
+      rt.Set("index", Value(static_cast<int>(i)));
+      rt.Set("id", Value(rule.model->id));
+    }
+    Match m = MatchClauses(s, rule.clauses, rule_trace);
+    if (rule_trace != nullptr) {
+      rt.Set("matched", Value(m == Match::kYes));
+      AddStep(s.trace, std::move(rt));
+    }
+    if (m == Match::kMalformed) return Error(ErrorKind::kMalformedFlag);
+    if (m == Match::kYes) {
+      Reason r;
+      r.kind = ReasonKind::kRuleMatch;
+      r.rule_index = static_cast<int>(i);
+      r.rule_id = rule.model->id;
+      return ServeResult(s, f, rule.result, r);
+    }
+  }
+  AddStep(s.trace, Value(Object{{"step", Value("fallthrough")}}));
+  Reason r;
+  r.kind = ReasonKind::kFallthrough;
+  return ServeResult(s, f, f.fallthrough, r);
+}
+
+}  // namespace
+
+Detail Evaluate(const Snapshot& snapshot, const CompiledFlag& flag, const Context& context,
+                Trace* trace) {
+  if (!context.valid()) {
+    Detail d = Error(ErrorKind::kUserNotSpecified);
+    d.flag_version = flag.model->version;
+    return d;
+  }
+  // `flag` must come from `snapshot`: prerequisites and segments are indices into it.
+  EvalState s{snapshot.data(), context, trace};
+  s.flag_stack[0] = &flag;
+  s.flag_depth = 1;
+  Detail d = EvaluateFlag(s, flag);
+  d.flag_has_targeting = flag.has_targeting;
+  d.flag_version = flag.model->version;
+  return d;
+}
+
+Detail Evaluate(const Snapshot& snapshot, std::string_view flag_key, const Context& context,
+                Trace* trace) {
+  const CompiledFlag* f = snapshot.FindFlag(flag_key);
+  if (f == nullptr) return Error(ErrorKind::kFlagNotFound);
+  return Evaluate(snapshot, *f, context, trace);
+}
+
+void EvaluateAll(const Snapshot& snapshot, const Context& context,
+                 absl::FunctionRef<void(std::string_view key, const Detail&)> each,
+                 bool client_side_only) {
+  for (const CompiledFlag& f : snapshot.data().flags) {
+    if (client_side_only && !f.model->client_side_availability.using_environment_id) continue;
+    each(f.model->key, Evaluate(snapshot, f, context, nullptr));
+  }
+}
+
+const Flag& FlagModel(const CompiledFlag& flag) { return *flag.model; }
+
+std::string_view ReasonKindName(ReasonKind k) {
+  switch (k) {
+    case ReasonKind::kOff:
+      return "OFF";
+    case ReasonKind::kFallthrough:
+      return "FALLTHROUGH";
+    case ReasonKind::kTargetMatch:
+      return "TARGET_MATCH";
+    case ReasonKind::kRuleMatch:
+      return "RULE_MATCH";
+    case ReasonKind::kPrerequisiteFailed:
+      return "PREREQUISITE_FAILED";
+    case ReasonKind::kError:
+      return "ERROR";
+  }
+  return "ERROR";
+}
+
+std::string_view ErrorKindName(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::kNone:
+      return "";
+    case ErrorKind::kFlagNotFound:
+      return "FLAG_NOT_FOUND";
+    case ErrorKind::kMalformedFlag:
+      return "MALFORMED_FLAG";
+    case ErrorKind::kUserNotSpecified:
+      return "USER_NOT_SPECIFIED";
+    case ErrorKind::kWrongType:
+      return "WRONG_TYPE";
+    case ErrorKind::kClientNotReady:
+      return "CLIENT_NOT_READY";
+    case ErrorKind::kException:
+      return "EXCEPTION";
+  }
+  return "EXCEPTION";
+}
+
+Value ReasonToValue(const Reason& r) {
+  Value v;
+  v.Set("kind", Value(ReasonKindName(r.kind)));
+  switch (r.kind) {
+    case ReasonKind::kRuleMatch:
+      v.Set("ruleIndex", Value(r.rule_index));
+      v.Set("ruleId", Value(r.rule_id));
+      if (r.in_experiment) v.Set("inExperiment", Value(true));
+      break;
+    case ReasonKind::kFallthrough:
+      if (r.in_experiment) v.Set("inExperiment", Value(true));
+      break;
+    case ReasonKind::kPrerequisiteFailed:
+      v.Set("prerequisiteKey", Value(r.prerequisite_key));
+      break;
+    case ReasonKind::kError:
+      v.Set("errorKind", Value(ErrorKindName(r.error_kind)));
+      break;
+    default:
+      break;
+  }
+  return v;
+}
+
+Value DetailToValue(const Detail& d) {
+  Value v;
+  v.Set("value", d.value == nullptr ? Value() : *d.value);
+  if (d.variation_index >= 0) v.Set("variationIndex", Value(d.variation_index));
+  v.Set("reason", ReasonToValue(d.reason));
+  return v;
+}
+
+}  // namespace gonfalon::rules

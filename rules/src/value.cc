@@ -1,0 +1,304 @@
+#include "gonfalon/rules/value.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+
+#include "gonfalon/rules/str_cat.h"
+#include "simdjson.h"
+
+namespace gonfalon::rules {
+namespace {
+
+const std::string& EmptyString() {
+  static const std::string* s = new std::string();
+  return *s;
+}
+const Array& EmptyArray() {
+  static const Array* a = new Array();
+  return *a;
+}
+const Object& EmptyObject() {
+  static const Object* o = new Object();
+  return *o;
+}
+
+absl::Status Convert(simdjson::dom::element e, int depth, Value& out) {
+  if (depth > kMaxJsonDepth) {
+    return absl::InvalidArgumentError(
+        StrCat("invalid JSON: nesting deeper than ", kMaxJsonDepth));
+  }
+  switch (e.type()) {
+    case simdjson::dom::element_type::NULL_VALUE:
+      out = Value();
+      return absl::OkStatus();
+    case simdjson::dom::element_type::BOOL:
+      out = Value(bool(e.get_bool().value_unsafe()));
+      return absl::OkStatus();
+    case simdjson::dom::element_type::INT64:
+      out = Value(static_cast<double>(e.get_int64().value_unsafe()));
+      return absl::OkStatus();
+    case simdjson::dom::element_type::UINT64:
+      out = Value(static_cast<double>(e.get_uint64().value_unsafe()));
+      return absl::OkStatus();
+    case simdjson::dom::element_type::DOUBLE:
+      out = Value(e.get_double().value_unsafe());
+      return absl::OkStatus();
+    case simdjson::dom::element_type::STRING:
+      out = Value(std::string(e.get_string().value_unsafe()));
+      return absl::OkStatus();
+    case simdjson::dom::element_type::ARRAY: {
+      Array arr;
+      simdjson::dom::array a = e.get_array().value_unsafe();
+      arr.reserve(a.size());
+      for (simdjson::dom::element child : a) {
+        Value v;
+        absl::Status s = Convert(child, depth + 1, v);
+        if (!s.ok()) return s;
+        arr.push_back(std::move(v));
+      }
+      out = Value(std::move(arr));
+      return absl::OkStatus();
+    }
+    case simdjson::dom::element_type::OBJECT: {
+      Object obj;
+      simdjson::dom::object o = e.get_object().value_unsafe();
+      obj.reserve(o.size());
+      for (simdjson::dom::key_value_pair kv : o) {
+        Value v;
+        absl::Status s = Convert(kv.value, depth + 1, v);
+        if (!s.ok()) return s;
+        // Duplicate member names: the last one wins, as in most JSON readers.
+        bool replaced = false;
+        for (auto& [name, existing] : obj) {
+          if (name == kv.key) {
+            existing = std::move(v);
+            replaced = true;
+            break;
+          }
+        }
+        if (!replaced) obj.emplace_back(std::string(kv.key), std::move(v));
+      }
+      out = Value(std::move(obj));
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError("invalid JSON: unknown element type");
+}
+
+}  // namespace
+
+const std::string& Value::as_string() const {
+  return is_string() ? std::get<std::string>(v_) : EmptyString();
+}
+const Array& Value::as_array() const {
+  return is_array() ? std::get<Array>(v_) : EmptyArray();
+}
+const Object& Value::as_object() const {
+  return is_object() ? std::get<Object>(v_) : EmptyObject();
+}
+Array& Value::mutable_array() {
+  if (!is_array()) v_ = Array();
+  return std::get<Array>(v_);
+}
+Object& Value::mutable_object() {
+  if (!is_object()) v_ = Object();
+  return std::get<Object>(v_);
+}
+
+const Value* Value::Find(std::string_view name) const {
+  if (!is_object()) return nullptr;
+  for (const auto& [k, v] : std::get<Object>(v_)) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
+
+Value& Value::Set(std::string_view name, Value v) {
+  Object& o = mutable_object();
+  for (auto& [k, existing] : o) {
+    if (k == name) {
+      existing = std::move(v);
+      return existing;
+    }
+  }
+  o.emplace_back(std::string(name), std::move(v));
+  return o.back().second;
+}
+
+bool Value::Erase(std::string_view name) {
+  if (!is_object()) return false;
+  Object& o = std::get<Object>(v_);
+  for (auto it = o.begin(); it != o.end(); ++it) {
+    if (it->first == name) {
+      o.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool operator==(const Value& a, const Value& b) {
+  if (a.type() != b.type()) return false;
+  switch (a.type()) {
+    case Value::Type::kNull:
+      return true;
+    case Value::Type::kBool:
+      return a.as_bool() == b.as_bool();
+    case Value::Type::kNumber:
+      return a.as_number() == b.as_number();
+    case Value::Type::kString:
+      return a.as_string() == b.as_string();
+    case Value::Type::kArray:
+      return a.as_array() == b.as_array();
+    case Value::Type::kObject: {
+      const Object& oa = a.as_object();
+      const Object& ob = b.as_object();
+      if (oa.size() != ob.size()) return false;
+      for (const auto& [k, v] : oa) {
+        const Value* other = b.Find(k);
+        if (other == nullptr || !(*other == v)) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view TypeName(Value::Type t) {
+  switch (t) {
+    case Value::Type::kNull:
+      return "null";
+    case Value::Type::kBool:
+      return "boolean";
+    case Value::Type::kNumber:
+      return "number";
+    case Value::Type::kString:
+      return "string";
+    case Value::Type::kArray:
+      return "array";
+    case Value::Type::kObject:
+      return "object";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Value> ParseJson(std::string_view text) {
+  // One parser per thread: it keeps its buffers between calls.
+  thread_local simdjson::dom::parser parser;
+  simdjson::padded_string padded(text);
+  simdjson::dom::element root;
+  simdjson::error_code err = parser.parse(padded).get(root);
+  if (err != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError(
+        StrCat("invalid JSON: ", simdjson::error_message(err)));
+  }
+  Value out;
+  absl::Status s = Convert(root, 0, out);
+  if (!s.ok()) return s;
+  return out;
+}
+
+void AppendJsonString(std::string_view s, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      case '\b':
+        out.append("\\b");
+        break;
+      case '\f':
+        out.append("\\f");
+        break;
+      default:
+        if (u < 0x20) {
+          out.append("\\u00");
+          out.push_back(kHex[u >> 4]);
+          out.push_back(kHex[u & 0xF]);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+void AppendJsonNumber(double d, std::string& out) {
+  if (!std::isfinite(d)) {  // JSON has no NaN or infinity
+    out.append("null");
+    return;
+  }
+  char buf[32];
+  if (d == std::floor(d) && std::fabs(d) <= 9007199254740992.0) {
+    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(d));
+    out.append(buf, p);
+    return;
+  }
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  out.append(buf, p);
+}
+
+void AppendJson(const Value& v, std::string& out) {
+  switch (v.type()) {
+    case Value::Type::kNull:
+      out.append("null");
+      return;
+    case Value::Type::kBool:
+      out.append(v.as_bool() ? "true" : "false");
+      return;
+    case Value::Type::kNumber:
+      AppendJsonNumber(v.as_number(), out);
+      return;
+    case Value::Type::kString:
+      AppendJsonString(v.as_string(), out);
+      return;
+    case Value::Type::kArray: {
+      out.push_back('[');
+      bool first = true;
+      for (const Value& e : v.as_array()) {
+        if (!first) out.push_back(',');
+        first = false;
+        AppendJson(e, out);
+      }
+      out.push_back(']');
+      return;
+    }
+    case Value::Type::kObject: {
+      out.push_back('{');
+      bool first = true;
+      for (const auto& [k, e] : v.as_object()) {
+        if (!first) out.push_back(',');
+        first = false;
+        AppendJsonString(k, out);
+        out.push_back(':');
+        AppendJson(e, out);
+      }
+      out.push_back('}');
+      return;
+    }
+  }
+}
+
+std::string ToJson(const Value& v) {
+  std::string out;
+  AppendJson(v, out);
+  return out;
+}
+
+}  // namespace gonfalon::rules

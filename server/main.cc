@@ -1,0 +1,29 @@
+// The `gonfalon` executable: one binary, one subcommand per job.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "src/eval_command.h"
+
+namespace {
+constexpr char kUsage[] =
+    "usage: gonfalon <command> [options]\n"
+    "commands:\n"
+    "  eval     evaluate flags from a data file (gonfalon eval --help)\n";
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "eval") return gonfalon::server::RunEvalCommand(args, std::cout, std::cerr);
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  std::cerr << "gonfalon: unknown command \"" << command << "\"\n" << kUsage;
+  return 2;
+}
