@@ -419,7 +419,7 @@ absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions o
       const Value* k = item.Find("key");
       if (k == nullptr || k->is_null()) {
         with_key.Set("key", Value(key));
-      } else if (k->is_string() && k->as_string() != key) {
+      } else if (k->is_string() && !k->as_string().empty() && k->as_string() != key) {
         return Err(Field(p, "key"),
                    StrCat("\"", k->as_string(), "\" does not match its map key \"", key, "\""));
       }
@@ -577,7 +577,8 @@ absl::Status CheckReferences(const Environment& env) {
   std::function<absl::Status(const Flag&)> visit = [&](const Flag& f) -> absl::Status {
     colour[f.key] = 1;
     stack.push_back(f.key);
-    for (const Prerequisite& p : f.prerequisites) {
+    for (size_t i = 0; i < f.prerequisites.size(); ++i) {
+      const Prerequisite& p = f.prerequisites[i];
       auto it = env.flags.find(p.key);
       if (it == env.flags.end()) continue;
       int c = colour[it->second.key];
@@ -585,7 +586,7 @@ absl::Status CheckReferences(const Environment& env) {
         std::string cycle;
         for (std::string_view k : stack) StrAppend(&cycle, k, " -> ");
         StrAppend(&cycle, p.key);
-        return Err(StrCat("flags.", f.key, ".prerequisites"),
+        return Err(StrCat("flags.", f.key, ".prerequisites[", i, "].key"),
                    StrCat("prerequisite cycle ", cycle));
       }
       if (c == 0) RETURN_IF_ERROR(visit(it->second));

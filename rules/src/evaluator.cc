@@ -131,6 +131,7 @@ Match MatchClause(EvalState& s, const CompiledClause& c, Value* trace_out) {
     if (trace_out != nullptr) trace_out->Set("segments", std::move(segs));
     return done(Negate(matched, c.negate));
   }
+  if (c.op == Op::kUnknown) return done(Match::kNo);  // never matches, negated or not
   if (!c.attribute.valid()) return done(Match::kMalformed);
   if (c.attribute.is_kind()) {
     // "kind" reads the kinds of the context, whatever the clause's contextKind.

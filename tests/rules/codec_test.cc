@@ -1,0 +1,128 @@
+#include "gonfalon/rules/codec.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/rules/fixture_loader.h"
+
+namespace gonfalon::rules {
+namespace {
+
+// tests/fixtures/malformed/codec.json: each case names the exact message.
+TEST(CodecTest, MalformedFixturesAreRejectedWithTheirPath) {
+  auto files = testing::LoadJsonDir(GONFALON_FIXTURES_DIR "/malformed");
+  ASSERT_FALSE(files.empty());
+  int checked = 0;
+  for (const auto& [file, json] : files) {
+    for (const Value& c : json.Find("cases")->as_array()) {
+      SCOPED_TRACE(file + ": " + c.Find("name")->as_string());
+      DecodeOptions opt{.strict = c.Find("strict")->as_bool()};
+      absl::StatusOr<Environment> env = DecodeEnvironment(*c.Find("data"), opt);
+      if (c.Find("ok") != nullptr) {
+        EXPECT_TRUE(env.ok()) << env.status();
+      } else if (const Value* want = c.Find("error")) {
+        ASSERT_FALSE(env.ok());
+        EXPECT_EQ(env.status().code(), absl::StatusCode::kInvalidArgument);
+        EXPECT_EQ(std::string(env.status().message()), want->as_string());
+      } else {
+        ASSERT_FALSE(env.ok());
+        EXPECT_EQ(std::string(env.status().message()).rfind(c.Find("errorPrefix")->as_string(), 0), 0u)
+            << env.status();
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 40);
+}
+
+TEST(CodecTest, InvalidJsonTextIsReported) {
+  auto env = ParseEnvironment("{\"flags\": {");
+  ASSERT_FALSE(env.ok());
+  EXPECT_EQ(std::string(env.status().message()).rfind("invalid JSON: ", 0), 0u);
+}
+
+TEST(CodecTest, FlagRoundTripsEveryField) {
+  Flag f;
+  f.key = "checkout";
+  f.version = 7;
+  f.on = true;
+  f.variations = {Value("a"), Value(Object{{"x", Value(1)}}), Value(2.5)};
+  f.off_variation = 0;
+  f.fallthrough.rollout = Rollout{RolloutKind::kExperiment, "org", "tier", 42,
+                                  {{0, 60000, false}, {1, 40000, true}}};
+  f.targets = {{"user", {"u1", "u2"}, 1}};
+  f.context_targets = {{"org", {"acme"}, 2}, {"user", {}, 1}};
+  Clause c;
+  c.context_kind = "user";
+  c.attribute = "/address/city";
+  c.op = Op::kMatches;
+  c.op_name = "matches";
+  c.values = {Value("^Par")};
+  c.negate = true;
+  Clause legacy;
+  legacy.attribute = "email";
+  legacy.op = Op::kUnknown;
+  legacy.op_name = "someFutureOp";
+  f.rules = {{"r1", {c, legacy}, {2, std::nullopt}, true}};
+  f.prerequisites = {{"other", 1}};
+  f.salt = "s";
+  f.track_events = true;
+  f.track_events_fallthrough = true;
+  f.client_side_availability = {true, true};
+  f.name = "Checkout";
+  f.description = "New checkout";
+  f.tags = {"web", "q3"};
+  f.temporary = true;
+  f.maintainer = "ada@example.com";
+  Value encoded = EncodeFlag(f);
+  auto decoded = DecodeFlag(ParseJson(ToJson(encoded)).value());
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_TRUE(*decoded == f);
+  EXPECT_EQ(ToJson(EncodeFlag(*decoded)), ToJson(encoded));
+}
+
+TEST(CodecTest, SegmentRoundTripsEveryField) {
+  Segment s;
+  s.key = "beta";
+  s.version = 3;
+  s.included = {"u1"};
+  s.excluded = {"u2"};
+  s.included_contexts = {{"org", {"acme"}}};
+  s.excluded_contexts = {{"org", {"evil"}}};
+  Clause c;
+  c.context_kind = "org";
+  c.attribute = "tier";
+  c.op = Op::kIn;
+  c.op_name = "in";
+  c.values = {Value("gold")};
+  s.rules = {{"r", {c}, 25000, "name", "org"}};
+  s.salt = "x";
+  s.name = "Beta";
+  s.tags = {"t"};
+  auto decoded = DecodeSegment(EncodeSegment(s));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_TRUE(*decoded == s);
+}
+
+TEST(CodecTest, LegacyClientSideFieldMapsToEnvironmentIdAvailability) {
+  auto f = DecodeFlag(ParseJson(R"({"key":"k","clientSide":true})").value());
+  ASSERT_TRUE(f.ok());
+  EXPECT_TRUE(f->client_side_availability.using_environment_id);
+  EXPECT_FALSE(f->client_side_availability.using_mobile_key);
+}
+
+TEST(CodecTest, MissingMapKeyIsTakenFromTheMap) {
+  auto env = ParseEnvironment(R"({"flags":{"a":{"on":true}},"segments":{"s":{}}})");
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->flags.at("a").key, "a");
+  EXPECT_EQ(env->segments.at("s").key, "s");
+}
+
+TEST(CodecTest, SequenceRoundTrips) {
+  auto env = ParseEnvironment(R"({"sequence":42,"flags":{}})");
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(env->sequence, 42);
+  EXPECT_EQ(EncodeEnvironment(*env).Find("sequence")->as_number(), 42);
+}
+
+}  // namespace
+}  // namespace gonfalon::rules
