@@ -24,18 +24,29 @@ enum class Match : uint8_t { kNo, kYes, kMalformed };
 Match Negate(bool matched, bool negate) { return (matched != negate) ? Match::kYes : Match::kNo; }
 
 struct EvalState {
+  // A constructor rather than aggregate initialisation: the stacks must stay uninitialised
+  // (zeroing 1 KiB per evaluation would cost more than evaluating a simple flag).
+  EvalState(const SnapshotData& data, const Context& context, Trace* t)
+      : d(data), ctx(context), trace(t) {}
+
   const SnapshotData& d;
   const Context& ctx;
   Trace* trace;
-  const CompiledFlag* flag_stack[kMaxDepth];
   int flag_depth = 0;
-  const CompiledSegment* segment_stack[kMaxDepth];
   int segment_depth = 0;
   bool cycle = false;  // a prerequisite cycle was found: the outermost flag is malformed
+  const CompiledFlag* flag_stack[kMaxDepth];
+  const CompiledSegment* segment_stack[kMaxDepth];
 };
 
 void AddStep(Trace* trace, Value step) {
   if (trace != nullptr) trace->mutable_steps().mutable_array().push_back(std::move(step));
+}
+
+// Builds the step only when a trace is wanted: the common path must not allocate.
+template <typename MakeStep>
+void AddStepLazy(Trace* trace, MakeStep make) {
+  if (trace != nullptr) trace->mutable_steps().mutable_array().push_back(make());
 }
 
 bool MatchOne(Op op, const Value& u, const ClauseValue& cv) {
@@ -255,42 +266,48 @@ Match MatchSegment(EvalState& s, const CompiledSegment& seg, Value* trace_out) {
   return result;
 }
 
-Detail Error(ErrorKind kind) {
-  Detail d;
-  d.reason.kind = ReasonKind::kError;
-  d.reason.error_kind = kind;
-  return d;
+// The result builders write into the caller's Detail in place: copying Reason/Detail by value
+// through several frames costs more (store-forwarding stalls) than evaluating a simple flag.
+
+void SetError(Detail& out, ErrorKind kind) {
+  out.value = nullptr;
+  out.variation_index = -1;
+  out.reason = Reason{};
+  out.reason.kind = ReasonKind::kError;
+  out.reason.error_kind = kind;
+  out.via_rollout = false;
 }
 
-// Serves variation `index` with `reason`, or MALFORMED_FLAG when it does not exist.
-Detail Serve(const CompiledFlag& f, int index, Reason reason) {
+// Serves variation `index` (out.reason already set), or MALFORMED_FLAG when it does not exist.
+void Serve(const CompiledFlag& f, int index, Detail& out) {
   const std::vector<Value>& vars = f.model->variations;
   if (index < 0 || static_cast<size_t>(index) >= vars.size()) {
-    return Error(ErrorKind::kMalformedFlag);
+    SetError(out, ErrorKind::kMalformedFlag);
+    return;
   }
-  Detail d;
-  d.value = &vars[index];
-  d.variation_index = index;
-  d.reason = reason;
-  return d;
+  out.value = &vars[index];
+  out.variation_index = index;
 }
 
-Detail ServeOff(const CompiledFlag& f, Reason reason) {
-  if (!f.model->off_variation.has_value()) {
-    Detail d;
-    d.reason = reason;
-    return d;
-  }
-  return Serve(f, *f.model->off_variation, reason);
+void ServeOff(const CompiledFlag& f, Detail& out) {
+  if (f.model->off_variation.has_value()) Serve(f, *f.model->off_variation, out);
 }
 
-Detail ServeResult(EvalState& s, const CompiledFlag& f, const CompiledVariationOrRollout& r,
-                   Reason reason) {
-  if (r.variation >= 0 || !r.rollout.has_value()) {
-    return r.variation >= 0 ? Serve(f, r.variation, reason) : Error(ErrorKind::kMalformedFlag);
+void ServeResult(EvalState& s, const CompiledFlag& f, const CompiledVariationOrRollout& r,
+                 Detail& out) {
+  if (r.variation >= 0) {
+    Serve(f, r.variation, out);
+    return;
+  }
+  if (!r.rollout.has_value()) {
+    SetError(out, ErrorKind::kMalformedFlag);
+    return;
   }
   const CompiledRollout& ro = *r.rollout;
-  if (ro.buckets.empty() || !ro.bucket_by.valid()) return Error(ErrorKind::kMalformedFlag);
+  if (ro.buckets.empty() || !ro.bucket_by.valid()) {
+    SetError(out, ErrorKind::kMalformedFlag);
+    return;
+  }
   Value bt;
   Value* bucket_trace = nullptr;
   if (s.trace != nullptr) {
@@ -309,8 +326,6 @@ Detail ServeResult(EvalState& s, const CompiledFlag& f, const CompiledVariationO
     }
   }
   const CompiledRollout::Bucket& bucket = ro.buckets[chosen];
-  reason.in_experiment =
-      ro.kind == RolloutKind::kExperiment && found && !bucket.untracked;
   if (bucket_trace != nullptr) {
     bt.Set("contextKind", Value(ro.context_kind));
     bt.Set("bucket", Value(b));
@@ -320,48 +335,60 @@ Detail ServeResult(EvalState& s, const CompiledFlag& f, const CompiledVariationO
     if (!found) bt.Set("contextKindMissing", Value(true));
     AddStep(s.trace, std::move(bt));
   }
-  Detail d = Serve(f, bucket.variation, reason);
-  d.via_rollout = true;
-  return d;
+  out.reason.in_experiment = ro.kind == RolloutKind::kExperiment && found && !bucket.untracked;
+  out.via_rollout = true;
+  Serve(f, bucket.variation, out);
 }
 
-Detail EvaluateFlag(EvalState& s, const CompiledFlag& f) {
+void EvaluateFlag(EvalState& s, const CompiledFlag& f, Detail& out) {
   if (!f.model->on) {
-    AddStep(s.trace, Value(Object{{"step", Value("off")}}));
-    Reason r;
-    r.kind = ReasonKind::kOff;
-    return ServeOff(f, r);
+    AddStepLazy(s.trace, [] { return Value(Object{{"step", Value("off")}}); });
+    out.reason.kind = ReasonKind::kOff;
+    ServeOff(f, out);
+    return;
   }
   for (const internal::CompiledPrerequisite& p : f.prerequisites) {
-    Reason failed;
-    failed.kind = ReasonKind::kPrerequisiteFailed;
-    failed.prerequisite_key = p.model->key;
+    bool ok = false;
     if (p.flag < 0) {
-      AddStep(s.trace, Value(Object{{"step", Value("prerequisite")},
-                                    {"key", Value(p.model->key)},
-                                    {"missing", Value(true)}}));
-      return ServeOff(f, failed);
+      AddStepLazy(s.trace, [&] {
+        return Value(Object{{"step", Value("prerequisite")},
+                            {"key", Value(p.model->key)},
+                            {"missing", Value(true)}});
+      });
+    } else {
+      const CompiledFlag& pf = s.d.flags[p.flag];
+      for (int i = 0; i < s.flag_depth; ++i) {
+        if (s.flag_stack[i] == &pf) s.cycle = true;
+      }
+      if (s.cycle || s.flag_depth >= kMaxDepth) {
+        s.cycle = true;
+        SetError(out, ErrorKind::kMalformedFlag);
+        return;
+      }
+      s.flag_stack[s.flag_depth++] = &pf;
+      Detail pd;
+      EvaluateFlag(s, pf, pd);
+      --s.flag_depth;
+      if (s.cycle) {
+        SetError(out, ErrorKind::kMalformedFlag);
+        return;
+      }
+      ok = pf.model->on && pd.variation_index == p.model->variation;
+      AddStepLazy(s.trace, [&] {
+        return Value(Object{{"step", Value("prerequisite")},
+                            {"key", Value(p.model->key)},
+                            {"on", Value(pf.model->on)},
+                            {"required", Value(p.model->variation)},
+                            {"got", Value(pd.variation_index)},
+                            {"ok", Value(ok)}});
+      });
     }
-    const CompiledFlag& pf = s.d.flags[p.flag];
-    for (int i = 0; i < s.flag_depth; ++i) {
-      if (s.flag_stack[i] == &pf) s.cycle = true;
+    if (!ok) {
+      out.reason.kind = ReasonKind::kPrerequisiteFailed;
+      out.reason.prerequisite_key = p.model->key;
+      ServeOff(f, out);
+      return;
     }
-    if (s.cycle || s.flag_depth >= kMaxDepth) {
-      s.cycle = true;
-      return Error(ErrorKind::kMalformedFlag);
-    }
-    s.flag_stack[s.flag_depth++] = &pf;
-    Detail pd = EvaluateFlag(s, pf);
-    --s.flag_depth;
-    if (s.cycle) return Error(ErrorKind::kMalformedFlag);
-    bool ok = pf.model->on && pd.variation_index == p.model->variation;
-    AddStep(s.trace, Value(Object{{"step", Value("prerequisite")},
-                                  {"key", Value(p.model->key)},
-                                  {"on", Value(pf.model->on)},
-                                  {"required", Value(p.model->variation)},
-                                  {"got", Value(pd.variation_index)},
-                                  {"ok", Value(ok)}}));
-    if (!ok) return ServeOff(f, failed);
   }
   for (const internal::CompiledTarget& t : f.targets) {
     const Context::Single* part = s.ctx.Find(t.context_kind);
@@ -373,63 +400,70 @@ Detail EvaluateFlag(EvalState& s, const CompiledFlag& f) {
                                     {"matched", Value(hit)}}));
     }
     if (hit) {
-      Reason r;
-      r.kind = ReasonKind::kTargetMatch;
-      return Serve(f, t.variation, r);
+      out.reason.kind = ReasonKind::kTargetMatch;
+      Serve(f, t.variation, out);
+      return;
     }
   }
   for (size_t i = 0; i < f.rules.size(); ++i) {
     const internal::CompiledRule& rule = f.rules[i];
     Value rt;
-    Value* rule_trace = s.trace != nullptr ? &rt : nullptr;
-    if (rule_trace != nullptr) {
+    Value* rule_trace = nullptr;
+    if (s.trace != nullptr) {
       rt.Set("step", Value("rule"));
       rt.Set("index", Value(static_cast<int>(i)));
       rt.Set("id", Value(rule.model->id));
+      rule_trace = &rt;
     }
     Match m = MatchClauses(s, rule.clauses, rule_trace);
     if (rule_trace != nullptr) {
       rt.Set("matched", Value(m == Match::kYes));
       AddStep(s.trace, std::move(rt));
     }
-    if (m == Match::kMalformed) return Error(ErrorKind::kMalformedFlag);
+    if (m == Match::kMalformed) {
+      SetError(out, ErrorKind::kMalformedFlag);
+      return;
+    }
     if (m == Match::kYes) {
-      Reason r;
-      r.kind = ReasonKind::kRuleMatch;
-      r.rule_index = static_cast<int>(i);
-      r.rule_id = rule.model->id;
-      return ServeResult(s, f, rule.result, r);
+      out.reason.kind = ReasonKind::kRuleMatch;
+      out.reason.rule_index = static_cast<int>(i);
+      out.reason.rule_id = rule.model->id;
+      ServeResult(s, f, rule.result, out);
+      return;
     }
   }
-  AddStep(s.trace, Value(Object{{"step", Value("fallthrough")}}));
-  Reason r;
-  r.kind = ReasonKind::kFallthrough;
-  return ServeResult(s, f, f.fallthrough, r);
+  AddStepLazy(s.trace, [] { return Value(Object{{"step", Value("fallthrough")}}); });
+  out.reason.kind = ReasonKind::kFallthrough;
+  ServeResult(s, f, f.fallthrough, out);
 }
 
 }  // namespace
 
 Detail Evaluate(const Snapshot& snapshot, const CompiledFlag& flag, const Context& context,
                 Trace* trace) {
+  Detail d;
+  d.flag_version = flag.model->version;
+  d.flag_has_targeting = flag.has_targeting;
   if (!context.valid()) {
-    Detail d = Error(ErrorKind::kUserNotSpecified);
-    d.flag_version = flag.model->version;
+    SetError(d, ErrorKind::kUserNotSpecified);
     return d;
   }
   // `flag` must come from `snapshot`: prerequisites and segments are indices into it.
-  EvalState s{snapshot.data(), context, trace};
+  EvalState s(snapshot.data(), context, trace);
   s.flag_stack[0] = &flag;
   s.flag_depth = 1;
-  Detail d = EvaluateFlag(s, flag);
-  d.flag_has_targeting = flag.has_targeting;
-  d.flag_version = flag.model->version;
+  EvaluateFlag(s, flag, d);
   return d;
 }
 
 Detail Evaluate(const Snapshot& snapshot, std::string_view flag_key, const Context& context,
                 Trace* trace) {
   const CompiledFlag* f = snapshot.FindFlag(flag_key);
-  if (f == nullptr) return Error(ErrorKind::kFlagNotFound);
+  if (f == nullptr) {
+    Detail d;
+    SetError(d, ErrorKind::kFlagNotFound);
+    return d;
+  }
   return Evaluate(snapshot, *f, context, trace);
 }
 

@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is optional.
+# Each target installs missing Debian packages first (scripts/install-deps, apt-get).
+
+JOBS ?= $(shell nproc)
+GONFALON_DEV := build/dev/server/gonfalon
+
+.PHONY: run test build deps bench fuzz asan tsan clean
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake --preset dev >/dev/null
+	@cmake --build --preset dev -j $(JOBS)
+
+# Until the server lands (issue #4), `make run` evaluates the demo flag file with the CLI.
+run: build
+	@echo "== Gonfalon: the server is not built yet; evaluating the demo flags with the CLI =="
+	@echo "== $(GONFALON_DEV) eval --data demo/flags.json --contexts demo/contexts.jsonl"
+	@$(GONFALON_DEV) eval --data demo/flags.json --contexts demo/contexts.jsonl
+
+test: build
+	@ctest --preset dev -j $(JOBS)
+
+# Release build and the Google Benchmark programs (see docs/performance.md).
+bench: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target rules_bench
+	@build/release/bench/rules_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+# libFuzzer on the codec (clang). FUZZ_SECONDS=600 make fuzz for a longer run.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@scripts/install-deps --fuzz
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS) --target codec_fuzz
+	@mkdir -p build/fuzz/corpus
+	@build/fuzz/fuzz/codec_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus fuzz/corpus
+
+asan: deps
+	@cmake --preset asan >/dev/null && cmake --build --preset asan -j $(JOBS) && ctest --preset asan -j $(JOBS)
+
+tsan: deps
+	@cmake --preset tsan >/dev/null && cmake --build --preset tsan -j $(JOBS) && ctest --preset tsan -j $(JOBS)
+
+clean:
+	rm -rf build
