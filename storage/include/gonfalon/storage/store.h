@@ -1,0 +1,296 @@
+#pragma once
+// Store: all of Gonfalon's state in one embedded RocksDB (DESIGN §3, docs/storage.md).
+//
+// Projects hold environments. A flag is created once per project and exists in every
+// environment (off, serving its off variation); its targeting is edited per environment, its
+// variations and metadata at the project level. Segments are per environment.
+//
+// Every write is a change set applied in one RocksDB WriteBatch together with the
+// environment's next sequence number, the items' new versions, an audit record and a
+// change-log entry: all of it or none of it is on disk. A change set is acknowledged only
+// after its WAL write is synced (Options::sync). Writers to the same environment are ordered
+// by sequence; their synced writes are grouped (group commit), so concurrent writers share
+// one fsync.
+//
+// Errors: InvalidArgument (bad input, message starts with the field path), NotFound,
+// AlreadyExists, Aborted (a version conflict: nothing was written), OutOfRange (a sequence or
+// time no longer in the retained history), DataLoss (a stored value does not decode; the
+// message names its key), FailedPrecondition, Internal (I/O; the store then refuses writes
+// until reopened).
+//
+// Thread safety: every method may be called from any thread.
+//
+//   auto store = Store::Open({.path = "./data"});
+//   (*store)->CreateProject({.key = "shop", .name = "Shop"}, actor);
+//   (*store)->CreateEnvironment("shop", {.key = "production"}, actor);
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gonfalon/rules/model.h"
+#include "gonfalon/rules/value.h"
+
+namespace gonfalon::storage {
+
+struct Options {
+  std::string path;                 // the RocksDB directory; created if missing
+  bool sync = true;                 // fsync the WAL before acknowledging a change set
+  int64_t retain_changes = 10000;   // change-log and audit entries kept per environment
+  int64_t retain_ms = 30LL * 24 * 3600 * 1000;  // and their age (PruneHistory)
+  std::function<int64_t()> now_ms;  // clock for audit times; default: system clock
+};
+
+// Keys of projects, environments, flags and segments: 1..128 of [A-Za-z0-9._-].
+absl::Status ValidateKey(std::string_view key, std::string_view field);
+
+struct Actor {
+  std::string id;  // who: a token id, a user, "system"
+};
+
+struct Project {
+  std::string key;
+  std::string name;
+  std::string description;
+  int64_t version = 0;
+  int64_t created_ms = 0;
+};
+
+struct Environment {
+  std::string project;
+  std::string key;
+  std::string name;
+  int64_t version = 0;
+  int64_t created_ms = 0;
+  int64_t sequence = 0;  // the last applied change set
+};
+
+// The project-level part of a flag.
+struct FlagMeta {
+  std::string key;
+  std::string name;
+  std::string description;
+  std::vector<std::string> tags;
+  bool temporary = false;
+  std::string maintainer;
+  std::vector<rules::Value> variations;
+  rules::ClientSideAvailability client_side_availability;
+  bool archived = false;
+  int64_t version = 0;
+  int64_t created_ms = 0;
+  // Creation only: the variations a new flag serves when off and, once turned on, by default.
+  // Absent: for boolean flags `false` / `true`, otherwise the first variation for both.
+  std::optional<int> default_off_variation;
+  std::optional<int> default_on_variation;
+};
+rules::Value FlagMetaToJson(const FlagMeta& meta);
+// Strict: unknown variations type errors etc. name the field.
+absl::StatusOr<FlagMeta> FlagMetaFromJson(const rules::Value& json);
+
+enum class ItemKind : uint8_t { kFlag, kSegment };
+std::string_view ItemKindName(ItemKind k);  // "flag" / "segment"
+
+// One item of a change set.
+struct ItemChange {
+  ItemKind kind = ItemKind::kFlag;
+  std::string key;
+  // The version the writer read; 0 means "must not exist yet". Absent: no check.
+  std::optional<int64_t> expect_version;
+  // Upsert: the whole item as JSON (DESIGN §2), decoded strictly. For flags only the
+  // per-environment fields are taken (on, targets, contextTargets, rules, fallthrough,
+  // offVariation, prerequisites, salt, trackEvents, trackEventsFallthrough); variations and
+  // metadata stay the project's.
+  std::optional<rules::Value> data;
+  bool remove = false;  // segments only: flags are deleted at the project level
+};
+
+struct ChangeSet {
+  std::string project;
+  std::string environment;
+  std::vector<ItemChange> items;
+  Actor actor;
+  std::string comment;
+};
+
+struct AppliedItem {
+  ItemKind kind;
+  std::string key;
+  int64_t version = 0;
+  bool deleted = false;
+};
+
+struct AppliedChangeSet {
+  std::string project;
+  std::string environment;
+  int64_t sequence = 0;
+  int64_t time_ms = 0;
+  std::vector<AppliedItem> items;
+  // The change-log entry as stored, which is also the stream's `changes` event payload:
+  // {"sequence":n,"time":ms,"items":[{"kind","key","version","data"|"deleted":true}]}
+  std::string event_json;
+};
+
+// An audit record: who changed what, when, why, and each item's before and after.
+struct AuditRecord {
+  int64_t sequence = 0;
+  int64_t time_ms = 0;
+  std::string actor;
+  std::string comment;
+  struct Item {
+    ItemKind kind;
+    std::string key;
+    rules::Value before;  // null: did not exist
+    rules::Value after;   // null: deleted
+  };
+  std::vector<Item> items;
+};
+rules::Value AuditRecordToJson(const AuditRecord& r);
+
+struct HistoryPage {
+  std::vector<AuditRecord> records;  // newest first
+  std::optional<int64_t> next_after;  // pass as `before` for the next page
+};
+
+struct RestorePlan {
+  int64_t target_sequence = 0;
+  std::vector<AuditRecord::Item> items;  // what the restore changes (before = now)
+  std::optional<AppliedChangeSet> applied;  // set unless dry run (or nothing to change)
+};
+
+// API keys: stored only as SHA-256 hashes with a short visible prefix.
+enum class KeyKind : uint8_t { kAdmin, kServer, kClient };
+std::string_view KeyKindName(KeyKind k);  // "admin" / "server" / "client"
+
+struct ApiKey {
+  std::string id;
+  KeyKind kind = KeyKind::kAdmin;
+  std::string name;
+  std::string prefix;  // the first characters of the secret, for people to recognise it
+  bool write = false;  // admin keys: read-only or read-write
+  std::string project;      // admin: optional limit; server/client: required
+  std::string environment;  // server/client: required
+  int64_t created_ms = 0;
+  int64_t expires_ms = 0;  // 0: never (set by rotation's overlap window)
+  bool revoked = false;
+};
+rules::Value ApiKeyToJson(const ApiKey& k);
+
+struct NewApiKey {
+  ApiKey key;
+  std::string secret;  // shown once, never stored
+};
+
+class Store {
+ public:
+  static absl::StatusOr<std::unique_ptr<Store>> Open(Options options);
+  virtual ~Store() = default;
+
+  // --- projects and environments ---
+  virtual absl::StatusOr<Project> CreateProject(const Project& p, const Actor& actor) = 0;
+  virtual absl::StatusOr<Project> GetProject(std::string_view key) = 0;
+  virtual absl::StatusOr<std::vector<Project>> ListProjects() = 0;
+  // Name and description; `expect_version` 0 means no check.
+  virtual absl::StatusOr<Project> UpdateProject(const Project& p, int64_t expect_version,
+                                                const Actor& actor) = 0;
+  // Removes the project with its environments, flags, segments, history and keys.
+  virtual absl::Status DeleteProject(std::string_view key, const Actor& actor) = 0;
+
+  // Every flag of the project appears in the new environment, off.
+  virtual absl::StatusOr<Environment> CreateEnvironment(std::string_view project,
+                                                        const Environment& e,
+                                                        const Actor& actor) = 0;
+  virtual absl::StatusOr<Environment> GetEnvironment(std::string_view project,
+                                                     std::string_view key) = 0;
+  virtual absl::StatusOr<std::vector<Environment>> ListEnvironments(std::string_view project) = 0;
+  virtual absl::StatusOr<Environment> UpdateEnvironment(std::string_view project,
+                                                        const Environment& e,
+                                                        int64_t expect_version,
+                                                        const Actor& actor) = 0;
+  virtual absl::Status DeleteEnvironment(std::string_view project, std::string_view key,
+                                         const Actor& actor) = 0;
+
+  // --- flags at the project level ---
+  // Creates the flag and, in every environment, a change set adding it (off).
+  virtual absl::StatusOr<FlagMeta> CreateFlag(std::string_view project, const FlagMeta& meta,
+                                              const Actor& actor, std::string_view comment) = 0;
+  virtual absl::StatusOr<FlagMeta> GetFlagMeta(std::string_view project, std::string_view key) = 0;
+  virtual absl::StatusOr<std::vector<FlagMeta>> ListFlagMeta(std::string_view project) = 0;
+  // Replaces the project-level part; every environment gets a change set with the new flag.
+  // Fails (writing nothing) if an environment's targeting would point past the variations.
+  virtual absl::StatusOr<FlagMeta> UpdateFlagMeta(std::string_view project, const FlagMeta& meta,
+                                                  int64_t expect_version, const Actor& actor,
+                                                  std::string_view comment) = 0;
+  // Hard delete: every environment gets a change set deleting the flag.
+  virtual absl::Status DeleteFlag(std::string_view project, std::string_view key,
+                                  const Actor& actor, std::string_view comment) = 0;
+
+  // --- change sets ---
+  virtual absl::StatusOr<AppliedChangeSet> Apply(const ChangeSet& cs) = 0;
+
+  // --- reads ---
+  virtual absl::StatusOr<rules::Flag> GetFlag(std::string_view project, std::string_view env,
+                                              std::string_view key) = 0;
+  virtual absl::StatusOr<rules::Segment> GetSegment(std::string_view project,
+                                                    std::string_view env,
+                                                    std::string_view key) = 0;
+  // Everything the evaluation snapshot needs, consistent at one sequence.
+  virtual absl::StatusOr<rules::Environment> LoadEnvironment(std::string_view project,
+                                                             std::string_view env) = 0;
+  virtual absl::StatusOr<int64_t> Sequence(std::string_view project, std::string_view env) = 0;
+  // Change sets with sequence > after, oldest first, as stored (AppliedChangeSet::event_json).
+  // OutOfRange when `after` is older than the retained log (the client needs a full `put`).
+  virtual absl::StatusOr<std::vector<std::string>> ChangesSince(std::string_view project,
+                                                                std::string_view env,
+                                                                int64_t after) = 0;
+  // Audit, newest first; `before` pages back (records with sequence < before); `item_key`
+  // limits to one flag or segment.
+  virtual absl::StatusOr<HistoryPage> History(std::string_view project, std::string_view env,
+                                              std::optional<ItemKind> kind,
+                                              std::optional<std::string> item_key,
+                                              std::optional<int64_t> before, int limit) = 0;
+  // The environment as it was right after change set `sequence`, or at time `time_ms`.
+  virtual absl::StatusOr<rules::Environment> EnvironmentAt(std::string_view project,
+                                                           std::string_view env,
+                                                           int64_t sequence) = 0;
+  virtual absl::StatusOr<int64_t> SequenceAtTime(std::string_view project, std::string_view env,
+                                                 int64_t time_ms) = 0;
+
+  // Restores the environment (or one item) to its state after `sequence`, as a new change set
+  // so that history is never rewritten and the restore can itself be undone. Flags keep their
+  // current variations; only their targeting is restored.
+  virtual absl::StatusOr<RestorePlan> Restore(std::string_view project, std::string_view env,
+                                              int64_t sequence,
+                                              std::optional<ItemKind> only_kind,
+                                              std::optional<std::string> only_key, bool dry_run,
+                                              const Actor& actor, std::string_view comment) = 0;
+
+  // --- API keys ---
+  virtual absl::StatusOr<NewApiKey> CreateApiKey(const ApiKey& spec) = 0;
+  virtual absl::StatusOr<std::vector<ApiKey>> ListApiKeys() = 0;
+  virtual absl::StatusOr<ApiKey> GetApiKey(std::string_view id) = 0;
+  virtual absl::Status RevokeApiKey(std::string_view id) = 0;
+  // A new secret with the same rights; the old one keeps working for `overlap_ms`.
+  virtual absl::StatusOr<NewApiKey> RotateApiKey(std::string_view id, int64_t overlap_ms) = 0;
+  // The key for a presented secret: NotFound for unknown, revoked or expired secrets.
+  virtual absl::StatusOr<ApiKey> Authenticate(std::string_view secret) = 0;
+
+  // --- operations ---
+  // Drops change-log and audit entries older than Options::retain_ms.
+  virtual absl::Status PruneHistory() = 0;
+  // An online, consistent copy of the database in `dir` (which must not exist).
+  virtual absl::Status Checkpoint(const std::string& dir) = 0;
+  // RocksDB figures that matter to operators, name -> value.
+  virtual std::vector<std::pair<std::string, int64_t>> Stats() = 0;
+
+  // Called after every durable change set (from the writer's thread, no lock held). Calls for
+  // one environment may arrive out of sequence order when writers race: treat a call as "this
+  // environment changed" and read ChangesSince() from the last sequence you saw.
+  // Set it before the first write.
+  virtual void SetChangeListener(std::function<void(const AppliedChangeSet&)> listener) = 0;
+};
+
+}  // namespace gonfalon::storage

@@ -1,0 +1,293 @@
+#include "records.h"
+
+#include <cstdio>
+
+#include "gonfalon/rules/codec.h"
+
+namespace gonfalon::storage {
+
+using rules::Array;
+using rules::Object;
+using rules::Value;
+
+absl::Status ValidateKey(std::string_view key, std::string_view field) {
+  if (key.empty()) return absl::InvalidArgumentError(StrCat(field, ": is required"));
+  if (key.size() > 128) {
+    return absl::InvalidArgumentError(StrCat(field, ": longer than 128 characters"));
+  }
+  for (char c : key) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          StrCat(field, ": \"", key, "\" may only contain letters, digits, '.', '_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string_view ItemKindName(ItemKind k) { return k == ItemKind::kFlag ? "flag" : "segment"; }
+
+std::string_view KeyKindName(KeyKind k) {
+  switch (k) {
+    case KeyKind::kAdmin:
+      return "admin";
+    case KeyKind::kServer:
+      return "server";
+    case KeyKind::kClient:
+      return "client";
+  }
+  return "admin";
+}
+
+namespace {
+
+Value Strings(const std::vector<std::string>& v) {
+  Array a;
+  for (const auto& s : v) a.emplace_back(s);
+  return Value(std::move(a));
+}
+
+// Strict field readers for the store's own records and the admin API's inputs: a wrong type
+// is an InvalidArgument naming the field.
+struct Reader {
+  const Value& v;
+  std::string path;
+  absl::Status status;
+
+  std::string Field(std::string_view name) const {
+    return path.empty() ? std::string(name) : StrCat(path, ".", name);
+  }
+  const Value* Get(std::string_view name, Value::Type want, std::string_view want_name) {
+    const Value* m = v.Find(name);
+    if (m == nullptr || m->is_null()) return nullptr;
+    if (m->type() != want && status.ok()) {
+      status = absl::InvalidArgumentError(
+          StrCat(Field(name), ": expected ", want_name, ", got ", rules::TypeName(m->type())));
+      return nullptr;
+    }
+    return m->type() == want ? m : nullptr;
+  }
+  void String(std::string_view name, std::string& out) {
+    if (const Value* m = Get(name, Value::Type::kString, "a string")) out = m->as_string();
+  }
+  void Bool(std::string_view name, bool& out) {
+    if (const Value* m = Get(name, Value::Type::kBool, "a boolean")) out = m->as_bool();
+  }
+  void Int(std::string_view name, int64_t& out) {
+    if (const Value* m = Get(name, Value::Type::kNumber, "an integer")) {
+      out = static_cast<int64_t>(m->as_number());
+    }
+  }
+  void OptInt(std::string_view name, std::optional<int>& out) {
+    if (const Value* m = Get(name, Value::Type::kNumber, "an integer")) {
+      out = static_cast<int>(m->as_number());
+    }
+  }
+  void Strings(std::string_view name, std::vector<std::string>& out) {
+    if (const Value* m = Get(name, Value::Type::kArray, "an array of strings")) {
+      for (size_t i = 0; i < m->as_array().size(); ++i) {
+        const Value& e = m->as_array()[i];
+        if (!e.is_string()) {
+          if (status.ok()) {
+            status = absl::InvalidArgumentError(StrCat(Field(name), "[", i, "]: expected a string, got ",
+                                                       rules::TypeName(e.type())));
+          }
+          return;
+        }
+        out.push_back(e.as_string());
+      }
+    }
+  }
+};
+
+absl::Status NotObject(std::string_view what) {
+  return absl::InvalidArgumentError(StrCat(what, ": expected an object"));
+}
+
+}  // namespace
+
+Value FlagMetaToJson(const FlagMeta& m) {
+  Value v;
+  v.Set("key", Value(m.key));
+  v.Set("name", Value(m.name));
+  v.Set("description", Value(m.description));
+  v.Set("tags", Strings(m.tags));
+  v.Set("temporary", Value(m.temporary));
+  v.Set("maintainer", Value(m.maintainer));
+  v.Set("variations", Value(Array(m.variations)));
+  v.Set("clientSideAvailability",
+        Value(Object{{"usingMobileKey", Value(m.client_side_availability.using_mobile_key)},
+                     {"usingEnvironmentId", Value(m.client_side_availability.using_environment_id)}}));
+  v.Set("archived", Value(m.archived));
+  v.Set("version", Value(m.version));
+  v.Set("createdMs", Value(m.created_ms));
+  return v;
+}
+
+absl::StatusOr<FlagMeta> FlagMetaFromJson(const Value& json) {
+  if (!json.is_object()) return NotObject("(root)");
+  FlagMeta m;
+  Reader r{json, ""};
+  r.String("key", m.key);
+  r.String("name", m.name);
+  r.String("description", m.description);
+  r.Strings("tags", m.tags);
+  r.Bool("temporary", m.temporary);
+  r.String("maintainer", m.maintainer);
+  r.Bool("archived", m.archived);
+  r.Int("version", m.version);
+  r.Int("createdMs", m.created_ms);
+  if (const Value* vars = r.Get("variations", Value::Type::kArray, "an array")) {
+    m.variations = vars->as_array();
+  }
+  if (const Value* csa = r.Get("clientSideAvailability", Value::Type::kObject, "an object")) {
+    Reader c{*csa, "clientSideAvailability"};
+    c.Bool("usingMobileKey", m.client_side_availability.using_mobile_key);
+    c.Bool("usingEnvironmentId", m.client_side_availability.using_environment_id);
+    if (!c.status.ok()) return c.status;
+  }
+  if (const Value* d = r.Get("defaults", Value::Type::kObject, "an object")) {
+    Reader c{*d, "defaults"};
+    c.OptInt("offVariation", m.default_off_variation);
+    c.OptInt("onVariation", m.default_on_variation);
+    if (!c.status.ok()) return c.status;
+  }
+  if (!r.status.ok()) return r.status;
+  return m;
+}
+
+Value AuditRecordToJson(const AuditRecord& rec) {
+  Value v;
+  v.Set("sequence", Value(rec.sequence));
+  v.Set("time", Value(rec.time_ms));
+  v.Set("actor", Value(rec.actor));
+  v.Set("comment", Value(rec.comment));
+  Array items;
+  for (const auto& it : rec.items) {
+    items.push_back(Value(Object{{"kind", Value(ItemKindName(it.kind))},
+                                 {"key", Value(it.key)},
+                                 {"before", it.before},
+                                 {"after", it.after}}));
+  }
+  v.Set("items", Value(std::move(items)));
+  return v;
+}
+
+Value ApiKeyToJson(const ApiKey& k) {
+  Value v;
+  v.Set("id", Value(k.id));
+  v.Set("kind", Value(KeyKindName(k.kind)));
+  v.Set("name", Value(k.name));
+  v.Set("prefix", Value(k.prefix));
+  if (k.kind == KeyKind::kAdmin) v.Set("scope", Value(k.write ? "write" : "read"));
+  if (!k.project.empty()) v.Set("project", Value(k.project));
+  if (!k.environment.empty()) v.Set("environment", Value(k.environment));
+  v.Set("createdMs", Value(k.created_ms));
+  if (k.expires_ms != 0) v.Set("expiresMs", Value(k.expires_ms));
+  v.Set("revoked", Value(k.revoked));
+  return v;
+}
+
+namespace internal {
+
+std::string SeqKey(int64_t seq) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(seq));
+  return std::string(buf, 16);
+}
+
+std::string PrefixEnd(std::string prefix) {
+  // Keys here never contain 0xff, so bumping the last byte is enough.
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+Value ProjectToJson(const Project& p) {
+  return Value(Object{{"key", Value(p.key)},
+                      {"name", Value(p.name)},
+                      {"description", Value(p.description)},
+                      {"version", Value(p.version)},
+                      {"createdMs", Value(p.created_ms)}});
+}
+
+absl::StatusOr<Project> ProjectFromJson(const Value& v) {
+  if (!v.is_object()) return NotObject("project");
+  Project p;
+  Reader r{v, ""};
+  r.String("key", p.key);
+  r.String("name", p.name);
+  r.String("description", p.description);
+  r.Int("version", p.version);
+  r.Int("createdMs", p.created_ms);
+  if (!r.status.ok()) return r.status;
+  return p;
+}
+
+Value EnvironmentToJson(const Environment& e) {
+  return Value(Object{{"project", Value(e.project)},
+                      {"key", Value(e.key)},
+                      {"name", Value(e.name)},
+                      {"version", Value(e.version)},
+                      {"createdMs", Value(e.created_ms)},
+                      {"sequence", Value(e.sequence)}});
+}
+
+absl::StatusOr<Environment> EnvironmentFromJson(const Value& v) {
+  if (!v.is_object()) return NotObject("environment");
+  Environment e;
+  Reader r{v, ""};
+  r.String("project", e.project);
+  r.String("key", e.key);
+  r.String("name", e.name);
+  r.Int("version", e.version);
+  r.Int("createdMs", e.created_ms);
+  r.Int("sequence", e.sequence);
+  if (!r.status.ok()) return r.status;
+  return e;
+}
+
+absl::StatusOr<AuditRecord> AuditRecordFromJson(const Value& v) {
+  if (!v.is_object()) return NotObject("audit record");
+  AuditRecord rec;
+  Reader r{v, ""};
+  r.Int("sequence", rec.sequence);
+  r.Int("time", rec.time_ms);
+  r.String("actor", rec.actor);
+  r.String("comment", rec.comment);
+  if (!r.status.ok()) return r.status;
+  for (const Value& it : v.Find("items") ? v.Find("items")->as_array() : Array{}) {
+    AuditRecord::Item item;
+    const Value* kind = it.Find("kind");
+    item.kind = (kind && kind->as_string() == "segment") ? ItemKind::kSegment : ItemKind::kFlag;
+    if (const Value* k = it.Find("key")) item.key = k->as_string();
+    if (const Value* b = it.Find("before")) item.before = *b;
+    if (const Value* a = it.Find("after")) item.after = *a;
+    rec.items.push_back(std::move(item));
+  }
+  return rec;
+}
+
+absl::StatusOr<ApiKey> ApiKeyFromJson(const Value& v) {
+  if (!v.is_object()) return NotObject("api key");
+  ApiKey k;
+  Reader r{v, ""};
+  std::string kind, scope;
+  r.String("id", k.id);
+  r.String("kind", kind);
+  r.String("name", k.name);
+  r.String("prefix", k.prefix);
+  r.String("scope", scope);
+  r.String("project", k.project);
+  r.String("environment", k.environment);
+  r.Int("createdMs", k.created_ms);
+  r.Int("expiresMs", k.expires_ms);
+  r.Bool("revoked", k.revoked);
+  if (!r.status.ok()) return r.status;
+  k.kind = kind == "server" ? KeyKind::kServer : (kind == "client" ? KeyKind::kClient : KeyKind::kAdmin);
+  k.write = scope == "write";
+  return k;
+}
+
+}  // namespace internal
+}  // namespace gonfalon::storage

@@ -1,0 +1,1300 @@
+#include "gonfalon/storage/store.h"
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "absl/container/flat_hash_map.h"
+#include "commit_queue.h"
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/status_macros.h"
+#include "gonfalon/rules/str_cat.h"
+#include "records.h"
+#include "rocksdb/db.h"
+#include "rocksdb/utilities/checkpoint.h"
+
+namespace gonfalon::storage {
+namespace internal {
+namespace {
+
+using rules::Array;
+using rules::Object;
+using rules::Value;
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kHex[p[i] >> 4]);
+    out.push_back(kHex[p[i] & 0xF]);
+  }
+  return out;
+}
+
+std::string RandomHex(size_t bytes) {
+  std::vector<unsigned char> buf(bytes);
+  RAND_bytes(buf.data(), static_cast<int>(bytes));
+  return Hex(buf.data(), bytes);
+}
+
+std::string Sha256Hex(std::string_view s) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d);
+  return Hex(d, sizeof d);
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsCorruption()) return absl::DataLossError(StrCat(what, ": ", s.ToString()));
+  return absl::InternalError(StrCat(what, ": ", s.ToString()));
+}
+
+int64_t VersionOf(const std::optional<Value>& item) {
+  if (!item.has_value()) return 0;
+  const Value* v = item->Find("version");
+  return v == nullptr ? 0 : static_cast<int64_t>(v->as_number());
+}
+
+// A new flag's part in one environment: off, serving its off variation.
+rules::Flag NewEnvironmentFlag(const FlagMeta& meta) {
+  rules::Flag f;
+  f.key = meta.key;
+  f.on = false;
+  int off = 0, on = 0;
+  // Boolean flags default to serving false when off and true when on.
+  for (size_t i = 0; i < meta.variations.size(); ++i) {
+    if (meta.variations[i].is_bool() && !meta.variations[i].as_bool()) off = static_cast<int>(i);
+    if (meta.variations[i].is_bool() && meta.variations[i].as_bool()) on = static_cast<int>(i);
+  }
+  f.off_variation = meta.default_off_variation.value_or(off);
+  f.fallthrough.variation = meta.default_on_variation.value_or(on);
+  f.salt = RandomHex(8);
+  return f;
+}
+
+// The project-level part always wins over what an environment's copy says.
+void ApplyMeta(const FlagMeta& meta, rules::Flag& f) {
+  f.key = meta.key;
+  f.variations = meta.variations;
+  f.name = meta.name;
+  f.description = meta.description;
+  f.tags = meta.tags;
+  f.temporary = meta.temporary;
+  f.maintainer = meta.maintainer;
+  f.client_side_availability = meta.client_side_availability;
+  f.deleted = meta.archived;
+}
+
+absl::Status Prefixed(const absl::Status& s, std::string_view prefix) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), StrCat(prefix, s.message()));
+}
+
+struct PreparedItem {
+  ItemKind kind;
+  std::string key;
+  std::optional<Value> before;
+  std::optional<Value> after;  // nullopt: deleted
+};
+
+class RocksStore final : public Store {
+ public:
+  RocksStore(Options options, rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> cfs)
+      : options_(std::move(options)), db_(db), cfs_(std::move(cfs)), queue_(db, options_.sync) {}
+
+  ~RocksStore() override {
+    for (auto* h : cfs_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close();
+    delete db_;
+  }
+
+  absl::Status Init() {
+    ASSIGN_OR_RETURN(auto v, Get(kMeta, "schema_version"));
+    if (!v.has_value()) {
+      return FromRocks(db_->Put(SyncWrite(), cfs_[kMeta], "schema_version", std::to_string(kSchemaVersion)),
+                       "writing the schema version");
+    }
+    if (*v != std::to_string(kSchemaVersion)) {
+      return absl::FailedPreconditionError(
+          StrCat(options_.path, " holds schema version ", *v, "; this binary reads version ",
+                 kSchemaVersion, " (see docs/storage.md, Migrations)"));
+    }
+    return absl::OkStatus();
+  }
+
+  void SetChangeListener(std::function<void(const AppliedChangeSet&)> listener) override {
+    listener_ = std::move(listener);
+  }
+
+  // ---------------------------------------------------------------- projects
+
+  absl::StatusOr<Project> CreateProject(const Project& in, const Actor& actor) override {
+    RETURN_IF_ERROR(CheckWritable());
+    RETURN_IF_ERROR(ValidateKey(in.key, "key"));
+    ProjectState& ps = ProjectLock(in.key);
+    std::lock_guard<std::mutex> l(ps.mu);
+    ASSIGN_OR_RETURN(auto existing, Get(kProjects, in.key));
+    if (existing.has_value()) {
+      return absl::AlreadyExistsError(StrCat("key: project \"", in.key, "\" already exists"));
+    }
+    Project p = in;
+    p.version = 1;
+    p.created_ms = Now();
+    if (p.name.empty()) p.name = p.key;
+    RETURN_IF_ERROR(WriteNow({Put(kProjects, p.key, ToJson(ProjectToJson(p)))}));
+    return p;
+  }
+
+  absl::StatusOr<Project> GetProject(std::string_view key) override {
+    ASSIGN_OR_RETURN(auto v, GetJson(kProjects, std::string(key)));
+    if (!v.has_value()) return absl::NotFoundError(StrCat("project \"", key, "\" does not exist"));
+    return Decoded(ProjectFromJson(*v), kProjects, key);
+  }
+
+  absl::StatusOr<std::vector<Project>> ListProjects() override {
+    std::vector<Project> out;
+    RETURN_IF_ERROR(Scan(kProjects, "", nullptr, [&](std::string_view k, std::string_view v) {
+      ASSIGN_OR_RETURN(Value json, ParseStored(kProjects, k, v));
+      ASSIGN_OR_RETURN(Project p, Decoded(ProjectFromJson(json), kProjects, k));
+      out.push_back(std::move(p));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<Project> UpdateProject(const Project& in, int64_t expect_version,
+                                        const Actor& actor) override {
+    RETURN_IF_ERROR(CheckWritable());
+    ProjectState& ps = ProjectLock(in.key);
+    std::lock_guard<std::mutex> l(ps.mu);
+    ASSIGN_OR_RETURN(Project p, GetProject(in.key));
+    if (expect_version != 0 && expect_version != p.version) {
+      return VersionConflict(StrCat("project \"", p.key, "\""), p.version, expect_version);
+    }
+    p.name = in.name.empty() ? p.name : in.name;
+    p.description = in.description;
+    ++p.version;
+    RETURN_IF_ERROR(WriteNow({Put(kProjects, p.key, ToJson(ProjectToJson(p)))}));
+    return p;
+  }
+
+  absl::Status DeleteProject(std::string_view key, const Actor& actor) override {
+    RETURN_IF_ERROR(CheckWritable());
+    ProjectState& ps = ProjectLock(key);
+    std::lock_guard<std::mutex> l(ps.mu);
+    ASSIGN_OR_RETURN(Project p, GetProject(key));
+    ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(key));
+    EnvLocks locks = LockEnvironments(key, envs);
+    std::vector<WriteOp> ops;
+    std::string prefix = StrCat(key, "/");
+    for (Cf cf : {kEnvironments, kFlagMeta, kItems, kChangeLog, kAudit, kAuditIndex}) {
+      ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
+    }
+    ops.push_back(Delete(kProjects, std::string(key)));
+    RETURN_IF_ERROR(AppendKeyDeletions(key, std::nullopt, ops));
+    RETURN_IF_ERROR(WriteNow(std::move(ops)));
+    for (EnvState* e : locks.states) e->exists = false;
+    return absl::OkStatus();
+  }
+
+  // ---------------------------------------------------------------- environments
+
+  absl::StatusOr<Environment> CreateEnvironment(std::string_view project, const Environment& in,
+                                                const Actor& actor) override {
+    RETURN_IF_ERROR(CheckWritable());
+    RETURN_IF_ERROR(ValidateKey(in.key, "key"));
+    ProjectState& ps = ProjectLock(project);
+    std::lock_guard<std::mutex> pl(ps.mu);
+    RETURN_IF_ERROR(GetProject(project).status());
+    EnvState& env = Env(project, in.key);
+    std::lock_guard<std::mutex> l(env.mu);
+    RETURN_IF_ERROR(LoadEnv(env, project, in.key));
+    if (env.exists) {
+      return absl::AlreadyExistsError(
+          StrCat("key: environment \"", in.key, "\" already exists in project \"", project, "\""));
+    }
+    ASSIGN_OR_RETURN(std::vector<FlagMeta> metas, ListFlagMeta(project));
+    env.record = Environment{};
+    env.record.project = std::string(project);
+    env.record.key = in.key;
+    env.record.name = in.name.empty() ? in.key : in.name;
+    env.record.version = 1;
+    env.record.created_ms = Now();
+    env.pending.clear();
+    env.exists = true;
+    std::vector<WriteOp> ops;
+    std::vector<AppliedChangeSet> applied;
+    if (metas.empty()) {
+      ops.push_back(Put(kEnvironments, EnvKey(env), ToJson(EnvironmentToJson(env.record))));
+    } else {
+      std::vector<PreparedItem> items;
+      for (const FlagMeta& m : metas) {
+        rules::Flag f = NewEnvironmentFlag(m);
+        ApplyMeta(m, f);
+        f.version = 1;
+        items.push_back({ItemKind::kFlag, m.key, std::nullopt, rules::EncodeFlag(f)});
+      }
+      applied.push_back(AppendChangeSet(env, items, actor, "environment created", ops));
+    }
+    RETURN_IF_ERROR(CommitLocked({&env}, std::move(ops), applied));
+    return env.record;
+  }
+
+  absl::StatusOr<Environment> GetEnvironment(std::string_view project, std::string_view key) override {
+    ASSIGN_OR_RETURN(auto v, GetJson(kEnvironments, StrCat(project, "/", key)));
+    if (!v.has_value()) {
+      return absl::NotFoundError(
+          StrCat("environment \"", key, "\" does not exist in project \"", project, "\""));
+    }
+    return Decoded(EnvironmentFromJson(*v), kEnvironments, StrCat(project, "/", key));
+  }
+
+  absl::StatusOr<std::vector<Environment>> ListEnvironments(std::string_view project) override {
+    RETURN_IF_ERROR(GetProject(project).status());
+    std::vector<Environment> out;
+    RETURN_IF_ERROR(Scan(kEnvironments, StrCat(project, "/"), nullptr,
+                         [&](std::string_view k, std::string_view v) {
+                           ASSIGN_OR_RETURN(Value json, ParseStored(kEnvironments, k, v));
+                           ASSIGN_OR_RETURN(Environment e, Decoded(EnvironmentFromJson(json), kEnvironments, k));
+                           out.push_back(std::move(e));
+                           return absl::OkStatus();
+                         }));
+    return out;
+  }
+
+  absl::StatusOr<Environment> UpdateEnvironment(std::string_view project, const Environment& in,
+                                                int64_t expect_version, const Actor& actor) override {
+    RETURN_IF_ERROR(CheckWritable());
+    EnvState& env = Env(project, in.key);
+    std::unique_lock<std::mutex> l(env.mu);
+    RETURN_IF_ERROR(RequireEnv(env, project, in.key));
+    if (expect_version != 0 && expect_version != env.record.version) {
+      return VersionConflict(StrCat("environment \"", in.key, "\""), env.record.version, expect_version);
+    }
+    if (!in.name.empty()) env.record.name = in.name;
+    ++env.record.version;
+    RETURN_IF_ERROR(CommitLocked({&env}, {Put(kEnvironments, EnvKey(env), ToJson(EnvironmentToJson(env.record)))}, {}));
+    return env.record;
+  }
+
+  absl::Status DeleteEnvironment(std::string_view project, std::string_view key,
+                                 const Actor& actor) override {
+    RETURN_IF_ERROR(CheckWritable());
+    ProjectState& ps = ProjectLock(project);
+    std::lock_guard<std::mutex> pl(ps.mu);
+    EnvState& env = Env(project, key);
+    std::lock_guard<std::mutex> l(env.mu);
+    RETURN_IF_ERROR(RequireEnv(env, project, key));
+    std::vector<WriteOp> ops;
+    std::string prefix = EnvPrefix(project, key);
+    for (Cf cf : {kItems, kChangeLog, kAudit, kAuditIndex}) {
+      ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
+    }
+    ops.push_back(Delete(kEnvironments, EnvKey(env)));
+    RETURN_IF_ERROR(AppendKeyDeletions(project, std::string(key), ops));
+    RETURN_IF_ERROR(CommitLocked({&env}, std::move(ops), {}));
+    env.exists = false;
+    env.pending.clear();
+    return absl::OkStatus();
+  }
+
+  // ---------------------------------------------------------------- flags (project level)
+
+  absl::StatusOr<FlagMeta> CreateFlag(std::string_view project, const FlagMeta& in,
+                                      const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(CheckWritable());
+    RETURN_IF_ERROR(ValidateKey(in.key, "key"));
+    RETURN_IF_ERROR(CheckVariations(in));
+    for (auto [field, v] : {std::pair{"defaults.offVariation", in.default_off_variation},
+                            std::pair{"defaults.onVariation", in.default_on_variation}}) {
+      if (v.has_value() && (*v < 0 || static_cast<size_t>(*v) >= in.variations.size())) {
+        return absl::InvalidArgumentError(
+            StrCat(field, ": variation ", *v, " does not exist (the flag has ", in.variations.size(), " variations)"));
+      }
+    }
+    ProjectState& ps = ProjectLock(project);
+    std::lock_guard<std::mutex> pl(ps.mu);
+    RETURN_IF_ERROR(GetProject(project).status());
+    ASSIGN_OR_RETURN(auto existing, Get(kFlagMeta, StrCat(project, "/", in.key)));
+    if (existing.has_value()) {
+      return absl::AlreadyExistsError(
+          StrCat("key: flag \"", in.key, "\" already exists in project \"", project, "\""));
+    }
+    FlagMeta meta = in;
+    meta.version = 1;
+    meta.created_ms = Now();
+    if (meta.name.empty()) meta.name = meta.key;
+    ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
+    EnvLocks locks = LockEnvironments(project, envs);
+    std::vector<WriteOp> ops;
+    std::vector<AppliedChangeSet> applied;
+    ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta.key), ToJson(FlagMetaToJson(meta))));
+    for (EnvState* env : locks.states) {
+      ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta.key));
+      rules::Flag f = NewEnvironmentFlag(meta);
+      ApplyMeta(meta, f);
+      f.version = VersionOf(before) + 1;
+      applied.push_back(AppendChangeSet(
+          *env, {{ItemKind::kFlag, meta.key, before, rules::EncodeFlag(f)}}, actor, comment, ops));
+    }
+    RETURN_IF_ERROR(CommitLocked(locks.states, std::move(ops), applied));
+    return meta;
+  }
+
+  absl::StatusOr<FlagMeta> GetFlagMeta(std::string_view project, std::string_view key) override {
+    ASSIGN_OR_RETURN(auto v, GetJson(kFlagMeta, StrCat(project, "/", key)));
+    if (!v.has_value()) {
+      RETURN_IF_ERROR(GetProject(project).status());
+      return absl::NotFoundError(StrCat("flag \"", key, "\" does not exist in project \"", project, "\""));
+    }
+    return Decoded(FlagMetaFromJson(*v), kFlagMeta, StrCat(project, "/", key));
+  }
+
+  absl::StatusOr<std::vector<FlagMeta>> ListFlagMeta(std::string_view project) override {
+    RETURN_IF_ERROR(GetProject(project).status());
+    std::vector<FlagMeta> out;
+    RETURN_IF_ERROR(Scan(kFlagMeta, StrCat(project, "/"), nullptr,
+                         [&](std::string_view k, std::string_view v) {
+                           ASSIGN_OR_RETURN(Value json, ParseStored(kFlagMeta, k, v));
+                           ASSIGN_OR_RETURN(FlagMeta m, Decoded(FlagMetaFromJson(json), kFlagMeta, k));
+                           out.push_back(std::move(m));
+                           return absl::OkStatus();
+                         }));
+    return out;
+  }
+
+  absl::StatusOr<FlagMeta> UpdateFlagMeta(std::string_view project, const FlagMeta& in,
+                                          int64_t expect_version, const Actor& actor,
+                                          std::string_view comment) override {
+    RETURN_IF_ERROR(CheckWritable());
+    RETURN_IF_ERROR(CheckVariations(in));
+    ProjectState& ps = ProjectLock(project);
+    std::lock_guard<std::mutex> pl(ps.mu);
+    ASSIGN_OR_RETURN(FlagMeta current, GetFlagMeta(project, in.key));
+    if (expect_version != 0 && expect_version != current.version) {
+      return VersionConflict(StrCat("flag \"", in.key, "\""), current.version, expect_version);
+    }
+    FlagMeta meta = in;
+    meta.version = current.version + 1;
+    meta.created_ms = current.created_ms;
+    if (meta.name.empty()) meta.name = current.name;
+    ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
+    EnvLocks locks = LockEnvironments(project, envs);
+    std::vector<WriteOp> ops;
+    std::vector<AppliedChangeSet> applied;
+    ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta.key), ToJson(FlagMetaToJson(meta))));
+    for (EnvState* env : locks.states) {
+      ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta.key));
+      rules::Flag f = NewEnvironmentFlag(meta);
+      if (before.has_value()) {
+        ASSIGN_OR_RETURN(f, DecodeStoredFlag(*before, ItemKey(project, env->record.key, ItemKind::kFlag, meta.key)));
+      }
+      ApplyMeta(meta, f);
+      f.version = VersionOf(before) + 1;
+      // The environment's targeting must still fit the new variations.
+      Value encoded = rules::EncodeFlag(f);
+      absl::StatusOr<rules::Flag> strict = rules::DecodeFlag(encoded, {.strict = true});
+      if (!strict.ok()) {
+        return Prefixed(strict.status(), StrCat("environments.", env->record.key, "."));
+      }
+      applied.push_back(AppendChangeSet(*env, {{ItemKind::kFlag, meta.key, before, encoded}},
+                                        actor, comment, ops));
+    }
+    RETURN_IF_ERROR(CommitLocked(locks.states, std::move(ops), applied));
+    return meta;
+  }
+
+  absl::Status DeleteFlag(std::string_view project, std::string_view key, const Actor& actor,
+                          std::string_view comment) override {
+    RETURN_IF_ERROR(CheckWritable());
+    ProjectState& ps = ProjectLock(project);
+    std::lock_guard<std::mutex> pl(ps.mu);
+    RETURN_IF_ERROR(GetFlagMeta(project, key).status());
+    ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
+    EnvLocks locks = LockEnvironments(project, envs);
+    std::vector<WriteOp> ops;
+    std::vector<AppliedChangeSet> applied;
+    ops.push_back(Delete(kFlagMeta, StrCat(project, "/", key)));
+    for (EnvState* env : locks.states) {
+      ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, key));
+      if (!before.has_value()) continue;
+      applied.push_back(AppendChangeSet(*env, {{ItemKind::kFlag, std::string(key), before, std::nullopt}},
+                                        actor, comment, ops));
+    }
+    return CommitLocked(locks.states, std::move(ops), applied);
+  }
+
+  // ---------------------------------------------------------------- change sets
+
+  absl::StatusOr<AppliedChangeSet> Apply(const ChangeSet& cs) override {
+    RETURN_IF_ERROR(CheckWritable());
+    if (cs.items.empty()) {
+      return absl::InvalidArgumentError("items: a change set needs at least one item");
+    }
+    std::set<std::pair<ItemKind, std::string>> seen;
+    for (size_t i = 0; i < cs.items.size(); ++i) {
+      const ItemChange& it = cs.items[i];
+      std::string path = StrCat("items[", i, "]");
+      RETURN_IF_ERROR(ValidateKey(it.key, StrCat(path, ".key")));
+      if (!seen.insert({it.kind, it.key}).second) {
+        return absl::InvalidArgumentError(
+            StrCat(path, ".key: ", ItemKindName(it.kind), " \"", it.key, "\" appears twice in the change set"));
+      }
+      if (it.remove == it.data.has_value()) {
+        return absl::InvalidArgumentError(StrCat(path, ": give exactly one of \"data\" and \"delete\""));
+      }
+      if (it.remove && it.kind == ItemKind::kFlag) {
+        return absl::InvalidArgumentError(StrCat(
+            path, ".delete: a flag exists in every environment; archive or delete it at the project level"));
+      }
+    }
+    EnvState& env = Env(cs.project, cs.environment);
+    std::unique_lock<std::mutex> l(env.mu);
+    RETURN_IF_ERROR(RequireEnv(env, cs.project, cs.environment));
+    std::vector<PreparedItem> prepared;
+    for (size_t i = 0; i < cs.items.size(); ++i) {
+      const ItemChange& it = cs.items[i];
+      std::string path = StrCat("items[", i, "]");
+      ASSIGN_OR_RETURN(auto before, ReadItem(env, it.kind, it.key));
+      int64_t version = VersionOf(before);
+      if (it.expect_version.has_value() && *it.expect_version != version) {
+        return VersionConflict(StrCat(path, ": ", ItemKindName(it.kind), " \"", it.key, "\""), version,
+                               *it.expect_version);
+      }
+      if (it.remove) {
+        if (!before.has_value()) {
+          return absl::NotFoundError(StrCat(path, ": segment \"", it.key, "\" does not exist"));
+        }
+        prepared.push_back({it.kind, it.key, before, std::nullopt});
+        continue;
+      }
+      ASSIGN_OR_RETURN(Value after, PrepareUpsert(cs.project, it, path, version + 1));
+      prepared.push_back({it.kind, it.key, before, std::move(after)});
+    }
+    std::vector<WriteOp> ops;
+    AppliedChangeSet applied = AppendChangeSet(env, prepared, cs.actor, cs.comment, ops);
+    CommitQueue::Writer w;
+    w.ops = std::move(ops);
+    queue_.Enqueue(w);
+    l.unlock();  // later change sets to this environment may queue behind us (group commit)
+    absl::Status s = queue_.Wait(w);
+    l.lock();
+    ClearPending(env, applied.sequence);
+    l.unlock();
+    if (!s.ok()) return Poison(s);
+    Notify(applied);
+    return applied;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  absl::StatusOr<rules::Flag> GetFlag(std::string_view project, std::string_view env,
+                                      std::string_view key) override {
+    std::string k = ItemKey(project, env, ItemKind::kFlag, key);
+    ASSIGN_OR_RETURN(auto v, GetJson(kItems, k));
+    if (!v.has_value()) {
+      RETURN_IF_ERROR(GetEnvironment(project, env).status());
+      return absl::NotFoundError(StrCat("flag \"", key, "\" does not exist in project \"", project, "\""));
+    }
+    return DecodeStoredFlag(*v, k);
+  }
+
+  absl::StatusOr<rules::Segment> GetSegment(std::string_view project, std::string_view env,
+                                            std::string_view key) override {
+    std::string k = ItemKey(project, env, ItemKind::kSegment, key);
+    ASSIGN_OR_RETURN(auto v, GetJson(kItems, k));
+    if (!v.has_value()) {
+      RETURN_IF_ERROR(GetEnvironment(project, env).status());
+      return absl::NotFoundError(StrCat("segment \"", key, "\" does not exist in environment \"", env, "\""));
+    }
+    return DecodeStoredSegment(*v, k);
+  }
+
+  absl::StatusOr<rules::Environment> LoadEnvironment(std::string_view project,
+                                                     std::string_view env) override {
+    SnapshotHolder snap(db_);
+    return LoadAt(project, env, snap.get());
+  }
+
+  absl::StatusOr<int64_t> Sequence(std::string_view project, std::string_view env) override {
+    ASSIGN_OR_RETURN(Environment e, GetEnvironment(project, env));
+    return e.sequence;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ChangesSince(std::string_view project, std::string_view env,
+                                                        int64_t after) override {
+    SnapshotHolder snap(db_);
+    ASSIGN_OR_RETURN(Environment e, GetEnvironmentAt(project, env, snap.get()));
+    if (after == e.sequence) return std::vector<std::string>{};
+    if (after < 0 || after > e.sequence) {
+      return absl::OutOfRangeError(
+          StrCat("sequence ", after, " is not in this environment's history (now at ", e.sequence, ")"));
+    }
+    std::vector<std::string> out;
+    std::string prefix = EnvPrefix(project, env);
+    absl::Status bad;
+    RETURN_IF_ERROR(Scan(kChangeLog, prefix, snap.get(),
+                         [&](std::string_view k, std::string_view v) {
+                           out.emplace_back(v);
+                           return absl::OkStatus();
+                         },
+                         StrCat(prefix, SeqKey(after + 1))));
+    if (static_cast<int64_t>(out.size()) != e.sequence - after) {
+      return absl::OutOfRangeError(StrCat("sequence ", after,
+                                          " is older than the retained change log; a full update is needed"));
+    }
+    return out;
+  }
+
+  absl::StatusOr<HistoryPage> History(std::string_view project, std::string_view env,
+                                      std::optional<ItemKind> kind, std::optional<std::string> item_key,
+                                      std::optional<int64_t> before, int limit) override {
+    RETURN_IF_ERROR(GetEnvironment(project, env).status());
+    limit = std::clamp(limit, 1, 1000);
+    SnapshotHolder snap(db_);
+    std::vector<int64_t> seqs;
+    std::string prefix = item_key.has_value()
+                             ? AuditIndexPrefix(project, env, kind.value_or(ItemKind::kFlag), *item_key)
+                             : EnvPrefix(project, env);
+    Cf cf = item_key.has_value() ? kAuditIndex : kAudit;
+    std::string upper = before.has_value() ? StrCat(prefix, SeqKey(std::max<int64_t>(*before, 0)))
+                                           : PrefixEnd(prefix);
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap.get();
+    rocksdb::Slice lower_slice(prefix), upper_slice(upper);
+    ro.iterate_lower_bound = &lower_slice;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[cf]));
+    for (it->SeekToLast(); it->Valid() && static_cast<int>(seqs.size()) <= limit; it->Prev()) {
+      std::string_view k(it->key().data(), it->key().size());
+      if (!item_key.has_value() && k.size() != prefix.size() + 16) continue;
+      seqs.push_back(static_cast<int64_t>(std::stoull(std::string(k.substr(k.size() - 16)), nullptr, 16)));
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), "reading history"));
+    HistoryPage page;
+    if (static_cast<int>(seqs.size()) > limit) {
+      seqs.pop_back();
+      page.next_after = seqs.back();
+    }
+    for (int64_t s : seqs) {
+      ASSIGN_OR_RETURN(auto rec, ReadAudit(project, env, s, snap.get()));
+      if (rec.has_value()) page.records.push_back(std::move(*rec));
+    }
+    return page;
+  }
+
+  absl::StatusOr<rules::Environment> EnvironmentAt(std::string_view project, std::string_view env,
+                                                   int64_t sequence) override {
+    SnapshotHolder snap(db_);
+    return EnvironmentAtSnapshot(project, env, sequence, snap.get());
+  }
+
+  absl::StatusOr<int64_t> SequenceAtTime(std::string_view project, std::string_view env,
+                                         int64_t time_ms) override {
+    SnapshotHolder snap(db_);
+    ASSIGN_OR_RETURN(Environment e, GetEnvironmentAt(project, env, snap.get()));
+    std::string prefix = EnvPrefix(project, env);
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap.get();
+    std::string upper = PrefixEnd(prefix);
+    rocksdb::Slice lower_slice(prefix), upper_slice(upper);
+    ro.iterate_lower_bound = &lower_slice;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAudit]));
+    int64_t oldest = -1;
+    for (it->SeekToLast(); it->Valid(); it->Prev()) {
+      std::string_view k(it->key().data(), it->key().size());
+      ASSIGN_OR_RETURN(Value json, ParseStored(kAudit, k, std::string_view(it->value().data(), it->value().size())));
+      ASSIGN_OR_RETURN(AuditRecord rec, Decoded(AuditRecordFromJson(json), kAudit, k));
+      if (rec.time_ms <= time_ms) return rec.sequence;
+      oldest = rec.sequence;
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), "reading history"));
+    if (oldest == 1 || e.sequence == 0) return 0;  // before the first change: empty
+    return absl::OutOfRangeError(StrCat("time ", time_ms, " is older than the retained history"));
+  }
+
+  absl::StatusOr<RestorePlan> Restore(std::string_view project, std::string_view env, int64_t sequence,
+                                      std::optional<ItemKind> only_kind, std::optional<std::string> only_key,
+                                      bool dry_run, const Actor& actor, std::string_view comment) override {
+    SnapshotHolder snap(db_);
+    ASSIGN_OR_RETURN(rules::Environment target, EnvironmentAtSnapshot(project, env, sequence, snap.get()));
+    ASSIGN_OR_RETURN(rules::Environment current, LoadAt(project, env, snap.get()));
+    RestorePlan plan;
+    plan.target_sequence = sequence;
+    ChangeSet cs;
+    cs.project = std::string(project);
+    cs.environment = std::string(env);
+    cs.actor = actor;
+    cs.comment = comment.empty() ? StrCat("restore to sequence ", sequence)
+                                 : StrCat(comment, " (restore to sequence ", sequence, ")");
+    auto wanted = [&](ItemKind k, const std::string& key) {
+      return (!only_kind.has_value() || *only_kind == k) && (!only_key.has_value() || *only_key == key);
+    };
+    // Flags: targeting only (variations stay the project's); flags created or deleted since at
+    // the project level are left alone.
+    for (const auto& [key, now] : current.flags) {
+      auto then = target.flags.find(key);
+      if (!wanted(ItemKind::kFlag, key) || then == target.flags.end()) continue;
+      rules::Flag restored = then->second;
+      restored.variations = now.variations;
+      restored.version = now.version;
+      restored.deleted = now.deleted;
+      restored.name = now.name;
+      restored.description = now.description;
+      restored.tags = now.tags;
+      restored.temporary = now.temporary;
+      restored.maintainer = now.maintainer;
+      restored.client_side_availability = now.client_side_availability;
+      if (restored == now) continue;
+      Value after = rules::EncodeFlag(restored);
+      plan.items.push_back({ItemKind::kFlag, key, rules::EncodeFlag(now), after});
+      cs.items.push_back({ItemKind::kFlag, key, now.version, after, false});
+    }
+    for (const auto& [key, then] : target.segments) {
+      if (!wanted(ItemKind::kSegment, key)) continue;
+      auto now = current.segments.find(key);
+      rules::Segment restored = then;
+      restored.version = now == current.segments.end() ? 0 : now->second.version;
+      if (now != current.segments.end() && restored == now->second) continue;
+      Value after = rules::EncodeSegment(restored);
+      Value before = now == current.segments.end() ? Value() : rules::EncodeSegment(now->second);
+      plan.items.push_back({ItemKind::kSegment, key, before, after});
+      cs.items.push_back({ItemKind::kSegment, key, restored.version, after, false});
+    }
+    for (const auto& [key, now] : current.segments) {
+      if (!wanted(ItemKind::kSegment, key) || target.segments.count(key) != 0) continue;
+      plan.items.push_back({ItemKind::kSegment, key, rules::EncodeSegment(now), Value()});
+      cs.items.push_back({ItemKind::kSegment, key, now.version, std::nullopt, true});
+    }
+    if (dry_run || cs.items.empty()) return plan;
+    ASSIGN_OR_RETURN(AppliedChangeSet applied, Apply(cs));
+    plan.applied = std::move(applied);
+    return plan;
+  }
+
+  // ---------------------------------------------------------------- API keys
+
+  absl::StatusOr<NewApiKey> CreateApiKey(const ApiKey& spec) override {
+    RETURN_IF_ERROR(CheckWritable());
+    if (spec.kind != KeyKind::kAdmin || !spec.project.empty()) {
+      RETURN_IF_ERROR(Prefixed(GetProject(spec.project).status(), "project: "));
+    }
+    if (spec.kind != KeyKind::kAdmin) {
+      RETURN_IF_ERROR(Prefixed(GetEnvironment(spec.project, spec.environment).status(), "environment: "));
+    }
+    std::lock_guard<std::mutex> l(keys_mu_);
+    return WriteNewKey(spec, {});
+  }
+
+  absl::StatusOr<std::vector<ApiKey>> ListApiKeys() override {
+    std::vector<ApiKey> out;
+    RETURN_IF_ERROR(Scan(kKeys, "id/", nullptr, [&](std::string_view k, std::string_view v) {
+      ASSIGN_OR_RETURN(Value json, ParseStored(kKeys, k, v));
+      ASSIGN_OR_RETURN(ApiKey key, Decoded(ApiKeyFromJson(json), kKeys, k));
+      out.push_back(std::move(key));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<ApiKey> GetApiKey(std::string_view id) override {
+    ASSIGN_OR_RETURN(auto v, GetJson(kKeys, StrCat("id/", id)));
+    if (!v.has_value()) return absl::NotFoundError(StrCat("API key \"", id, "\" does not exist"));
+    return Decoded(ApiKeyFromJson(*v), kKeys, StrCat("id/", id));
+  }
+
+  absl::Status RevokeApiKey(std::string_view id) override {
+    RETURN_IF_ERROR(CheckWritable());
+    std::lock_guard<std::mutex> l(keys_mu_);
+    ASSIGN_OR_RETURN(auto v, GetJson(kKeys, StrCat("id/", id)));
+    if (!v.has_value()) return absl::NotFoundError(StrCat("API key \"", id, "\" does not exist"));
+    v->Set("revoked", Value(true));
+    return WriteNow({Put(kKeys, StrCat("id/", id), ToJson(*v))});
+  }
+
+  absl::StatusOr<NewApiKey> RotateApiKey(std::string_view id, int64_t overlap_ms) override {
+    RETURN_IF_ERROR(CheckWritable());
+    std::lock_guard<std::mutex> l(keys_mu_);
+    ASSIGN_OR_RETURN(auto v, GetJson(kKeys, StrCat("id/", id)));
+    if (!v.has_value()) return absl::NotFoundError(StrCat("API key \"", id, "\" does not exist"));
+    ASSIGN_OR_RETURN(ApiKey old, Decoded(ApiKeyFromJson(*v), kKeys, StrCat("id/", id)));
+    if (old.revoked) return absl::FailedPreconditionError(StrCat("API key \"", id, "\" is revoked"));
+    int64_t expires = Now() + std::max<int64_t>(overlap_ms, 0);
+    if (old.expires_ms == 0 || expires < old.expires_ms) v->Set("expiresMs", Value(expires));
+    if (overlap_ms <= 0) v->Set("revoked", Value(true));
+    return WriteNewKey(old, {Put(kKeys, StrCat("id/", id), ToJson(*v))});
+  }
+
+  absl::StatusOr<ApiKey> Authenticate(std::string_view secret) override {
+    ASSIGN_OR_RETURN(auto id, Get(kKeys, StrCat("hash/", Sha256Hex(secret))));
+    if (!id.has_value()) return absl::NotFoundError("unknown API key");
+    ASSIGN_OR_RETURN(ApiKey key, GetApiKey(*id));
+    if (key.revoked) return absl::NotFoundError("API key revoked");
+    if (key.expires_ms != 0 && Now() >= key.expires_ms) return absl::NotFoundError("API key expired");
+    return key;
+  }
+
+  // ---------------------------------------------------------------- operations
+
+  absl::Status PruneHistory() override {
+    RETURN_IF_ERROR(CheckWritable());
+    int64_t cutoff_time = Now() - options_.retain_ms;
+    ASSIGN_OR_RETURN(std::vector<Project> projects, ListProjects());
+    for (const Project& p : projects) {
+      ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(p.key));
+      for (const Environment& e : envs) {
+        EnvState& env = Env(p.key, e.key);
+        std::lock_guard<std::mutex> l(env.mu);
+        RETURN_IF_ERROR(RequireEnv(env, p.key, e.key));
+        int64_t keep_from = env.record.sequence - options_.retain_changes + 1;  // by count
+        std::string prefix = EnvPrefix(p.key, e.key);
+        std::vector<WriteOp> ops;
+        absl::Status scan = Scan(kAudit, prefix, nullptr, [&](std::string_view k, std::string_view v) {
+          ASSIGN_OR_RETURN(Value json, ParseStored(kAudit, k, v));
+          ASSIGN_OR_RETURN(AuditRecord rec, Decoded(AuditRecordFromJson(json), kAudit, k));
+          if (rec.sequence >= keep_from && rec.time_ms >= cutoff_time) {
+            return absl::CancelledError("done");  // the rest is newer
+          }
+          AppendPrune(p.key, e.key, rec, ops);
+          return absl::OkStatus();
+        });
+        if (!scan.ok() && !absl::IsCancelled(scan)) return scan;
+        if (!ops.empty()) RETURN_IF_ERROR(CommitLocked({&env}, std::move(ops), {}));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Checkpoint(const std::string& dir) override {
+    rocksdb::Checkpoint* cp = nullptr;
+    RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_, &cp), "checkpoint"));
+    std::unique_ptr<rocksdb::Checkpoint> owned(cp);
+    return FromRocks(owned->CreateCheckpoint(dir), StrCat("checkpoint to ", dir));
+  }
+
+  std::vector<std::pair<std::string, int64_t>> Stats() override {
+    std::vector<std::pair<std::string, int64_t>> out;
+    for (const char* prop : {"rocksdb.estimate-num-keys", "rocksdb.total-sst-files-size",
+                             "rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-live-data-size",
+                             "rocksdb.num-running-compactions", "rocksdb.estimate-pending-compaction-bytes",
+                             "rocksdb.block-cache-usage"}) {
+      uint64_t total = 0;
+      for (auto* cf : cfs_) {
+        uint64_t v = 0;
+        if (db_->GetIntProperty(cf, prop, &v)) total += v;
+      }
+      out.emplace_back(prop, static_cast<int64_t>(total));
+    }
+    out.emplace_back("gonfalon.commit-groups", queue_.groups());
+    out.emplace_back("gonfalon.commit-writes", queue_.writes());
+    return out;
+  }
+
+ private:
+  struct EnvState {
+    std::mutex mu;  // orders this environment's writers
+    bool loaded = false;  // REQUIRES: mu held for every field
+    bool exists = false;
+    Environment record;  // sequence: the last one handed out (maybe not yet durable)
+    struct Pending {
+      std::optional<std::string> json;  // nullopt: deleted
+      int64_t sequence;
+    };
+    // Items of change sets queued but not yet durable, so later writers see them.
+    absl::flat_hash_map<std::string, Pending> pending;
+  };
+  struct ProjectState {
+    std::mutex mu;  // orders project-level writes (projects, environments, flag metadata)
+  };
+  struct EnvLocks {
+    std::vector<std::unique_lock<std::mutex>> locks;
+    std::vector<EnvState*> states;
+  };
+
+  class SnapshotHolder {
+   public:
+    explicit SnapshotHolder(rocksdb::DB* db) : db_(db), snap_(db->GetSnapshot()) {}
+    ~SnapshotHolder() { db_->ReleaseSnapshot(snap_); }
+    const rocksdb::Snapshot* get() const { return snap_; }
+
+   private:
+    rocksdb::DB* db_;
+    const rocksdb::Snapshot* snap_;
+  };
+
+  // --- plumbing ---
+
+  int64_t Now() const {
+    if (options_.now_ms) return options_.now_ms();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  rocksdb::WriteOptions SyncWrite() const {
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    return wo;
+  }
+
+  WriteOp Put(Cf cf, std::string key, std::string value) {
+    return {WriteOp::Type::kPut, cfs_[cf], std::move(key), std::move(value)};
+  }
+  WriteOp Delete(Cf cf, std::string key) { return {WriteOp::Type::kDelete, cfs_[cf], std::move(key), {}}; }
+  WriteOp DeleteRange(Cf cf, std::string from, std::string to) {
+    return {WriteOp::Type::kDeleteRange, cfs_[cf], std::move(from), std::move(to)};
+  }
+
+  absl::Status CheckWritable() const {
+    if (poisoned_.load()) {
+      return absl::InternalError("the store refuses writes after a failed write; restart the server");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Poison(const absl::Status& s) {
+    poisoned_.store(true);
+    return s;
+  }
+
+  static absl::Status VersionConflict(const std::string& what, int64_t actual, int64_t expected) {
+    return absl::AbortedError(StrCat(what, " is at version ", actual, ", not ", expected));
+  }
+
+  absl::Status WriteNow(std::vector<WriteOp> ops) {
+    CommitQueue::Writer w;
+    w.ops = std::move(ops);
+    queue_.Enqueue(w);
+    absl::Status s = queue_.Wait(w);
+    return s.ok() ? s : Poison(s);
+  }
+
+  // Commits while the callers' environment locks are held (project-level writes), then
+  // clears their pending items and tells the listener.
+  absl::Status CommitLocked(const std::vector<EnvState*>& envs, std::vector<WriteOp> ops,
+                            const std::vector<AppliedChangeSet>& applied) {
+    absl::Status s = WriteNow(std::move(ops));
+    for (EnvState* e : envs) ClearPending(*e, e->record.sequence);
+    if (!s.ok()) return s;
+    for (const AppliedChangeSet& a : applied) Notify(a);
+    return absl::OkStatus();
+  }
+
+  void Notify(const AppliedChangeSet& a) {
+    if (listener_) listener_(a);
+  }
+
+  static void ClearPending(EnvState& env, int64_t sequence) {
+    for (auto it = env.pending.begin(); it != env.pending.end();) {
+      if (it->second.sequence <= sequence) {
+        env.pending.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  ProjectState& ProjectLock(std::string_view project) {
+    std::lock_guard<std::mutex> l(states_mu_);
+    auto& p = projects_[std::string(project)];
+    if (!p) p = std::make_unique<ProjectState>();
+    return *p;
+  }
+
+  EnvState& Env(std::string_view project, std::string_view env) {
+    std::lock_guard<std::mutex> l(states_mu_);
+    auto& e = envs_[StrCat(project, "/", env)];
+    if (!e) e = std::make_unique<EnvState>();
+    return *e;
+  }
+
+  static std::string EnvKey(const EnvState& env) { return StrCat(env.record.project, "/", env.record.key); }
+
+  // REQUIRES: env.mu held.
+  absl::Status LoadEnv(EnvState& env, std::string_view project, std::string_view key) {
+    if (env.loaded) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto v, GetJson(kEnvironments, StrCat(project, "/", key)));
+    if (v.has_value()) {
+      ASSIGN_OR_RETURN(env.record, Decoded(EnvironmentFromJson(*v), kEnvironments, StrCat(project, "/", key)));
+      env.exists = true;
+    }
+    env.loaded = true;
+    return absl::OkStatus();
+  }
+
+  // REQUIRES: env.mu held.
+  absl::Status RequireEnv(EnvState& env, std::string_view project, std::string_view key) {
+    RETURN_IF_ERROR(LoadEnv(env, project, key));
+    if (!env.exists) {
+      RETURN_IF_ERROR(GetProject(project).status());
+      return absl::NotFoundError(
+          StrCat("environment \"", key, "\" does not exist in project \"", project, "\""));
+    }
+    return absl::OkStatus();
+  }
+
+  // Locks every environment of a project in key order (the one order all callers use).
+  EnvLocks LockEnvironments(std::string_view project, const std::vector<Environment>& envs) {
+    EnvLocks out;
+    for (const Environment& e : envs) {  // ListEnvironments returns key order
+      EnvState& s = Env(project, e.key);
+      out.locks.emplace_back(s.mu);
+      if (!LoadEnv(s, project, e.key).ok() || !s.exists) {
+        out.locks.pop_back();
+        continue;
+      }
+      out.states.push_back(&s);
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::optional<std::string>> Get(Cf cf, const std::string& key,
+                                                 const rocksdb::Snapshot* snap = nullptr) {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap;
+    std::string value;
+    rocksdb::Status s = db_->Get(ro, cfs_[cf], key, &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    RETURN_IF_ERROR(FromRocks(s, StrCat("reading ", kCfNames[cf], " ", key)));
+    return std::optional<std::string>(std::move(value));
+  }
+
+  static absl::StatusOr<Value> ParseStored(Cf cf, std::string_view key, std::string_view text) {
+    absl::StatusOr<Value> v = rules::ParseJson(text);
+    if (!v.ok()) {
+      return absl::DataLossError(
+          StrCat("corrupt value in ", kCfNames[cf], " at key \"", key, "\": ", v.status().message()));
+    }
+    return v;
+  }
+
+  template <typename T>
+  static absl::StatusOr<T> Decoded(absl::StatusOr<T> r, Cf cf, std::string_view key) {
+    if (r.ok()) return r;
+    return absl::DataLossError(
+        StrCat("corrupt value in ", kCfNames[cf], " at key \"", key, "\": ", r.status().message()));
+  }
+
+  absl::StatusOr<std::optional<Value>> GetJson(Cf cf, const std::string& key,
+                                               const rocksdb::Snapshot* snap = nullptr) {
+    ASSIGN_OR_RETURN(auto raw, Get(cf, key, snap));
+    if (!raw.has_value()) return std::optional<Value>();
+    ASSIGN_OR_RETURN(Value v, ParseStored(cf, key, *raw));
+    return std::optional<Value>(std::move(v));
+  }
+
+  static absl::StatusOr<rules::Flag> DecodeStoredFlag(const Value& v, std::string_view key) {
+    return Decoded(rules::DecodeFlag(v), kItems, key);
+  }
+  static absl::StatusOr<rules::Segment> DecodeStoredSegment(const Value& v, std::string_view key) {
+    return Decoded(rules::DecodeSegment(v), kItems, key);
+  }
+
+  // Calls fn(key, value) for each key with `prefix`, from `start` (default: the prefix).
+  // fn may stop the scan by returning an error, which Scan returns.
+  template <typename Fn>
+  absl::Status Scan(Cf cf, const std::string& prefix, const rocksdb::Snapshot* snap, Fn fn,
+                    std::string start = {}) {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap;
+    std::string upper = prefix.empty() ? std::string() : PrefixEnd(prefix);
+    rocksdb::Slice upper_slice(upper);
+    if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[cf]));
+    for (it->Seek(start.empty() ? prefix : start); it->Valid(); it->Next()) {
+      RETURN_IF_ERROR(fn(std::string_view(it->key().data(), it->key().size()),
+                         std::string_view(it->value().data(), it->value().size())));
+    }
+    return FromRocks(it->status(), StrCat("scanning ", kCfNames[cf]));
+  }
+
+  // REQUIRES: env.mu held. The item as the next change set will see it.
+  absl::StatusOr<std::optional<Value>> ReadItem(EnvState& env, ItemKind kind, std::string_view key) {
+    std::string k = ItemKey(env.record.project, env.record.key, kind, key);
+    auto p = env.pending.find(k);
+    if (p != env.pending.end()) {
+      if (!p->second.json.has_value()) return std::optional<Value>();
+      ASSIGN_OR_RETURN(Value v, ParseStored(kItems, k, *p->second.json));
+      return std::optional<Value>(std::move(v));
+    }
+    return GetJson(kItems, k);
+  }
+
+  absl::Status CheckVariations(const FlagMeta& m) {
+    if (m.variations.empty()) {
+      return absl::InvalidArgumentError("variations: a flag needs at least one variation");
+    }
+    return absl::OkStatus();
+  }
+
+  // The stored JSON for an upserted item, strictly validated, at `version`.
+  absl::StatusOr<Value> PrepareUpsert(std::string_view project, const ItemChange& it,
+                                      const std::string& path, int64_t version) {
+    const Value& data = *it.data;
+    std::string dpath = StrCat(path, ".data");
+    if (!data.is_object()) {
+      return absl::InvalidArgumentError(StrCat(dpath, ": expected an object, got ", rules::TypeName(data.type())));
+    }
+    if (const Value* k = data.Find("key"); k != nullptr && !k->is_null() && !(k->is_string() && k->as_string() == it.key)) {
+      return absl::InvalidArgumentError(StrCat(dpath, ".key: ", rules::ToJson(*k), " does not match the item key \"", it.key, "\""));
+    }
+    Value merged = data;
+    merged.Set("key", Value(it.key));
+    merged.Erase("version");
+    if (it.kind == ItemKind::kSegment) {
+      absl::StatusOr<rules::Segment> seg = rules::DecodeSegment(merged, {.strict = true});
+      if (!seg.ok()) return Prefixed(seg.status(), StrCat(dpath, "."));
+      seg->version = version;
+      seg->deleted = false;
+      return rules::EncodeSegment(*seg);
+    }
+    absl::StatusOr<FlagMeta> meta = GetFlagMeta(project, it.key);
+    if (absl::IsNotFound(meta.status())) {
+      return absl::NotFoundError(StrCat(path, ".key: flag \"", it.key, "\" does not exist in project \"",
+                                        project, "\"; create it at the project level first"));
+    }
+    if (!meta.ok()) return meta.status();
+    Value project_part = FlagMetaToJson(*meta);
+    for (const char* f : {"variations", "name", "description", "tags", "temporary", "maintainer",
+                          "clientSideAvailability"}) {
+      merged.Set(f, *project_part.Find(f));
+    }
+    merged.Set("deleted", Value(meta->archived));
+    absl::StatusOr<rules::Flag> flag = rules::DecodeFlag(merged, {.strict = true});
+    if (!flag.ok()) return Prefixed(flag.status(), StrCat(dpath, "."));
+    flag->version = version;
+    return rules::EncodeFlag(*flag);
+  }
+
+  // REQUIRES: env.mu held. Adds one change set's writes to `ops` and hands out its sequence.
+  AppliedChangeSet AppendChangeSet(EnvState& env, const std::vector<PreparedItem>& items,
+                                   const Actor& actor, std::string_view comment,
+                                   std::vector<WriteOp>& ops) {
+    const std::string& p = env.record.project;
+    const std::string& e = env.record.key;
+    int64_t seq = env.record.sequence + 1;
+    int64_t now = Now();
+    AppliedChangeSet applied;
+    applied.project = p;
+    applied.environment = e;
+    applied.sequence = seq;
+    applied.time_ms = now;
+    Array event_items;
+    AuditRecord audit{seq, now, actor.id, std::string(comment), {}};
+    for (const PreparedItem& it : items) {
+      std::string key = ItemKey(p, e, it.kind, it.key);
+      Value ev;
+      ev.Set("kind", Value(ItemKindName(it.kind)));
+      ev.Set("key", Value(it.key));
+      int64_t version;
+      if (it.after.has_value()) {
+        version = VersionOf(it.after);
+        std::string json = ToJson(*it.after);
+        ops.push_back(Put(kItems, key, json));
+        env.pending[key] = {json, seq};
+        ev.Set("version", Value(version));
+        ev.Set("data", *it.after);
+      } else {
+        version = VersionOf(it.before) + 1;
+        ops.push_back(Delete(kItems, key));
+        env.pending[key] = {std::nullopt, seq};
+        ev.Set("version", Value(version));
+        ev.Set("deleted", Value(true));
+      }
+      event_items.push_back(std::move(ev));
+      applied.items.push_back({it.kind, it.key, version, !it.after.has_value()});
+      audit.items.push_back({it.kind, it.key, it.before.value_or(Value()), it.after.value_or(Value())});
+      ops.push_back(Put(kAuditIndex, StrCat(AuditIndexPrefix(p, e, it.kind, it.key), SeqKey(seq)), ""));
+    }
+    Value event(Object{{"sequence", Value(seq)}, {"time", Value(now)}, {"items", Value(std::move(event_items))}});
+    applied.event_json = ToJson(event);
+    std::string prefix = EnvPrefix(p, e);
+    ops.push_back(Put(kChangeLog, StrCat(prefix, SeqKey(seq)), applied.event_json));
+    ops.push_back(Put(kAudit, StrCat(prefix, SeqKey(seq)), ToJson(AuditRecordToJson(audit))));
+    env.record.sequence = seq;
+    ops.push_back(Put(kEnvironments, EnvKey(env), ToJson(EnvironmentToJson(env.record))));
+    // Retention by count: the entry that falls out of the window goes in the same batch.
+    int64_t drop = seq - options_.retain_changes;
+    if (drop >= 1) {
+      absl::StatusOr<std::optional<AuditRecord>> old = ReadAudit(p, e, drop, nullptr);
+      if (old.ok() && old->has_value()) AppendPrune(p, e, **old, ops);
+    }
+    return applied;
+  }
+
+  void AppendPrune(std::string_view p, std::string_view e, const AuditRecord& rec,
+                   std::vector<WriteOp>& ops) {
+    std::string prefix = EnvPrefix(p, e);
+    ops.push_back(Delete(kChangeLog, StrCat(prefix, SeqKey(rec.sequence))));
+    ops.push_back(Delete(kAudit, StrCat(prefix, SeqKey(rec.sequence))));
+    for (const auto& it : rec.items) {
+      ops.push_back(Delete(kAuditIndex, StrCat(AuditIndexPrefix(p, e, it.kind, it.key), SeqKey(rec.sequence))));
+    }
+  }
+
+  absl::StatusOr<std::optional<AuditRecord>> ReadAudit(std::string_view p, std::string_view e, int64_t seq,
+                                                       const rocksdb::Snapshot* snap) {
+    std::string key = StrCat(EnvPrefix(p, e), SeqKey(seq));
+    ASSIGN_OR_RETURN(auto v, GetJson(kAudit, key, snap));
+    if (!v.has_value()) return std::optional<AuditRecord>();
+    ASSIGN_OR_RETURN(AuditRecord rec, Decoded(AuditRecordFromJson(*v), kAudit, key));
+    return std::optional<AuditRecord>(std::move(rec));
+  }
+
+  absl::StatusOr<Environment> GetEnvironmentAt(std::string_view project, std::string_view env,
+                                               const rocksdb::Snapshot* snap) {
+    std::string key = StrCat(project, "/", env);
+    ASSIGN_OR_RETURN(auto v, GetJson(kEnvironments, key, snap));
+    if (!v.has_value()) {
+      return absl::NotFoundError(StrCat("environment \"", env, "\" does not exist in project \"", project, "\""));
+    }
+    return Decoded(EnvironmentFromJson(*v), kEnvironments, key);
+  }
+
+  absl::StatusOr<rules::Environment> LoadAt(std::string_view project, std::string_view env,
+                                            const rocksdb::Snapshot* snap) {
+    ASSIGN_OR_RETURN(Environment e, GetEnvironmentAt(project, env, snap));
+    rules::Environment out;
+    out.sequence = e.sequence;
+    RETURN_IF_ERROR(Scan(kItems, EnvPrefix(project, env), snap, [&](std::string_view k, std::string_view v) {
+      ASSIGN_OR_RETURN(Value json, ParseStored(kItems, k, v));
+      // "{p}/{e}/{f|s}/{key}": keys never contain '/', so the kind letter precedes the last one.
+      if (k[k.rfind('/') - 1] == 'f') {
+        ASSIGN_OR_RETURN(rules::Flag f, DecodeStoredFlag(json, k));
+        std::string key = f.key;
+        out.flags.emplace(std::move(key), std::move(f));
+      } else {
+        ASSIGN_OR_RETURN(rules::Segment s, DecodeStoredSegment(json, k));
+        std::string key = s.key;
+        out.segments.emplace(std::move(key), std::move(s));
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<rules::Environment> EnvironmentAtSnapshot(std::string_view project, std::string_view env,
+                                                           int64_t sequence, const rocksdb::Snapshot* snap) {
+    ASSIGN_OR_RETURN(Environment e, GetEnvironmentAt(project, env, snap));
+    if (sequence < 0 || sequence > e.sequence) {
+      return absl::OutOfRangeError(
+          StrCat("sequence ", sequence, " is not in this environment's history (now at ", e.sequence, ")"));
+    }
+    // Start from now and undo change sets newest first, with the audit's before images.
+    std::map<std::pair<ItemKind, std::string>, Value> state;
+    {
+      ASSIGN_OR_RETURN(rules::Environment now, LoadAt(project, env, snap));
+      for (auto& [k, f] : now.flags) state[{ItemKind::kFlag, k}] = rules::EncodeFlag(f);
+      for (auto& [k, s] : now.segments) state[{ItemKind::kSegment, k}] = rules::EncodeSegment(s);
+    }
+    for (int64_t s = e.sequence; s > sequence; --s) {
+      ASSIGN_OR_RETURN(auto rec, ReadAudit(project, env, s, snap));
+      if (!rec.has_value()) {
+        return absl::OutOfRangeError(
+            StrCat("sequence ", sequence, " is older than the retained history"));
+      }
+      for (const auto& it : rec->items) {
+        if (it.before.is_null()) {
+          state.erase({it.kind, it.key});
+        } else {
+          state[{it.kind, it.key}] = it.before;
+        }
+      }
+    }
+    rules::Environment out;
+    out.sequence = sequence;
+    for (const auto& [id, json] : state) {
+      std::string where = ItemKey(project, env, id.first, id.second);
+      if (id.first == ItemKind::kFlag) {
+        ASSIGN_OR_RETURN(rules::Flag f, DecodeStoredFlag(json, where));
+        out.flags.emplace(id.second, std::move(f));
+      } else {
+        ASSIGN_OR_RETURN(rules::Segment sg, DecodeStoredSegment(json, where));
+        out.segments.emplace(id.second, std::move(sg));
+      }
+    }
+    return out;
+  }
+
+  // REQUIRES: keys_mu_ held.
+  absl::StatusOr<NewApiKey> WriteNewKey(const ApiKey& spec, std::vector<WriteOp> ops) {
+    NewApiKey out;
+    out.key = spec;
+    out.key.id = RandomHex(8);
+    out.key.created_ms = Now();
+    out.key.expires_ms = 0;
+    out.key.revoked = false;
+    static constexpr const char* kPrefixes[] = {"gfa_", "gfs_", "gfc_"};
+    out.secret = StrCat(kPrefixes[static_cast<int>(spec.kind)], RandomHex(20));
+    out.key.prefix = out.secret.substr(0, 10);
+    Value json = ApiKeyToJson(out.key);
+    ops.push_back(Put(kKeys, StrCat("id/", out.key.id), ToJson(json)));
+    ops.push_back(Put(kKeys, StrCat("hash/", Sha256Hex(out.secret)), out.key.id));
+    RETURN_IF_ERROR(WriteNow(std::move(ops)));
+    return out;
+  }
+
+  // Deletes the keys of a project (or of one of its environments).
+  absl::Status AppendKeyDeletions(std::string_view project, std::optional<std::string> env,
+                                  std::vector<WriteOp>& ops) {
+    std::lock_guard<std::mutex> l(keys_mu_);
+    ASSIGN_OR_RETURN(std::vector<ApiKey> keys, ListApiKeys());
+    for (const ApiKey& k : keys) {
+      if (k.project != project || (env.has_value() && k.environment != *env)) continue;
+      ApiKey revoked = k;
+      revoked.revoked = true;
+      ops.push_back(Put(kKeys, StrCat("id/", k.id), ToJson(ApiKeyToJson(revoked))));
+    }
+    return absl::OkStatus();
+  }
+
+  Options options_;
+  rocksdb::DB* db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
+  CommitQueue queue_;
+  std::atomic<bool> poisoned_{false};
+  std::function<void(const AppliedChangeSet&)> listener_;
+  std::mutex states_mu_;  // guards the two maps below (not the states themselves)
+  absl::flat_hash_map<std::string, std::unique_ptr<EnvState>> envs_;
+  absl::flat_hash_map<std::string, std::unique_ptr<ProjectState>> projects_;
+  std::mutex keys_mu_;  // orders API key writes
+};
+
+}  // namespace
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) return absl::InternalError(StrCat("cannot create ", options.path, ": ", ec.message()));
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 5;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const char* name : internal::kCfNames) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.OptimizeForPointLookup(8);  // 8 MiB block cache per family; items are read by key
+    descriptors.emplace_back(name, cf);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &db);
+  if (!s.ok()) {
+    return internal::FromRocks(s, StrCat("opening the store at ", options.path));
+  }
+  auto store = std::make_unique<internal::RocksStore>(std::move(options), db, std::move(handles));
+  RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace gonfalon::storage

@@ -1,0 +1,498 @@
+#include "gonfalon/storage/store.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "store_test_util.h"
+#include "testing.h"
+
+namespace gonfalon::storage {
+namespace {
+
+using rules::Value;
+
+TEST_F(StoreTest, ProjectsAndEnvironmentsLifecycle) {
+  ASSERT_TRUE(store_->CreateProject({.key = "shop"}, actor_).ok());
+  auto dup = store_->CreateProject({.key = "shop"}, actor_);
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  auto bad = store_->CreateProject({.key = "no spaces"}, actor_);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(bad.status().message()),
+            "key: \"no spaces\" may only contain letters, digits, '.', '_' and '-'");
+  EXPECT_EQ(store_->CreateProject({.key = std::string(129, 'a')}, actor_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_->CreateEnvironment("shop", {.key = "production", .name = "Production"}, actor_).ok());
+  EXPECT_EQ(store_->CreateEnvironment("nope", {.key = "x"}, actor_).status().code(),
+            absl::StatusCode::kNotFound);
+  auto envs = store_->ListEnvironments("shop");
+  ASSERT_TRUE(envs.ok());
+  ASSERT_EQ(envs->size(), 1u);
+  EXPECT_EQ((*envs)[0].name, "Production");
+  auto upd = store_->UpdateProject({.key = "shop", .name = "The Shop"}, 1, actor_);
+  ASSERT_TRUE(upd.ok()) << upd.status();
+  EXPECT_EQ(upd->version, 2);
+  EXPECT_EQ(store_->UpdateProject({.key = "shop", .name = "x"}, 1, actor_).status().code(),
+            absl::StatusCode::kAborted);
+  Reopen();
+  EXPECT_EQ(store_->GetProject("shop")->name, "The Shop");
+  ASSERT_TRUE(store_->DeleteProject("shop", actor_).ok());
+  EXPECT_EQ(store_->GetProject("shop").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEnvironment("shop", "production").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, FlagExistsInEveryEnvironmentOffServingItsOffVariation) {
+  MakeShop();
+  for (const char* env : {"production", "staging"}) {
+    auto f = store_->GetFlag("shop", env, "checkout");
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_FALSE(f->on);
+    EXPECT_EQ(f->off_variation, 0);  // false
+    EXPECT_EQ(f->fallthrough.variation, 1);  // true, once turned on
+    EXPECT_EQ(f->version, 1);
+    EXPECT_EQ(*store_->Sequence("shop", env), 1);
+  }
+  // An environment created later has the flag too.
+  ASSERT_TRUE(store_->CreateEnvironment("shop", {.key = "qa"}, actor_).ok());
+  auto qa = store_->GetFlag("shop", "qa", "checkout");
+  ASSERT_TRUE(qa.ok()) << qa.status();
+  EXPECT_FALSE(qa->on);
+  auto again = store_->CreateFlag("shop", {.key = "checkout", .variations = {Value(1)}}, actor_, "");
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  auto empty = store_->CreateFlag("shop", {.key = "x"}, actor_, "");
+  EXPECT_EQ(std::string(empty.status().message()), "variations: a flag needs at least one variation");
+}
+
+TEST_F(StoreTest, ChangeSetWritesItemsLogAndAuditTogether) {
+  MakeShop();
+  clock_ += 1000;
+  auto applied = ApplyOne(ItemKind::kFlag, "checkout",
+                          R"({"on":true,"fallthrough":{"variation":1},"offVariation":0,
+                              "rules":[{"id":"fr","clauses":[{"attribute":"country","op":"in","values":["FR"]}],"variation":0}]})",
+                          1);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->sequence, 2);
+  ASSERT_EQ(applied->items.size(), 1u);
+  EXPECT_EQ(applied->items[0].version, 2);
+  auto f = store_->GetFlag("shop", "production", "checkout");
+  ASSERT_TRUE(f.ok());
+  EXPECT_TRUE(f->on);
+  EXPECT_EQ(f->rules.size(), 1u);
+  EXPECT_EQ(f->variations.size(), 2u);  // the project's, though the data did not say
+  // Staging is untouched.
+  EXPECT_FALSE(store_->GetFlag("shop", "staging", "checkout")->on);
+  auto log = store_->ChangesSince("shop", "production", 1);
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(log->size(), 1u);
+  EXPECT_EQ((*log)[0], applied->event_json);
+  auto event = rules::ParseJson((*log)[0]).value();
+  EXPECT_EQ(event.Find("sequence")->as_number(), 2);
+  EXPECT_EQ(event.Find("items")->as_array()[0].Find("version")->as_number(), 2);
+  EXPECT_TRUE(event.Find("items")->as_array()[0].Find("data")->Find("on")->as_bool());
+  auto history = store_->History("shop", "production", ItemKind::kFlag, "checkout", std::nullopt, 10);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->records.size(), 2u);
+  const AuditRecord& rec = history->records[0];
+  EXPECT_EQ(rec.sequence, 2);
+  EXPECT_EQ(rec.actor, "tester");
+  EXPECT_EQ(rec.time_ms, clock_.load());
+  EXPECT_FALSE(rec.items[0].before.Find("on")->as_bool());
+  EXPECT_TRUE(rec.items[0].after.Find("on")->as_bool());
+  EXPECT_EQ(history->records[1].comment, "new flag");
+}
+
+TEST_F(StoreTest, VersionConflictRejectsTheWholeChangeSet) {
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})", 0).ok());
+  ChangeSet cs;
+  cs.project = "shop";
+  cs.environment = "production";
+  cs.items.push_back({ItemKind::kFlag, "checkout", 1, Json(R"({"on":true,"fallthrough":{"variation":1}})"), false});
+  cs.items.push_back({ItemKind::kSegment, "beta", 7, Json(R"({"included":["b"]})"), false});
+  auto r = store_->Apply(cs);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(std::string(r.status().message()), "items[1]: segment \"beta\" is at version 1, not 7");
+  EXPECT_FALSE(store_->GetFlag("shop", "production", "checkout")->on);
+  EXPECT_EQ(*store_->Sequence("shop", "production"), 2);
+  // Creating what exists (expect 0) is a conflict too.
+  EXPECT_EQ(ApplyOne(ItemKind::kSegment, "beta", R"({})", 0).status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(StoreTest, InvalidItemsAreRejectedWithTheirPathAndNothingIsWritten) {
+  MakeShop();
+  struct Case {
+    ItemKind kind;
+    const char* key;
+    const char* data;
+    absl::StatusCode code;
+    const char* message;
+  } cases[] = {
+      {ItemKind::kFlag, "checkout",
+       R"({"on":true,"fallthrough":{"variation":0},"rules":[{"id":"a","variation":0,"clauses":[{"attribute":"x","op":"startswith","values":["a"]}]}]})",
+       absl::StatusCode::kInvalidArgument, "items[0].data.rules[0].clauses[0].op: unknown operator \"startswith\""},
+      {ItemKind::kFlag, "checkout", R"({"on":"yes"})", absl::StatusCode::kInvalidArgument,
+       "items[0].data.on: expected a boolean, got string"},
+      {ItemKind::kFlag, "checkout", R"({"fallthrough":{"variation":5}})", absl::StatusCode::kInvalidArgument,
+       "items[0].data.fallthrough.variation: variation 5 does not exist (the flag has 2 variations)"},
+      {ItemKind::kFlag, "checkout", R"({"key":"other","fallthrough":{"variation":0}})",
+       absl::StatusCode::kInvalidArgument, "items[0].data.key: \"other\" does not match the item key \"checkout\""},
+      {ItemKind::kFlag, "nope", R"({"fallthrough":{"variation":0}})", absl::StatusCode::kNotFound,
+       "items[0].key: flag \"nope\" does not exist in project \"shop\"; create it at the project level first"},
+      {ItemKind::kSegment, "s", R"([1])", absl::StatusCode::kInvalidArgument,
+       "items[0].data: expected an object, got array"},
+      {ItemKind::kSegment, "s", R"({"rules":[{"weight":200000}]})", absl::StatusCode::kInvalidArgument,
+       "items[0].data.rules[0].weight: must be between 0 and 100000"},
+      {ItemKind::kSegment, "bad key!", R"({})", absl::StatusCode::kInvalidArgument,
+       "items[0].key: \"bad key!\" may only contain letters, digits, '.', '_' and '-'"},
+  };
+  for (const Case& c : cases) {
+    auto r = ApplyOne(c.kind, c.key, c.data);
+    EXPECT_EQ(r.status().code(), c.code) << c.data;
+    EXPECT_EQ(std::string(r.status().message()), c.message);
+  }
+  EXPECT_EQ(*store_->Sequence("shop", "production"), 1);
+  ChangeSet empty;
+  empty.project = "shop";
+  empty.environment = "production";
+  EXPECT_EQ(std::string(store_->Apply(empty).status().message()), "items: a change set needs at least one item");
+  ChangeSet flag_delete = empty;
+  flag_delete.items.push_back({ItemKind::kFlag, "checkout", std::nullopt, std::nullopt, true});
+  EXPECT_EQ(store_->Apply(flag_delete).status().code(), absl::StatusCode::kInvalidArgument);
+  ChangeSet twice = empty;
+  twice.items.push_back({ItemKind::kSegment, "s", std::nullopt, Json("{}"), false});
+  twice.items.push_back({ItemKind::kSegment, "s", std::nullopt, Json("{}"), false});
+  EXPECT_EQ(std::string(store_->Apply(twice).status().message()),
+            "items[1].key: segment \"s\" appears twice in the change set");
+  ChangeSet missing_env = twice;
+  missing_env.environment = "nope";
+  missing_env.items.pop_back();
+  EXPECT_EQ(store_->Apply(missing_env).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, SegmentsAreCreatedUpdatedAndDeleted) {
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a","b"]})", 1).ok());
+  auto s = store_->GetSegment("shop", "production", "beta");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->version, 2);
+  EXPECT_EQ(s->included.size(), 2u);
+  EXPECT_EQ(store_->GetSegment("shop", "staging", "beta").status().code(), absl::StatusCode::kNotFound);
+  ChangeSet del;
+  del.project = "shop";
+  del.environment = "production";
+  del.items.push_back({ItemKind::kSegment, "beta", 2, std::nullopt, true});
+  auto d = store_->Apply(del);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->items[0].deleted);
+  EXPECT_EQ(d->items[0].version, 3);
+  EXPECT_NE(d->event_json.find(R"("deleted":true)"), std::string::npos);
+  EXPECT_EQ(store_->GetSegment("shop", "production", "beta").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Apply(del).status().code(), absl::StatusCode::kAborted);  // expect 2, it is gone
+  del.items[0].expect_version.reset();
+  EXPECT_EQ(store_->Apply(del).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, LoadEnvironmentGivesWhatSnapshotsNeed) {
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
+  auto env = store_->LoadEnvironment("shop", "production");
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->sequence, 2);
+  EXPECT_EQ(env->flags.size(), 1u);
+  EXPECT_EQ(env->segments.size(), 1u);
+  EXPECT_TRUE(rules::DecodeEnvironment(rules::EncodeEnvironment(*env), {.strict = true}).ok());
+}
+
+TEST_F(StoreTest, ProjectLevelChangesReachEveryEnvironment) {
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":true,"fallthrough":{"variation":1}})").ok());
+  FlagMeta m = *store_->GetFlagMeta("shop", "checkout");
+  m.name = "Checkout v2";
+  m.tags = {"web"};
+  m.variations = {Value(false), Value(true), Value("maybe")};
+  auto upd = store_->UpdateFlagMeta("shop", m, 1, actor_, "third variation");
+  ASSERT_TRUE(upd.ok()) << upd.status();
+  EXPECT_EQ(upd->version, 2);
+  for (const char* env : {"production", "staging"}) {
+    auto f = store_->GetFlag("shop", env, "checkout");
+    EXPECT_EQ(f->variations.size(), 3u);
+    EXPECT_EQ(f->name, "Checkout v2");
+  }
+  EXPECT_TRUE(store_->GetFlag("shop", "production", "checkout")->on);  // targeting kept
+  // Shrinking below what production's targeting uses is refused, and nothing changes.
+  m.variations = {Value(false)};
+  auto shrink = store_->UpdateFlagMeta("shop", m, 2, actor_, "");
+  ASSERT_EQ(shrink.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(shrink.status().message()),
+            "environments.production.fallthrough.variation: variation 1 does not exist (the flag has 1 variations)");
+  EXPECT_EQ(store_->GetFlagMeta("shop", "checkout")->variations.size(), 3u);
+  EXPECT_EQ(store_->UpdateFlagMeta("shop", m, 1, actor_, "").status().code(), absl::StatusCode::kAborted);
+  // Archive: a tombstone in every environment; hard delete: gone.
+  m = *store_->GetFlagMeta("shop", "checkout");
+  m.archived = true;
+  ASSERT_TRUE(store_->UpdateFlagMeta("shop", m, 0, actor_, "archive").ok());
+  EXPECT_TRUE(store_->GetFlag("shop", "staging", "checkout")->deleted);
+  int64_t seq = *store_->Sequence("shop", "staging");
+  ASSERT_TRUE(store_->DeleteFlag("shop", "checkout", actor_, "gone").ok());
+  EXPECT_EQ(store_->GetFlag("shop", "staging", "checkout").status().code(), absl::StatusCode::kNotFound);
+  auto log = store_->ChangesSince("shop", "staging", seq);
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(log->size(), 1u);
+  EXPECT_NE((*log)[0].find(R"("key":"checkout","version":4,"deleted":true)"), std::string::npos) << (*log)[0];
+}
+
+TEST_F(StoreTest, ChangesSinceResumesOrSaysTooOld) {
+  MakeShop();
+  store_.reset();
+  auto o = MakeOptions();
+  o.retain_changes = 5;
+  store_ = std::move(*Store::Open(o));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s" + std::to_string(i), "{}").ok());
+  }
+  ASSERT_EQ(*store_->Sequence("shop", "production"), 11);
+  auto recent = store_->ChangesSince("shop", "production", 8);
+  ASSERT_TRUE(recent.ok()) << recent.status();
+  ASSERT_EQ(recent->size(), 3u);
+  EXPECT_NE((*recent)[0].find(R"("sequence":9)"), std::string::npos);
+  EXPECT_TRUE(store_->ChangesSince("shop", "production", 11)->empty());
+  EXPECT_TRUE(store_->ChangesSince("shop", "production", 6).ok());   // 7..11 retained
+  EXPECT_EQ(store_->ChangesSince("shop", "production", 5).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_->ChangesSince("shop", "production", 12).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_->EnvironmentAt("shop", "production", 3).status().code(), absl::StatusCode::kOutOfRange);
+  auto h = store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 100);
+  EXPECT_EQ(h->records.size(), 5u);
+}
+
+TEST_F(StoreTest, HistoryPagesNewestFirst) {
+  MakeShop();
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", "{}").ok());
+  auto p1 = store_->History("shop", "production", ItemKind::kSegment, "s", std::nullopt, 3);
+  ASSERT_TRUE(p1.ok());
+  ASSERT_EQ(p1->records.size(), 3u);
+  EXPECT_EQ(p1->records[0].sequence, 8);
+  ASSERT_TRUE(p1->next_after.has_value());
+  auto p2 = store_->History("shop", "production", ItemKind::kSegment, "s", p1->next_after, 3);
+  EXPECT_EQ(p2->records[0].sequence, 5);
+  auto p3 = store_->History("shop", "production", ItemKind::kSegment, "s", p2->next_after, 3);
+  EXPECT_EQ(p3->records.size(), 1u);
+  EXPECT_FALSE(p3->next_after.has_value());
+  auto all = store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 100);
+  EXPECT_EQ(all->records.size(), 8u);  // the flag's creation too
+}
+
+TEST_F(StoreTest, EnvironmentAtAndRestoreRoundTrip) {
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
+  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":true,"fallthrough":{"variation":1}})").ok());
+  rules::Environment at3 = *store_->LoadEnvironment("shop", "production");
+  ASSERT_EQ(at3.sequence, 3);
+  clock_ += 60'000;
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a","b","c"]})").ok());
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "gamma", R"({})").ok());
+  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":false,"fallthrough":{"variation":0}})").ok());
+  auto then = store_->EnvironmentAt("shop", "production", 3);
+  ASSERT_TRUE(then.ok()) << then.status();
+  EXPECT_TRUE(*then == at3);
+  EXPECT_EQ(*store_->SequenceAtTime("shop", "production", clock_.load() - 1), 3);
+  EXPECT_EQ(*store_->SequenceAtTime("shop", "production", 0), 0);
+  // Dry run: the diff, nothing written.
+  auto dry = store_->Restore("shop", "production", 3, std::nullopt, std::nullopt, true, actor_, "");
+  ASSERT_TRUE(dry.ok()) << dry.status();
+  EXPECT_EQ(dry->items.size(), 3u);  // checkout, beta, gamma
+  EXPECT_FALSE(dry->applied.has_value());
+  EXPECT_EQ(*store_->Sequence("shop", "production"), 6);
+  // Restore: a new change set; the state equals sequence 3's but for versions.
+  auto done = store_->Restore("shop", "production", 3, std::nullopt, std::nullopt, false, actor_, "oops");
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_TRUE(done->applied.has_value());
+  EXPECT_EQ(done->applied->sequence, 7);
+  rules::Environment now = *store_->LoadEnvironment("shop", "production");
+  EXPECT_TRUE(now.flags.at("checkout").on);
+  EXPECT_EQ(now.segments.at("beta").included, std::vector<std::string>{"a"});
+  EXPECT_EQ(now.segments.count("gamma"), 0u);
+  EXPECT_EQ(now.flags.at("checkout").version, 4);
+  // And the restore can be undone by restoring to just before it.
+  ASSERT_TRUE(store_->Restore("shop", "production", 6, std::nullopt, std::nullopt, false, actor_, "").ok());
+  rules::Environment undone = *store_->LoadEnvironment("shop", "production");
+  EXPECT_FALSE(undone.flags.at("checkout").on);
+  EXPECT_EQ(undone.segments.count("gamma"), 1u);
+  // One item only.
+  auto one = store_->Restore("shop", "production", 3, ItemKind::kSegment, std::string("beta"), false, actor_, "");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->items.size(), 1u);
+  EXPECT_FALSE(store_->GetFlag("shop", "production", "checkout")->on);
+  EXPECT_EQ(store_->Restore("shop", "production", 99, std::nullopt, std::nullopt, true, actor_, "").status().code(),
+            absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(StoreTest, ApiKeysAreHashedRotatedAndRevoked) {
+  MakeShop();
+  auto admin = store_->CreateApiKey({.kind = KeyKind::kAdmin, .name = "ops", .write = true});
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  EXPECT_EQ(admin->secret.rfind("gfa_", 0), 0u);
+  EXPECT_EQ(admin->key.prefix, admin->secret.substr(0, 10));
+  auto sdk = store_->CreateApiKey({.kind = KeyKind::kServer, .project = "shop", .environment = "production"});
+  ASSERT_TRUE(sdk.ok());
+  EXPECT_EQ(store_->CreateApiKey({.kind = KeyKind::kServer, .project = "shop", .environment = "nope"}).status().code(),
+            absl::StatusCode::kNotFound);
+  auto who = store_->Authenticate(sdk->secret);
+  ASSERT_TRUE(who.ok());
+  EXPECT_EQ(who->environment, "production");
+  EXPECT_EQ(store_->Authenticate("gfs_wrong").status().code(), absl::StatusCode::kNotFound);
+  // The secret is nowhere in what the store returns.
+  std::vector<ApiKey> keys = *store_->ListApiKeys();
+  for (const ApiKey& k : keys) {
+    EXPECT_EQ(rules::ToJson(ApiKeyToJson(k)).find(sdk->secret), std::string::npos);
+  }
+  auto rotated = store_->RotateApiKey(sdk->key.id, 60'000);
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_TRUE(store_->Authenticate(rotated->secret).ok());
+  EXPECT_TRUE(store_->Authenticate(sdk->secret).ok());  // overlap window
+  clock_ += 60'001;
+  EXPECT_EQ(std::string(store_->Authenticate(sdk->secret).status().message()), "API key expired");
+  EXPECT_TRUE(store_->Authenticate(rotated->secret).ok());
+  ASSERT_TRUE(store_->RevokeApiKey(rotated->key.id).ok());
+  EXPECT_EQ(std::string(store_->Authenticate(rotated->secret).status().message()), "API key revoked");
+  Reopen();
+  EXPECT_TRUE(store_->Authenticate(admin->secret).ok());
+  EXPECT_EQ(store_->ListApiKeys()->size(), 3u);
+}
+
+TEST_F(StoreTest, CorruptValueIsReportedWithItsKey) {
+  MakeShop();
+  store_.reset();
+  ASSERT_TRUE(testing::PutRaw(dir_ + "/db", "items", "shop/production/f/checkout", "{not json").ok());
+  Reopen();
+  auto f = store_->GetFlag("shop", "production", "checkout");
+  ASSERT_EQ(f.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(f.status().message()).find("corrupt value in items at key \"shop/production/f/checkout\""),
+            std::string::npos)
+      << f.status();
+  EXPECT_EQ(store_->LoadEnvironment("shop", "production").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(store_->GetFlag("shop", "staging", "checkout").ok());  // the rest still reads
+}
+
+TEST_F(StoreTest, NewerSchemaIsRefused) {
+  store_.reset();
+  ASSERT_TRUE(testing::PutRaw(dir_ + "/db", "default", "schema_version", "2").ok());
+  auto s = Store::Open(MakeOptions());
+  ASSERT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(s.status().message()).find("holds schema version 2"), std::string::npos);
+}
+
+TEST_F(StoreTest, CheckpointIsAConsistentCopy) {
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
+  std::string copy = dir_ + "/backup";
+  ASSERT_TRUE(store_->Checkpoint(copy).ok());
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["b"]})").ok());
+  auto o = MakeOptions();
+  o.path = copy;
+  auto backup = Store::Open(o);
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  EXPECT_EQ((*backup)->GetSegment("shop", "production", "beta")->included, std::vector<std::string>{"a"});
+  EXPECT_EQ(*(*backup)->Sequence("shop", "production"), 2);
+}
+
+TEST_F(StoreTest, ListenerHearsEveryChangeSet) {
+  std::vector<std::string> heard;
+  std::mutex mu;
+  store_->SetChangeListener([&](const AppliedChangeSet& a) {
+    std::lock_guard<std::mutex> l(mu);
+    heard.push_back(a.environment + "@" + std::to_string(a.sequence));
+  });
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", "{}").ok());
+  EXPECT_EQ(heard, (std::vector<std::string>{"production@1", "staging@1", "production@2"}));
+}
+
+TEST_F(StoreTest, ConcurrentWritersOnOneFlagExactlyOneWinsEachRound) {
+  MakeShop();
+  constexpr int kThreads = 8, kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    int64_t version = store_->GetFlag("shop", "production", "checkout")->version;
+    std::atomic<int> wins{0}, conflicts{0}, ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        ++ready;
+        while (ready.load() < kThreads) std::this_thread::yield();
+        auto r = ApplyOne(ItemKind::kFlag, "checkout",
+                          t % 2 ? R"({"on":true,"fallthrough":{"variation":1}})" : R"({"on":false,"fallthrough":{"variation":0}})",
+                          version);
+        if (r.ok()) {
+          ++wins;
+        } else if (absl::IsAborted(r.status())) {
+          ++conflicts;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    ASSERT_EQ(wins.load(), 1) << "round " << round;
+    ASSERT_EQ(conflicts.load(), kThreads - 1);
+    ASSERT_EQ(store_->GetFlag("shop", "production", "checkout")->version, version + 1);
+  }
+}
+
+TEST_F(StoreTest, ConcurrentReadModifyWriteLosesNoUpdate) {
+  MakeShop();
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "list", R"({"included":[]})").ok());
+  constexpr int kThreads = 6, kEach = 15;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        while (true) {  // optimistic concurrency: retry on conflict
+          rules::Segment s = *store_->GetSegment("shop", "production", "list");
+          s.included.push_back("t" + std::to_string(t) + "-" + std::to_string(i));
+          rules::Value data = rules::EncodeSegment(s);
+          ChangeSet cs{"shop", "production", {{ItemKind::kSegment, "list", s.version, data, false}}, actor_, ""};
+          auto r = store_->Apply(cs);
+          if (r.ok()) break;
+          ASSERT_TRUE(absl::IsAborted(r.status())) << r.status();
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto s = store_->GetSegment("shop", "production", "list");
+  EXPECT_EQ(s->included.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(*store_->Sequence("shop", "production"), 2 + kThreads * kEach);
+  // Every sequence is in the log exactly once, in order.
+  auto log = store_->ChangesSince("shop", "production", 0);
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (size_t i = 0; i < log->size(); ++i) {
+    EXPECT_EQ(rules::ParseJson((*log)[i])->Find("sequence")->as_number(), static_cast<double>(i + 1));
+  }
+}
+
+TEST_F(StoreTest, PruneHistoryDropsOldEntries) {
+  MakeShop();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", "{}").ok());
+  clock_ += 31LL * 24 * 3600 * 1000;
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", "{}").ok());
+  ASSERT_TRUE(store_->PruneHistory().ok());
+  auto h = store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 100);
+  ASSERT_EQ(h->records.size(), 1u);
+  EXPECT_EQ(h->records[0].sequence, 5);
+  EXPECT_EQ(store_->ChangesSince("shop", "production", 3).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE(store_->ChangesSince("shop", "production", 4).ok());
+}
+
+TEST_F(StoreTest, StatsReportRocksDbFigures) {
+  MakeShop();
+  auto stats = store_->Stats();
+  bool found = false;
+  for (auto& [name, v] : stats) {
+    if (name == "gonfalon.commit-writes") {
+      found = true;
+      EXPECT_GE(v, 3);
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace gonfalon::storage
