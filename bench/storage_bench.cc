@@ -1,0 +1,132 @@
+// Storage benchmarks (issue #3, docs/performance.md).
+//   build/release/bench/storage_bench --benchmark_repetitions=3
+// The database lives under $GONFALON_BENCH_DIR (default ./build/bench-data), on the disk that
+// holds the data directory in production, because fsync cost is the point.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+#include "gonfalon/rules/evaluator.h"
+#include "gonfalon/storage/store.h"
+
+namespace gonfalon::storage {
+namespace {
+
+using rules::Value;
+
+std::string BenchDir(const std::string& name) {
+  const char* base = std::getenv("GONFALON_BENCH_DIR");
+  std::string dir = std::string(base ? base : "build/bench-data") + "/" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+std::unique_ptr<Store> OpenShop(const std::string& name, bool sync, int flags) {
+  auto store = std::move(*Store::Open({.path = BenchDir(name), .sync = sync}));
+  Actor a{"bench"};
+  (void)store->CreateProject({.key = "shop"}, a);
+  (void)store->CreateEnvironment("shop", {.key = "production"}, a);
+  for (int i = 0; i < flags; ++i) {
+    FlagMeta m;
+    m.key = "flag-" + std::to_string(i);
+    m.variations = {Value(false), Value(true)};
+    (void)store->CreateFlag("shop", m, a, "");
+  }
+  return store;
+}
+
+ChangeSet Toggle(const std::string& flag, bool on) {
+  ChangeSet cs;
+  cs.project = "shop";
+  cs.environment = "production";
+  cs.actor = {"bench"};
+  Value data(rules::Object{{"on", Value(on)}, {"fallthrough", Value(rules::Object{{"variation", Value(1)}})},
+                           {"offVariation", Value(0)}});
+  cs.items.push_back({ItemKind::kFlag, flag, std::nullopt, data, false});
+  return cs;
+}
+
+// Per-thread acknowledgement latencies, merged for percentiles.
+struct Latencies {
+  std::mutex mu;
+  std::vector<double> us;
+  void Add(const std::vector<double>& v) {
+    std::lock_guard<std::mutex> l(mu);
+    us.insert(us.end(), v.begin(), v.end());
+  }
+  double Percentile(double p) {
+    if (us.empty()) return 0;
+    std::sort(us.begin(), us.end());
+    return us[std::min(us.size() - 1, static_cast<size_t>(p * us.size()))];
+  }
+};
+
+// Single-flag change sets, `threads` writers each toggling its own flag in one environment.
+void RunWriters(benchmark::State& state, bool sync) {
+  static std::unique_ptr<Store> store;
+  static Latencies lat;
+  if (state.thread_index() == 0) {
+    store.reset();  // the previous run's database, before its directory is reused
+    store = OpenShop(sync ? "writers-sync" : "writers-nosync", sync, 8);
+    lat.us.clear();
+  }
+  std::vector<double> mine;
+  std::string flag = "flag-" + std::to_string(state.thread_index() % 8);
+  bool on = false;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = store->Apply(Toggle(flag, on = !on));
+    mine.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    if (!r.ok()) state.SkipWithError(std::string(r.status().message()).c_str());
+  }
+  lat.Add(mine);
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    // Thread 0 reports after the others finished (Google Benchmark joins before counters).
+    state.counters["p50_us"] = lat.Percentile(0.5);
+    state.counters["p99_us"] = lat.Percentile(0.99);
+  }
+}
+
+void BM_ChangeSetSynced(benchmark::State& state) { RunWriters(state, true); }
+BENCHMARK(BM_ChangeSetSynced)->Threads(1)->Threads(8)->UseRealTime()->MinTime(2);
+
+void BM_ChangeSetUnsynced(benchmark::State& state) { RunWriters(state, false); }
+BENCHMARK(BM_ChangeSetUnsynced)->Threads(1)->Threads(8)->UseRealTime()->MinTime(2);
+
+// Load a 10k-flag environment from RocksDB and compile its evaluation snapshot.
+void BM_LoadAndCompile10kFlags(benchmark::State& state) {
+  static auto store = OpenShop("load-10k", false, 10000);
+  for (auto _ : state) {
+    auto env = store->LoadEnvironment("shop", "production");
+    if (!env.ok()) state.SkipWithError("load failed");
+    auto snap = rules::Snapshot::Build(std::move(*env));
+    benchmark::DoNotOptimize(snap);
+  }
+}
+BENCHMARK(BM_LoadAndCompile10kFlags)->Unit(benchmark::kMillisecond)->MinTime(2);
+
+// Read the 100 change sets after a sequence (a stream resuming).
+void BM_ChangesSince100(benchmark::State& state) {
+  static auto store = [] {
+    auto s = OpenShop("changes", false, 1);
+    for (int i = 0; i < 1000; ++i) (void)s->Apply(Toggle("flag-0", i % 2));
+    return s;
+  }();
+  int64_t seq = *store->Sequence("shop", "production");
+  for (auto _ : state) {
+    auto changes = store->ChangesSince("shop", "production", seq - 100);
+    if (!changes.ok() || changes->size() != 100) state.SkipWithError("wrong count");
+    benchmark::DoNotOptimize(changes);
+  }
+}
+BENCHMARK(BM_ChangesSince100)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace gonfalon::storage
+
+BENCHMARK_MAIN();
