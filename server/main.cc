@@ -4,11 +4,13 @@
 #include <vector>
 
 #include "src/eval_command.h"
+#include "src/serve_command.h"
 
 namespace {
 constexpr char kUsage[] =
     "usage: gonfalon <command> [options]\n"
     "commands:\n"
+    "  serve    run the server (gonfalon serve --help)\n"
     "  eval     evaluate flags from a data file (gonfalon eval --help)\n";
 }  // namespace
 
@@ -20,6 +22,7 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "eval") return gonfalon::server::RunEvalCommand(args, std::cout, std::cerr);
+  if (command == "serve") return gonfalon::server::RunServeCommand(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kUsage;
     return 0;

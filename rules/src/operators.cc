@@ -1,5 +1,7 @@
 #include "operators.h"
 
+#include "gonfalon/rules/dates.h"
+
 #include <cctype>
 
 namespace gonfalon::rules::internal {
@@ -192,3 +194,7 @@ std::optional<double> ToUnixMillis(const Value& v) {
 }
 
 }  // namespace gonfalon::rules::internal
+
+namespace gonfalon::rules {
+std::optional<double> ParseRfc3339Millis(std::string_view s) { return internal::ParseRfc3339(s); }
+}  // namespace gonfalon::rules

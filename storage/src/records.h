@@ -22,11 +22,12 @@ enum Cf : int {
   kAudit,         // {p}/{e}/{seq:016x}: audit record
   kAuditIndex,    // {p}/{e}/{f|s}/{key}/{seq:016x}: empty; per-item history
   kKeys,          // id/{id}: ApiKey; hash/{sha256}: id
+  kEvents,        // {p}/{e}/x/{flag}/{hour:016x}/{variation}, {p}/{e}/m/{event}/{hour:016x}
   kCfCount,
 };
 inline constexpr const char* kCfNames[kCfCount] = {
     "default", "projects", "environments", "flag_meta", "items",
-    "changelog", "audit", "audit_index", "api_keys"};
+    "changelog", "audit", "audit_index", "api_keys", "event_counts"};
 
 inline constexpr int kSchemaVersion = 1;
 

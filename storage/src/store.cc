@@ -18,6 +18,7 @@
 #include "records.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/write_batch.h"
 
 namespace gonfalon::storage {
 namespace internal {
@@ -194,7 +195,7 @@ class RocksStore final : public Store {
     EnvLocks locks = LockEnvironments(key, envs);
     std::vector<WriteOp> ops;
     std::string prefix = StrCat(key, "/");
-    for (Cf cf : {kEnvironments, kFlagMeta, kItems, kChangeLog, kAudit, kAuditIndex}) {
+    for (Cf cf : {kEnvironments, kFlagMeta, kItems, kChangeLog, kAudit, kAuditIndex, kEvents}) {
       ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
     }
     ops.push_back(Delete(kProjects, std::string(key)));
@@ -294,7 +295,7 @@ class RocksStore final : public Store {
     RETURN_IF_ERROR(RequireEnv(env, project, key));
     std::vector<WriteOp> ops;
     std::string prefix = EnvPrefix(project, key);
-    for (Cf cf : {kItems, kChangeLog, kAudit, kAuditIndex}) {
+    for (Cf cf : {kItems, kChangeLog, kAudit, kAuditIndex, kEvents}) {
       ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
     }
     ops.push_back(Delete(kEnvironments, EnvKey(env)));
@@ -694,6 +695,15 @@ class RocksStore final : public Store {
     return WriteNewKey(spec, {});
   }
 
+  absl::StatusOr<NewApiKey> ImportApiKey(const ApiKey& spec, std::string_view secret) override {
+    RETURN_IF_ERROR(CheckWritable());
+    if (secret.size() < 16) return absl::InvalidArgumentError("secret: at least 16 characters");
+    std::lock_guard<std::mutex> l(keys_mu_);
+    ASSIGN_OR_RETURN(auto existing, Get(kKeys, StrCat("hash/", Sha256Hex(secret))));
+    if (existing.has_value()) return absl::AlreadyExistsError("secret: already in use");
+    return WriteNewKey(spec, {}, std::string(secret));
+  }
+
   absl::StatusOr<std::vector<ApiKey>> ListApiKeys() override {
     std::vector<ApiKey> out;
     RETURN_IF_ERROR(Scan(kKeys, "id/", nullptr, [&](std::string_view k, std::string_view v) {
@@ -740,6 +750,66 @@ class RocksStore final : public Store {
     if (key.revoked) return absl::NotFoundError("API key revoked");
     if (key.expires_ms != 0 && Now() >= key.expires_ms) return absl::NotFoundError("API key expired");
     return key;
+  }
+
+  // ---------------------------------------------------------------- SDK events
+
+  absl::Status AddEventCounts(std::string_view project, std::string_view env,
+                              const std::vector<ExposureCount>& exposures,
+                              const std::vector<MetricCount>& metrics) override {
+    RETURN_IF_ERROR(CheckWritable());
+    std::lock_guard<std::mutex> l(events_mu_);  // read-add-write of counters
+    rocksdb::WriteBatch batch;
+    std::string prefix = EnvPrefix(project, env);
+    for (const ExposureCount& x : exposures) {
+      std::string key = StrCat(prefix, "x/", x.flag, "/", SeqKey(x.hour_ms), "/", x.variation);
+      ASSIGN_OR_RETURN(auto old, GetJson(kEvents, key));
+      int64_t count = old.has_value() && old->Find("count") ? static_cast<int64_t>(old->Find("count")->as_number()) : 0;
+      batch.Put(cfs_[kEvents], key, ToJson(Value(Object{{"count", Value(count + x.count)}})));
+    }
+    for (const MetricCount& m : metrics) {
+      std::string key = StrCat(prefix, "m/", m.event, "/", SeqKey(m.hour_ms));
+      ASSIGN_OR_RETURN(auto old, GetJson(kEvents, key));
+      int64_t count = old.has_value() && old->Find("count") ? static_cast<int64_t>(old->Find("count")->as_number()) : 0;
+      double sum = old.has_value() && old->Find("sum") ? old->Find("sum")->as_number() : 0;
+      batch.Put(cfs_[kEvents], key, ToJson(Value(Object{{"count", Value(count + m.count)}, {"sum", Value(sum + m.sum)}})));
+    }
+    return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing event counts");
+  }
+
+  absl::StatusOr<std::vector<ExposureCount>> GetExposureCounts(std::string_view project, std::string_view env,
+                                                               std::string_view flag) override {
+    std::vector<ExposureCount> out;
+    std::string prefix = StrCat(EnvPrefix(project, env), "x/", flag, "/");
+    RETURN_IF_ERROR(Scan(kEvents, prefix, nullptr, [&](std::string_view k, std::string_view v) {
+      ASSIGN_OR_RETURN(Value json, ParseStored(kEvents, k, v));
+      std::string_view rest = k.substr(prefix.size());  // {hour}/{variation}
+      ExposureCount c;
+      c.flag = std::string(flag);
+      c.hour_ms = static_cast<int64_t>(std::stoull(std::string(rest.substr(0, 16)), nullptr, 16));
+      c.variation = std::stoi(std::string(rest.substr(17)));
+      c.count = static_cast<int64_t>(json.Find("count") ? json.Find("count")->as_number() : 0);
+      out.push_back(std::move(c));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<MetricCount>> GetMetricCounts(std::string_view project, std::string_view env,
+                                                           std::string_view event) override {
+    std::vector<MetricCount> out;
+    std::string prefix = StrCat(EnvPrefix(project, env), "m/", event, "/");
+    RETURN_IF_ERROR(Scan(kEvents, prefix, nullptr, [&](std::string_view k, std::string_view v) {
+      ASSIGN_OR_RETURN(Value json, ParseStored(kEvents, k, v));
+      MetricCount c;
+      c.event = std::string(event);
+      c.hour_ms = static_cast<int64_t>(std::stoull(std::string(k.substr(prefix.size(), 16)), nullptr, 16));
+      c.count = static_cast<int64_t>(json.Find("count") ? json.Find("count")->as_number() : 0);
+      c.sum = json.Find("sum") ? json.Find("sum")->as_number() : 0;
+      out.push_back(std::move(c));
+      return absl::OkStatus();
+    }));
+    return out;
   }
 
   // ---------------------------------------------------------------- operations
@@ -1225,7 +1295,7 @@ class RocksStore final : public Store {
   }
 
   // REQUIRES: keys_mu_ held.
-  absl::StatusOr<NewApiKey> WriteNewKey(const ApiKey& spec, std::vector<WriteOp> ops) {
+  absl::StatusOr<NewApiKey> WriteNewKey(const ApiKey& spec, std::vector<WriteOp> ops, std::string secret = {}) {
     NewApiKey out;
     out.key = spec;
     out.key.id = RandomHex(8);
@@ -1233,7 +1303,7 @@ class RocksStore final : public Store {
     out.key.expires_ms = 0;
     out.key.revoked = false;
     static constexpr const char* kPrefixes[] = {"gfa_", "gfs_", "gfc_"};
-    out.secret = StrCat(kPrefixes[static_cast<int>(spec.kind)], RandomHex(20));
+    out.secret = secret.empty() ? StrCat(kPrefixes[static_cast<int>(spec.kind)], RandomHex(20)) : secret;
     out.key.prefix = out.secret.substr(0, 10);
     Value json = ApiKeyToJson(out.key);
     ops.push_back(Put(kKeys, StrCat("id/", out.key.id), ToJson(json)));
@@ -1265,7 +1335,8 @@ class RocksStore final : public Store {
   std::mutex states_mu_;  // guards the two maps below (not the states themselves)
   absl::flat_hash_map<std::string, std::unique_ptr<EnvState>> envs_;
   absl::flat_hash_map<std::string, std::unique_ptr<ProjectState>> projects_;
-  std::mutex keys_mu_;  // orders API key writes
+  std::mutex keys_mu_;    // orders API key writes
+  std::mutex events_mu_;  // orders event counter updates
 };
 
 }  // namespace

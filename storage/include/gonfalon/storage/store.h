@@ -184,6 +184,20 @@ struct NewApiKey {
   std::string secret;  // shown once, never stored
 };
 
+// SDK events, counted per hour (hour_ms: the hour's start in Unix ms).
+struct ExposureCount {
+  std::string flag;
+  int variation = -1;  // -1: the caller's default was served
+  int64_t hour_ms = 0;
+  int64_t count = 0;
+};
+struct MetricCount {
+  std::string event;
+  int64_t hour_ms = 0;
+  int64_t count = 0;
+  double sum = 0;  // of the events' numeric values
+};
+
 class Store {
  public:
   static absl::StatusOr<std::unique_ptr<Store>> Open(Options options);
@@ -270,6 +284,8 @@ class Store {
 
   // --- API keys ---
   virtual absl::StatusOr<NewApiKey> CreateApiKey(const ApiKey& spec) = 0;
+  // Stores a key whose secret was chosen outside (GONFALON_ADMIN_TOKEN); at least 16 characters.
+  virtual absl::StatusOr<NewApiKey> ImportApiKey(const ApiKey& spec, std::string_view secret) = 0;
   virtual absl::StatusOr<std::vector<ApiKey>> ListApiKeys() = 0;
   virtual absl::StatusOr<ApiKey> GetApiKey(std::string_view id) = 0;
   virtual absl::Status RevokeApiKey(std::string_view id) = 0;
@@ -277,6 +293,17 @@ class Store {
   virtual absl::StatusOr<NewApiKey> RotateApiKey(std::string_view id, int64_t overlap_ms) = 0;
   // The key for a presented secret: NotFound for unknown, revoked or expired secrets.
   virtual absl::StatusOr<ApiKey> Authenticate(std::string_view secret) = 0;
+
+  // --- SDK events (counts; written without fsync: a crash may lose the last moments) ---
+  virtual absl::Status AddEventCounts(std::string_view project, std::string_view env,
+                                      const std::vector<ExposureCount>& exposures,
+                                      const std::vector<MetricCount>& metrics) = 0;
+  virtual absl::StatusOr<std::vector<ExposureCount>> GetExposureCounts(std::string_view project,
+                                                                       std::string_view env,
+                                                                       std::string_view flag) = 0;
+  virtual absl::StatusOr<std::vector<MetricCount>> GetMetricCounts(std::string_view project,
+                                                                   std::string_view env,
+                                                                   std::string_view event) = 0;
 
   // --- operations ---
   // Drops change-log and audit entries older than Options::retain_ms.

@@ -1,0 +1,45 @@
+#pragma once
+// The HTTP API's handlers: admin (/api/v1), evaluation (native and OFREP), SDK polling and
+// events, operations. They take and return plain Request/Response values (http_types.h); the
+// Beast front end (http_server.h) owns sockets, limits and streams.
+
+#include <string>
+
+#include "gonfalon/storage/store.h"
+#include "http_types.h"
+#include "hub.h"
+#include "metrics.h"
+
+namespace gonfalon::server {
+
+class Api {
+ public:
+  Api(storage::Store& store, Hubs& hubs, Metrics& metrics) : store_(store), hubs_(hubs), metrics_(metrics) {}
+
+  // Handles one request. May block on storage (writes wait for their fsync): the front end
+  // runs requests for which Blocking() is true off its I/O threads.
+  Response Handle(const Request& req);
+  static bool Blocking(const Request& req);
+
+  void set_ready(bool ready) { ready_ = ready; }
+
+ private:
+  Response HandleAdmin(const Request& req, const std::vector<std::string>& parts);
+  Response HandleSdk(const Request& req, const std::vector<std::string>& parts);
+  Response HandleOfrep(const Request& req);
+
+  storage::Store& store_;
+  Hubs& hubs_;
+  Metrics& metrics_;
+  std::atomic<bool> ready_{false};
+};
+
+// {"error":{"code","message","field"}} from a Status; `if_match` turns conflicts into 412.
+Response ErrorResponse(const absl::Status& status, bool if_match = false);
+Response ErrorResponse(int http_status, std::string_view code, std::string_view message,
+                       std::string_view field = {});
+
+// RFC 7386 JSON merge patch.
+rules::Value MergePatch(const rules::Value& target, const rules::Value& patch);
+
+}  // namespace gonfalon::server

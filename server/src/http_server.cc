@@ -1,0 +1,377 @@
+#include "http_server.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+#include <unordered_set>
+
+#include "gonfalon/rules/str_cat.h"
+
+namespace gonfalon::server {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+class Session;
+
+class HttpServer::Impl {
+ public:
+  Impl(Api& api, Hubs& hubs, Metrics& metrics, ServerLimits limits)
+      : api_(api), hubs_(hubs), metrics_(metrics), limits_(limits), acceptor_(ioc_), signals_(ioc_, SIGINT, SIGTERM),
+        heartbeat_(ioc_), workers_(static_cast<size_t>(std::max(1, limits.worker_threads))) {}
+
+  absl::StatusOr<int> Listen(const std::string& host, int port) {
+    beast::error_code ec;
+    auto address = net::ip::make_address(host, ec);
+    if (ec) return absl::InvalidArgumentError(StrCat("listen: \"", host, "\" is not an IP address"));
+    tcp::endpoint ep(address, static_cast<unsigned short>(port));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) return absl::UnavailableError(StrCat("cannot listen on ", host, ":", port, ": ", ec.message()));
+    return static_cast<int>(acceptor_.local_endpoint().port());
+  }
+
+  void Run() {
+    signals_.async_wait([this](beast::error_code ec, int) {
+      if (!ec) Shutdown();
+    });
+    DoAccept();
+    ScheduleHeartbeat();
+    std::vector<std::thread> threads;
+    for (int i = 1; i < std::max(1, limits_.io_threads); ++i) threads.emplace_back([this] { ioc_.run(); });
+    ioc_.run();
+    for (auto& t : threads) t.join();
+    workers_.join();
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopper_.joinable()) stopper_.join();
+  }
+
+  void Shutdown();
+
+  void Register(Session* s) {
+    std::lock_guard<std::mutex> l(mu_);
+    sessions_.insert(s);
+  }
+  void Unregister(Session* s) {
+    std::lock_guard<std::mutex> l(mu_);
+    sessions_.erase(s);
+    cv_.notify_all();
+  }
+
+  bool stopping() const { return stopping_.load(); }
+  Api& api() { return api_; }
+  Hubs& hubs() { return hubs_; }
+  Metrics& metrics() { return metrics_; }
+  const ServerLimits& limits() const { return limits_; }
+  net::thread_pool& workers() { return workers_; }
+
+ private:
+  void DoAccept();
+  void ScheduleHeartbeat() {
+    heartbeat_.expires_after(limits_.heartbeat);
+    heartbeat_.async_wait([this](beast::error_code ec) {
+      if (ec || stopping_) return;
+      hubs_.Heartbeat();
+      ScheduleHeartbeat();
+    });
+  }
+
+  Api& api_;
+  Hubs& hubs_;
+  Metrics& metrics_;
+  ServerLimits limits_;
+  net::io_context ioc_;
+  tcp::acceptor acceptor_;
+  net::signal_set signals_;
+  net::steady_timer heartbeat_;
+  net::thread_pool workers_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_set<Session*> sessions_;  // REQUIRES: mu_
+  std::thread stopper_;                    // REQUIRES: mu_
+};
+
+// One connection: plain request/response, or, after a stream route, an SSE stream.
+class Session : public std::enable_shared_from_this<Session>, public StreamSink {
+ public:
+  Session(tcp::socket&& socket, HttpServer::Impl& server)
+      : stream_(std::move(socket)), server_(server), buffer_(64 * 1024) {
+    server_.metrics().open_connections++;
+  }
+  ~Session() override {
+    server_.metrics().open_connections--;
+    if (streaming_) server_.metrics().open_streams--;
+  }
+
+  void Start() {
+    server_.Register(this);
+    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::DoRead, shared_from_this()));
+  }
+
+  // Shutdown: idle connections close now, busy ones after their response, streams get a
+  // final comment.
+  void Stop() {
+    auto self_or_null = weak_from_this().lock();  // null while being destroyed
+    if (!self_or_null) return;
+    net::post(stream_.get_executor(), [self = std::move(self_or_null)] {
+      self->keep_alive_ = false;
+      if (self->reading_) self->stream_.socket().cancel();
+    });
+  }
+
+  void Send(std::shared_ptr<const std::string> chunk) override {
+    net::post(stream_.get_executor(), [self = shared_from_this(), chunk = std::move(chunk)]() mutable {
+      self->Enqueue(std::move(chunk));
+    });
+  }
+
+  void Close(std::shared_ptr<const std::string> last) override {
+    net::post(stream_.get_executor(), [self = shared_from_this(), last = std::move(last)]() mutable {
+      if (last) self->Enqueue(std::move(last));
+      self->close_after_drain_ = true;
+      if (!self->writing_) self->DoClose();
+    });
+  }
+
+ private:
+  void DoRead() {
+    if (server_.stopping()) return DoClose();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.limits().max_header_bytes));
+    parser_->body_limit(server_.limits().max_body_bytes);
+    stream_.expires_after(server_.limits().read_timeout);
+    reading_ = true;
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, std::size_t) {
+    reading_ = false;
+    if (ec == http::error::header_limit) return SendErrorAndClose(431, "request_header_fields_too_large", "headers larger than the limit");
+    if (ec == http::error::body_limit) return SendErrorAndClose(413, "payload_too_large", StrCat("body larger than ", server_.limits().max_body_bytes, " bytes"));
+    if (ec == beast::error::timeout) {
+      // A slow sender: tell it if it had started a request, then drop it.
+      if (parser_ && parser_->got_some()) return SendErrorAndClose(408, "request_timeout", "the request took too long to arrive");
+      return DoClose();
+    }
+    if (ec == http::error::buffer_overflow) return SendErrorAndClose(431, "request_header_fields_too_large", "request too large");
+    if (ec && ec.category() == beast::error_code(http::error::end_of_stream).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      return SendErrorAndClose(400, "bad_request", StrCat("malformed HTTP: ", ec.message()));
+    }
+    if (ec) return DoClose();
+
+    auto& msg = parser_->get();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    std::string_view target = req.target;
+    size_t q = target.find('?');
+    req.raw_path = std::string(target.substr(0, q));
+    if (!PercentDecode(req.raw_path, req.path)) {
+      return SendErrorAndClose(400, "bad_request", "malformed percent-encoding in the path");
+    }
+    if (q != std::string_view::npos) req.query = ParseQuery(target.substr(q + 1));
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      req.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    req.body = std::move(msg.body());
+    keep_alive_ = keep_alive_ && msg.keep_alive() && !server_.stopping();
+    version_ = msg.version();
+    started_ = std::chrono::steady_clock::now();
+    parser_.reset();
+    method_ = req.method;
+    if (Api::Blocking(req)) {
+      net::post(server_.workers(), [self = shared_from_this(), req = std::move(req)] {
+        Response r = self->server_.api().Handle(req);
+        net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->OnResponse(std::move(r)); });
+      });
+      return;
+    }
+    OnResponse(server_.api().Handle(req));
+  }
+
+  void OnResponse(Response r) {
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    server_.metrics().RecordRequest(r.route, method_, r.stream ? 200 : r.status, seconds);
+    if (server_.limits().log_requests) {
+      std::fprintf(stderr, "{\"level\":\"debug\",\"msg\":\"request\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%d,\"us\":%lld}\n",
+                   method_.c_str(), r.route.c_str(), r.stream ? 200 : r.status, static_cast<long long>(seconds * 1e6));
+    }
+    if (r.stream) return StartStream(*r.stream);
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
+    res->set(http::field::server, "gonfalon");
+    if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res->set(k, v);
+    res->body() = std::move(r.body);
+    res->keep_alive(keep_alive_);
+    res->prepare_payload();
+    stream_.expires_after(server_.limits().write_timeout);
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+      if (ec || !self->keep_alive_) return self->DoClose();
+      self->DoRead();
+    });
+  }
+
+  void SendErrorAndClose(int status, const char* code, const std::string& message) {
+    keep_alive_ = false;
+    Response r = ErrorResponse(status, code, message);
+    r.route = "rejected";
+    started_ = std::chrono::steady_clock::now();
+    method_ = parser_ && parser_->is_header_done() ? std::string(parser_->get().method_string()) : "?";
+    parser_.reset();
+    OnResponse(std::move(r));
+  }
+
+  void StartStream(const StreamRequest& s) {
+    streaming_ = true;
+    server_.metrics().open_streams++;
+    buffer_.clear();
+    buffer_.shrink_to_fit();
+    Enqueue(std::make_shared<const std::string>(
+        "HTTP/1.1 200 OK\r\nServer: gonfalon\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "Connection: keep-alive\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    auto hub = server_.hubs().Get(s.project, s.environment);
+    if (!hub.ok()) return DoClose();
+    if (s.kind == StreamRequest::Kind::kSdk) {
+      server_.hubs().AddSdkStream(**hub, shared_from_this(), s.last_event_id);
+    } else {
+      server_.hubs().AddOfrepStream(**hub, shared_from_this());
+    }
+    WatchForClose();
+  }
+
+  // A stream's client sends nothing; a read completes only when it goes away.
+  void WatchForClose() {
+    stream_.socket().async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->DoClose();
+      self->WatchForClose();
+    });
+  }
+
+  void Enqueue(std::shared_ptr<const std::string> chunk) {
+    if (closed_) return;
+    if (queue_.size() >= server_.limits().stream_queue_limit) {
+      server_.metrics().streams_dropped_slow++;
+      return DoClose();  // the client reconnects with Last-Event-ID and catches up
+    }
+    queue_.push_back(std::move(chunk));
+    if (!writing_) DoWrite();
+  }
+
+  void DoWrite() {
+    writing_ = true;
+    stream_.expires_after(server_.limits().write_timeout);
+    net::async_write(stream_.socket(), net::buffer(*queue_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (ec) return self->DoClose();
+      self->queue_.erase(self->queue_.begin());
+      if (!self->queue_.empty()) return self->DoWrite();
+      self->stream_.expires_never();
+      if (self->close_after_drain_) self->DoClose();
+    });
+  }
+
+  void DoClose() {
+    if (closed_) return;
+    closed_ = true;
+    queue_.clear();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+    server_.Unregister(this);
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl& server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::string method_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool reading_ = false;
+  bool streaming_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+  bool close_after_drain_ = false;
+  std::chrono::steady_clock::time_point started_;
+  std::vector<std::shared_ptr<const std::string>> queue_;
+  char discard_[64];
+};
+
+void HttpServer::Impl::DoAccept() {
+  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (!acceptor_.is_open() || stopping_) return;
+      return DoAccept();
+    }
+    size_t open;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      open = sessions_.size();
+    }
+    if (open >= limits_.max_connections || stopping_) {
+      static const std::string body =
+          "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections; retry later\"}}";
+      static const std::string busy =
+          StrCat("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n",
+                 "Content-Length: ", body.size(), "\r\n\r\n", body);
+      beast::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(net::buffer(busy), ignored);
+      socket.close(ignored);
+    } else {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(std::move(socket), *this)->Start();
+    }
+    DoAccept();
+  });
+}
+
+void HttpServer::Impl::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  api_.set_ready(false);
+  net::post(ioc_, [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+    signals_.cancel(ec);
+    heartbeat_.cancel();
+  });
+  hubs_.CloseAll("server shutting down");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (Session* s : sessions_) s->Stop();
+  }
+  // Wait (off the I/O threads) for in-flight requests to finish, then stop. Run() joins it.
+  std::lock_guard<std::mutex> l(mu_);
+  stopper_ = std::thread([this] {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, limits_.shutdown_grace, [&] { return sessions_.empty(); });
+    l.unlock();
+    ioc_.stop();
+  });
+}
+
+HttpServer::HttpServer(Api& api, Hubs& hubs, Metrics& metrics, ServerLimits limits)
+    : impl_(std::make_unique<Impl>(api, hubs, metrics, limits)) {}
+HttpServer::~HttpServer() = default;
+absl::StatusOr<int> HttpServer::Listen(const std::string& host, int port) { return impl_->Listen(host, port); }
+void HttpServer::Run() { impl_->Run(); }
+void HttpServer::Shutdown() { impl_->Shutdown(); }
+
+}  // namespace gonfalon::server

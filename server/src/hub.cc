@@ -1,0 +1,247 @@
+#include "hub.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/str_cat.h"
+
+namespace gonfalon::server {
+namespace {
+
+std::shared_ptr<const std::string> Chunk(const std::string& body) {
+  char len[20];
+  std::snprintf(len, sizeof len, "%zx\r\n", body.size());
+  return std::make_shared<const std::string>(StrCat(len, body, "\r\n"));
+}
+
+template <typename Fn>
+void ForEachLive(std::vector<std::weak_ptr<StreamSink>>& sinks, Fn fn) {
+  sinks.erase(std::remove_if(sinks.begin(), sinks.end(),
+                             [&](const std::weak_ptr<StreamSink>& w) {
+                               auto s = w.lock();
+                               if (!s) return true;
+                               fn(*s);
+                               return false;
+                             }),
+              sinks.end());
+}
+
+}  // namespace
+
+std::shared_ptr<const std::string> FrameEvent(int64_t id, std::string_view event, std::string_view data) {
+  // `data` is one line of compact JSON, so a single data field frames it.
+  return Chunk(StrCat("id: ", id, "\nevent: ", event, "\ndata: ", data, "\n\n"));
+}
+
+std::shared_ptr<const std::string> FrameComment(std::string_view comment) {
+  return Chunk(StrCat(": ", comment, "\n\n"));
+}
+
+Hubs::Hubs(storage::Store& store, Metrics& metrics) : store_(store), metrics_(metrics) {
+  publisher_ = std::thread([this] { PublisherLoop(); });
+}
+
+Hubs::~Hubs() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  publisher_.join();
+}
+
+absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& project,
+                                                          const std::string& environment) {
+  std::string key = StrCat(project, "/", environment);
+  std::shared_ptr<EnvironmentHub> hub;
+  {
+    // In the map before it loads, so that a change committed meanwhile queues a refresh.
+    std::lock_guard<std::mutex> l(mu_);
+    auto& slot = hubs_[key];
+    if (!slot) slot = std::make_shared<EnvironmentHub>(project, environment);
+    hub = slot;
+  }
+  if (hub->sequence() < 0) {
+    absl::Status s = Refresh(*hub);
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = hubs_.find(key);
+      if (it != hubs_.end() && it->second->sequence() < 0) hubs_.erase(it);
+      return s;
+    }
+  }
+  return hub;
+}
+
+void Hubs::Changed(const storage::AppliedChangeSet& applied) {
+  std::string key = StrCat(applied.project, "/", applied.environment);
+  std::shared_ptr<EnvironmentHub> hub;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = hubs_.find(key);
+    if (it == hubs_.end()) return;  // nobody reads it yet; loaded on first use
+    hub = it->second;
+    queue_.push_back(key);
+  }
+  {
+    std::lock_guard<std::mutex> l(hub->mu_);
+    hub->commit_times_.emplace_back(applied.sequence, std::chrono::steady_clock::now());
+    if (hub->commit_times_.size() > 4096) hub->commit_times_.pop_front();
+  }
+  cv_.notify_all();
+}
+
+void Hubs::PublisherLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+    if (stop_) return;
+    // Coalesce: one refresh per environment however many change sets queued meanwhile.
+    std::vector<std::string> keys(queue_.begin(), queue_.end());
+    queue_.clear();
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    busy_ = true;
+    for (const std::string& key : keys) {
+      auto it = hubs_.find(key);
+      if (it == hubs_.end()) continue;
+      std::shared_ptr<EnvironmentHub> hub = it->second;
+      l.unlock();
+      absl::Status s = Refresh(*hub);
+      if (!s.ok()) std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"publish failed\",\"environment\":\"%s\",\"error\":\"%s\"}\n",
+                                key.c_str(), std::string(s.message()).c_str());
+      l.lock();
+    }
+    busy_ = false;
+    cv_.notify_all();
+  }
+}
+
+void Hubs::Drain() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return stop_ || (queue_.empty() && !busy_); });
+}
+
+absl::Status Hubs::Refresh(EnvironmentHub& hub) {
+  std::lock_guard<std::mutex> refresh(hub.refresh_mu_);
+  int64_t previous = hub.sequence();
+  absl::StatusOr<rules::Environment> env = store_.LoadEnvironment(hub.project_, hub.environment_);
+  if (!env.ok()) return env.status();
+  int64_t seq = env->sequence;
+  if (seq <= previous) return absl::OkStatus();
+  // The change sets since what streams were last sent; a gap (pruned log) means a `put`.
+  std::vector<std::string> changes;
+  bool reset = previous < 0;
+  if (!reset) {
+    absl::StatusOr<std::vector<std::string>> since = store_.ChangesSince(hub.project_, hub.environment_, previous);
+    if (since.ok()) {
+      changes = std::move(*since);
+    } else {
+      reset = true;
+    }
+  }
+  auto payload = std::make_shared<const std::string>(rules::ToJson(rules::EncodeEnvironment(*env)));
+  auto snapshot = rules::Snapshot::Build(std::move(*env));
+  auto put = FrameEvent(seq, "put", *payload);
+  std::vector<std::shared_ptr<const std::string>> frames;
+  for (const std::string& c : changes) {
+    // Only what the new snapshot includes: a later change set comes with the next refresh.
+    size_t at = c.find("\"sequence\":");
+    int64_t s = at == std::string::npos ? 0 : std::strtoll(c.c_str() + at + 11, nullptr, 10);
+    if (s > seq) break;
+    // The wire payload is {sequence, items}; the log entry also carries its time.
+    frames.push_back(FrameEvent(s, "changes", c));
+  }
+  auto refetch = FrameEvent(seq, "message",
+                            StrCat("{\"type\":\"refetchEvaluation\",\"etag\":\"\\\"", seq,
+                                   "\\\"\",\"lastModified\":",
+                                   std::chrono::duration_cast<std::chrono::seconds>(
+                                       std::chrono::system_clock::now().time_since_epoch()).count(),
+                                   "}"));
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> l(hub.mu_);
+    hub.cell_.Publish(std::move(snapshot));
+    hub.payload_ = payload;
+    hub.put_chunk_ = put;
+    hub.sequence_.store(seq, std::memory_order_release);
+    ForEachLive(hub.sdk_streams_, [&](StreamSink& s) {
+      if (reset) {
+        s.Send(put);
+      } else {
+        for (const auto& f : frames) s.Send(f);
+      }
+    });
+    if (previous >= 0) ForEachLive(hub.ofrep_streams_, [&](StreamSink& s) { s.Send(refetch); });
+    while (!hub.commit_times_.empty() && hub.commit_times_.front().first <= seq) {
+      metrics_.RecordPropagation(std::chrono::duration<double>(now - hub.commit_times_.front().second).count());
+      hub.commit_times_.pop_front();
+    }
+  }
+  metrics_.change_sets_published += frames.size();
+  return absl::OkStatus();
+}
+
+void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,
+                        std::optional<int64_t> last_event_id) {
+  std::lock_guard<std::mutex> l(hub.mu_);
+  int64_t seq = hub.sequence();
+  if (last_event_id.has_value() && *last_event_id == seq) {
+    // Up to date: nothing to send until the next change.
+  } else if (last_event_id.has_value() && *last_event_id >= 0 && *last_event_id < seq) {
+    absl::StatusOr<std::vector<std::string>> since = store_.ChangesSince(hub.project_, hub.environment_, *last_event_id);
+    bool sent = false;
+    if (since.ok()) {
+      for (const std::string& c : *since) {
+        size_t at = c.find("\"sequence\":");
+        int64_t s = at == std::string::npos ? 0 : std::strtoll(c.c_str() + at + 11, nullptr, 10);
+        if (s > seq) break;  // the snapshot has not caught up; the publisher sends the rest
+        sink->Send(FrameEvent(s, "changes", c));
+        sent = true;
+      }
+    }
+    if (!since.ok() || (!sent && *last_event_id != seq)) sink->Send(hub.put_chunk_);
+  } else {
+    sink->Send(hub.put_chunk_);
+  }
+  hub.sdk_streams_.push_back(sink);
+}
+
+void Hubs::AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink) {
+  std::lock_guard<std::mutex> l(hub.mu_);
+  sink->Send(FrameComment("connected"));
+  hub.ofrep_streams_.push_back(sink);
+}
+
+void Hubs::Heartbeat() {
+  auto beat = FrameComment("heartbeat");
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [k, h] : hubs_) hubs.push_back(h);
+  }
+  for (auto& h : hubs) {
+    std::lock_guard<std::mutex> l(h->mu_);
+    ForEachLive(h->sdk_streams_, [&](StreamSink& s) { s.Send(beat); });
+    ForEachLive(h->ofrep_streams_, [&](StreamSink& s) { s.Send(beat); });
+  }
+}
+
+void Hubs::CloseAll(std::string_view comment) {
+  auto last = FrameComment(comment);
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [k, h] : hubs_) hubs.push_back(h);
+  }
+  for (auto& h : hubs) {
+    std::lock_guard<std::mutex> l(h->mu_);
+    ForEachLive(h->sdk_streams_, [&](StreamSink& s) { s.Close(last); });
+    ForEachLive(h->ofrep_streams_, [&](StreamSink& s) { s.Close(last); });
+    h->sdk_streams_.clear();
+    h->ofrep_streams_.clear();
+  }
+}
+
+}  // namespace gonfalon::server

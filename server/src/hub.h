@@ -1,0 +1,110 @@
+#pragma once
+// Per-environment publishing: the compiled snapshot that evaluations read lock-free, and the
+// SSE fan-out to SDK streams (`put`/`changes`) and OFREP streams (`refetchEvaluation`).
+//
+// The store's change listener only queues "environment changed"; one publisher thread then
+// reloads the environment, compiles and publishes its snapshot, and frames each new change
+// set once into a shared buffer that every stream of the environment queues (DESIGN §4, the
+// Beast chat-multi model). A stream registers under the hub's lock together with what it has
+// been sent, so it never misses or repeats a change set.
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "gonfalon/rules/snapshot_cell.h"
+#include "gonfalon/storage/store.h"
+#include "metrics.h"
+
+namespace gonfalon::server {
+
+// The receiving end of an SSE stream (a connection). Implementations must not block.
+class StreamSink {
+ public:
+  virtual ~StreamSink() = default;
+  // Queues a framed chunk; a sink whose queue is full closes itself (the client resumes).
+  virtual void Send(std::shared_ptr<const std::string> chunk) = 0;
+  // Sends `last` (may be null) and closes.
+  virtual void Close(std::shared_ptr<const std::string> last) = 0;
+};
+
+// One SSE event, framed as an HTTP/1.1 chunk, ready to share between streams.
+std::shared_ptr<const std::string> FrameEvent(int64_t id, std::string_view event, std::string_view data);
+std::shared_ptr<const std::string> FrameComment(std::string_view comment);
+
+class EnvironmentHub {
+ public:
+  EnvironmentHub(std::string project, std::string environment)
+      : project_(std::move(project)), environment_(std::move(environment)) {}
+
+  const std::string& project() const { return project_; }
+  const std::string& environment() const { return environment_; }
+  rules::SnapshotCell& cell() { return cell_; }
+  // The published snapshot's sequence.
+  int64_t sequence() const { return sequence_.load(std::memory_order_acquire); }
+  // The polling payload (same as `put`) at that sequence.
+  std::shared_ptr<const std::string> payload() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return payload_;
+  }
+
+ private:
+  friend class Hubs;
+  const std::string project_;
+  const std::string environment_;
+  rules::SnapshotCell cell_;
+  std::atomic<int64_t> sequence_{-1};
+  std::mutex refresh_mu_;  // one refresh at a time, so snapshots only move forward
+  mutable std::mutex mu_;  // guards what follows, and orders registration against broadcasts
+  std::shared_ptr<const std::string> payload_;    // {"sequence","flags","segments"}
+  std::shared_ptr<const std::string> put_chunk_;  // framed `put`
+  std::vector<std::weak_ptr<StreamSink>> sdk_streams_;
+  std::vector<std::weak_ptr<StreamSink>> ofrep_streams_;
+  std::deque<std::pair<int64_t, std::chrono::steady_clock::time_point>> commit_times_;
+};
+
+class Hubs {
+ public:
+  Hubs(storage::Store& store, Metrics& metrics);
+  ~Hubs();
+
+  // The hub of an environment, loaded and compiled on first use.
+  absl::StatusOr<std::shared_ptr<EnvironmentHub>> Get(const std::string& project,
+                                                      const std::string& environment);
+  // Store listener: queues a refresh (never blocks on I/O).
+  void Changed(const storage::AppliedChangeSet& applied);
+  // Registers an SDK stream, sending what it lacks: the change sets after `last_event_id`
+  // from the log when it can, otherwise a `put`.
+  void AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,
+                    std::optional<int64_t> last_event_id);
+  void AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink);
+  // A comment on every stream, so clients can tell a quiet stream from a dead one.
+  void Heartbeat();
+  // Sends `comment` to every stream and closes them (shutdown).
+  void CloseAll(std::string_view comment);
+  // Waits until every queued refresh is published (tests, shutdown).
+  void Drain();
+
+ private:
+  void PublisherLoop();
+  absl::Status Refresh(EnvironmentHub& hub);
+
+  storage::Store& store_;
+  Metrics& metrics_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  absl::flat_hash_map<std::string, std::shared_ptr<EnvironmentHub>> hubs_;  // REQUIRES: mu_
+  std::deque<std::string> queue_;  // hub keys to refresh; REQUIRES: mu_
+  bool busy_ = false;              // REQUIRES: mu_
+  bool stop_ = false;              // REQUIRES: mu_
+  std::thread publisher_;
+};
+
+}  // namespace gonfalon::server

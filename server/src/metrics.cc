@@ -1,0 +1,117 @@
+#include "metrics.h"
+
+#include <cstdio>
+
+#include "gonfalon/rules/str_cat.h"
+
+namespace gonfalon::server {
+namespace {
+const std::vector<double> kLatencyBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                            0.01,   0.025,   0.05,   0.1,   0.25,   1,     5};
+std::string Num(double d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", d);
+  return buf;
+}
+// Prometheus metric names: [a-zA-Z_:][a-zA-Z0-9_:]*
+std::string MetricName(const std::string& s) {
+  std::string out;
+  for (char c : s) out.push_back((isalnum(static_cast<unsigned char>(c)) || c == '_') ? c : '_');
+  return out;
+}
+std::string LabelValue(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out.append("\\n");
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+}  // namespace
+
+void Histogram::Observe(double seconds) {
+  size_t i = 0;
+  while (i < bounds_.size() && seconds > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += seconds;
+  ++count_;
+}
+
+void Histogram::Write(const std::string& name, const std::string& labels, std::string& out) const {
+  uint64_t cumulative = 0;
+  std::string sep = labels.empty() ? "" : ",";
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    StrAppend(&out, name, "_bucket{", labels, sep, "le=\"", Num(bounds_[i]), "\"} ", cumulative, "\n");
+  }
+  cumulative += counts_.back();
+  StrAppend(&out, name, "_bucket{", labels, sep, "le=\"+Inf\"} ", cumulative, "\n");
+  std::string braces = labels.empty() ? "" : StrCat("{", labels, "}");
+  StrAppend(&out, name, "_sum", braces, " ", Num(sum_), "\n");
+  StrAppend(&out, name, "_count", braces, " ", count_, "\n");
+}
+
+Metrics::Metrics() : propagation_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}) {}
+
+void Metrics::RecordRequest(const std::string& route, const std::string& method, int status,
+                            double seconds) {
+  std::lock_guard<std::mutex> l(mu_);
+  ++requests_[{route, method, status}];
+  auto it = latency_.find(route);
+  if (it == latency_.end()) it = latency_.emplace(route, Histogram(kLatencyBounds)).first;
+  it->second.Observe(seconds);
+}
+
+void Metrics::RecordPropagation(double seconds) {
+  std::lock_guard<std::mutex> l(mu_);
+  propagation_.Observe(seconds);
+}
+
+std::string Metrics::Render() const {
+  std::string out;
+  auto gauge = [&](const char* name, const char* help, const char* type, double v) {
+    StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ", Num(v), "\n");
+  };
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    out += "# HELP gonfalon_http_requests_total HTTP requests by route, method and status.\n";
+    out += "# TYPE gonfalon_http_requests_total counter\n";
+    for (const auto& [key, n] : requests_) {
+      const auto& [route, method, status] = key;
+      StrAppend(&out, "gonfalon_http_requests_total{route=\"", LabelValue(route), "\",method=\"",
+                LabelValue(method), "\",status=\"", status, "\"} ", n, "\n");
+    }
+    out += "# HELP gonfalon_http_request_duration_seconds Time to handle a request, by route.\n";
+    out += "# TYPE gonfalon_http_request_duration_seconds histogram\n";
+    for (const auto& [route, h] : latency_) {
+      h.Write("gonfalon_http_request_duration_seconds", StrCat("route=\"", LabelValue(route), "\""), out);
+    }
+    out += "# HELP gonfalon_change_propagation_seconds From a change set's commit to its event being queued on every stream.\n";
+    out += "# TYPE gonfalon_change_propagation_seconds histogram\n";
+    propagation_.Write("gonfalon_change_propagation_seconds", "", out);
+  }
+  gauge("gonfalon_evaluations_total", "Flag evaluations served.", "counter", static_cast<double>(evaluations.load()));
+  gauge("gonfalon_open_streams", "Open SSE streams (SDK and OFREP).", "gauge", static_cast<double>(open_streams.load()));
+  gauge("gonfalon_open_connections", "Open HTTP connections.", "gauge", static_cast<double>(open_connections.load()));
+  gauge("gonfalon_streams_dropped_slow_total", "Streams disconnected because the client fell behind.", "counter",
+        static_cast<double>(streams_dropped_slow.load()));
+  gauge("gonfalon_sdk_events_accepted_total", "SDK exposure and metric events accepted.", "counter",
+        static_cast<double>(events_accepted.load()));
+  gauge("gonfalon_sdk_events_dropped_total", "SDK events rejected or dropped.", "counter",
+        static_cast<double>(events_dropped.load()));
+  gauge("gonfalon_change_sets_published_total", "Change sets published to snapshots and streams.", "counter",
+        static_cast<double>(change_sets_published.load()));
+  if (gauges_) {
+    for (const auto& [name, v] : gauges_()) {
+      std::string n = "gonfalon_storage_" + MetricName(name);
+      gauge(n.c_str(), ("Storage figure " + name + ".").c_str(), "gauge", static_cast<double>(v));
+    }
+  }
+  return out;
+}
+
+}  // namespace gonfalon::server

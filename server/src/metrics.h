@@ -1,0 +1,58 @@
+#pragma once
+// Server metrics in Prometheus text format (GET /metrics).
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gonfalon::server {
+
+class Histogram {
+ public:
+  // Upper bounds in seconds.
+  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
+  void Observe(double seconds);
+  void Write(const std::string& name, const std::string& labels, std::string& out) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // REQUIRES: Metrics::mu_ held (owned by Metrics)
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+  void RecordRequest(const std::string& route, const std::string& method, int status, double seconds);
+  void RecordPropagation(double seconds);
+
+  std::atomic<uint64_t> evaluations{0};
+  std::atomic<int64_t> open_streams{0};
+  std::atomic<int64_t> open_connections{0};
+  std::atomic<uint64_t> streams_dropped_slow{0};
+  std::atomic<uint64_t> events_accepted{0};
+  std::atomic<uint64_t> events_dropped{0};
+  std::atomic<uint64_t> change_sets_published{0};
+
+  // Extra gauges read at scrape time (RocksDB figures).
+  void SetGaugeSource(std::function<std::vector<std::pair<std::string, int64_t>>()> source) {
+    gauges_ = std::move(source);
+  }
+  std::string Render() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;  // REQUIRES: mu_
+  std::map<std::string, Histogram> latency_;                                 // REQUIRES: mu_
+  Histogram propagation_;                                                    // REQUIRES: mu_
+  std::function<std::vector<std::pair<std::string, int64_t>>()> gauges_;
+};
+
+}  // namespace gonfalon::server

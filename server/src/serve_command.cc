@@ -1,0 +1,310 @@
+#include "serve_command.h"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "api.h"
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/str_cat.h"
+#include "gonfalon/storage/store.h"
+#include "http_server.h"
+#include "hub.h"
+#include "metrics.h"
+
+namespace gonfalon::server {
+namespace {
+
+using rules::Value;
+
+constexpr char kUsage[] =
+    "usage: gonfalon serve [options]\n"
+    "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8070; port 0 picks one)\n"
+    "  --data-dir DIR            RocksDB data directory (default ./data)\n"
+    "  --config FILE             JSON file with any of the settings below (flags win over it)\n"
+    "  --heartbeat-seconds N     SSE heartbeat interval (default 15)\n"
+    "  --max-body-bytes N        request body limit (default 1048576)\n"
+    "  --max-header-bytes N      request header limit (default 8192)\n"
+    "  --read-timeout-seconds N  deadline to receive a request (default 30)\n"
+    "  --max-connections N       open connections (default 10000)\n"
+    "  --threads N               I/O threads (default: cores)\n"
+    "  --log-level LEVEL         info or debug (debug logs every request)\n"
+    "  --no-sync                 do not fsync change sets (tests and benchmarks only)\n"
+    "  --demo                    create the demo project on an empty data directory\n"
+    "environment: GONFALON_LISTEN, GONFALON_DATA_DIR, GONFALON_HEARTBEAT_SECONDS,\n"
+    "  GONFALON_MAX_BODY_BYTES, GONFALON_MAX_HEADER_BYTES, GONFALON_READ_TIMEOUT_SECONDS,\n"
+    "  GONFALON_MAX_CONNECTIONS, GONFALON_THREADS, GONFALON_LOG_LEVEL, GONFALON_ADMIN_TOKEN\n";
+
+struct Config {
+  std::string listen = "127.0.0.1:8070";
+  std::string data_dir = "./data";
+  int64_t heartbeat_seconds = 15;
+  int64_t max_body_bytes = 1024 * 1024;
+  int64_t max_header_bytes = 8 * 1024;
+  int64_t read_timeout_seconds = 30;
+  int64_t max_connections = 10000;
+  int64_t threads = 0;
+  std::string log_level = "info";
+  bool sync = true;
+  bool demo = false;
+};
+
+void Log(const char* level, const std::string& msg, const std::string& extra = "") {
+  std::fprintf(stderr, "{\"level\":\"%s\",\"msg\":\"%s\"%s%s}\n", level, msg.c_str(), extra.empty() ? "" : ",", extra.c_str());
+}
+
+// Applies one setting by name; returns an error message or "".
+std::string Set(Config& c, const std::string& name, const std::string& value) {
+  auto number = [&](int64_t& out, int64_t min) -> std::string {
+    char* end = nullptr;
+    long long n = std::strtoll(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || n < min) return StrCat(name, ": expected an integer >= ", min, ", got \"", value, "\"");
+    out = n;
+    return "";
+  };
+  if (name == "listen") {
+    if (value.rfind(':') == std::string::npos) return StrCat("listen: expected HOST:PORT, got \"", value, "\"");
+    c.listen = value;
+    return "";
+  }
+  if (name == "data-dir") {
+    if (value.empty()) return "data-dir: must not be empty";
+    c.data_dir = value;
+    return "";
+  }
+  if (name == "heartbeat-seconds") return number(c.heartbeat_seconds, 1);
+  if (name == "max-body-bytes") return number(c.max_body_bytes, 1024);
+  if (name == "max-header-bytes") return number(c.max_header_bytes, 1024);
+  if (name == "read-timeout-seconds") return number(c.read_timeout_seconds, 1);
+  if (name == "max-connections") return number(c.max_connections, 1);
+  if (name == "threads") return number(c.threads, 0);
+  if (name == "log-level") {
+    if (value != "info" && value != "debug") return StrCat("log-level: expected info or debug, got \"", value, "\"");
+    c.log_level = value;
+    return "";
+  }
+  return StrCat("unknown setting \"", name, "\"");
+}
+
+std::string LoadConfig(int argc_unused, const std::vector<std::string>& args, Config& c) {
+  // Precedence: defaults < file < environment < flags.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) {
+      std::ifstream in(args[i + 1]);
+      if (!in) return StrCat("--config: cannot open ", args[i + 1]);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      auto json = rules::ParseJson(ss.str());
+      if (!json.ok() || !json->is_object()) return StrCat(args[i + 1], ": expected a JSON object of settings");
+      for (const auto& [k, v] : json->as_object()) {
+        std::string value = v.is_string() ? v.as_string() : rules::ToJson(v);
+        std::string err = Set(c, k, value);
+        if (!err.empty()) return StrCat(args[i + 1], ": ", err);
+      }
+    }
+  }
+  for (const char* name : {"listen", "data-dir", "heartbeat-seconds", "max-body-bytes", "max-header-bytes",
+                           "read-timeout-seconds", "max-connections", "threads", "log-level"}) {
+    std::string env = StrCat("GONFALON_", name);
+    for (char& ch : env) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (const char* v = std::getenv(env.c_str())) {
+      std::string err = Set(c, name, v);
+      if (!err.empty()) return StrCat(env, ": ", err);
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--demo") {
+      c.demo = true;
+    } else if (a == "--no-sync") {
+      c.sync = false;
+    } else if (a == "--config") {
+      ++i;
+    } else if (a.rfind("--", 0) == 0 && i + 1 < args.size()) {
+      std::string err = Set(c, a.substr(2), args[++i]);
+      if (!err.empty()) return err;
+    } else {
+      return StrCat("unknown or incomplete argument \"", a, "\"");
+    }
+  }
+  return "";
+}
+
+// The first start on an empty data directory makes an admin token (or takes
+// GONFALON_ADMIN_TOKEN's) and prints it once.
+absl::Status Bootstrap(storage::Store& store, const std::string& data_dir) {
+  auto keys = store.ListApiKeys();
+  if (!keys.ok()) return keys.status();
+  for (const auto& k : *keys) {
+    if (k.kind == storage::KeyKind::kAdmin && !k.revoked) return absl::OkStatus();
+  }
+  storage::ApiKey spec;
+  spec.kind = storage::KeyKind::kAdmin;
+  spec.name = "bootstrap";
+  spec.write = true;
+  if (const char* given = std::getenv("GONFALON_ADMIN_TOKEN"); given != nullptr && *given != '\0') {
+    auto made = store.ImportApiKey(spec, given);
+    if (!made.ok()) return made.status();
+    std::cout << "gonfalon: admin token taken from GONFALON_ADMIN_TOKEN" << std::endl;
+    return absl::OkStatus();
+  }
+  auto made = store.CreateApiKey(spec);
+  if (!made.ok()) return made.status();
+  std::cout << "gonfalon: bootstrap admin token (shown once, keep it): " << made->secret << std::endl;
+  std::ofstream(data_dir + "/ADMIN_TOKEN_SHOWN_ONCE") << "The bootstrap admin token was printed on first start; "
+                                                         "create more with POST /api/v1/keys.\n";
+  return absl::OkStatus();
+}
+
+// The demo project: flags from demo/flags.json (or built in), two environments, keys.
+absl::Status CreateDemo(storage::Store& store, const std::string& data_dir) {
+  auto projects = store.ListProjects();
+  if (!projects.ok()) return projects.status();
+  std::string creds_path = data_dir + "/demo-credentials.txt";
+  if (!projects->empty()) {
+    std::ifstream in(creds_path);
+    if (in) std::cout << in.rdbuf() << std::flush;
+    return absl::OkStatus();
+  }
+  storage::Actor actor{"demo"};
+  auto p = store.CreateProject({.key = "demo", .name = "Demo shop", .description = "Created by gonfalon serve --demo"}, actor);
+  if (!p.ok()) return p.status();
+  for (const char* e : {"production", "staging"}) {
+    auto env = store.CreateEnvironment("demo", {.key = e}, actor);
+    if (!env.ok()) return env.status();
+  }
+  std::ifstream in("demo/flags.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto data = rules::ParseEnvironment(in ? ss.str() : R"({"flags":{"new-checkout":{"key":"new-checkout","on":true,"variations":[false,true],"offVariation":0,"fallthrough":{"variation":1}}}})");
+  if (!data.ok()) return data.status();
+  for (const auto& [key, f] : data->flags) {
+    storage::FlagMeta meta;
+    meta.key = key;
+    meta.name = f.name;
+    meta.description = f.description;
+    meta.tags = f.tags;
+    meta.temporary = f.temporary;
+    meta.maintainer = f.maintainer;
+    meta.variations = f.variations;
+    meta.client_side_availability = f.client_side_availability;
+    auto made = store.CreateFlag("demo", meta, actor, "demo flag");
+    if (!made.ok()) return made.status();
+  }
+  for (const char* env : {"production", "staging"}) {
+    storage::ChangeSet cs;
+    cs.project = "demo";
+    cs.environment = env;
+    cs.actor = actor;
+    cs.comment = "demo targeting";
+    for (const auto& [key, s] : data->segments) {
+      cs.items.push_back({storage::ItemKind::kSegment, key, std::nullopt, rules::EncodeSegment(s), false});
+    }
+    for (const auto& [key, f] : data->flags) {
+      cs.items.push_back({storage::ItemKind::kFlag, key, std::nullopt, rules::EncodeFlag(f), false});
+    }
+    auto applied = store.Apply(cs);
+    if (!applied.ok()) return applied.status();
+  }
+  std::string creds = "gonfalon: demo project \"demo\" (environments production, staging)\n";
+  for (const char* env : {"production", "staging"}) {
+    for (auto kind : {storage::KeyKind::kServer, storage::KeyKind::kClient}) {
+      storage::ApiKey spec;
+      spec.kind = kind;
+      spec.project = "demo";
+      spec.environment = env;
+      spec.name = StrCat("demo ", env, " ", storage::KeyKindName(kind));
+      auto made = store.CreateApiKey(spec);
+      if (!made.ok()) return made.status();
+      creds += StrCat("gonfalon:   ", env, " ", storage::KeyKindName(kind), "-side SDK key: ", made->secret, "\n");
+    }
+  }
+  std::ofstream out(creds_path);
+  out << creds;
+  out.close();
+  std::filesystem::permissions(creds_path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::cout << creds << std::flush;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunServeCommand(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+  }
+  Config config;
+  std::string err = LoadConfig(0, args, config);
+  if (!err.empty()) {
+    std::cerr << "gonfalon serve: " << err << "\n" << kUsage;
+    return 2;
+  }
+  size_t colon = config.listen.rfind(':');
+  std::string host = config.listen.substr(0, colon);
+  if (host == "localhost") host = "127.0.0.1";
+  int port = std::atoi(config.listen.c_str() + colon + 1);
+
+  auto started = std::chrono::steady_clock::now();
+  auto store_or = storage::Store::Open({.path = config.data_dir + "/db", .sync = config.sync});
+  if (!store_or.ok()) {
+    std::cerr << "gonfalon serve: " << store_or.status().message() << "\n";
+    return 1;
+  }
+  storage::Store& store = **store_or;
+  if (absl::Status s = Bootstrap(store, config.data_dir); !s.ok()) {
+    std::cerr << "gonfalon serve: bootstrap: " << s.message() << "\n";
+    return 1;
+  }
+  if (config.demo) {
+    if (absl::Status s = CreateDemo(store, config.data_dir); !s.ok()) {
+      std::cerr << "gonfalon serve: demo: " << s.message() << "\n";
+      return 1;
+    }
+  }
+  (void)store.PruneHistory();
+
+  Metrics metrics;
+  metrics.SetGaugeSource([&store] { return store.Stats(); });
+  Hubs hubs(store, metrics);
+  store.SetChangeListener([&hubs](const storage::AppliedChangeSet& a) { hubs.Changed(a); });
+  Api api(store, hubs, metrics);
+  ServerLimits limits;
+  limits.max_body_bytes = static_cast<size_t>(config.max_body_bytes);
+  limits.max_header_bytes = static_cast<size_t>(config.max_header_bytes);
+  limits.read_timeout = std::chrono::seconds(config.read_timeout_seconds);
+  limits.max_connections = static_cast<size_t>(config.max_connections);
+  limits.heartbeat = std::chrono::seconds(config.heartbeat_seconds);
+  limits.io_threads = config.threads > 0 ? static_cast<int>(config.threads)
+                                         : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  limits.log_requests = config.log_level == "debug";
+  // Leave room for the connection limit (one descriptor each) plus RocksDB's files.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  HttpServer server(api, hubs, metrics, limits);
+  auto bound = server.Listen(host, port);
+  if (!bound.ok()) {
+    std::cerr << "gonfalon serve: " << bound.status().message() << "\n";
+    return 1;
+  }
+  api.set_ready(true);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  std::cout << "gonfalon: listening on http://" << host << ":" << *bound << " (data in " << config.data_dir
+            << ", ready in " << ms << " ms)" << std::endl;
+  Log("info", "listening", StrCat("\"address\":\"", host, ":", *bound, "\",\"dataDir\":\"", config.data_dir, "\""));
+  server.Run();
+  Log("info", "stopped");
+  return 0;
+}
+
+}  // namespace gonfalon::server
