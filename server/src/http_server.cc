@@ -55,8 +55,12 @@ class HttpServer::Impl {
     ioc_.run();
     for (auto& t : threads) t.join();
     workers_.join();
-    std::lock_guard<std::mutex> l(mu_);
-    if (stopper_.joinable()) stopper_.join();
+    std::thread stopper;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopper = std::move(stopper_);
+    }
+    if (stopper.joinable()) stopper.join();
   }
 
   void Shutdown();
@@ -162,11 +166,9 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     reading_ = false;
     if (ec == http::error::header_limit) return SendErrorAndClose(431, "request_header_fields_too_large", "headers larger than the limit");
     if (ec == http::error::body_limit) return SendErrorAndClose(413, "payload_too_large", StrCat("body larger than ", server_.limits().max_body_bytes, " bytes"));
-    if (ec == beast::error::timeout) {
-      // A slow sender: tell it if it had started a request, then drop it.
-      if (parser_ && parser_->got_some()) return SendErrorAndClose(408, "request_timeout", "the request took too long to arrive");
-      return DoClose();
-    }
+    // A slow sender (or an idle keep-alive connection) past the read deadline: tcp_stream has
+    // already closed the socket, so there is no 408 to send.
+    if (ec == beast::error::timeout) return DoClose();
     if (ec == http::error::buffer_overflow) return SendErrorAndClose(431, "request_header_fields_too_large", "request too large");
     if (ec && ec.category() == beast::error_code(http::error::end_of_stream).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message) {
@@ -223,13 +225,29 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     res->prepare_payload();
     stream_.expires_after(server_.limits().write_timeout);
     http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
-      if (ec || !self->keep_alive_) return self->DoClose();
+      if (ec) return self->DoClose();
+      if (self->linger_) return self->DoLinger();
+      if (!self->keep_alive_) return self->DoClose();
       self->DoRead();
+    });
+  }
+
+  // After refusing a request whose body is still arriving: stop sending, read and discard
+  // what the client is still sending (bounded in time), then close. Closing at once with unread
+  // data would reset the connection and the client could lose the error response.
+  void DoLinger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->DoClose();
+      self->DoLinger();
     });
   }
 
   void SendErrorAndClose(int status, const char* code, const std::string& message) {
     keep_alive_ = false;
+    linger_ = true;
     Response r = ErrorResponse(status, code, message);
     r.route = "rejected";
     started_ = std::chrono::steady_clock::now();
@@ -309,6 +327,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   bool writing_ = false;
   bool closed_ = false;
   bool close_after_drain_ = false;
+  bool linger_ = false;
   std::chrono::steady_clock::time_point started_;
   std::vector<std::shared_ptr<const std::string>> queue_;
   char discard_[64];

@@ -1,0 +1,453 @@
+// End-to-end: the real `gonfalon serve` binary on port 0 over loopback.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <thread>
+
+#include "e2e_util.h"
+#include "gonfalon/rules/value.h"
+
+namespace gonfalon::e2e {
+namespace {
+
+using rules::ParseJson;
+using rules::Value;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<ServerProcess>();
+    ASSERT_GT(server_->port(), 0) << "server did not start: " << server_->output();
+  }
+  int port() const { return server_->port(); }
+
+  HttpResponse Admin(const std::string& method, const std::string& path, const std::string& body = "",
+                     std::vector<std::pair<std::string, std::string>> extra = {}) {
+    auto h = Bearer(kAdminToken);
+    for (auto& e : extra) h.push_back(e);
+    return Http(port(), method, path, body, h);
+  }
+  static Value J(const HttpResponse& r) {
+    auto v = ParseJson(r.body);
+    return v.ok() ? *v : Value();
+  }
+  // Project "shop" (production, staging), boolean flag "checkout", and SDK keys.
+  void MakeShop() {
+    ASSERT_EQ(Admin("POST", "/api/v1/projects", R"({"key":"shop","environments":["production","staging"]})").status, 201);
+    ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"checkout","variations":[false,true]})").status, 201);
+    ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags",
+                    R"({"key":"web-banner","variations":["a","b"],"clientSideAvailability":{"usingEnvironmentId":true}})").status, 201);
+    server_key_ = MakeKey("server", "production");
+    client_key_ = MakeKey("client", "production");
+    auto r = Admin("POST", "/api/v1/keys", R"({"kind":"admin","scope":"read"})");
+    read_key_ = J(r).Find("secret")->as_string();
+  }
+  std::string MakeKey(const std::string& kind, const std::string& env) {
+    auto r = Admin("POST", "/api/v1/keys", R"({"kind":")" + kind + R"(","project":"shop","environment":")" + env + R"("})");
+    EXPECT_EQ(r.status, 201) << r.body;
+    return J(r).Find("secret")->as_string();
+  }
+
+  std::unique_ptr<ServerProcess> server_;
+  std::string server_key_, client_key_, read_key_;
+};
+
+TEST_F(ServerTest, HealthReadyAndValidPrometheusMetrics) {
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(Http(port(), "GET", "/readyz").status, 200);
+  MakeShop();
+  Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", R"({"context":{"targetingKey":"u1"}})", Bearer(server_key_));
+  auto m = Http(port(), "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.Header("content-type"), "text/plain; version=0.0.4");
+  // Every line is a comment (# HELP/# TYPE) or `name{labels} value`.
+  std::regex sample(R"re(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.eE+-]+(\.[0-9]+)?$|^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? (\+Inf|NaN)$)re");
+  std::regex meta(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+  size_t lines = 0;
+  std::istringstream in(m.body);
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    EXPECT_TRUE(std::regex_match(line, sample) || std::regex_match(line, meta)) << "bad metrics line: " << line;
+  }
+  EXPECT_GT(lines, 20u);
+  EXPECT_NE(m.body.find("gonfalon_evaluations_total 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find(R"(gonfalon_http_requests_total{route="/ofrep/v1/evaluate/flags/{key}",method="POST",status="200"} 1)"), std::string::npos);
+  EXPECT_NE(m.body.find("gonfalon_storage_rocksdb_estimate_num_keys"), std::string::npos);
+}
+
+TEST_F(ServerTest, CrudWithETagsAndConflicts) {
+  MakeShop();
+  auto flag = Admin("GET", "/api/v1/projects/shop/environments/production/flags/checkout");
+  ASSERT_EQ(flag.status, 200);
+  EXPECT_EQ(flag.Header("etag"), "\"1\"");
+  EXPECT_FALSE(J(flag).Find("on")->as_bool());
+  // Turn it on (JSON merge patch) with the right If-Match.
+  auto on = Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"on":true})", {{"If-Match", "\"1\""}});
+  ASSERT_EQ(on.status, 200) << on.body;
+  EXPECT_TRUE(J(on).Find("on")->as_bool());
+  EXPECT_EQ(on.Header("etag"), "\"2\"");
+  // A stale If-Match is refused and changes nothing.
+  auto stale = Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"on":false})", {{"If-Match", "\"1\""}});
+  EXPECT_EQ(stale.status, 412);
+  EXPECT_EQ(J(stale).Find("error")->Find("code")->as_string(), "precondition_failed");
+  EXPECT_TRUE(J(Admin("GET", "/api/v1/projects/shop/environments/production/flags/checkout")).Find("on")->as_bool());
+  // Staging is independent.
+  EXPECT_FALSE(J(Admin("GET", "/api/v1/projects/shop/environments/staging/flags/checkout")).Find("on")->as_bool());
+  // Segments: create, conflict on re-create, replace, delete.
+  auto seg = Admin("POST", "/api/v1/projects/shop/environments/production/segments", R"({"key":"beta","included":["u1"]})");
+  ASSERT_EQ(seg.status, 201) << seg.body;
+  EXPECT_EQ(Admin("POST", "/api/v1/projects/shop/environments/production/segments", R"({"key":"beta"})").status, 409);
+  auto put = Admin("PUT", "/api/v1/projects/shop/environments/production/segments/beta", R"({"included":["u1","u2"]})", {{"If-Match", "\"1\""}});
+  EXPECT_EQ(put.status, 200) << put.body;
+  EXPECT_EQ(J(put).Find("included")->as_array().size(), 2u);
+  // A change set with a wrong expectVersion: 409, and neither item is written.
+  auto cs = Admin("POST", "/api/v1/projects/shop/environments/production/changesets",
+                  R"({"comment":"both","items":[{"kind":"segment","key":"gamma","data":{}},{"kind":"segment","key":"beta","expectVersion":1,"data":{}}]})");
+  EXPECT_EQ(cs.status, 409);
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/production/segments/gamma").status, 404);
+  auto ok = Admin("POST", "/api/v1/projects/shop/environments/production/changesets",
+                  R"({"comment":"both","items":[{"kind":"segment","key":"gamma","data":{}},{"kind":"segment","key":"beta","expectVersion":2,"delete":true}]})");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(J(ok).Find("items")->as_array().size(), 2u);
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/production/segments/beta").status, 404);
+  // History, newest first; restore to before the change set, as a new change set.
+  auto hist = Admin("GET", "/api/v1/projects/shop/environments/production/history?limit=2");
+  ASSERT_EQ(hist.status, 200);
+  EXPECT_EQ(J(hist).Find("items")->as_array()[0].Find("comment")->as_string(), "both");
+  int64_t seq = static_cast<int64_t>(J(hist).Find("items")->as_array()[0].Find("sequence")->as_number());
+  auto restore = Admin("POST", "/api/v1/projects/shop/environments/production/restore", "{\"sequence\":" + std::to_string(seq - 1) + "}");
+  ASSERT_EQ(restore.status, 200) << restore.body;
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/production/segments/beta").status, 200);
+  // Project-level flag: list with filters, archive, delete.
+  EXPECT_EQ(J(Admin("GET", "/api/v1/projects/shop/flags?q=check")).Find("items")->as_array().size(), 1u);
+  EXPECT_EQ(Admin("PATCH", "/api/v1/projects/shop/flags/checkout", R"({"archived":true,"tags":["old"]})").status, 200);
+  EXPECT_EQ(J(Admin("GET", "/api/v1/projects/shop/flags")).Find("items")->as_array().size(), 1u);  // web-banner
+  EXPECT_EQ(J(Admin("GET", "/api/v1/projects/shop/flags?state=archived&tag=old")).Find("items")->as_array().size(), 1u);
+  EXPECT_EQ(Admin("DELETE", "/api/v1/projects/shop/flags/checkout").status, 204);
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/flags/checkout").status, 404);
+}
+
+TEST_F(ServerTest, BadInputGetsPreciseErrorsAndWritesNothing) {
+  MakeShop();
+  struct Case {
+    std::string method, path, body;
+    int status;
+    std::string field;
+  } cases[] = {
+      {"POST", "/api/v1/projects", "{not json", 400, ""},
+      {"POST", "/api/v1/projects", "[1,2]", 400, ""},
+      {"POST", "/api/v1/projects", R"({"key":"bad key"})", 400, "key"},
+      {"POST", "/api/v1/projects", R"({"key":5})", 400, "key"},
+      {"POST", "/api/v1/projects/shop/flags", R"({"key":"x","variations":"yes"})", 400, "variations"},
+      {"POST", "/api/v1/projects/shop/flags", R"({"key":"x","variations":[]})", 400, "variations"},
+      {"PUT", "/api/v1/projects/shop/environments/production/flags/checkout",
+       R"({"on":true,"fallthrough":{"variation":7}})", 400, "fallthrough.variation"},
+      {"PUT", "/api/v1/projects/shop/environments/production/flags/checkout",
+       R"({"on":true,"fallthrough":{"variation":0},"rules":[{"id":"r","variation":0,"clauses":[{"attribute":"a","op":"startswith","values":[]}]}]})",
+       400, "rules[0].clauses[0].op"},
+      {"PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"on":"yes"})", 400, "on"},
+      {"POST", "/api/v1/projects/shop/environments/production/changesets", R"({"items":[{"kind":"widget","key":"a"}]})", 400, "items[0].kind"},
+      {"POST", "/api/v1/projects/shop/environments/production/changesets", R"({"items":[{"kind":"segment","key":"a","data":{"included":[1]}}]})", 400, "items[0].data.included[0]"},
+      {"GET", "/api/v1/projects/shop/environments/production/history?limit=0", "", 400, "limit"},
+      {"POST", "/api/v1/projects/shop/environments/production/restore", R"({"sequence":999})", 400, "sequence 999 is not in this environment's history (now at 1)"},
+      {"PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"on":true})", 400, "If-Match"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (++i == static_cast<int>(std::size(cases))) extra.push_back({"If-Match", "banana"});
+    auto r = Admin(c.method, c.path, c.body, extra);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.path << " " << c.body << " -> " << r.body;
+    Value body = J(r);
+    const Value* err = body.Find("error");
+    ASSERT_NE(err, nullptr) << r.body;
+    EXPECT_FALSE(err->Find("message")->as_string().empty());
+    if (!c.field.empty() && c.field.find(' ') == std::string::npos) {
+      ASSERT_NE(err->Find("field"), nullptr) << r.body;
+      EXPECT_EQ(err->Find("field")->as_string(), c.field) << r.body;
+    }
+  }
+  // Nothing was written: the environment is still at its first change set.
+  EXPECT_EQ(J(Admin("GET", "/api/v1/projects/shop/environments/production")).Find("sequence")->as_number(), 2);
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/nope").status, 404);
+  EXPECT_EQ(Admin("DELETE", "/api/v1/projects").status, 405);
+  EXPECT_EQ(Http(port(), "GET", "/nowhere").status, 404);
+}
+
+TEST_F(ServerTest, EveryRouteTimesEveryKeyKind) {
+  MakeShop();
+  struct Caller {
+    const char* name;
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
+  std::vector<Caller> callers = {
+      {"none", {}},
+      {"wrong", Bearer("gfs_not_a_real_key_at_all")},
+      {"admin-read", Bearer(read_key_)},
+      {"admin-write", Bearer(kAdminToken)},
+      {"server", Bearer(server_key_)},
+      {"client", {{"X-API-Key", client_key_}}},
+  };
+  struct Route {
+    std::string method, path, body;
+    int expect[6];  // none, wrong, admin-read, admin-write, server, client
+  };
+  std::string ctx = R"({"context":{"targetingKey":"u1"}})";
+  std::vector<Route> routes = {
+      {"GET", "/api/v1/projects", "", {401, 401, 200, 200, 403, 403}},
+      {"POST", "/api/v1/projects", R"({"key":"p2"})", {401, 401, 403, 201, 403, 403}},
+      {"GET", "/api/v1/projects/shop", "", {401, 401, 200, 200, 403, 403}},
+      {"GET", "/api/v1/projects/shop/environments", "", {401, 401, 200, 200, 403, 403}},
+      {"GET", "/api/v1/projects/shop/flags", "", {401, 401, 200, 200, 403, 403}},
+      {"GET", "/api/v1/projects/shop/environments/production/flags/checkout", "", {401, 401, 200, 200, 403, 403}},
+      {"PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"on":true})", {401, 401, 403, 200, 403, 403}},
+      {"GET", "/api/v1/projects/shop/environments/production/segments", "", {401, 401, 200, 200, 403, 403}},
+      {"GET", "/api/v1/projects/shop/environments/production/history", "", {401, 401, 200, 200, 403, 403}},
+      {"GET", "/api/v1/keys", "", {401, 401, 200, 200, 403, 403}},
+      {"GET", "/sdk/v1/flags", "", {401, 401, 403, 403, 200, 403}},
+      {"POST", "/sdk/v1/evaluate", ctx.substr(0, 0) + R"({"context":{"key":"u1"},"flag":"checkout"})", {401, 401, 403, 403, 200, 403}},
+      {"POST", "/sdk/v1/events", R"({"exposures":[{"flag":"checkout","variation":1}]})", {401, 401, 403, 403, 202, 403}},
+      {"POST", "/ofrep/v1/evaluate/flags/checkout", ctx, {401, 401, 403, 403, 200, 404}},
+      {"POST", "/ofrep/v1/evaluate/flags/web-banner", ctx, {401, 401, 403, 403, 200, 200}},
+      {"POST", "/ofrep/v1/evaluate/flags", ctx, {401, 401, 403, 403, 200, 200}},
+      {"GET", "/ofrep/v1/configuration", "", {401, 401, 403, 403, 200, 200}},
+      {"GET", "/healthz", "", {200, 200, 200, 200, 200, 200}},
+      {"GET", "/metrics", "", {200, 200, 200, 200, 200, 200}},
+  };
+  for (const Route& route : routes) {
+    for (size_t c = 0; c < callers.size(); ++c) {
+      auto r = Http(port(), route.method, route.path, route.body, callers[c].headers);
+      int want = route.expect[c];
+      if (route.method == "POST" && route.path == "/api/v1/projects" && want == 201) {
+        // later callers would get 409: make each creation unique
+      }
+      EXPECT_EQ(r.status, want) << route.method << " " << route.path << " as " << callers[c].name << ": " << r.body;
+    }
+  }
+}
+
+TEST_F(ServerTest, OversizedAndSlowRequestsAreRefusedAndTheServerStaysUp) {
+  MakeShop();
+  // Body over 1 MiB: 413.
+  std::string big(1024 * 1024 + 10, 'x');
+  EXPECT_EQ(Admin("POST", "/api/v1/projects", big).status, 413);
+  // Headers over 8 KiB: 431.
+  EXPECT_EQ(Http(port(), "GET", "/healthz", "", {{"X-Filler", std::string(9000, 'a')}}).status, 431);
+  // Malformed HTTP: 400.
+  {
+    int fd = Connect(port());
+    SendAll(fd, "GARBAGE\r\n\r\n");
+    std::string buf;
+    std::optional<HttpResponse> r;
+    auto deadline = Clock::now() + 5s;
+    while (!(r = ParseResponse(buf)) && ReadSome(fd, buf, deadline)) {
+    }
+    ::close(fd);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 400);
+  }
+  // A slow sender that never finishes its headers is dropped after the read deadline (2 s here)
+  // while other clients are served meanwhile.
+  int slow = Connect(port());
+  SendAll(slow, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+  auto t0 = Clock::now();
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+  std::string buf;
+  bool closed = false;
+  auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline) {
+    if (!ReadSome(slow, buf, deadline)) {
+      closed = true;
+      break;
+    }
+  }
+  ::close(slow);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(buf, "");  // dropped without a response
+  EXPECT_LT(Clock::now() - t0, 8s);
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+}
+
+TEST_F(ServerTest, AdminChangeArrivesOnAnOpenStreamAsExactlyOneChangesEvent) {
+  MakeShop();
+  SseStream stream(port(), "/sdk/v1/stream", Bearer(server_key_));
+  ASSERT_EQ(stream.status(), 200);
+  auto put = stream.Next(5s);
+  ASSERT_TRUE(put.has_value());
+  EXPECT_EQ(put->event, "put");
+  int64_t seq = std::stoll(put->id);
+  EXPECT_EQ(J(HttpResponse{200, {}, put->data}).Find("sequence")->as_number(), seq);
+  ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"on":true})").status, 200);
+  auto change = stream.Next(5s);
+  ASSERT_TRUE(change.has_value());
+  EXPECT_EQ(change->event, "changes");
+  EXPECT_EQ(change->id, std::to_string(seq + 1));
+  Value data = *ParseJson(change->data);
+  EXPECT_EQ(data.Find("sequence")->as_number(), seq + 1);
+  ASSERT_EQ(data.Find("items")->as_array().size(), 1u);
+  EXPECT_TRUE(data.Find("items")->as_array()[0].Find("data")->Find("on")->as_bool());
+  // A change in another environment does not arrive; the next one here is seq + 2.
+  ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/staging/flags/checkout", R"({"on":true})").status, 200);
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/environments/production/segments", R"({"key":"s"})").status, 201);
+  auto next = stream.Next(5s);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->id, std::to_string(seq + 2));
+  // Heartbeats (1 s here) keep the stream visibly alive.
+  auto beat = stream.Next(3s, /*with_comments=*/true);
+  ASSERT_TRUE(beat.has_value());
+  EXPECT_EQ(beat->event, "comment");
+  EXPECT_EQ(beat->data, "heartbeat");
+}
+
+TEST_F(ServerTest, DroppedStreamResumesWithLastEventIdAndGetsExactlyWhatItMissed) {
+  MakeShop();
+  int64_t seq;
+  {
+    SseStream stream(port(), "/sdk/v1/stream", Bearer(server_key_));
+    auto put = stream.Next(5s);
+    ASSERT_TRUE(put.has_value());
+    seq = std::stoll(put->id);
+  }
+  // Missed while disconnected:
+  ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"on":true})").status, 200);
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/environments/production/segments", R"({"key":"s"})").status, 201);
+  auto h = Bearer(server_key_);
+  h.push_back({"Last-Event-ID", std::to_string(seq)});
+  SseStream resumed(port(), "/sdk/v1/stream", h);
+  auto a = resumed.Next(5s);
+  auto b = resumed.Next(5s);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  EXPECT_EQ(a->event, "changes");
+  EXPECT_EQ(a->id, std::to_string(seq + 1));
+  EXPECT_EQ(b->event, "changes");
+  EXPECT_EQ(b->id, std::to_string(seq + 2));
+  EXPECT_FALSE(resumed.Next(1500ms).has_value());  // nothing more, no put
+  // Up to date: nothing at all; unknown future id: a put.
+  h.back().second = std::to_string(seq + 2);
+  SseStream current(port(), "/sdk/v1/stream", h);
+  EXPECT_FALSE(current.Next(1500ms).has_value());
+  h.back().second = "999999";
+  SseStream ahead(port(), "/sdk/v1/stream", h);
+  auto put = ahead.Next(5s);
+  ASSERT_TRUE(put.has_value());
+  EXPECT_EQ(put->event, "put");
+}
+
+TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
+  MakeShop();
+  ASSERT_EQ(Admin("PUT", "/api/v1/projects/shop/environments/production/flags/checkout",
+                  R"({"on":true,"offVariation":0,"fallthrough":{"variation":0},"rules":[{"id":"fr","variation":1,"clauses":[{"contextKind":"user","attribute":"country","op":"in","values":["FR"]}]}]})").status, 200);
+  auto one = Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", R"({"context":{"targetingKey":"u1","country":"FR"}})", Bearer(server_key_));
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_TRUE(J(one).Find("value")->as_bool());
+  EXPECT_EQ(J(one).Find("reason")->as_string(), "TARGETING_MATCH");
+  EXPECT_EQ(J(one).Find("variant")->as_string(), "1");
+  auto dflt = Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", R"({"context":{"targetingKey":"u1"}})", Bearer(server_key_));
+  EXPECT_EQ(J(dflt).Find("reason")->as_string(), "DEFAULT");
+  auto off = Http(port(), "POST", "/ofrep/v1/evaluate/flags/web-banner", R"({"context":{"targetingKey":"u1"}})", Bearer(server_key_));
+  EXPECT_EQ(J(off).Find("reason")->as_string(), "DISABLED");
+  auto missing = Http(port(), "POST", "/ofrep/v1/evaluate/flags/nope", R"({"context":{"targetingKey":"u1"}})", Bearer(server_key_));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(J(missing).Find("errorCode")->as_string(), "FLAG_NOT_FOUND");
+  auto nokey = Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", R"({"context":{"country":"FR"}})", Bearer(server_key_));
+  EXPECT_EQ(nokey.status, 400);
+  EXPECT_EQ(J(nokey).Find("errorCode")->as_string(), "TARGETING_KEY_MISSING");
+  auto bad = Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", "{oops", Bearer(server_key_));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(J(bad).Find("errorCode")->as_string(), "PARSE_ERROR");
+  auto multi = Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout",
+                    R"({"context":{"kind":"multi","user":{"key":"u1","country":"FR"},"org":{"key":"o"}}})", Bearer(server_key_));
+  EXPECT_TRUE(J(multi).Find("value")->as_bool());
+  // Bulk with ETag / 304; the client key sees only client-side flags.
+  auto bulk = Http(port(), "POST", "/ofrep/v1/evaluate/flags", R"({"context":{"targetingKey":"u1"}})", Bearer(client_key_));
+  ASSERT_EQ(bulk.status, 200);
+  ASSERT_EQ(J(bulk).Find("flags")->as_array().size(), 1u);
+  EXPECT_EQ(J(bulk).Find("flags")->as_array()[0].Find("key")->as_string(), "web-banner");
+  std::string etag = bulk.Header("etag");
+  ASSERT_FALSE(etag.empty());
+  auto again = Http(port(), "POST", "/ofrep/v1/evaluate/flags", R"({"context":{"targetingKey":"u1"}})",
+                    {{"Authorization", "Bearer " + client_key_}, {"If-None-Match", etag}});
+  EXPECT_EQ(again.status, 304);
+  // The refetch stream from eventStreams: a change makes it send refetchEvaluation.
+  std::string url = J(bulk).Find("eventStreams")->as_array()[0].Find("url")->as_string();
+  std::string path = url.substr(url.find("/ofrep/"));
+  SseStream refetch(port(), path, {});
+  ASSERT_EQ(refetch.status(), 200);
+  ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/web-banner", R"({"on":true})").status, 200);
+  auto ev = refetch.Next(5s);
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(J(HttpResponse{200, {}, ev->data}).Find("type")->as_string(), "refetchEvaluation");
+  auto changed = Http(port(), "POST", "/ofrep/v1/evaluate/flags", R"({"context":{"targetingKey":"u1"}})",
+                      {{"Authorization", "Bearer " + client_key_}, {"If-None-Match", etag}});
+  EXPECT_EQ(changed.status, 200);
+  EXPECT_NE(changed.Header("etag"), etag);
+  // A flag key is the whole rest of the path, percent-decoded.
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"a.b_c-d","variations":[1,2]})").status, 201);
+  EXPECT_EQ(Http(port(), "POST", "/ofrep/v1/evaluate/flags/a%2Eb_c-d", R"({"context":{"targetingKey":"u"}})", Bearer(server_key_)).status, 200);
+}
+
+TEST_F(ServerTest, NativeEvaluatePollingAndEvents) {
+  MakeShop();
+  auto one = Http(port(), "POST", "/sdk/v1/evaluate", R"({"context":{"key":"u1"},"flag":"checkout","explain":true})", Bearer(server_key_));
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(J(one).Find("reason")->Find("kind")->as_string(), "OFF");
+  EXPECT_TRUE(J(one).Find("trace")->is_array());
+  auto all = Http(port(), "POST", "/sdk/v1/evaluate", R"({"context":{"key":"u1"}})", Bearer(server_key_));
+  EXPECT_EQ(J(all).Find("flags")->as_object().size(), 2u);
+  EXPECT_EQ(Http(port(), "POST", "/sdk/v1/evaluate", R"({"context":{"kind":"user"}})", Bearer(server_key_)).status, 400);
+  auto flags = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_));
+  ASSERT_EQ(flags.status, 200);
+  auto h = Bearer(server_key_);
+  h.push_back({"If-None-Match", flags.Header("etag")});
+  EXPECT_EQ(Http(port(), "GET", "/sdk/v1/flags", "", h).status, 304);
+  auto ev = Http(port(), "POST", "/sdk/v1/events",
+                 R"({"exposures":[{"flag":"checkout","variation":1,"count":5},{"flag":"checkout","variation":0}],"metrics":[{"event":"purchase","value":9.5}]})",
+                 Bearer(server_key_));
+  EXPECT_EQ(ev.status, 202) << ev.body;
+  EXPECT_EQ(J(ev).Find("accepted")->as_number(), 3);
+  auto counts = Admin("GET", "/api/v1/projects/shop/environments/production/flags/checkout/events");
+  ASSERT_EQ(counts.status, 200);
+  int64_t total = 0;
+  Value count_body = J(counts);
+  for (const Value& c : count_body.Find("items")->as_array()) total += static_cast<int64_t>(c.Find("count")->as_number());
+  EXPECT_EQ(total, 6);
+  auto bad = Http(port(), "POST", "/sdk/v1/events", R"({"exposures":[{"variation":1}]})", Bearer(server_key_));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(J(bad).Find("error")->Find("field")->as_string(), "exposures[0].flag");
+}
+
+TEST(ServerLifecycleTest, SigtermFinishesInFlightClosesStreamsAndLosesNoAcknowledgedWrite) {
+  std::string dir = TempDir("lifecycle");
+  {
+    ServerProcess server(dir);
+    server.keep_dir();
+    ASSERT_GT(server.port(), 0) << server.output();
+    auto admin = Bearer(kAdminToken);
+    ASSERT_EQ(Http(server.port(), "POST", "/api/v1/projects", R"({"key":"p","environments":["e"]})", admin).status, 201);
+    auto key = Http(server.port(), "POST", "/api/v1/keys", R"({"kind":"server","project":"p","environment":"e"})", admin);
+    std::string sdk = ParseJson(key.body)->Find("secret")->as_string();
+    SseStream stream(server.port(), "/sdk/v1/stream", Bearer(sdk));
+    ASSERT_TRUE(stream.Next(5s).has_value());
+    // Acknowledged writes right up to the signal.
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_EQ(Http(server.port(), "POST", "/api/v1/projects/p/environments/e/segments", "{\"key\":\"s" + std::to_string(i) + "\"}", admin).status, 201);
+    }
+    auto t0 = Clock::now();
+    ::kill(server.pid(), SIGTERM);
+    // The stream gets a final comment and is closed.
+    bool saw_final = false;
+    while (auto e = stream.Next(5s, true)) {
+      if (e->event == "comment" && e->data == "server shutting down") saw_final = true;
+    }
+    EXPECT_TRUE(saw_final);
+    EXPECT_EQ(server.Kill(0, 10s), 0);  // exit status 0
+    EXPECT_LT(Clock::now() - t0, 6s);
+  }
+  ServerProcess again(dir);
+  ASSERT_GT(again.port(), 0) << again.output();
+  auto segs = Http(again.port(), "GET", "/api/v1/projects/p/environments/e/segments", "", Bearer(kAdminToken));
+  EXPECT_EQ(ParseJson(segs.body)->Find("items")->as_array().size(), 20u);
+}
+
+}  // namespace
+}  // namespace gonfalon::e2e
