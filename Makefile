@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 GONFALON_DEV := build/dev/server/gonfalon
 
-.PHONY: run test build deps bench fuzz asan tsan clean
+.PHONY: run test build build-server deps bench fuzz asan tsan clean
 
 deps:
 	@scripts/install-deps
@@ -13,11 +13,15 @@ build: deps
 	@cmake --preset dev >/dev/null
 	@cmake --build --preset dev -j $(JOBS)
 
-# Until the server lands (issue #4), `make run` evaluates the demo flag file with the CLI.
-run: build
-	@echo "== Gonfalon: the server is not built yet; evaluating the demo flags with the CLI =="
-	@echo "== $(GONFALON_DEV) eval --data demo/flags.json --contexts demo/contexts.jsonl"
-	@$(GONFALON_DEV) eval --data demo/flags.json --contexts demo/contexts.jsonl
+build-server: deps
+	@cmake --preset dev >/dev/null
+	@cmake --build --preset dev -j $(JOBS) --target gonfalon
+
+# The server on an embedded RocksDB under ./data, with the demo project on first start.
+LISTEN ?= 127.0.0.1:8070
+run: build-server
+	@mkdir -p data
+	@exec $(GONFALON_DEV) serve --demo --data-dir ./data --listen $(LISTEN)
 
 test: build
 	@ctest --preset dev -j $(JOBS)

@@ -345,7 +345,13 @@ Response Api::Handle(const Request& req) {
     r.route = "/metrics";
     return r;
   }
-  if (parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1") return HandleAdmin(req, parts);
+  if (parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1") {
+    Response r = HandleAdmin(req, parts);
+    // Read your writes: a successful write returns once evaluations and streams on this
+    // server see it.
+    if (Blocking(req) && r.status < 300) hubs_.Drain();
+    return r;
+  }
   if (parts.size() >= 2 && parts[0] == "sdk" && parts[1] == "v1") return HandleSdk(req, parts);
   if (parts.size() >= 2 && parts[0] == "ofrep" && parts[1] == "v1") return HandleOfrep(req);
   return ErrorResponse(404, "not_found", StrCat("no route for ", req.path));
