@@ -256,6 +256,9 @@ absl::Status DecodeVariationOrRollout(const Value& json, std::string_view path, 
   if (opt.strict && required && !out.variation.has_value() && !out.rollout.has_value()) {
     return Err(path, "needs a \"variation\" or a \"rollout\"");
   }
+  if (opt.strict && out.variation.has_value() && out.rollout.has_value()) {
+    return Err(path, "give either \"variation\" or \"rollout\", not both");
+  }
   return absl::OkStatus();
 }
 
