@@ -1,0 +1,154 @@
+// The real OpenFeature client (@openfeature/server-sdk + @openfeature/ofrep-provider, and the
+// provider's own OFREP API client for bulk evaluation) against the real gonfalon binary on
+// port 0 over loopback. Run by ctest: node --test tests/e2e/ofrep/ofrep.test.js
+'use strict';
+const { test, before, after } = require('node:test');
+const assert = require('node:assert');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { OpenFeature } = require('@openfeature/server-sdk');
+const { OFREPProvider } = require('@openfeature/ofrep-provider');
+const { OFREPApi } = require('@openfeature/ofrep-core');
+
+const BINARY = process.env.GONFALON_BINARY;
+const ADMIN = 'gfa_ofrep_e2e_admin_token_0123456789';
+let server, base, serverKey, clientKey, dataDir;
+
+function withDeadline(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms); }),
+  ]);
+}
+
+async function admin(method, p, body) {
+  const r = await fetch(base + p, {
+    method,
+    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.ok(r.status < 300, `${method} ${p} -> ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+before(async () => {
+  assert.ok(BINARY, 'GONFALON_BINARY must point at the gonfalon binary');
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gonfalon-ofrep-'));
+  server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    env: { ...process.env, GONFALON_ADMIN_TOKEN: ADMIN },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await withDeadline(new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+) /);
+      if (m) resolve(Number(m[1]));
+    });
+    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+  }), 20000, 'server start');
+  base = `http://127.0.0.1:${port}`;
+  await admin('POST', '/api/v1/projects', { key: 'shop', environments: ['production'] });
+  await admin('POST', '/api/v1/projects/shop/flags', { key: 'checkout', variations: [false, true] });
+  await admin('POST', '/api/v1/projects/shop/flags', {
+    key: 'banner', variations: ['hello', 'bonjour'], clientSideAvailability: { usingEnvironmentId: true },
+  });
+  await admin('POST', '/api/v1/projects/shop/flags', { key: 'max-items', variations: [10, 25.5] });
+  await admin('POST', '/api/v1/projects/shop/flags', { key: 'theme', variations: [{ color: 'blue' }, { color: 'red' }] });
+  await admin('PATCH', '/api/v1/projects/shop/environments/production/flags/checkout', {
+    on: true, fallthrough: { variation: 0 },
+    rules: [{ id: 'fr', variation: 1, clauses: [{ contextKind: 'user', attribute: 'country', op: 'in', values: ['FR'] }] }],
+  });
+  for (const f of ['banner', 'max-items', 'theme']) {
+    await admin('PATCH', `/api/v1/projects/shop/environments/production/flags/${f}`, { on: true, fallthrough: { variation: 1 } });
+  }
+  serverKey = (await admin('POST', '/api/v1/keys', { kind: 'server', project: 'shop', environment: 'production' })).secret;
+  clientKey = (await admin('POST', '/api/v1/keys', { kind: 'client', project: 'shop', environment: 'production' })).secret;
+  await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl: base, headers: [['Authorization', `Bearer ${serverKey}`]] }));
+});
+
+after(async () => {
+  await OpenFeature.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((resolve) => server.on('exit', resolve));
+    server.kill('SIGTERM');
+    const code = await withDeadline(exited, 10000, 'server exit');
+    assert.strictEqual(code, 0);
+  }
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('single-flag evaluation of every type through the OpenFeature client', async () => {
+  const client = OpenFeature.getClient();
+  const fr = await client.getBooleanDetails('checkout', false, { targetingKey: 'u1', country: 'FR' });
+  assert.strictEqual(fr.value, true);
+  assert.strictEqual(fr.reason, 'TARGETING_MATCH');
+  assert.strictEqual(fr.variant, '1');
+  const other = await client.getBooleanDetails('checkout', true, { targetingKey: 'u2', country: 'DE' });
+  assert.strictEqual(other.value, false);
+  assert.strictEqual(other.reason, 'DEFAULT');
+  assert.strictEqual(await client.getStringValue('banner', 'x', { targetingKey: 'u1' }), 'bonjour');
+  assert.strictEqual(await client.getNumberValue('max-items', 0, { targetingKey: 'u1' }), 25.5);
+  assert.deepStrictEqual(await client.getObjectValue('theme', {}, { targetingKey: 'u1' }), { color: 'red' });
+  const multi = await client.getBooleanValue('checkout', false,
+    { kind: 'multi', user: { key: 'u9', country: 'FR' }, org: { key: 'acme' } });
+  assert.strictEqual(multi, true);
+});
+
+test('errors come back as OpenFeature error codes with the default value', async () => {
+  const client = OpenFeature.getClient();
+  const missing = await client.getBooleanDetails('no-such-flag', true, { targetingKey: 'u1' });
+  assert.strictEqual(missing.value, true);
+  assert.strictEqual(missing.errorCode, 'FLAG_NOT_FOUND');
+  const wrongType = await client.getNumberDetails('banner', 7, { targetingKey: 'u1' });
+  assert.strictEqual(wrongType.value, 7);
+  assert.strictEqual(wrongType.errorCode, 'TYPE_MISMATCH');
+  const noKey = await client.getBooleanDetails('checkout', true, { country: 'FR' });
+  assert.strictEqual(noKey.value, true);
+  assert.strictEqual(noKey.errorCode, 'TARGETING_KEY_MISSING');
+});
+
+test('bulk evaluation with ETag/304 and the refetchEvaluation stream', async () => {
+  const api = new OFREPApi(base);
+  const headers = { headers: [['Authorization', `Bearer ${clientKey}`]] };
+  const first = await api.postBulkEvaluateFlags({ context: { targetingKey: 'u1' } }, headers);
+  assert.strictEqual(first.httpStatus, 200);
+  const keys = first.value.flags.map((f) => f.key);
+  assert.deepStrictEqual(keys, ['banner']);  // the client-side key sees client-side flags only
+  const etag = first.httpResponse.headers.get('etag');
+  assert.ok(etag);
+  const again = await api.postBulkEvaluateFlags({ context: { targetingKey: 'u1' } },
+    { headers: [['Authorization', `Bearer ${clientKey}`], ['If-None-Match', etag]] });
+  assert.strictEqual(again.httpStatus, 304);
+
+  const stream = first.value.eventStreams[0];
+  assert.strictEqual(stream.type, 'sse');
+  const controller = new AbortController();
+  const res = await fetch(stream.url, { signal: controller.signal, headers: { Accept: 'text/event-stream' } });
+  assert.strictEqual(res.status, 200);
+  assert.match(res.headers.get('content-type'), /text\/event-stream/);
+  const reader = res.body.getReader();
+  const refetch = (async () => {
+    let text = '';
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('stream ended');
+      text += decoder.decode(value, { stream: true });
+      const m = text.match(/data: (\{"type":"refetchEvaluation"[^\n]*)\n/);
+      if (m) return JSON.parse(m[1]);
+    }
+  })();
+  await admin('PATCH', '/api/v1/projects/shop/environments/production/flags/banner', { fallthrough: { variation: 0 } });
+  const event = await withDeadline(refetch, 5000, 'refetchEvaluation event');
+  controller.abort();
+  assert.strictEqual(event.type, 'refetchEvaluation');
+  const after = await api.postBulkEvaluateFlags({ context: { targetingKey: 'u1' } },
+    { headers: [['Authorization', `Bearer ${clientKey}`], ['If-None-Match', etag]] });
+  assert.strictEqual(after.httpStatus, 200);
+  assert.strictEqual(after.value.flags[0].value, 'hello');
+});
