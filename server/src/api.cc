@@ -300,8 +300,11 @@ bool Api::Blocking(const Request& req) {
 
 namespace {
 
-// Who is calling: the key behind the credentials, or an error response.
-absl::StatusOr<ApiKey> Authenticate(storage::Store& store, const Request& req, bool allow_query_token) {
+}  // namespace
+
+// Who is calling: the key behind the credentials, or an error.
+absl::StatusOr<ApiKey> Api::Authenticate(const Request& req, bool allow_query_token) {
+  constexpr auto kCacheTtl = std::chrono::seconds(5);
   std::string secret;
   if (const std::string* a = req.Header("authorization")) {
     if (a->size() > 7 && (a->compare(0, 7, "Bearer ") == 0 || a->compare(0, 7, "bearer ") == 0)) {
@@ -315,15 +318,29 @@ absl::StatusOr<ApiKey> Authenticate(storage::Store& store, const Request& req, b
     secret = *t;
   }
   if (secret.empty()) return absl::UnauthenticatedError("credentials required: Authorization: Bearer <key>");
-  absl::StatusOr<ApiKey> key = store.Authenticate(secret);
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> l(auth_mu_);
+    auto it = auth_cache_.find(secret);
+    if (it != auth_cache_.end() && it->second.second > now) return it->second.first;
+  }
+  absl::StatusOr<ApiKey> key = store_.Authenticate(secret);
   if (!key.ok()) {
     if (absl::IsNotFound(key.status())) return absl::UnauthenticatedError(key.status().message());
     return key.status();
   }
+  // A key that expires (rotation overlap) is not cached past its expiry.
+  auto ttl = kCacheTtl;
+  if (key->expires_ms != 0) {
+    int64_t left = key->expires_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch()).count();
+    ttl = std::min<std::chrono::seconds>(ttl, std::chrono::seconds(std::max<int64_t>(left / 1000, 0)));
+  }
+  std::lock_guard<std::mutex> l(auth_mu_);
+  if (auth_cache_.size() > 10000) auth_cache_.clear();
+  auth_cache_[secret] = {*key, now + ttl};
   return key;
 }
-
-}  // namespace
 
 Response Api::Handle(const Request& req) {
   std::vector<std::string> parts = SplitPath(req.path);
@@ -347,6 +364,10 @@ Response Api::Handle(const Request& req) {
   }
   if (parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1") {
     Response r = HandleAdmin(req, parts);
+    if (Blocking(req) && r.status < 300) {
+      std::lock_guard<std::mutex> l(auth_mu_);
+      auth_cache_.clear();  // a key may have been revoked, rotated or deleted with its project
+    }
     // Read your writes: a successful write returns once evaluations and streams on this
     // server see it.
     if (Blocking(req) && r.status < 300) hubs_.Drain();
@@ -364,7 +385,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
   // parts: api v1 ...
   std::vector<std::string> p(parts.begin() + 2, parts.end());
 
-  absl::StatusOr<ApiKey> auth = Authenticate(store_, req, false);
+  absl::StatusOr<ApiKey> auth = Authenticate(req, false);
   auto finish = [&](Response r, std::string pattern) {
     r.route = std::move(pattern);
     return r;
@@ -945,7 +966,7 @@ Response Api::HandleSdk(const Request& req, const std::vector<std::string>& part
     r.headers.emplace_back("Allow", allowed);
     return finish(std::move(r));
   }
-  absl::StatusOr<ApiKey> auth = Authenticate(store_, req, parts[2] == "stream");
+  absl::StatusOr<ApiKey> auth = Authenticate(req, parts[2] == "stream");
   if (!auth.ok()) return finish(ErrorResponse(auth.status()));
   if (auth->kind != KeyKind::kServer) {
     return finish(ErrorResponse(403, "forbidden", StrCat("SDK routes need a server-side SDK key, not a ", storage::KeyKindName(auth->kind), " key")));
@@ -1126,7 +1147,7 @@ Response Api::HandleOfrep(const Request& req) {
     r.headers.emplace_back("Allow", allowed);
     return finish(std::move(r));
   }
-  absl::StatusOr<ApiKey> auth = Authenticate(store_, req, stream);
+  absl::StatusOr<ApiKey> auth = Authenticate(req, stream);
   if (!auth.ok()) return finish(ErrorResponse(auth.status()));
   if (auth->kind == KeyKind::kAdmin) {
     return finish(ErrorResponse(403, "forbidden", "OFREP needs a server-side or client-side SDK key, not an admin key"));

@@ -3,7 +3,11 @@
 // events, operations. They take and return plain Request/Response values (http_types.h); the
 // Beast front end (http_server.h) owns sockets, limits and streams.
 
+#include <chrono>
+#include <mutex>
 #include <string>
+
+#include "absl/container/flat_hash_map.h"
 
 #include "gonfalon/storage/store.h"
 #include "http_types.h"
@@ -28,10 +32,16 @@ class Api {
   Response HandleSdk(const Request& req, const std::vector<std::string>& parts);
   Response HandleOfrep(const Request& req);
 
+  // Recently seen secrets -> keys, so that evaluations skip the hash and the RocksDB reads.
+  // Entries live a few seconds; any key write through this API clears them all.
+  absl::StatusOr<storage::ApiKey> Authenticate(const Request& req, bool allow_query_token);
+
   storage::Store& store_;
   Hubs& hubs_;
   Metrics& metrics_;
   std::atomic<bool> ready_{false};
+  std::mutex auth_mu_;
+  absl::flat_hash_map<std::string, std::pair<storage::ApiKey, std::chrono::steady_clock::time_point>> auth_cache_;  // REQUIRES: auth_mu_
 };
 
 // {"error":{"code","message","field"}} from a Status; `if_match` turns conflicts into 412.
