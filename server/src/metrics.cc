@@ -59,11 +59,19 @@ Metrics::Metrics() : propagation_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 
 void Metrics::RecordRequest(const std::string& route, const std::string& method, int status,
                             double seconds) {
+  // No allocation once a route has been seen: this runs for every request.
   std::lock_guard<std::mutex> l(mu_);
-  ++requests_[{route, method, status}];
-  auto it = latency_.find(route);
-  if (it == latency_.end()) it = latency_.emplace(route, Histogram(kLatencyBounds)).first;
-  it->second.Observe(seconds);
+  auto it = routes_.find(route);
+  if (it == routes_.end()) it = routes_.emplace(route, RouteStats(kLatencyBounds)).first;
+  RouteStats& r = it->second;
+  r.latency.Observe(seconds);
+  for (auto& [m, st, n] : r.counts) {
+    if (st == status && m == method) {
+      ++n;
+      return;
+    }
+  }
+  r.counts.emplace_back(method, status, 1);
 }
 
 void Metrics::RecordPropagation(double seconds) {
@@ -80,15 +88,16 @@ std::string Metrics::Render() const {
     std::lock_guard<std::mutex> l(mu_);
     out += "# HELP gonfalon_http_requests_total HTTP requests by route, method and status.\n";
     out += "# TYPE gonfalon_http_requests_total counter\n";
-    for (const auto& [key, n] : requests_) {
-      const auto& [route, method, status] = key;
-      StrAppend(&out, "gonfalon_http_requests_total{route=\"", LabelValue(route), "\",method=\"",
-                LabelValue(method), "\",status=\"", status, "\"} ", n, "\n");
+    for (const auto& [route, r] : routes_) {
+      for (const auto& [method, status, n] : r.counts) {
+        StrAppend(&out, "gonfalon_http_requests_total{route=\"", LabelValue(route), "\",method=\"",
+                  LabelValue(method), "\",status=\"", status, "\"} ", n, "\n");
+      }
     }
     out += "# HELP gonfalon_http_request_duration_seconds Time to handle a request, by route.\n";
     out += "# TYPE gonfalon_http_request_duration_seconds histogram\n";
-    for (const auto& [route, h] : latency_) {
-      h.Write("gonfalon_http_request_duration_seconds", StrCat("route=\"", LabelValue(route), "\""), out);
+    for (const auto& [route, r] : routes_) {
+      r.latency.Write("gonfalon_http_request_duration_seconds", StrCat("route=\"", LabelValue(route), "\""), out);
     }
     out += "# HELP gonfalon_change_propagation_seconds From a change set's commit to its event being queued on every stream.\n";
     out += "# TYPE gonfalon_change_propagation_seconds histogram\n";

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <tuple>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -48,9 +49,13 @@ class Metrics {
   std::string Render() const;
 
  private:
+  struct RouteStats {
+    explicit RouteStats(std::vector<double> bounds) : latency(std::move(bounds)) {}
+    Histogram latency;
+    std::vector<std::tuple<std::string, int, uint64_t>> counts;  // method, status, n (few entries)
+  };
   mutable std::mutex mu_;
-  std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;  // REQUIRES: mu_
-  std::map<std::string, Histogram> latency_;                                 // REQUIRES: mu_
+  std::map<std::string, RouteStats, std::less<>> routes_;  // REQUIRES: mu_
   Histogram propagation_;                                                    // REQUIRES: mu_
   std::function<std::vector<std::pair<std::string, int64_t>>()> gauges_;
 };
