@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 GONFALON_DEV := build/dev/server/gonfalon
 
-.PHONY: run test build build-server deps bench fuzz asan tsan clean
+.PHONY: run test build build-server deps bench bench-server fuzz asan tsan clean
 
 deps:
 	@scripts/install-deps
@@ -31,6 +31,15 @@ bench: deps
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release -j $(JOBS) --target rules_bench
 	@build/release/bench/rules_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+# The server under load: OFREP with wrk next to a trivial Beast server, and the SSE fan-out.
+bench-server: deps
+	@scripts/install-deps --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target gonfalon trivial_http_server fanout storage_bench
+	@bench/ofrep_load.sh 64 10
+	@bench/fanout.sh 1000 10 10
+	@bench/fanout.sh 10000 5 10
 
 # libFuzzer on the codec (clang). FUZZ_SECONDS=600 make fuzz for a longer run.
 FUZZ_SECONDS ?= 60
