@@ -187,13 +187,25 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
       return SendErrorAndClose(400, "bad_request", "malformed percent-encoding in the path");
     }
     if (q != std::string_view::npos) req.query = ParseQuery(target.substr(q + 1));
-    req.headers.reserve(8);
+    // Only the headers the handlers read are copied (names lower-cased): copying every
+    // header of every request shows up at 50k requests/s.
+    static constexpr std::string_view kWanted[] = {"authorization", "x-api-key", "if-match", "if-none-match",
+                                                   "last-event-id", "host"};
     for (const auto& field : msg) {
-      std::string name(field.name_string());
-      for (char& c : name) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+      std::string_view raw = field.name_string();
+      char lower[16];
+      if (raw.size() > sizeof lower) continue;
+      for (size_t i = 0; i < raw.size(); ++i) {
+        char c = raw[i];
+        lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
       }
-      req.headers.emplace_back(std::move(name), std::string(field.value()));
+      std::string_view name(lower, raw.size());
+      for (std::string_view w : kWanted) {
+        if (name == w) {
+          req.headers.emplace_back(std::string(name), std::string(field.value()));
+          break;
+        }
+      }
     }
     req.body = std::move(msg.body());
     keep_alive_ = keep_alive_ && msg.keep_alive() && !server_.stopping();

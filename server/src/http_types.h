@@ -17,7 +17,9 @@ struct Request {
   std::string path;    // percent-decoded path
   std::string raw_path;  // path before decoding (flag keys in OFREP URLs are decoded per segment)
   std::vector<std::pair<std::string, std::string>> query;  // decoded
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  // Names lower-cased. Only the headers handlers read are kept: authorization, x-api-key,
+  // if-match, if-none-match, last-event-id, host (http_server.cc).
+  std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string remote;
 
