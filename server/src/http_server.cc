@@ -313,7 +313,10 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     stream_.expires_after(server_.limits().write_timeout);
     net::async_write(stream_.socket(), net::buffer(*queue_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->writing_ = false;
-      if (ec) return self->DoClose();
+      if (ec || self->closed_) {
+        self->queue_.clear();
+        return self->DoClose();
+      }
       self->queue_.erase(self->queue_.begin());
       if (!self->queue_.empty()) return self->DoWrite();
       self->stream_.expires_never();
@@ -324,7 +327,8 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   void DoClose() {
     if (closed_) return;
     closed_ = true;
-    queue_.clear();
+    // An in-flight write still reads queue_.front(): it is released when that write completes.
+    if (!writing_) queue_.clear();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
