@@ -38,6 +38,17 @@ Response NoContent() {
 
 std::string ETag(int64_t version) { return StrCat("\"", version, "\""); }
 
+// 304 when the client's If-None-Match is the current ETag.
+std::optional<Response> NotModified(const Request& req, const std::string& etag) {
+  const std::string* inm = req.Header("if-none-match");
+  if (inm == nullptr || *inm != etag) return std::nullopt;
+  Response r;
+  r.status = 304;
+  r.content_type.clear();
+  r.headers.emplace_back("ETag", etag);
+  return r;
+}
+
 Response WithETag(Response r, int64_t version) {
   r.headers.emplace_back("ETag", ETag(version));
   return r;
@@ -990,18 +1001,12 @@ Response Api::HandleSdk(const Request& req, const std::vector<std::string>& part
     return finish(std::move(r));
   }
   if (parts[2] == "flags") {
-    int64_t seq = hub.sequence();
+    auto [seq, payload] = hub.payload();
     std::string etag = ETag(seq);
-    if (const std::string* inm = req.Header("if-none-match"); inm != nullptr && *inm == etag) {
-      Response r;
-      r.status = 304;
-      r.content_type.clear();
-      r.headers.emplace_back("ETag", etag);
-      return finish(std::move(r));
-    }
+    if (auto not_modified = NotModified(req, etag)) return finish(std::move(*not_modified));
     Response r;
-    r.body = *hub.payload();
-    r.headers.emplace_back("ETag", ETag(rules::ParseJson(r.body)->Find("sequence")->as_number()));
+    r.body = *payload;
+    r.headers.emplace_back("ETag", etag);
     return finish(std::move(r));
   }
   if (parts[2] == "evaluate") {
@@ -1201,13 +1206,7 @@ Response Api::HandleOfrep(const Request& req) {
   }
   // Bulk: ETag over the published sequence and the context.
   std::string etag = StrCat("\"", snap->sequence(), "-", Fnv1a(rules::ToJson(ctx.ToValue())) & 0xffffffffffffULL, "\"");
-  if (const std::string* inm = req.Header("if-none-match"); inm != nullptr && *inm == etag) {
-    Response r;
-    r.status = 304;
-    r.content_type.clear();
-    r.headers.emplace_back("ETag", etag);
-    return finish(std::move(r));
-  }
+  if (auto not_modified = NotModified(req, etag)) return finish(std::move(*not_modified));
   Array flags;
   rules::EvaluateAll(*snap, ctx, [&](std::string_view key, const rules::Detail& d) {
     flags.push_back(OfrepEvaluate(key, d).body);

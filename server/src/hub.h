@@ -49,10 +49,10 @@ class EnvironmentHub {
   rules::SnapshotCell& cell() { return cell_; }
   // The published snapshot's sequence.
   int64_t sequence() const { return sequence_.load(std::memory_order_acquire); }
-  // The polling payload (same as `put`) at that sequence.
-  std::shared_ptr<const std::string> payload() const {
+  // The polling payload (same as `put`) and its sequence, consistent with each other.
+  std::pair<int64_t, std::shared_ptr<const std::string>> payload() const {
     std::lock_guard<std::mutex> l(mu_);
-    return payload_;
+    return {sequence_.load(std::memory_order_relaxed), payload_};
   }
 
  private:

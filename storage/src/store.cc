@@ -160,14 +160,7 @@ class RocksStore final : public Store {
   }
 
   absl::StatusOr<std::vector<Project>> ListProjects() override {
-    std::vector<Project> out;
-    RETURN_IF_ERROR(Scan(kProjects, "", nullptr, [&](std::string_view k, std::string_view v) {
-      ASSIGN_OR_RETURN(Value json, ParseStored(kProjects, k, v));
-      ASSIGN_OR_RETURN(Project p, Decoded(ProjectFromJson(json), kProjects, k));
-      out.push_back(std::move(p));
-      return absl::OkStatus();
-    }));
-    return out;
+    return ScanDecoded<Project>(kProjects, "", ProjectFromJson);
   }
 
   absl::StatusOr<Project> UpdateProject(const Project& in, int64_t expect_version,
@@ -259,15 +252,7 @@ class RocksStore final : public Store {
 
   absl::StatusOr<std::vector<Environment>> ListEnvironments(std::string_view project) override {
     RETURN_IF_ERROR(GetProject(project).status());
-    std::vector<Environment> out;
-    RETURN_IF_ERROR(Scan(kEnvironments, StrCat(project, "/"), nullptr,
-                         [&](std::string_view k, std::string_view v) {
-                           ASSIGN_OR_RETURN(Value json, ParseStored(kEnvironments, k, v));
-                           ASSIGN_OR_RETURN(Environment e, Decoded(EnvironmentFromJson(json), kEnvironments, k));
-                           out.push_back(std::move(e));
-                           return absl::OkStatus();
-                         }));
-    return out;
+    return ScanDecoded<Environment>(kEnvironments, StrCat(project, "/"), EnvironmentFromJson);
   }
 
   absl::StatusOr<Environment> UpdateEnvironment(std::string_view project, const Environment& in,
@@ -360,15 +345,7 @@ class RocksStore final : public Store {
 
   absl::StatusOr<std::vector<FlagMeta>> ListFlagMeta(std::string_view project) override {
     RETURN_IF_ERROR(GetProject(project).status());
-    std::vector<FlagMeta> out;
-    RETURN_IF_ERROR(Scan(kFlagMeta, StrCat(project, "/"), nullptr,
-                         [&](std::string_view k, std::string_view v) {
-                           ASSIGN_OR_RETURN(Value json, ParseStored(kFlagMeta, k, v));
-                           ASSIGN_OR_RETURN(FlagMeta m, Decoded(FlagMetaFromJson(json), kFlagMeta, k));
-                           out.push_back(std::move(m));
-                           return absl::OkStatus();
-                         }));
-    return out;
+    return ScanDecoded<FlagMeta>(kFlagMeta, StrCat(project, "/"), FlagMetaFromJson);
   }
 
   absl::StatusOr<FlagMeta> UpdateFlagMeta(std::string_view project, const FlagMeta& in,
@@ -705,14 +682,7 @@ class RocksStore final : public Store {
   }
 
   absl::StatusOr<std::vector<ApiKey>> ListApiKeys() override {
-    std::vector<ApiKey> out;
-    RETURN_IF_ERROR(Scan(kKeys, "id/", nullptr, [&](std::string_view k, std::string_view v) {
-      ASSIGN_OR_RETURN(Value json, ParseStored(kKeys, k, v));
-      ASSIGN_OR_RETURN(ApiKey key, Decoded(ApiKeyFromJson(json), kKeys, k));
-      out.push_back(std::move(key));
-      return absl::OkStatus();
-    }));
-    return out;
+    return ScanDecoded<ApiKey>(kKeys, "id/", ApiKeyFromJson);
   }
 
   absl::StatusOr<ApiKey> GetApiKey(std::string_view id) override {
@@ -1084,6 +1054,20 @@ class RocksStore final : public Store {
                          std::string_view(it->value().data(), it->value().size())));
     }
     return FromRocks(it->status(), StrCat("scanning ", kCfNames[cf]));
+  }
+
+  // Every record under `prefix`, parsed and decoded; a value that does not decode is DataLoss.
+  template <typename T>
+  absl::StatusOr<std::vector<T>> ScanDecoded(Cf cf, const std::string& prefix,
+                                             absl::StatusOr<T> (*decode)(const Value&)) {
+    std::vector<T> out;
+    RETURN_IF_ERROR(Scan(cf, prefix, nullptr, [&](std::string_view k, std::string_view v) {
+      ASSIGN_OR_RETURN(Value json, ParseStored(cf, k, v));
+      ASSIGN_OR_RETURN(T item, Decoded(decode(json), cf, k));
+      out.push_back(std::move(item));
+      return absl::OkStatus();
+    }));
+    return out;
   }
 
   // REQUIRES: env.mu held. The item as the next change set will see it.
