@@ -1,0 +1,567 @@
+#include "gonfalon/sdk/client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "backoff.h"
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/snapshot_cell.h"
+#include "gonfalon/rules/str_cat.h"
+#include "sse_parser.h"
+
+namespace gonfalon::sdk {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using rules::Value;
+
+namespace {
+std::atomic<uint64_t> g_next_client_id{1};
+}  // namespace
+
+class Client::Impl {
+ public:
+  explicit Impl(Config cfg) : cfg_(std::move(cfg)), id_(g_next_client_id++) {
+    if (!cfg_.logger) {
+      cfg_.logger = [](LogLevel level, std::string_view msg) {
+        if (level >= LogLevel::kWarn) std::fprintf(stderr, "gonfalon sdk: %.*s\n", static_cast<int>(msg.size()), msg.data());
+      };
+    }
+    if (cfg_.offline) {
+      std::string err;
+      if (!LoadFile(cfg_.flag_file, DataSource::kFile, err)) SetError(StrCat("offline flag file: ", err));
+      std::lock_guard<std::mutex> l(mu_);
+      state_ = DataSourceState::kOff;
+      return;
+    }
+    if (!cfg_.cache_file.empty()) {
+      std::string err;
+      if (!LoadFile(cfg_.cache_file, DataSource::kCache, err)) Log(LogLevel::kInfo, StrCat("no usable cache: ", err));
+    }
+    thread_ = std::thread([this] { StreamLoop(); });
+  }
+
+  ~Impl() { Close(); }
+
+  void Close() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (closing_) return;
+      closing_ = true;
+      state_ = DataSourceState::kOff;
+      if (ioc_ != nullptr) ioc_->stop();
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  bool WaitForInitialization(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, timeout, [&] { return from_stream_ || closing_ || state_ == DataSourceState::kOff; });
+    return initialized_;
+  }
+
+  // The snapshot for this thread: a cached pointer, re-loaded only after a publish.
+  const rules::Snapshot* Snapshot() {
+    // Keyed by client id (never reused), so a destroyed client's entry is never read again.
+    thread_local std::unordered_map<uint64_t, std::unique_ptr<rules::SnapshotCell::Reader>> readers;
+    auto& r = readers[id_];
+    if (!r) r = std::make_unique<rules::SnapshotCell::Reader>(cell_);
+    return r->Get();
+  }
+
+  template <typename T, typename Extract>
+  Detail<T> Eval(const rules::Context& ctx, std::string_view key, T def, Extract extract) {
+    Detail<T> out{std::move(def), -1, {}};
+    const rules::Snapshot* snap = Snapshot();
+    if (snap == nullptr) {
+      out.reason.kind = rules::ReasonKind::kError;
+      out.reason.error_kind = rules::ErrorKind::kClientNotReady;
+      return out;
+    }
+    rules::Detail d = rules::Evaluate(*snap, key, ctx);
+    out.reason = d.reason;
+    if (d.value == nullptr) return out;  // an error, or off with no off variation: the default
+    if (!extract(*d.value, out.value)) {
+      out.reason = rules::Reason{};
+      out.reason.kind = rules::ReasonKind::kError;
+      out.reason.error_kind = rules::ErrorKind::kWrongType;
+      return out;
+    }
+    out.variation_index = d.variation_index;
+    // The reason's string_views point into the snapshot, which this thread's reader keeps
+    // alive until its next Get(); callers that keep a Detail longer should copy them.
+    return out;
+  }
+
+  Value AllFlags(const rules::Context& ctx) {
+    Value out{rules::Object{}};
+    const rules::Snapshot* snap = Snapshot();
+    if (snap == nullptr) return out;
+    rules::EvaluateAll(*snap, ctx, [&](std::string_view key, const rules::Detail& d) {
+      if (d.value != nullptr) out.Set(key, *d.value);
+    });
+    return out;
+  }
+
+  uint64_t AddFlagListener(std::function<void(const std::string&)> fn) {
+    std::lock_guard<std::mutex> l(listeners_mu_);
+    flag_listeners_.emplace(++next_listener_, std::move(fn));
+    return next_listener_;
+  }
+
+  uint64_t AddValueListener(std::string key, rules::Context ctx,
+                            std::function<void(const Value&, const Value&)> fn) {
+    Value current;
+    if (auto snap = cell_.Load()) {
+      rules::Detail d = rules::Evaluate(*snap, key, ctx);
+      if (d.value != nullptr) current = *d.value;
+    }
+    std::lock_guard<std::mutex> l(listeners_mu_);
+    value_listeners_.emplace(++next_listener_, ValueListener{std::move(key), std::move(ctx), std::move(fn), current});
+    return next_listener_;
+  }
+
+  void RemoveListener(uint64_t id) {
+    std::lock_guard<std::mutex> l(listeners_mu_);
+    flag_listeners_.erase(id);
+    value_listeners_.erase(id);
+  }
+
+  Status GetStatus() const {
+    std::lock_guard<std::mutex> l(mu_);
+    Status s;
+    s.initialized = initialized_;
+    s.state = state_;
+    s.source = source_;
+    s.last_error = last_error_;
+    s.sequence = model_.sequence;
+    if (initialized_) s.data_age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - data_time_);
+    return s;
+  }
+
+ private:
+  struct ValueListener {
+    std::string key;
+    rules::Context ctx;
+    std::function<void(const Value&, const Value&)> fn;
+    Value last;
+  };
+
+  void Log(LogLevel level, std::string_view msg) { cfg_.logger(level, msg); }
+  void SetError(std::string err) {
+    Log(LogLevel::kWarn, err);
+    std::lock_guard<std::mutex> l(mu_);
+    last_error_ = std::move(err);
+  }
+
+  bool LoadFile(const std::string& path, DataSource source, std::string& err) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      err = StrCat("cannot open ", path);
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    absl::StatusOr<rules::Environment> env = rules::ParseEnvironment(ss.str());
+    if (!env.ok()) {
+      err = StrCat(path, ": ", env.status().message());
+      return false;
+    }
+    Publish(std::move(*env), source, {});
+    return true;
+  }
+
+  // Makes `env` current: compiles and publishes it, writes the cache, tells listeners.
+  void Publish(rules::Environment env, DataSource source, std::vector<std::string> changed) {
+    auto snap = rules::Snapshot::Build(env);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (changed.empty()) {
+        // A whole new data set: every flag whose version differs counts as changed.
+        for (const auto& [k, f] : env.flags) {
+          auto old = model_.flags.find(k);
+          if (old == model_.flags.end() || old->second.version != f.version) changed.push_back(k);
+        }
+        for (const auto& [k, f] : model_.flags) {
+          if (env.flags.count(k) == 0) changed.push_back(k);
+        }
+      }
+      model_ = std::move(env);
+      cell_.Publish(snap);
+      initialized_ = true;
+      source_ = source;
+      data_time_ = Clock::now();
+      if (source == DataSource::kStream) {
+        from_stream_ = true;
+        state_ = DataSourceState::kValid;
+      }
+    }
+    cv_.notify_all();
+    if (source == DataSource::kStream && !cfg_.cache_file.empty()) WriteCache();
+    NotifyListeners(*snap, changed);
+  }
+
+  void WriteCache() {
+    std::string text;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      text = rules::ToJson(rules::EncodeEnvironment(model_));
+    }
+    // Write aside, then rename: a crash leaves either the old cache or the new one.
+    std::string tmp = cfg_.cache_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << text;
+      out.flush();
+      if (!out) {
+        Log(LogLevel::kWarn, StrCat("cannot write cache ", tmp));
+        return;
+      }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, cfg_.cache_file, ec);
+    if (ec) Log(LogLevel::kWarn, StrCat("cannot replace cache ", cfg_.cache_file, ": ", ec.message()));
+  }
+
+  void NotifyListeners(const rules::Snapshot& snap, const std::vector<std::string>& changed) {
+    std::lock_guard<std::mutex> l(listeners_mu_);
+    for (const std::string& key : changed) {
+      for (auto& [id, fn] : flag_listeners_) fn(key);
+    }
+    for (auto& [id, vl] : value_listeners_) {
+      rules::Detail d = rules::Evaluate(snap, vl.key, vl.ctx);
+      Value now = d.value == nullptr ? Value() : *d.value;
+      if (!(now == vl.last)) {
+        Value old = std::move(vl.last);
+        vl.last = now;
+        vl.fn(old, now);
+      }
+    }
+  }
+
+  // --- the stream ---
+
+  // Applies one SSE event; returns false if the stream must be dropped (bad data).
+  bool OnEvent(const internal::SseEvent& e) {
+    if (e.type == "put") {
+      absl::StatusOr<rules::Environment> env = rules::ParseEnvironment(e.data);
+      if (!env.ok()) {
+        SetError(StrCat("bad put event: ", env.status().message()));
+        return false;
+      }
+      Publish(std::move(*env), DataSource::kStream, {});
+      return true;
+    }
+    if (e.type != "changes") return true;  // unknown events are ignored
+    absl::StatusOr<Value> json = rules::ParseJson(e.data);
+    if (!json.ok() || !json->is_object() || json->Find("sequence") == nullptr || json->Find("items") == nullptr) {
+      SetError("bad changes event: not {sequence, items}");
+      return false;
+    }
+    int64_t seq = static_cast<int64_t>(json->Find("sequence")->as_number());
+    rules::Environment next;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (seq <= model_.sequence) return true;  // already have it
+      next = model_;
+    }
+    // All items decode, or none is applied.
+    std::vector<std::string> changed;
+    for (const Value& item : json->Find("items")->as_array()) {
+      const Value* kind = item.Find("kind");
+      const Value* key = item.Find("key");
+      const Value* version = item.Find("version");
+      if (kind == nullptr || key == nullptr || !key->is_string()) {
+        SetError("bad changes event: an item without kind or key");
+        return false;
+      }
+      int64_t v = version ? static_cast<int64_t>(version->as_number()) : 0;
+      bool deleted = item.Find("deleted") && item.Find("deleted")->as_bool();
+      const Value* data = item.Find("data");
+      if (kind->as_string() == "flag") {
+        auto it = next.flags.find(key->as_string());
+        if (it != next.flags.end() && it->second.version >= v) continue;  // only if newer
+        if (deleted) {
+          next.flags.erase(key->as_string());
+        } else {
+          absl::StatusOr<rules::Flag> f = data ? rules::DecodeFlag(*data) : absl::InvalidArgumentError("no data");
+          if (!f.ok()) {
+            SetError(StrCat("bad changes event: flag ", key->as_string(), ": ", f.status().message()));
+            return false;
+          }
+          next.flags[key->as_string()] = std::move(*f);
+        }
+        changed.push_back(key->as_string());
+      } else if (kind->as_string() == "segment") {
+        auto it = next.segments.find(key->as_string());
+        if (it != next.segments.end() && it->second.version >= v) continue;
+        if (deleted) {
+          next.segments.erase(key->as_string());
+        } else {
+          absl::StatusOr<rules::Segment> s = data ? rules::DecodeSegment(*data) : absl::InvalidArgumentError("no data");
+          if (!s.ok()) {
+            SetError(StrCat("bad changes event: segment ", key->as_string(), ": ", s.status().message()));
+            return false;
+          }
+          next.segments[key->as_string()] = std::move(*s);
+        }
+        // A segment change can change any flag: listeners hear about every flag.
+        for (const auto& [k, f] : next.flags) changed.push_back(k);
+      }
+    }
+    next.sequence = seq;
+    std::sort(changed.begin(), changed.end());
+    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+    PublishChanges(std::move(next), std::move(changed));
+    return true;
+  }
+
+  void PublishChanges(rules::Environment next, std::vector<std::string> changed) {
+    if (changed.empty()) {
+      // Nothing observable changed (all items were stale); still record the sequence.
+      std::lock_guard<std::mutex> l(mu_);
+      model_.sequence = next.sequence;
+      data_time_ = Clock::now();
+      return;
+    }
+    Publish(std::move(next), DataSource::kStream, std::move(changed));
+  }
+
+  // One connection attempt; returns when the connection ends. Sets `refused` on 401/403.
+  void Connect(bool& refused, Clock::time_point& connected_at) {
+    std::string url = cfg_.base_url;
+    if (url.rfind("http://", 0) == 0) url = url.substr(7);
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    std::string host = url, port = "80";
+    if (size_t colon = url.rfind(':'); colon != std::string::npos) {
+      host = url.substr(0, colon);
+      port = url.substr(colon + 1);
+    }
+    net::io_context ioc;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (closing_) return;
+      ioc_ = &ioc;
+    }
+    beast::tcp_stream stream(ioc);
+    beast::flat_buffer buffer(64 * 1024);
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    char body[16 * 1024];
+    internal::SseParser sse(
+        [&](const internal::SseEvent& e) {
+          if (!OnEvent(e)) stream.socket().close();
+        },
+        [&](std::string_view) {
+          std::lock_guard<std::mutex> l(mu_);
+          data_time_ = Clock::now();  // a heartbeat confirms the data is current
+        });
+    std::string last_id;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (model_.sequence >= 0 && initialized_) last_id = std::to_string(model_.sequence);
+    }
+    http::request<http::empty_body> req(http::verb::get, "/sdk/v1/stream", 11);
+    req.set(http::field::host, url);
+    req.set(http::field::authorization, "Bearer " + cfg_.sdk_key);
+    req.set(http::field::accept, "text/event-stream");
+    req.set(http::field::user_agent, "gonfalon-cpp-sdk/0.1");
+    if (!last_id.empty()) req.set("Last-Event-ID", last_id);
+
+    std::string error;
+    std::function<void()> read_body;
+    read_body = [&] {
+      parser.get().body().data = body;
+      parser.get().body().size = sizeof body;
+      stream.expires_after(cfg_.read_timeout);
+      // read_some: deliver each event as it arrives, not when the body buffer fills.
+      http::async_read_some(stream, buffer, parser, [&](beast::error_code ec, std::size_t) {
+        if (ec == http::error::need_buffer) ec = {};
+        size_t n = sizeof body - parser.get().body().size;
+        if (n > 0) sse.Feed(std::string_view(body, n));
+        if (ec) {
+          error = ec == beast::error::timeout ? "no data or heartbeat within the read timeout" : ec.message();
+          return;
+        }
+        if (parser.is_done()) {
+          error = "the server ended the stream";
+          return;
+        }
+        read_body();
+      });
+    };
+    tcp::resolver resolver(ioc);
+    resolver.async_resolve(host, port, [&](beast::error_code ec, tcp::resolver::results_type results) {
+      if (ec) {
+        error = StrCat("cannot resolve ", host, ": ", ec.message());
+        return;
+      }
+      stream.expires_after(cfg_.connect_timeout);
+      stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+        if (ec) {
+          error = StrCat("cannot connect to ", cfg_.base_url, ": ", ec.message());
+          return;
+        }
+        http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+          if (ec) {
+            error = ec.message();
+            return;
+          }
+          stream.expires_after(cfg_.read_timeout);
+          http::async_read_header(stream, buffer, parser, [&](beast::error_code ec, std::size_t) {
+            if (ec) {
+              error = ec.message();
+              return;
+            }
+            unsigned status = parser.get().result_int();
+            if (status == 401 || status == 403) {
+              refused = true;
+              error = StrCat("the server refused the SDK key (HTTP ", status, ")");
+              return;
+            }
+            if (status != 200) {
+              error = StrCat("unexpected HTTP ", status, " from the stream");
+              return;
+            }
+            connected_at = Clock::now();
+            {
+              // Resumed with data already in hand: the server sends only what is missing
+              // (maybe nothing), so an open stream means the data is current again.
+              std::lock_guard<std::mutex> l(mu_);
+              if (from_stream_) {
+                state_ = DataSourceState::kValid;
+                data_time_ = connected_at;
+              }
+            }
+            read_body();
+          });
+        });
+      });
+    });
+    ioc.run();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ioc_ = nullptr;
+      if (closing_) return;
+    }
+    if (!error.empty()) SetError(error);
+  }
+
+  void StreamLoop() {
+    internal::Backoff backoff(cfg_.initial_retry_delay, cfg_.max_retry_delay, cfg_.stable_connection);
+    while (true) {
+      bool refused = false;
+      Clock::time_point connected_at{};
+      Connect(refused, connected_at);
+      std::unique_lock<std::mutex> l(mu_);
+      if (closing_) return;
+      if (refused) {
+        state_ = DataSourceState::kOff;  // a bad key does not get better by retrying
+        cv_.notify_all();
+        return;
+      }
+      if (state_ == DataSourceState::kValid) state_ = DataSourceState::kInterrupted;
+      if (connected_at != Clock::time_point{}) {
+        backoff.Connected(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - connected_at));
+      }
+      auto delay = backoff.Next();
+      cv_.wait_for(l, delay, [&] { return closing_; });
+      if (closing_) return;
+    }
+  }
+
+  Config cfg_;
+  const uint64_t id_;
+  rules::SnapshotCell cell_;
+  mutable std::mutex mu_;  // guards the fields below (never taken by evaluations)
+  std::condition_variable cv_;
+  rules::Environment model_ = [] {
+    rules::Environment e;
+    e.sequence = -1;
+    return e;
+  }();
+  bool initialized_ = false;
+  bool from_stream_ = false;
+  bool closing_ = false;
+  DataSourceState state_ = DataSourceState::kInitializing;
+  DataSource source_ = DataSource::kNone;
+  std::string last_error_;
+  Clock::time_point data_time_{};
+  net::io_context* ioc_ = nullptr;
+  std::thread thread_;
+  std::mutex listeners_mu_;  // guards the listeners; held while they run
+  uint64_t next_listener_ = 0;
+  std::map<uint64_t, std::function<void(const std::string&)>> flag_listeners_;
+  std::map<uint64_t, ValueListener> value_listeners_;
+};
+
+namespace {
+bool AsBool(const Value& v, bool& out) {
+  if (!v.is_bool()) return false;
+  out = v.as_bool();
+  return true;
+}
+bool AsString(const Value& v, std::string& out) {
+  if (!v.is_string()) return false;
+  out = v.as_string();
+  return true;
+}
+bool AsInt(const Value& v, int64_t& out) {
+  if (!v.is_number()) return false;
+  out = static_cast<int64_t>(v.as_number());  // LaunchDarkly truncates a non-integral number
+  return true;
+}
+bool AsDouble(const Value& v, double& out) {
+  if (!v.is_number()) return false;
+  out = v.as_number();
+  return true;
+}
+bool AsJson(const Value& v, Value& out) {
+  out = v;
+  return true;
+}
+}  // namespace
+
+Client::Client(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Client::~Client() { impl_->Close(); }
+bool Client::WaitForInitialization(std::chrono::milliseconds timeout) { return impl_->WaitForInitialization(timeout); }
+
+Detail<bool> Client::BoolVariationDetail(const rules::Context& c, std::string_view k, bool d) { return impl_->Eval(c, k, d, AsBool); }
+Detail<std::string> Client::StringVariationDetail(const rules::Context& c, std::string_view k, std::string d) { return impl_->Eval(c, k, std::move(d), AsString); }
+Detail<int64_t> Client::IntVariationDetail(const rules::Context& c, std::string_view k, int64_t d) { return impl_->Eval(c, k, d, AsInt); }
+Detail<double> Client::DoubleVariationDetail(const rules::Context& c, std::string_view k, double d) { return impl_->Eval(c, k, d, AsDouble); }
+Detail<Value> Client::JsonVariationDetail(const rules::Context& c, std::string_view k, Value d) { return impl_->Eval(c, k, std::move(d), AsJson); }
+
+bool Client::BoolVariation(const rules::Context& c, std::string_view k, bool d) { return BoolVariationDetail(c, k, d).value; }
+std::string Client::StringVariation(const rules::Context& c, std::string_view k, std::string d) { return StringVariationDetail(c, k, std::move(d)).value; }
+int64_t Client::IntVariation(const rules::Context& c, std::string_view k, int64_t d) { return IntVariationDetail(c, k, d).value; }
+double Client::DoubleVariation(const rules::Context& c, std::string_view k, double d) { return DoubleVariationDetail(c, k, d).value; }
+Value Client::JsonVariation(const rules::Context& c, std::string_view k, Value d) { return JsonVariationDetail(c, k, std::move(d)).value; }
+
+Value Client::AllFlags(const rules::Context& ctx) { return impl_->AllFlags(ctx); }
+Client::ListenerId Client::OnFlagChange(std::function<void(const std::string&)> l) { return impl_->AddFlagListener(std::move(l)); }
+Client::ListenerId Client::OnValueChange(std::string key, rules::Context ctx,
+                                         std::function<void(const Value&, const Value&)> l) {
+  return impl_->AddValueListener(std::move(key), std::move(ctx), std::move(l));
+}
+void Client::RemoveListener(ListenerId id) { impl_->RemoveListener(id); }
+Status Client::GetStatus() const { return impl_->GetStatus(); }
+void Client::Close() { impl_->Close(); }
+
+}  // namespace gonfalon::sdk

@@ -1,0 +1,64 @@
+#include "sse_parser.h"
+
+namespace gonfalon::sdk::internal {
+
+void SseParser::Feed(std::string_view bytes) {
+  for (char c : bytes) {
+    if (skip_lf_) {
+      skip_lf_ = false;
+      if (c == '\n') continue;
+    }
+    if (c == '\r' || c == '\n') {
+      skip_lf_ = c == '\r';
+      Line(line_);
+      line_.clear();
+    } else {
+      line_.push_back(c);
+    }
+  }
+}
+
+void SseParser::Line(std::string_view line) {
+  if (line.empty()) {
+    // Dispatch.
+    if (has_data_) {
+      SseEvent e;
+      e.type = type_.empty() ? "message" : type_;
+      e.data = std::move(data_);
+      e.id = last_id_;
+      on_event_(e);
+    }
+    type_.clear();
+    data_.clear();
+    has_data_ = false;
+    return;
+  }
+  if (line[0] == ':') {
+    if (on_comment_) on_comment_(line.substr(line.size() > 1 && line[1] == ' ' ? 2 : 1));
+    return;
+  }
+  size_t colon = line.find(':');
+  std::string_view field = line.substr(0, colon);
+  std::string_view value;
+  if (colon != std::string_view::npos) {
+    value = line.substr(colon + 1);
+    if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
+  }
+  if (field == "event") {
+    type_ = std::string(value);
+  } else if (field == "data") {
+    if (has_data_) data_.push_back('\n');
+    data_.append(value);
+    has_data_ = true;
+  } else if (field == "id") {
+    if (value.find('\0') == std::string_view::npos) last_id_ = std::string(value);
+  } else if (field == "retry") {
+    if (!value.empty() && value.size() < 12 &&
+        value.find_first_not_of("0123456789") == std::string_view::npos) {
+      retry_ms_ = std::stoll(std::string(value));
+    }
+  }
+  // Other fields are ignored.
+}
+
+}  // namespace gonfalon::sdk::internal

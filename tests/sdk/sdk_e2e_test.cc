@@ -1,0 +1,202 @@
+// The SDK against the real server binary on port 0 over loopback.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <thread>
+
+#include "../e2e/e2e_util.h"
+#include "gonfalon/rules/value.h"
+#include "gonfalon/sdk/client.h"
+
+namespace gonfalon::sdk {
+namespace {
+
+using e2e::Bearer;
+using e2e::Http;
+using e2e::kAdminToken;
+using e2e::ServerProcess;
+using namespace std::chrono_literals;
+
+// Waits for a condition with a deadline.
+template <typename Pred>
+bool Eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);  // polling the condition, not waiting for a result
+  }
+  return pred();
+}
+
+class SdkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<ServerProcess>();
+    ASSERT_GT(server_->port(), 0) << server_->output();
+    Admin("POST", "/api/v1/projects", R"({"key":"shop","environments":["production"]})");
+    Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"checkout","variations":[false,true]})");
+    Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"banner","variations":["hello","bonjour"]})");
+    Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout",
+          R"({"on":true,"fallthrough":{"variation":0},"rules":[{"id":"fr","variation":1,"clauses":[{"contextKind":"user","attribute":"country","op":"in","values":["FR"]}]}]})");
+    auto key = Http(server_->port(), "POST", "/api/v1/keys", R"({"kind":"server","project":"shop","environment":"production"})", Bearer(kAdminToken));
+    sdk_key_ = rules::ParseJson(key.body)->Find("secret")->as_string();
+    cache_ = e2e::TempDir("sdk-cache") + "/flags.json";
+  }
+  void Admin(const std::string& method, const std::string& path, const std::string& body) {
+    auto r = Http(server_->port(), method, path, body, Bearer(kAdminToken));
+    ASSERT_LT(r.status, 300) << method << " " << path << ": " << r.body;
+  }
+  Config MakeConfig() {
+    Config c;
+    c.base_url = "http://127.0.0.1:" + std::to_string(server_->port());
+    c.sdk_key = sdk_key_;
+    c.initial_retry_delay = 100ms;
+    c.max_retry_delay = 500ms;
+    c.read_timeout = 5s;
+    c.cache_file = cache_;
+    c.logger = [](LogLevel, std::string_view) {};
+    return c;
+  }
+
+  std::unique_ptr<ServerProcess> server_;
+  std::string sdk_key_, cache_;
+  rules::Context fr_ = rules::Context::Builder("user", "u1").Set("country", rules::Value("FR")).Build();
+  rules::Context de_ = rules::Context::Builder("user", "u2").Set("country", rules::Value("DE")).Build();
+};
+
+TEST_F(SdkTest, InitializesAndEvaluatesWithDefaultsAndReasons) {
+  Client client(MakeConfig());
+  ASSERT_TRUE(client.WaitForInitialization(10s)) << client.GetStatus().last_error;
+  EXPECT_TRUE(client.BoolVariation(fr_, "checkout", false));
+  EXPECT_FALSE(client.BoolVariation(de_, "checkout", true));
+  auto d = client.BoolVariationDetail(fr_, "checkout", false);
+  EXPECT_EQ(d.variation_index, 1);
+  EXPECT_EQ(d.reason.kind, rules::ReasonKind::kRuleMatch);
+  // Off flag: its off variation.
+  EXPECT_EQ(client.StringVariation(fr_, "banner", "x"), "hello");
+  // Wrong type and unknown flag: the default with the reason.
+  auto wrong = client.IntVariationDetail(fr_, "banner", 7);
+  EXPECT_EQ(wrong.value, 7);
+  EXPECT_EQ(wrong.reason.error_kind, rules::ErrorKind::kWrongType);
+  auto missing = client.BoolVariationDetail(fr_, "nope", true);
+  EXPECT_TRUE(missing.value);
+  EXPECT_EQ(missing.reason.error_kind, rules::ErrorKind::kFlagNotFound);
+  EXPECT_EQ(rules::ToJson(client.AllFlags(fr_)), R"({"banner":"hello","checkout":true})");
+  Status s = client.GetStatus();
+  EXPECT_EQ(s.state, DataSourceState::kValid);
+  EXPECT_EQ(s.source, DataSource::kStream);
+}
+
+TEST_F(SdkTest, ChangeThroughTheAdminApiReachesTheSdkAndFiresListeners) {
+  Client client(MakeConfig());
+  ASSERT_TRUE(client.WaitForInitialization(10s));
+  std::mutex mu;
+  std::vector<std::string> flags_changed;
+  std::vector<std::string> values;
+  client.OnFlagChange([&](const std::string& key) {
+    std::lock_guard<std::mutex> l(mu);
+    flags_changed.push_back(key);
+  });
+  client.OnValueChange("checkout", de_, [&](const rules::Value& before, const rules::Value& now) {
+    std::lock_guard<std::mutex> l(mu);
+    values.push_back(rules::ToJson(before) + "->" + rules::ToJson(now));
+  });
+  Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"fallthrough":{"variation":1}})");
+  ASSERT_TRUE(Eventually([&] { return client.BoolVariation(de_, "checkout", false); }));
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return !values.empty();
+  }));
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(values, std::vector<std::string>{"false->true"});
+  EXPECT_EQ(flags_changed, std::vector<std::string>{"checkout"});
+}
+
+TEST_F(SdkTest, ServerKilledAndRestartedWhileEvaluatingKeepsServingAndResumes) {
+  Config cfg = MakeConfig();
+  int port = server_->port();
+  Client client(cfg);
+  ASSERT_TRUE(client.WaitForInitialization(10s));
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> wrong{0}, total{0};
+  std::vector<std::thread> evaluators;
+  // Joins the evaluators however the test ends (an ASSERT returns early).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~Joiner() {
+      stop = true;
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joiner{stop, evaluators};
+  for (int t = 0; t < 2; ++t) {
+    evaluators.emplace_back([&] {
+      while (!stop) {
+        if (!client.BoolVariation(fr_, "checkout", false)) ++wrong;  // true before and after
+        ++total;
+      }
+    });
+  }
+  std::string dir = server_->data_dir();
+  server_->keep_dir();
+  server_->Kill(SIGKILL);
+  ASSERT_TRUE(Eventually([&] { return client.GetStatus().state == DataSourceState::kInterrupted; }));
+  EXPECT_TRUE(client.BoolVariation(fr_, "checkout", false));  // last known data
+  server_ = std::make_unique<ServerProcess>(dir, std::vector<std::string>{"--listen", "127.0.0.1:" + std::to_string(port)});
+  ASSERT_EQ(server_->port(), port) << server_->output();
+  ASSERT_TRUE(Eventually([&] { return client.GetStatus().state == DataSourceState::kValid; }));
+  Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/banner", R"({"on":true,"fallthrough":{"variation":1}})");
+  EXPECT_TRUE(Eventually([&] { return client.StringVariation(fr_, "banner", "") == "bonjour"; }));
+  stop = true;
+  for (auto& t : evaluators) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(total.load(), 1000);
+}
+
+TEST_F(SdkTest, CacheFileServesAColdStartWithTheServerDown) {
+  Config cfg = MakeConfig();
+  {
+    Client first(cfg);
+    ASSERT_TRUE(first.WaitForInitialization(10s));
+    ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(cache_); }));
+  }
+  server_->Kill(SIGKILL);
+  Client cold(cfg);  // the server is down
+  EXPECT_TRUE(cold.WaitForInitialization(500ms));
+  Status s = cold.GetStatus();
+  EXPECT_TRUE(s.initialized);
+  EXPECT_EQ(s.source, DataSource::kCache);
+  EXPECT_TRUE(cold.BoolVariation(fr_, "checkout", false));
+}
+
+TEST_F(SdkTest, RefusedKeyStopsWithAClearStatusAndServesDefaults) {
+  Config cfg = MakeConfig();
+  cfg.sdk_key = "gfs_not_a_key";
+  cfg.cache_file.clear();
+  Client client(cfg);
+  EXPECT_FALSE(client.WaitForInitialization(5s));
+  Status s = client.GetStatus();
+  EXPECT_EQ(s.state, DataSourceState::kOff);
+  EXPECT_NE(s.last_error.find("401"), std::string::npos) << s.last_error;
+  auto d = client.BoolVariationDetail(fr_, "checkout", true);
+  EXPECT_TRUE(d.value);
+  EXPECT_EQ(d.reason.error_kind, rules::ErrorKind::kClientNotReady);
+}
+
+TEST_F(SdkTest, OfflineModeEvaluatesAFlagFile) {
+  Config cfg;
+  cfg.offline = true;
+  cfg.flag_file = GONFALON_DEMO_FLAGS;
+  Client client(cfg);
+  EXPECT_TRUE(client.WaitForInitialization(1s));
+  EXPECT_EQ(client.GetStatus().source, DataSource::kFile);
+  auto alice = rules::Context::Builder("user", "alice").Build();
+  EXPECT_TRUE(client.BoolVariation(alice, "new-checkout", false));  // a beta tester
+  EXPECT_EQ(client.IntVariation(alice, "max-upload-mb", 0), 10);
+}
+
+}  // namespace
+}  // namespace gonfalon::sdk
