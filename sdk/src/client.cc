@@ -207,14 +207,17 @@ class Client::Impl {
       initialized_ = true;
       source_ = source;
       data_time_ = Clock::now();
-      if (source == DataSource::kStream) {
-        from_stream_ = true;
-        state_ = DataSourceState::kValid;
-      }
+      if (source == DataSource::kStream) state_ = DataSourceState::kValid;
     }
-    cv_.notify_all();
     if (source == DataSource::kStream && !cfg_.cache_file.empty()) WriteCache();
     NotifyListeners(*snap, changed);
+    // WaitForInitialization returns only now, so listeners added after it never hear about
+    // the initial data.
+    if (source == DataSource::kStream) {
+      std::lock_guard<std::mutex> l(mu_);
+      from_stream_ = true;
+    }
+    cv_.notify_all();
   }
 
   void WriteCache() {
