@@ -317,20 +317,7 @@ class RocksStore final : public Store {
     meta.version = 1;
     meta.created_ms = Now();
     if (meta.name.empty()) meta.name = meta.key;
-    ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
-    EnvLocks locks = LockEnvironments(project, envs);
-    std::vector<WriteOp> ops;
-    std::vector<AppliedChangeSet> applied;
-    ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta.key), ToJson(FlagMetaToJson(meta))));
-    for (EnvState* env : locks.states) {
-      ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta.key));
-      rules::Flag f = NewEnvironmentFlag(meta);
-      ApplyMeta(meta, f);
-      f.version = VersionOf(before) + 1;
-      applied.push_back(AppendChangeSet(
-          *env, {{ItemKind::kFlag, meta.key, before, rules::EncodeFlag(f)}}, actor, comment, ops));
-    }
-    RETURN_IF_ERROR(CommitLocked(locks.states, std::move(ops), applied));
+    RETURN_IF_ERROR(WriteFlagEverywhere(project, meta, actor, comment));
     return meta;
   }
 
@@ -363,29 +350,7 @@ class RocksStore final : public Store {
     meta.version = current.version + 1;
     meta.created_ms = current.created_ms;
     if (meta.name.empty()) meta.name = current.name;
-    ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
-    EnvLocks locks = LockEnvironments(project, envs);
-    std::vector<WriteOp> ops;
-    std::vector<AppliedChangeSet> applied;
-    ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta.key), ToJson(FlagMetaToJson(meta))));
-    for (EnvState* env : locks.states) {
-      ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta.key));
-      rules::Flag f = NewEnvironmentFlag(meta);
-      if (before.has_value()) {
-        ASSIGN_OR_RETURN(f, DecodeStoredFlag(*before, ItemKey(project, env->record.key, ItemKind::kFlag, meta.key)));
-      }
-      ApplyMeta(meta, f);
-      f.version = VersionOf(before) + 1;
-      // The environment's targeting must still fit the new variations.
-      Value encoded = rules::EncodeFlag(f);
-      absl::StatusOr<rules::Flag> strict = rules::DecodeFlag(encoded, {.strict = true});
-      if (!strict.ok()) {
-        return Prefixed(strict.status(), StrCat("environments.", env->record.key, "."));
-      }
-      applied.push_back(AppendChangeSet(*env, {{ItemKind::kFlag, meta.key, before, encoded}},
-                                        actor, comment, ops));
-    }
-    RETURN_IF_ERROR(CommitLocked(locks.states, std::move(ops), applied));
+    RETURN_IF_ERROR(WriteFlagEverywhere(project, meta, actor, comment));
     return meta;
   }
 
@@ -1126,6 +1091,33 @@ class RocksStore final : public Store {
     if (!flag.ok()) return Prefixed(flag.status(), StrCat(dpath, "."));
     flag->version = version;
     return rules::EncodeFlag(*flag);
+  }
+
+  // Writes a flag's project-level part and, in one batch, a change set in every environment
+  // with the flag as evaluated there: its targeting kept (or, new, off) and the project's part
+  // applied. Fails, writing nothing, if an environment's targeting no longer fits.
+  // REQUIRES: the project's lock held.
+  absl::Status WriteFlagEverywhere(std::string_view project, const FlagMeta& meta, const Actor& actor,
+                                   std::string_view comment) {
+    ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
+    EnvLocks locks = LockEnvironments(project, envs);
+    std::vector<WriteOp> ops;
+    std::vector<AppliedChangeSet> applied;
+    ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta.key), ToJson(FlagMetaToJson(meta))));
+    for (EnvState* env : locks.states) {
+      ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta.key));
+      rules::Flag f = NewEnvironmentFlag(meta);
+      if (before.has_value()) {
+        ASSIGN_OR_RETURN(f, DecodeStoredFlag(*before, ItemKey(project, env->record.key, ItemKind::kFlag, meta.key)));
+      }
+      ApplyMeta(meta, f);
+      f.version = VersionOf(before) + 1;
+      Value encoded = rules::EncodeFlag(f);
+      absl::StatusOr<rules::Flag> strict = rules::DecodeFlag(encoded, {.strict = true});
+      if (!strict.ok()) return Prefixed(strict.status(), StrCat("environments.", env->record.key, "."));
+      applied.push_back(AppendChangeSet(*env, {{ItemKind::kFlag, meta.key, before, encoded}}, actor, comment, ops));
+    }
+    return CommitLocked(locks.states, std::move(ops), applied);
   }
 
   // REQUIRES: env.mu held. Adds one change set's writes to `ops` and hands out its sequence.
