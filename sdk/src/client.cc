@@ -80,9 +80,16 @@ class Client::Impl {
   const rules::Snapshot* Snapshot() {
     // Keyed by client id (never reused), so a destroyed client's entry is never read again.
     thread_local std::unordered_map<uint64_t, std::unique_ptr<rules::SnapshotCell::Reader>> readers;
-    auto& r = readers[id_];
-    if (!r) r = std::make_unique<rules::SnapshotCell::Reader>(cell_);
-    return r->Get();
+    // Most programs have one client: remember the last one looked up and skip the map.
+    thread_local uint64_t last_id = 0;
+    thread_local rules::SnapshotCell::Reader* last_reader = nullptr;
+    if (last_id != id_) {
+      auto& r = readers[id_];
+      if (!r) r = std::make_unique<rules::SnapshotCell::Reader>(cell_);
+      last_id = id_;
+      last_reader = r.get();
+    }
+    return last_reader->Get();
   }
 
   template <typename T, typename Extract>
