@@ -120,17 +120,6 @@ absl::Status Want(const Value& obj, std::string_view name, Value::Type type, con
   lhs = std::move(*tmp)
 #define TRY_ASSIGN(lhs, expr) TRY_ASSIGN_IMPL(GONFALON_STATUS_CONCAT(try_, __LINE__), lhs, expr)
 
-Value ProjectJson(const storage::Project& p) {
-  return Value(Object{{"key", Value(p.key)}, {"name", Value(p.name)}, {"description", Value(p.description)},
-                      {"version", Value(p.version)}, {"createdMs", Value(p.created_ms)}});
-}
-
-Value EnvironmentJson(const storage::Environment& e) {
-  return Value(Object{{"project", Value(e.project)}, {"key", Value(e.key)}, {"name", Value(e.name)},
-                      {"version", Value(e.version)}, {"createdMs", Value(e.created_ms)},
-                      {"sequence", Value(e.sequence)}});
-}
-
 Value Items(Array a) { return Value(Object{{"items", Value(std::move(a))}}); }
 
 std::string Comment(const Request& req) {
@@ -503,7 +492,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
       TRY_ASSIGN(std::vector<storage::Project> projects, store_.ListProjects());
       Array a;
       for (const auto& pr : projects) {
-        if (project_allowed(pr.key)) a.push_back(ProjectJson(pr));
+        if (project_allowed(pr.key)) a.push_back(storage::ProjectToJson(pr));
       }
       return finish(Json(200, Items(std::move(a))), "/api/v1/projects");
     }
@@ -533,7 +522,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
           TRY(store_.CreateEnvironment(created.key, {.key = e.as_string()}, actor).status());
         }
       }
-      return finish(WithETag(Json(201, ProjectJson(created)), created.version), "/api/v1/projects");
+      return finish(WithETag(Json(201, storage::ProjectToJson(created)), created.version), "/api/v1/projects");
     }
     return method_not_allowed("GET, POST", "/api/v1/projects");
   }
@@ -548,12 +537,12 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
     std::string pattern = "/api/v1/projects/{p}";
     if (m == "GET") {
       TRY_ASSIGN(storage::Project pr, store_.GetProject(project));
-      return finish(WithETag(Json(200, ProjectJson(pr)), pr.version), pattern);
+      return finish(WithETag(Json(200, storage::ProjectToJson(pr)), pr.version), pattern);
     }
     if (m == "PATCH") {
       TRY_ASSIGN(storage::Project pr, store_.GetProject(project));
       TRY_ASSIGN(Value body, ObjectBody(req));
-      Value merged = MergePatch(ProjectJson(pr), body);
+      Value merged = MergePatch(storage::ProjectToJson(pr), body);
       const Value* v;
       TRY(Want(merged, "name", Value::Type::kString, &v));
       pr.name = v ? v->as_string() : pr.name;
@@ -561,7 +550,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
       pr.description = v ? v->as_string() : "";
       auto updated = store_.UpdateProject(pr, if_match.value_or(0), actor);
       if (!updated.ok()) return finish(ErrorResponse(updated.status(), true), pattern);
-      return finish(WithETag(Json(200, ProjectJson(*updated)), updated->version), pattern);
+      return finish(WithETag(Json(200, storage::ProjectToJson(*updated)), updated->version), pattern);
     }
     if (m == "DELETE") {
       TRY(store_.DeleteProject(project, actor));
@@ -645,7 +634,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
     if (m == "GET") {
       TRY_ASSIGN(std::vector<storage::Environment> envs, store_.ListEnvironments(project));
       Array a;
-      for (const auto& e : envs) a.push_back(EnvironmentJson(e));
+      for (const auto& e : envs) a.push_back(storage::EnvironmentToJson(e));
       return finish(Json(200, Items(std::move(a))), pattern);
     }
     if (m == "POST") {
@@ -657,7 +646,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
       TRY(Want(body, "name", Value::Type::kString, &v));
       if (v) e.name = v->as_string();
       TRY_ASSIGN(storage::Environment created, store_.CreateEnvironment(project, e, actor));
-      return finish(WithETag(Json(201, EnvironmentJson(created)), created.version), pattern);
+      return finish(WithETag(Json(201, storage::EnvironmentToJson(created)), created.version), pattern);
     }
     return method_not_allowed("GET, POST", pattern);
   }
@@ -666,7 +655,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
     std::string pattern = "/api/v1/projects/{p}/environments/{e}";
     if (m == "GET") {
       TRY_ASSIGN(storage::Environment e, store_.GetEnvironment(project, env));
-      return finish(WithETag(Json(200, EnvironmentJson(e)), e.version), pattern);
+      return finish(WithETag(Json(200, storage::EnvironmentToJson(e)), e.version), pattern);
     }
     if (m == "PATCH") {
       TRY_ASSIGN(storage::Environment e, store_.GetEnvironment(project, env));
@@ -676,7 +665,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
       if (v) e.name = v->as_string();
       auto updated = store_.UpdateEnvironment(project, e, if_match.value_or(0), actor);
       if (!updated.ok()) return finish(ErrorResponse(updated.status(), true), pattern);
-      return finish(WithETag(Json(200, EnvironmentJson(*updated)), updated->version), pattern);
+      return finish(WithETag(Json(200, storage::EnvironmentToJson(*updated)), updated->version), pattern);
     }
     if (m == "DELETE") {
       TRY(store_.DeleteEnvironment(project, env, actor));

@@ -189,6 +189,23 @@ Value ApiKeyToJson(const ApiKey& k) {
   return v;
 }
 
+Value ProjectToJson(const Project& p) {
+  return Value(Object{{"key", Value(p.key)},
+                      {"name", Value(p.name)},
+                      {"description", Value(p.description)},
+                      {"version", Value(p.version)},
+                      {"createdMs", Value(p.created_ms)}});
+}
+
+Value EnvironmentToJson(const Environment& e) {
+  return Value(Object{{"project", Value(e.project)},
+                      {"key", Value(e.key)},
+                      {"name", Value(e.name)},
+                      {"version", Value(e.version)},
+                      {"createdMs", Value(e.created_ms)},
+                      {"sequence", Value(e.sequence)}});
+}
+
 namespace internal {
 
 std::string SeqKey(int64_t seq) {
@@ -203,14 +220,6 @@ std::string PrefixEnd(std::string prefix) {
   return prefix;
 }
 
-Value ProjectToJson(const Project& p) {
-  return Value(Object{{"key", Value(p.key)},
-                      {"name", Value(p.name)},
-                      {"description", Value(p.description)},
-                      {"version", Value(p.version)},
-                      {"createdMs", Value(p.created_ms)}});
-}
-
 absl::StatusOr<Project> ProjectFromJson(const Value& v) {
   if (!v.is_object()) return NotObject("project");
   Project p;
@@ -222,15 +231,6 @@ absl::StatusOr<Project> ProjectFromJson(const Value& v) {
   r.Int("createdMs", p.created_ms);
   if (!r.status.ok()) return r.status;
   return p;
-}
-
-Value EnvironmentToJson(const Environment& e) {
-  return Value(Object{{"project", Value(e.project)},
-                      {"key", Value(e.key)},
-                      {"name", Value(e.name)},
-                      {"version", Value(e.version)},
-                      {"createdMs", Value(e.created_ms)},
-                      {"sequence", Value(e.sequence)}});
 }
 
 absl::StatusOr<Environment> EnvironmentFromJson(const Value& v) {

@@ -47,9 +47,7 @@ inline std::string AuditIndexPrefix(std::string_view p, std::string_view e, Item
 // The smallest key greater than every key with this prefix.
 std::string PrefixEnd(std::string prefix);
 
-rules::Value ProjectToJson(const Project& p);
 absl::StatusOr<Project> ProjectFromJson(const rules::Value& v);
-rules::Value EnvironmentToJson(const Environment& e);
 absl::StatusOr<Environment> EnvironmentFromJson(const rules::Value& v);
 absl::StatusOr<AuditRecord> AuditRecordFromJson(const rules::Value& v);
 absl::StatusOr<ApiKey> ApiKeyFromJson(const rules::Value& v);

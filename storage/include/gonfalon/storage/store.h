@@ -69,6 +69,10 @@ struct Environment {
   int64_t sequence = 0;  // the last applied change set
 };
 
+// The JSON the store keeps and the admin API returns for projects and environments.
+rules::Value ProjectToJson(const Project& p);
+rules::Value EnvironmentToJson(const Environment& e);
+
 // The project-level part of a flag.
 struct FlagMeta {
   std::string key;
