@@ -25,12 +25,15 @@ constexpr char kFlags[] = R"({"flags":{
  "c-rollout":{"key":"c-rollout","on":true,"salt":"s","variations":[false,true],"offVariation":0,
   "fallthrough":{"rollout":{"variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}}}}})";
 
+// An online client (exposure counting on) whose server is unreachable, serving the flags from
+// its cache file: what is measured is evaluation plus counting, no network.
 gonfalon::sdk::Client& TheClient() {
   static gonfalon::sdk::Client* client = [] {
     std::string path = (std::filesystem::temp_directory_path() / "gonfalon-sdk-bench-flags.json").string();
     std::ofstream(path) << kFlags;
-    auto* c = new gonfalon::sdk::Client({.offline = true, .flag_file = path});
-    c->WaitForInitialization(std::chrono::seconds(1));
+    auto* c = new gonfalon::sdk::Client({.base_url = "http://127.0.0.1:9", .sdk_key = "gfs_bench",
+                                         .cache_file = path, .logger = [](auto, auto) {}});
+    c->WaitForInitialization(std::chrono::milliseconds(200));
     return c;
   }();
   return *client;

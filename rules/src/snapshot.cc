@@ -214,6 +214,9 @@ int64_t Snapshot::sequence() const { return d_->env.sequence; }
 const Environment& Snapshot::environment() const { return d_->env; }
 size_t Snapshot::flag_count() const { return d_->flags.size(); }
 const internal::CompiledFlag& Snapshot::flag(size_t i) const { return d_->flags[i]; }
+size_t Snapshot::FlagIndex(const internal::CompiledFlag& f) const {
+  return static_cast<size_t>(&f - d_->flags.data());
+}
 
 const internal::CompiledFlag* Snapshot::FindFlag(std::string_view key) const {
   auto it = d_->flag_index.find(absl::string_view(key.data(), key.size()));

@@ -32,11 +32,42 @@ using rules::Value;
 
 namespace {
 std::atomic<uint64_t> g_next_client_id{1};
+
+// A snapshot with its exposure counters: one slot per (flag, variation + 1), slot 0 of each
+// flag for "no variation" (the caller's default). Each evaluating thread counts in a shard of
+// its own — a plain relaxed load and store, no locked instruction, no shared cache line — and
+// the flusher sends the growth of every shard since it last looked.
+struct Published {
+  struct Shard {
+    explicit Shard(size_t n) : counts(std::make_unique<std::atomic<uint64_t>[]>(n)), reported(n, 0) {}
+    std::unique_ptr<std::atomic<uint64_t>[]> counts;  // written by one thread only
+    std::vector<uint64_t> reported;                   // the flusher's: what was already sent
+  };
+  std::shared_ptr<const rules::Snapshot> snap;
+  std::vector<uint32_t> base;  // first slot of flag i
+  size_t slots = 0;
+  mutable std::mutex shards_mu;  // guards `shards` (taken once per thread and by the flusher)
+  mutable std::vector<std::unique_ptr<Shard>> shards;
+
+  explicit Published(std::shared_ptr<const rules::Snapshot> s) : snap(std::move(s)) {
+    base.reserve(snap->flag_count());
+    for (size_t i = 0; i < snap->flag_count(); ++i) {
+      base.push_back(static_cast<uint32_t>(slots));
+      slots += rules::FlagModel(snap->flag(i)).variations.size() + 1;
+    }
+  }
+  Shard* NewShard() const {
+    std::lock_guard<std::mutex> l(shards_mu);
+    shards.push_back(std::make_unique<Shard>(slots));
+    return shards.back().get();
+  }
+};
 }  // namespace
 
 class Client::Impl {
  public:
-  explicit Impl(Config cfg) : cfg_(std::move(cfg)), id_(g_next_client_id++) {
+  explicit Impl(Config cfg)
+      : cfg_(std::move(cfg)), id_(g_next_client_id++), counting_(cfg_.send_events && !cfg_.offline) {
     if (!cfg_.logger) {
       cfg_.logger = [](LogLevel level, std::string_view msg) {
         if (level >= LogLevel::kWarn) std::fprintf(stderr, "gonfalon sdk: %.*s\n", static_cast<int>(msg.size()), msg.data());
@@ -54,9 +85,34 @@ class Client::Impl {
       if (!LoadFile(cfg_.cache_file, DataSource::kCache, err)) Log(LogLevel::kInfo, StrCat("no usable cache: ", err));
     }
     thread_ = std::thread([this] { StreamLoop(); });
+    if (counting_) flusher_ = std::thread([this] { FlushLoop(); });
   }
 
   ~Impl() { Close(); }
+
+  void Track(std::string_view event, const rules::Context& ctx, std::optional<double> value) {
+    std::lock_guard<std::mutex> l(events_mu_);
+    if (!counting_ || pending_metrics_.size() >= cfg_.event_capacity) {
+      ++events_dropped_;
+      return;
+    }
+    Value e(rules::Object{{"event", Value(event)},
+                          {"time", Value(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch()).count())}});
+    if (value.has_value()) e.Set("value", Value(*value));
+    (void)ctx;  // counted per environment; contexts are not sent (privacy by default)
+    pending_metrics_.push_back(std::move(e));
+  }
+
+  void Flush() {
+    if (!counting_) return;
+    std::unique_lock<std::mutex> l(events_mu_);
+    uint64_t want = flushes_done_ + 1;
+    flush_requested_ = true;
+    flush_cv_.notify_all();
+    flush_cv_.wait_for(l, cfg_.connect_timeout * 2 + std::chrono::seconds(1),
+                       [&] { return flushes_done_ >= want || flusher_stopped_; });
+  }
 
   void Close() {
     {
@@ -68,6 +124,12 @@ class Client::Impl {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    {
+      std::lock_guard<std::mutex> l(events_mu_);
+      stopping_events_ = true;  // the flusher sends what is pending once more, then stops
+    }
+    flush_cv_.notify_all();
+    if (flusher_.joinable()) flusher_.join();
   }
 
   bool WaitForInitialization(std::chrono::milliseconds timeout) {
@@ -77,31 +139,53 @@ class Client::Impl {
   }
 
   // The snapshot for this thread: a cached pointer, re-loaded only after a publish.
-  const rules::Snapshot* Snapshot() {
+  const Published* Current() {
     // Keyed by client id (never reused), so a destroyed client's entry is never read again.
-    thread_local std::unordered_map<uint64_t, std::unique_ptr<rules::SnapshotCell::Reader>> readers;
+    thread_local std::unordered_map<uint64_t, std::unique_ptr<rules::PublishedCell<Published>::Reader>> readers;
     // Most programs have one client: remember the last one looked up and skip the map.
     thread_local uint64_t last_id = 0;
-    thread_local rules::SnapshotCell::Reader* last_reader = nullptr;
+    thread_local rules::PublishedCell<Published>::Reader* last_reader = nullptr;
     if (last_id != id_) {
       auto& r = readers[id_];
-      if (!r) r = std::make_unique<rules::SnapshotCell::Reader>(cell_);
+      if (!r) r = std::make_unique<rules::PublishedCell<Published>::Reader>(cell_);
       last_id = id_;
       last_reader = r.get();
     }
     return last_reader->Get();
   }
 
+  // This thread's counters for `p` (made on first use; `p` owns them).
+  static Published::Shard* ShardFor(const Published* p) {
+    thread_local const Published* for_table = nullptr;
+    thread_local Published::Shard* shard = nullptr;
+    if (for_table != p) {
+      shard = p->NewShard();
+      for_table = p;
+    }
+    return shard;
+  }
+
   template <typename T, typename Extract>
   Detail<T> Eval(const rules::Context& ctx, std::string_view key, T def, Extract extract) {
     Detail<T> out{std::move(def), -1, {}};
-    const rules::Snapshot* snap = Snapshot();
-    if (snap == nullptr) {
+    const Published* p = Current();
+    if (p == nullptr) {
       out.reason.kind = rules::ReasonKind::kError;
       out.reason.error_kind = rules::ErrorKind::kClientNotReady;
       return out;
     }
-    rules::Detail d = rules::Evaluate(*snap, key, ctx);
+    const auto* flag = p->snap->FindFlag(key);
+    if (flag == nullptr) {
+      out.reason.kind = rules::ReasonKind::kError;
+      out.reason.error_kind = rules::ErrorKind::kFlagNotFound;
+      return out;
+    }
+    rules::Detail d = rules::Evaluate(*p->snap, *flag, ctx);
+    if (counting_) {
+      std::atomic<uint64_t>& c =
+          ShardFor(p)->counts[p->base[p->snap->FlagIndex(*flag)] + static_cast<size_t>(d.variation_index + 1)];
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
+    }
     out.reason = d.reason;
     if (d.value == nullptr) return out;  // an error, or off with no off variation: the default
     if (!extract(*d.value, out.value)) {
@@ -118,9 +202,9 @@ class Client::Impl {
 
   Value AllFlags(const rules::Context& ctx) {
     Value out{rules::Object{}};
-    const rules::Snapshot* snap = Snapshot();
-    if (snap == nullptr) return out;
-    rules::EvaluateAll(*snap, ctx, [&](std::string_view key, const rules::Detail& d) {
+    const Published* p = Current();
+    if (p == nullptr) return out;
+    rules::EvaluateAll(*p->snap, ctx, [&](std::string_view key, const rules::Detail& d) {
       if (d.value != nullptr) out.Set(key, *d.value);
     });
     return out;
@@ -135,8 +219,8 @@ class Client::Impl {
   uint64_t AddValueListener(std::string key, rules::Context ctx,
                             std::function<void(const Value&, const Value&)> fn) {
     Value current;
-    if (auto snap = cell_.Load()) {
-      rules::Detail d = rules::Evaluate(*snap, key, ctx);
+    if (auto p = cell_.Load()) {
+      rules::Detail d = rules::Evaluate(*p->snap, key, ctx);
       if (d.value != nullptr) current = *d.value;
     }
     std::lock_guard<std::mutex> l(listeners_mu_);
@@ -159,6 +243,8 @@ class Client::Impl {
     s.last_error = last_error_;
     s.sequence = model_.sequence;
     if (initialized_) s.data_age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - data_time_);
+    std::lock_guard<std::mutex> e(events_mu_);
+    s.events_dropped = events_dropped_;
     return s;
   }
 
@@ -210,7 +296,10 @@ class Client::Impl {
         }
       }
       model_ = std::move(env);
-      cell_.Publish(snap);
+      // The old counters still count for readers that have not moved on: the flusher drains
+      // them until nobody else holds them.
+      if (auto old = cell_.Load()) retired_.push_back(std::move(old));
+      cell_.Publish(std::make_shared<const Published>(snap));
       initialized_ = true;
       source_ = source;
       data_time_ = Clock::now();
@@ -355,14 +444,8 @@ class Client::Impl {
 
   // One connection attempt; returns when the connection ends. Sets `refused` on 401/403.
   void Connect(bool& refused, Clock::time_point& connected_at) {
-    std::string url = cfg_.base_url;
-    if (url.rfind("http://", 0) == 0) url = url.substr(7);
-    while (!url.empty() && url.back() == '/') url.pop_back();
-    std::string host = url, port = "80";
-    if (size_t colon = url.rfind(':'); colon != std::string::npos) {
-      host = url.substr(0, colon);
-      port = url.substr(colon + 1);
-    }
+    auto [host, port] = HostPort();
+    std::string url = host + ":" + port;
     net::io_context ioc;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -473,6 +556,133 @@ class Client::Impl {
     if (!error.empty()) SetError(error);
   }
 
+  // --- events ---
+
+  void FlushLoop() {
+    std::unique_lock<std::mutex> l(events_mu_);
+    while (true) {
+      flush_cv_.wait_for(l, cfg_.flush_interval, [&] { return flush_requested_ || stopping_events_; });
+      bool last = stopping_events_;
+      flush_requested_ = false;
+      std::vector<Value> metrics = std::move(pending_metrics_);
+      pending_metrics_.clear();
+      l.unlock();
+      SendEvents(std::move(metrics));
+      l.lock();
+      ++flushes_done_;
+      flush_cv_.notify_all();
+      if (last) {
+        flusher_stopped_ = true;
+        flush_cv_.notify_all();
+        return;
+      }
+    }
+  }
+
+  // Swaps every exposure counter to zero (current and retired snapshots) and posts the counts
+  // with the Track events; what cannot be delivered is dropped and counted.
+  void SendEvents(std::vector<Value> metrics) {
+    std::vector<std::shared_ptr<const Published>> tables;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      tables = retired_;
+      if (auto current = cell_.Load()) tables.push_back(std::move(current));
+    }
+    rules::Array exposures;
+    for (const auto& t : tables) {
+      std::vector<uint64_t> grown(t->slots, 0);
+      {
+        std::lock_guard<std::mutex> l(t->shards_mu);
+        for (auto& shard : t->shards) {
+          for (size_t slot = 0; slot < t->slots; ++slot) {
+            uint64_t now = shard->counts[slot].load(std::memory_order_relaxed);
+            grown[slot] += now - shard->reported[slot];
+            shard->reported[slot] = now;
+          }
+        }
+      }
+      for (size_t i = 0; i < t->base.size(); ++i) {
+        size_t end = i + 1 < t->base.size() ? t->base[i + 1] : t->slots;
+        for (size_t slot = t->base[i]; slot < end; ++slot) {
+          if (grown[slot] == 0) continue;
+          exposures.push_back(Value(rules::Object{
+              {"flag", Value(rules::FlagModel(t->snap->flag(i)).key)},
+              {"variation", Value(static_cast<int>(slot - t->base[i]) - 1)},
+              {"count", Value(static_cast<int64_t>(std::min<uint64_t>(grown[slot], 1000000000)))}}));
+        }
+      }
+    }
+    {
+      // Retired tables nobody else holds any more have been drained for the last time.
+      std::lock_guard<std::mutex> l(mu_);
+      tables.clear();
+      retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
+                                    [](const std::shared_ptr<const Published>& t) { return t.use_count() == 1; }),
+                     retired_.end());
+    }
+    if (exposures.empty() && metrics.empty()) return;
+    size_t count = metrics.size();
+    std::string body = rules::ToJson(Value(rules::Object{{"exposures", Value(std::move(exposures))},
+                                                         {"metrics", Value(rules::Array(std::move(metrics)))}}));
+    std::string error = Post("/sdk/v1/events", body);
+    if (!error.empty()) {
+      Log(LogLevel::kWarn, StrCat("events dropped: ", error));
+      std::lock_guard<std::mutex> l(events_mu_);
+      events_dropped_ += static_cast<int64_t>(count);
+    }
+  }
+
+  // One POST with connect and read deadlines; returns an error message, empty on 2xx.
+  std::string Post(const std::string& target, const std::string& body) {
+    auto [host, port] = HostPort();
+    net::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    beast::flat_buffer buffer;
+    http::request<http::string_body> req(http::verb::post, target, 11);
+    req.set(http::field::host, host);
+    req.set(http::field::authorization, "Bearer " + cfg_.sdk_key);
+    req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::response<http::string_body> res;
+    std::string error;
+    tcp::resolver resolver(ioc);
+    resolver.async_resolve(host, port, [&](beast::error_code ec, tcp::resolver::results_type results) {
+      if (ec) {
+        error = ec.message();
+        return;
+      }
+      stream.expires_after(cfg_.connect_timeout);
+      stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+        if (ec) {
+          error = ec.message();
+          return;
+        }
+        http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+          if (ec) {
+            error = ec.message();
+            return;
+          }
+          http::async_read(stream, buffer, res, [&](beast::error_code ec, std::size_t) {
+            if (ec) error = ec.message();
+          });
+        });
+      });
+    });
+    ioc.run();
+    if (error.empty() && res.result_int() / 100 != 2) error = StrCat("HTTP ", res.result_int(), ": ", res.body());
+    return error;
+  }
+
+  std::pair<std::string, std::string> HostPort() const {
+    std::string url = cfg_.base_url;
+    if (url.rfind("http://", 0) == 0) url = url.substr(7);
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    size_t colon = url.rfind(':');
+    if (colon == std::string::npos) return {url, "80"};
+    return {url.substr(0, colon), url.substr(colon + 1)};
+  }
+
   void StreamLoop() {
     internal::Backoff backoff(cfg_.initial_retry_delay, cfg_.max_retry_delay, cfg_.stable_connection);
     while (true) {
@@ -498,8 +708,10 @@ class Client::Impl {
 
   Config cfg_;
   const uint64_t id_;
-  rules::SnapshotCell cell_;
+  rules::PublishedCell<Published> cell_;
+  const bool counting_ = false;  // set in the constructor: events on and not offline
   mutable std::mutex mu_;  // guards the fields below (never taken by evaluations)
+  std::vector<std::shared_ptr<const Published>> retired_;
   std::condition_variable cv_;
   rules::Environment model_ = [] {
     rules::Environment e;
@@ -515,6 +727,15 @@ class Client::Impl {
   Clock::time_point data_time_{};
   net::io_context* ioc_ = nullptr;
   std::thread thread_;
+  mutable std::mutex events_mu_;  // guards the event fields below (Track, Flush, the flusher)
+  std::condition_variable flush_cv_;
+  std::vector<Value> pending_metrics_;
+  int64_t events_dropped_ = 0;
+  uint64_t flushes_done_ = 0;
+  bool flush_requested_ = false;
+  bool stopping_events_ = false;
+  bool flusher_stopped_ = false;
+  std::thread flusher_;
   std::mutex listeners_mu_;  // guards the listeners; held while they run
   uint64_t next_listener_ = 0;
   std::map<uint64_t, std::function<void(const std::string&)>> flag_listeners_;
@@ -565,6 +786,10 @@ double Client::DoubleVariation(const rules::Context& c, std::string_view k, doub
 Value Client::JsonVariation(const rules::Context& c, std::string_view k, Value d) { return JsonVariationDetail(c, k, std::move(d)).value; }
 
 Value Client::AllFlags(const rules::Context& ctx) { return impl_->AllFlags(ctx); }
+void Client::Track(std::string_view event, const rules::Context& ctx, std::optional<double> value) {
+  impl_->Track(event, ctx, value);
+}
+void Client::Flush() { impl_->Flush(); }
 Client::ListenerId Client::OnFlagChange(std::function<void(const std::string&)> l) { return impl_->AddFlagListener(std::move(l)); }
 Client::ListenerId Client::OnValueChange(std::string key, rules::Context ctx,
                                          std::function<void(const Value&, const Value&)> l) {

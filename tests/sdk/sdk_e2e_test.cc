@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <thread>
 
 #include "../e2e/e2e_util.h"
@@ -184,6 +185,51 @@ TEST_F(SdkTest, RefusedKeyStopsWithAClearStatusAndServesDefaults) {
   auto d = client.BoolVariationDetail(fr_, "checkout", true);
   EXPECT_TRUE(d.value);
   EXPECT_EQ(d.reason.error_kind, rules::ErrorKind::kClientNotReady);
+}
+
+TEST_F(SdkTest, ExposuresAndTrackEventsReachTheServer) {
+  Config cfg = MakeConfig();
+  cfg.flush_interval = 60s;  // only the explicit Flush() sends
+  Client client(cfg);
+  ASSERT_TRUE(client.WaitForInitialization(10s));
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(client.BoolVariation(fr_, "checkout", false));
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(client.BoolVariation(de_, "checkout", true));
+  client.BoolVariation(fr_, "checkout-missing", true);  // not found: not counted
+  std::thread other([&] { EXPECT_TRUE(client.BoolVariation(fr_, "checkout", false)); });  // another thread counts too
+  other.join();
+  client.Track("purchase", fr_, 9.5);
+  client.Flush();
+  auto counts = Http(server_->port(), "GET", "/api/v1/projects/shop/environments/production/flags/checkout/events", "", Bearer(kAdminToken));
+  ASSERT_EQ(counts.status, 200) << counts.body;
+  auto json = *rules::ParseJson(counts.body);
+  std::map<int, int64_t> by_variation;
+  for (const rules::Value& c : json.Find("items")->as_array()) {
+    by_variation[static_cast<int>(c.Find("variation")->as_number())] += static_cast<int64_t>(c.Find("count")->as_number());
+  }
+  EXPECT_EQ(by_variation[1], 6);
+  EXPECT_EQ(by_variation[0], 3);
+  EXPECT_EQ(client.GetStatus().events_dropped, 0);
+  // Nothing is sent twice: a second flush adds nothing.
+  client.Flush();
+  auto again = *rules::ParseJson(Http(server_->port(), "GET", "/api/v1/projects/shop/environments/production/flags/checkout/events", "", Bearer(kAdminToken)).body);
+  int64_t total = 0;
+  for (const rules::Value& c : again.Find("items")->as_array()) total += static_cast<int64_t>(c.Find("count")->as_number());
+  EXPECT_EQ(total, 9);
+}
+
+TEST_F(SdkTest, EventsAreDroppedAndCountedWhenTheServerIsUnreachable) {
+  Config cfg = MakeConfig();
+  cfg.flush_interval = 60s;
+  cfg.event_capacity = 2;
+  Client client(cfg);
+  ASSERT_TRUE(client.WaitForInitialization(10s));
+  server_->Kill(SIGKILL);
+  for (int i = 0; i < 3; ++i) client.Track("click", fr_);  // the third is over capacity
+  EXPECT_EQ(client.GetStatus().events_dropped, 1);
+  auto t0 = std::chrono::steady_clock::now();
+  client.Flush();  // cannot be delivered: dropped and counted, bounded in time
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  EXPECT_EQ(client.GetStatus().events_dropped, 3);
 }
 
 TEST_F(SdkTest, OfflineModeEvaluatesAFlagFile) {

@@ -48,6 +48,8 @@ class Snapshot {
   const internal::CompiledFlag* FindFlag(std::string_view key) const;
   // The i-th compiled flag in key order, i < flag_count().
   const internal::CompiledFlag& flag(size_t i) const;
+  // The position of one of this snapshot's flags: flag(FlagIndex(f)) is f.
+  size_t FlagIndex(const internal::CompiledFlag& f) const;
   // For the evaluator.
   const internal::SnapshotData& data() const { return *d_; }
 

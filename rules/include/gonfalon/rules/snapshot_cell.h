@@ -28,10 +28,12 @@
 
 namespace gonfalon::rules {
 
-class SnapshotCell {
+// The cell holds any immutable published value; SnapshotCell is the usual one.
+template <typename T>
+class PublishedCell {
  public:
-  void Publish(std::shared_ptr<const Snapshot> snapshot) {
-    std::shared_ptr<const Snapshot> old;
+  void Publish(std::shared_ptr<const T> snapshot) {
+    std::shared_ptr<const T> old;
     {
       std::lock_guard<std::mutex> l(mu_);
       old = std::move(current_);
@@ -41,7 +43,7 @@ class SnapshotCell {
     // `old` is released here, outside the lock.
   }
 
-  std::shared_ptr<const Snapshot> Load() const {
+  std::shared_ptr<const T> Load() const {
     std::lock_guard<std::mutex> l(mu_);
     return current_;
   }
@@ -50,9 +52,9 @@ class SnapshotCell {
 
   class Reader {
    public:
-    explicit Reader(const SnapshotCell& cell) : cell_(&cell) {}
+    explicit Reader(const PublishedCell& cell) : cell_(&cell) {}
     // The current snapshot, or nullptr before the first publish. Valid until the next Get().
-    const Snapshot* Get() {
+    const T* Get() {
       uint64_t v = cell_->version();
       if (v != seen_) {
         cached_ = cell_->Load();
@@ -61,21 +63,23 @@ class SnapshotCell {
       return cached_.get();
     }
     // Shared ownership, for results that must outlive the next Get().
-    const std::shared_ptr<const Snapshot>& Shared() {
+    const std::shared_ptr<const T>& Shared() {
       Get();
       return cached_;
     }
 
    private:
-    const SnapshotCell* cell_;
+    const PublishedCell* cell_;
     uint64_t seen_ = ~uint64_t{0};
-    std::shared_ptr<const Snapshot> cached_;
+    std::shared_ptr<const T> cached_;
   };
 
  private:
   mutable std::mutex mu_;
-  std::shared_ptr<const Snapshot> current_;  // REQUIRES: mu_ held
+  std::shared_ptr<const T> current_;  // REQUIRES: mu_ held
   std::atomic<uint64_t> version_{0};
 };
+
+using SnapshotCell = PublishedCell<Snapshot>;
 
 }  // namespace gonfalon::rules

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,12 @@ struct Config {
   bool offline = false;     // no network: evaluate from flag_file
   std::string flag_file;    // offline mode: a payload as `gonfalon eval --data` reads
   std::string cache_file;   // optional: last known data, written after each change, read at start
+  // Events: exposure counts (per flag and variation) and Track() events, posted to
+  // /sdk/v1/events in the background every flush_interval, at most event_capacity Track events
+  // held; what cannot be sent is dropped and counted (Status::events_dropped).
+  bool send_events = true;
+  std::chrono::milliseconds flush_interval{10000};
+  size_t event_capacity = 10000;
   std::function<void(LogLevel, std::string_view)> logger;  // default: warnings and errors to stderr
 };
 
@@ -63,6 +70,7 @@ struct Status {
   std::string last_error;
   int64_t sequence = -1;                   // of the data being served
   std::chrono::milliseconds data_age{0};   // since that data was last confirmed current
+  int64_t events_dropped = 0;              // Track events over capacity or not deliverable
 };
 
 template <typename T>
@@ -98,6 +106,12 @@ class Client {
   // Every flag's value for the context: {"key": value, ...} (flags with no value are left out).
   rules::Value AllFlags(const rules::Context& ctx);
 
+  // A custom metric event (e.g. "purchase", 9.5), sent with the next flush. Never blocks on
+  // the network; over event_capacity it is dropped and counted.
+  void Track(std::string_view event, const rules::Context& ctx, std::optional<double> value = std::nullopt);
+  // Sends what is pending now and waits for it (at most about two connect timeouts).
+  void Flush();
+
   using ListenerId = uint64_t;
   // Called with a flag's key whenever a change arrives for it (any context).
   ListenerId OnFlagChange(std::function<void(const std::string& key)> listener);
@@ -108,7 +122,8 @@ class Client {
 
   Status GetStatus() const;
 
-  // Stops streaming. Evaluations keep serving the last data. Idempotent.
+  // Stops streaming and flushes pending events. Evaluations keep serving the last data.
+  // Idempotent.
   void Close();
 
   class Impl;
