@@ -27,6 +27,12 @@ void ForEachLive(std::vector<std::weak_ptr<StreamSink>>& sinks, Fn fn) {
               sinks.end());
 }
 
+// The sequence of a stored change-log entry ({"sequence":n,...}) without parsing it all.
+int64_t SequenceOf(const std::string& change) {
+  size_t at = change.find("\"sequence\":");
+  return at == std::string::npos ? 0 : std::strtoll(change.c_str() + at + 11, nullptr, 10);
+}
+
 }  // namespace
 
 std::shared_ptr<const std::string> FrameEvent(int64_t id, std::string_view event, std::string_view data) {
@@ -147,8 +153,7 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
   std::vector<std::shared_ptr<const std::string>> frames;
   for (const std::string& c : changes) {
     // Only what the new snapshot includes: a later change set comes with the next refresh.
-    size_t at = c.find("\"sequence\":");
-    int64_t s = at == std::string::npos ? 0 : std::strtoll(c.c_str() + at + 11, nullptr, 10);
+    int64_t s = SequenceOf(c);
     if (s > seq) break;
     // The wire payload is {sequence, items}; the log entry also carries its time.
     frames.push_back(FrameEvent(s, "changes", c));
@@ -194,8 +199,7 @@ void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& 
     bool sent = false;
     if (since.ok()) {
       for (const std::string& c : *since) {
-        size_t at = c.find("\"sequence\":");
-        int64_t s = at == std::string::npos ? 0 : std::strtoll(c.c_str() + at + 11, nullptr, 10);
+        int64_t s = SequenceOf(c);
         if (s > seq) break;  // the snapshot has not caught up; the publisher sends the rest
         sink->Send(FrameEvent(s, "changes", c));
         sent = true;

@@ -91,7 +91,7 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
   return StrCat("unknown setting \"", name, "\"");
 }
 
-std::string LoadConfig(int argc_unused, const std::vector<std::string>& args, Config& c) {
+std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
   // Precedence: defaults < file < environment < flags.
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--config" && i + 1 < args.size()) {
@@ -242,7 +242,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     }
   }
   Config config;
-  std::string err = LoadConfig(0, args, config);
+  std::string err = LoadConfig(args, config);
   if (!err.empty()) {
     std::cerr << "gonfalon serve: " << err << "\n" << kUsage;
     return 2;

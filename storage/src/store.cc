@@ -482,7 +482,6 @@ class RocksStore final : public Store {
     }
     std::vector<std::string> out;
     std::string prefix = EnvPrefix(project, env);
-    absl::Status bad;
     RETURN_IF_ERROR(Scan(kChangeLog, prefix, snap.get(),
                          [&](std::string_view k, std::string_view v) {
                            out.emplace_back(v);
