@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "../e2e/e2e_util.h"
+#include "tcp_proxy.h"
 #include "gonfalon/rules/value.h"
 #include "gonfalon/sdk/client.h"
 
@@ -155,6 +156,69 @@ TEST_F(SdkTest, ServerKilledAndRestartedWhileEvaluatingKeepsServingAndResumes) {
   for (auto& t : evaluators) t.join();
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(total.load(), 1000);
+}
+
+// The server sends a heartbeat every second (e2e_util starts it with --heartbeat-seconds 1).
+// Through a proxy that stops moving bytes, the connection stays open at both ends; only the
+// read timeout can notice it is dead.
+TEST_F(SdkTest, HalfOpenConnectionIsDetectedThroughTheHeartbeatTimeout) {
+  testing::TcpProxy proxy(server_->port());
+  ASSERT_GT(proxy.port(), 0);
+  Config cfg = MakeConfig();
+  cfg.base_url = "http://127.0.0.1:" + std::to_string(proxy.port());
+  cfg.read_timeout = 3s;
+  Client client(cfg);
+  ASSERT_TRUE(client.WaitForInitialization(10s)) << client.GetStatus().last_error;
+  ASSERT_EQ(proxy.connections(), 1);
+
+  // Heartbeats keep an idle, healthy stream current: data_age falls back below a second
+  // after having been above it.
+  ASSERT_TRUE(Eventually([&] { return client.GetStatus().data_age >= 900ms; }, 5s));
+  ASSERT_TRUE(Eventually([&] { return client.GetStatus().data_age < 900ms; }, 5s));
+  EXPECT_EQ(client.GetStatus().state, DataSourceState::kValid);
+  EXPECT_EQ(proxy.connections(), 1);
+
+  proxy.Pause();
+  auto paused_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Eventually([&] { return client.GetStatus().state == DataSourceState::kInterrupted; }, 15s));
+  auto detected_after = std::chrono::steady_clock::now() - paused_at;
+  EXPECT_GE(detected_after, 2s);   // by the read timeout (3 s after the last heartbeat), not sooner
+  EXPECT_LT(detected_after, 10s);
+  Status s = client.GetStatus();
+  EXPECT_NE(s.last_error.find("read timeout"), std::string::npos) << s.last_error;
+  EXPECT_TRUE(client.BoolVariation(fr_, "checkout", false));  // last known data
+  EXPECT_EQ(client.GetStatus().source, DataSource::kStream);
+
+  // A change made while the link is dead arrives once it is back, through a new connection
+  // that resumes from the last event id.
+  Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"fallthrough":{"variation":1}})");
+  EXPECT_FALSE(client.BoolVariation(de_, "checkout", false));
+  ASSERT_TRUE(Eventually([&] { return proxy.connections() >= 2; }));  // reconnect attempts, still held
+  proxy.Cut();
+  proxy.Resume();
+  ASSERT_TRUE(Eventually([&] { return client.BoolVariation(de_, "checkout", false); }, 20s)) << client.GetStatus().last_error;
+  ASSERT_TRUE(Eventually([&] { return client.GetStatus().state == DataSourceState::kValid; }));
+  EXPECT_EQ(proxy.open(), 1);  // one connection at most
+}
+
+// A cut connection (EOF) is noticed at once, well before the read timeout, and the client
+// reconnects.
+TEST_F(SdkTest, CutConnectionReconnectsWithoutWaitingForTheReadTimeout) {
+  testing::TcpProxy proxy(server_->port());
+  ASSERT_GT(proxy.port(), 0);
+  Config cfg = MakeConfig();
+  cfg.base_url = "http://127.0.0.1:" + std::to_string(proxy.port());
+  cfg.read_timeout = 30s;
+  Client client(cfg);
+  ASSERT_TRUE(client.WaitForInitialization(10s)) << client.GetStatus().last_error;
+  int64_t sequence = client.GetStatus().sequence;
+  proxy.Cut();
+  ASSERT_TRUE(Eventually([&] { return proxy.connections() >= 2; }, 5s));
+  ASSERT_TRUE(Eventually([&] { return client.GetStatus().state == DataSourceState::kValid; }, 5s));
+  EXPECT_EQ(client.GetStatus().sequence, sequence);
+  Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/banner", R"({"on":true,"fallthrough":{"variation":1}})");
+  EXPECT_TRUE(Eventually([&] { return client.StringVariation(fr_, "banner", "") == "bonjour"; }, 5s));
+  EXPECT_GT(client.GetStatus().sequence, sequence);
 }
 
 TEST_F(SdkTest, CacheFileServesAColdStartWithTheServerDown) {
