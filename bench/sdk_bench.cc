@@ -1,13 +1,24 @@
 // The rules-engine cases (a)-(c) through the SDK's public Client API (issue #5), 1 and 2
-// threads; the client runs offline from a flag file so only evaluation is measured.
-//   build/release/bench/sdk_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+// threads; the client serves its cache file with the server unreachable, so only evaluation
+// (and exposure counting) is measured.
+//   build/release/bench/sdk_bench --benchmark_filter=Sdk --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//
+// Propagation: the real `gonfalon serve` on port 0 over loopback, one streaming Client, and
+// admin writes (PATCH of a flag's targeting); each iteration is the time from sending the write
+// to the Client's flag-change listener running. p50/p99 are reported as counters.
+//   build/release/bench/sdk_bench --benchmark_filter=Propagation
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <vector>
 
+#include "../tests/e2e/e2e_util.h"
+#include "gonfalon/rules/value.h"
 #include "gonfalon/sdk/client.h"
 
 namespace {
@@ -75,6 +86,82 @@ void BM_SdkRollout5050(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_SdkRollout5050)->ThreadRange(1, 2)->UseRealTime();
+
+void BM_Propagation(benchmark::State& state) {
+  using namespace gonfalon::e2e;
+  using Ms = std::chrono::milliseconds;
+  ServerProcess server;
+  if (server.port() <= 0) {
+    state.SkipWithError(("server did not start: " + server.output()).c_str());
+    return;
+  }
+  int port = server.port();
+  auto admin = [&](const std::string& method, const std::string& path, const std::string& body) {
+    return Http(port, method, path, body, Bearer(kAdminToken));
+  };
+  admin("POST", "/api/v1/projects", R"({"key":"bench","environments":["production"]})");
+  admin("POST", "/api/v1/projects/bench/flags", R"({"key":"rollout","variations":[false,true]})");
+  auto key = admin("POST", "/api/v1/keys", R"({"kind":"server","project":"bench","environment":"production"})");
+  auto parsed = gonfalon::rules::ParseJson(key.body);
+  if (key.status != 201 || !parsed.ok() || !parsed->Find("secret")) {
+    state.SkipWithError(("no SDK key: " + key.body).c_str());
+    return;
+  }
+  gonfalon::sdk::Client client({.base_url = "http://127.0.0.1:" + std::to_string(port),
+                                .sdk_key = parsed->Find("secret")->as_string(),
+                                .send_events = false,
+                                .logger = [](auto, auto) {}});
+  if (!client.WaitForInitialization(Ms(10000))) {
+    state.SkipWithError("the client did not initialize");
+    return;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t fired = 0;
+  Clock::time_point fired_at;
+  client.OnFlagChange([&](const std::string&) {
+    auto now = Clock::now();
+    std::lock_guard<std::mutex> lock(mu);
+    ++fired;
+    fired_at = now;
+    cv.notify_all();
+  });
+  std::vector<double> micros;
+  int64_t lost = 0;
+  int weight = 0;
+  for (auto _ : state) {
+    weight = (weight + 997) % 100000;
+    std::string body = R"({"on":true,"fallthrough":{"variation":null,"rollout":{"variations":[{"variation":0,"weight":)" +
+                       std::to_string(weight) + R"(},{"variation":1,"weight":)" + std::to_string(100000 - weight) + "}]}}}";
+    int64_t before;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      before = fired;
+    }
+    auto sent_at = Clock::now();
+    auto r = admin("PATCH", "/api/v1/projects/bench/environments/production/flags/rollout", body);
+    if (r.status != 200) {
+      state.SkipWithError(("admin write failed: " + r.body).c_str());
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, Ms(5000), [&] { return fired > before; })) {
+      ++lost;
+      state.SetIterationTime(5.0);
+      continue;
+    }
+    double seconds = std::chrono::duration<double>(fired_at - sent_at).count();
+    micros.push_back(seconds * 1e6);
+    state.SetIterationTime(seconds);
+  }
+  std::sort(micros.begin(), micros.end());
+  auto pct = [&](double p) { return micros.empty() ? 0.0 : micros[std::min(micros.size() - 1, static_cast<size_t>(p * micros.size()))]; };
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+  state.counters["max_us"] = micros.empty() ? 0.0 : micros.back();
+  state.counters["lost"] = static_cast<double>(lost);
+}
+BENCHMARK(BM_Propagation)->Iterations(500)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
