@@ -2,6 +2,8 @@
 # OFREP single-flag evaluation under load (wrk, keep-alive, loopback), next to a trivial
 # Beast server measured in the same run. Usage: bench/ofrep_load.sh [connections] [seconds]
 # Needs the release build (make bench-server does both).
+# PROFILE=perf.data bench/ofrep_load.sh also records the server with `perf record -g` during
+# its run (perf report -i perf.data --no-children).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${1:-64}
@@ -33,6 +35,9 @@ LUA
 curl -s -X POST "localhost:$PORT/ofrep/v1/evaluate/flags/checkout" -H "Authorization: Bearer $KEY" \
   -d '{"context":{"targetingKey":"user-42","country":"DE"}}'; echo
 echo "== gonfalon OFREP single flag: wrk -t2 -c$CONNS -d${SECS}s --latency"
+if [[ -n "${PROFILE:-}" ]]; then
+  perf record -F 499 ${PERF_ARGS:--g} -p $SPID -o "$PROFILE" -- sleep "$SECS" 2>/dev/null &
+fi
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$DIR/ofrep.lua" "http://127.0.0.1:$PORT/ofrep/v1/evaluate/flags/checkout" | tee "$DIR/g.txt"
 kill $SPID; wait $SPID 2>/dev/null || true; SPID=
 $TRIVIAL 18099 2 > "$DIR/tout" &

@@ -302,29 +302,64 @@ namespace {
 
 }  // namespace
 
+void Api::ClearAuthCache() {
+  std::lock_guard<std::mutex> l(auth_mu_);
+  auth_cache_.clear();
+  auth_generation_.fetch_add(1, std::memory_order_release);
+}
+
 // Who is calling: the key behind the credentials, or an error.
-absl::StatusOr<ApiKey> Api::Authenticate(const Request& req, bool allow_query_token) {
+absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& req, bool allow_query_token) {
   constexpr auto kCacheTtl = std::chrono::seconds(5);
-  std::string secret;
+  const std::string* secret = nullptr;
+  std::string_view bearer;
   if (const std::string* a = req.Header("authorization")) {
     if (a->size() > 7 && (a->compare(0, 7, "Bearer ") == 0 || a->compare(0, 7, "bearer ") == 0)) {
-      secret = a->substr(7);
+      bearer = std::string_view(*a).substr(7);
     } else {
       return absl::UnauthenticatedError("Authorization: expected \"Bearer <key>\"");
     }
   } else if (const std::string* k = req.Header("x-api-key")) {
-    secret = *k;
+    secret = k;
   } else if (const std::string* t = req.Query("token"); t != nullptr && allow_query_token) {
-    secret = *t;
+    secret = t;
   }
-  if (secret.empty()) return absl::UnauthenticatedError("credentials required: Authorization: Bearer <key>");
+  std::string_view presented = secret != nullptr ? std::string_view(*secret) : bearer;
+  if (presented.empty()) return absl::UnauthenticatedError("credentials required: Authorization: Bearer <key>");
   auto now = std::chrono::steady_clock::now();
+
+  // In front of the shared cache, a few entries per thread, so that the evaluation routes
+  // take no lock: valid while no admin write has cleared the caches since they were filled.
+  struct Local {
+    const Api* api = nullptr;
+    uint64_t generation = 0;
+    std::string secret;
+    CachedKey entry;
+  };
+  thread_local Local local[4];
+  thread_local unsigned next_local = 0;
+  uint64_t generation = auth_generation_.load(std::memory_order_acquire);
+  for (const Local& l : local) {
+    if (l.api == this && l.generation == generation && l.entry.expires > now && l.secret == presented) return l.entry.key;
+  }
+  auto remember = [&](const CachedKey& entry) {
+    Local& l = local[next_local++ % 4];
+    l.api = this;
+    l.generation = generation;
+    l.secret.assign(presented);
+    l.entry = entry;
+  };
+
+  std::string key_text(presented);
   {
     std::lock_guard<std::mutex> l(auth_mu_);
-    auto it = auth_cache_.find(secret);
-    if (it != auth_cache_.end() && it->second.second > now) return it->second.first;
+    auto it = auth_cache_.find(key_text);
+    if (it != auth_cache_.end() && it->second.expires > now) {
+      remember(it->second);
+      return it->second.key;
+    }
   }
-  absl::StatusOr<ApiKey> key = store_.Authenticate(secret);
+  absl::StatusOr<ApiKey> key = store_.Authenticate(key_text);
   if (!key.ok()) {
     if (absl::IsNotFound(key.status())) return absl::UnauthenticatedError(key.status().message());
     return key.status();
@@ -336,10 +371,14 @@ absl::StatusOr<ApiKey> Api::Authenticate(const Request& req, bool allow_query_to
                                          std::chrono::system_clock::now().time_since_epoch()).count();
     ttl = std::min<std::chrono::seconds>(ttl, std::chrono::seconds(std::max<int64_t>(left / 1000, 0)));
   }
+  CachedKey entry{std::make_shared<const ApiKey>(std::move(*key)), now + ttl};
   std::lock_guard<std::mutex> l(auth_mu_);
+  // Cleared meanwhile: this key may be stale already, so it is not cached.
+  if (auth_generation_.load(std::memory_order_relaxed) != generation) return entry.key;
   if (auth_cache_.size() > 10000) auth_cache_.clear();
-  auth_cache_[secret] = {*key, now + ttl};
-  return key;
+  auth_cache_[key_text] = entry;
+  remember(entry);
+  return entry.key;
 }
 
 Response Api::Handle(const Request& req) {
@@ -365,8 +404,7 @@ Response Api::Handle(const Request& req) {
   if (parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1") {
     Response r = HandleAdmin(req, parts);
     if (Blocking(req) && r.status < 300) {
-      std::lock_guard<std::mutex> l(auth_mu_);
-      auth_cache_.clear();  // a key may have been revoked, rotated or deleted with its project
+      ClearAuthCache();  // a key may have been revoked, rotated or deleted with its project
     }
     // Read your writes: a successful write returns once evaluations and streams on this
     // server see it.
@@ -385,13 +423,13 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
   // parts: api v1 ...
   std::vector<std::string> p(parts.begin() + 2, parts.end());
 
-  absl::StatusOr<ApiKey> auth = Authenticate(req, false);
+  absl::StatusOr<std::shared_ptr<const ApiKey>> auth = Authenticate(req, false);
   auto finish = [&](Response r, std::string pattern) {
     r.route = std::move(pattern);
     return r;
   };
   if (!auth.ok()) return finish(ErrorResponse(auth.status()), "/api/v1/*");
-  const ApiKey& key = *auth;
+  const ApiKey& key = **auth;
   if (key.kind != KeyKind::kAdmin) {
     return finish(ErrorResponse(403, "forbidden", StrCat("the admin API needs an admin key, not a ", storage::KeyKindName(key.kind), " key")), "/api/v1/*");
   }
@@ -966,8 +1004,9 @@ Response Api::HandleSdk(const Request& req, const std::vector<std::string>& part
     r.headers.emplace_back("Allow", allowed);
     return finish(std::move(r));
   }
-  absl::StatusOr<ApiKey> auth = Authenticate(req, parts[2] == "stream");
-  if (!auth.ok()) return finish(ErrorResponse(auth.status()));
+  absl::StatusOr<std::shared_ptr<const ApiKey>> auth_or = Authenticate(req, parts[2] == "stream");
+  if (!auth_or.ok()) return finish(ErrorResponse(auth_or.status()));
+  const ApiKey* auth = auth_or->get();
   if (auth->kind != KeyKind::kServer) {
     return finish(ErrorResponse(403, "forbidden", StrCat("SDK routes need a server-side SDK key, not a ", storage::KeyKindName(auth->kind), " key")));
   }
@@ -1141,8 +1180,9 @@ Response Api::HandleOfrep(const Request& req) {
     r.headers.emplace_back("Allow", allowed);
     return finish(std::move(r));
   }
-  absl::StatusOr<ApiKey> auth = Authenticate(req, stream);
-  if (!auth.ok()) return finish(ErrorResponse(auth.status()));
+  absl::StatusOr<std::shared_ptr<const ApiKey>> auth_or = Authenticate(req, stream);
+  if (!auth_or.ok()) return finish(ErrorResponse(auth_or.status()));
+  const ApiKey* auth = auth_or->get();
   if (auth->kind == KeyKind::kAdmin) {
     return finish(ErrorResponse(403, "forbidden", "OFREP needs a server-side or client-side SDK key, not an admin key"));
   }

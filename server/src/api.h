@@ -33,15 +33,22 @@ class Api {
   Response HandleOfrep(const Request& req);
 
   // Recently seen secrets -> keys, so that evaluations skip the hash and the RocksDB reads.
-  // Entries live a few seconds; any key write through this API clears them all.
-  absl::StatusOr<storage::ApiKey> Authenticate(const Request& req, bool allow_query_token);
+  // Entries live a few seconds; any admin write through this API clears them all (it bumps
+  // auth_generation_, which also invalidates the per-thread caches in front of auth_cache_).
+  absl::StatusOr<std::shared_ptr<const storage::ApiKey>> Authenticate(const Request& req, bool allow_query_token);
+  void ClearAuthCache();
 
   storage::Store& store_;
   Hubs& hubs_;
   Metrics& metrics_;
   std::atomic<bool> ready_{false};
   std::mutex auth_mu_;
-  absl::flat_hash_map<std::string, std::pair<storage::ApiKey, std::chrono::steady_clock::time_point>> auth_cache_;  // REQUIRES: auth_mu_
+  struct CachedKey {
+    std::shared_ptr<const storage::ApiKey> key;
+    std::chrono::steady_clock::time_point expires;
+  };
+  absl::flat_hash_map<std::string, CachedKey> auth_cache_;  // REQUIRES: auth_mu_
+  std::atomic<uint64_t> auth_generation_{0};
 };
 
 // {"error":{"code","message","field"}} from a Status; `if_match` turns conflicts into 412.

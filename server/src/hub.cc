@@ -1,6 +1,7 @@
 #include "hub.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 
 #include "gonfalon/rules/codec.h"
@@ -44,7 +45,12 @@ std::shared_ptr<const std::string> FrameComment(std::string_view comment) {
   return Chunk(StrCat(": ", comment, "\n\n"));
 }
 
-Hubs::Hubs(storage::Store& store, Metrics& metrics) : store_(store), metrics_(metrics) {
+namespace {
+std::atomic<uint64_t> next_hubs_instance{1};
+}  // namespace
+
+Hubs::Hubs(storage::Store& store, Metrics& metrics)
+    : store_(store), metrics_(metrics), instance_(next_hubs_instance.fetch_add(1)) {
   publisher_ = std::thread([this] { PublisherLoop(); });
 }
 
@@ -59,6 +65,17 @@ Hubs::~Hubs() {
 
 absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& project,
                                                           const std::string& environment) {
+  // A loaded hub stays in the map for the life of this Hubs, so each thread remembers the few
+  // it uses and evaluations take no lock here.
+  struct Local {
+    uint64_t owner = 0;
+    std::shared_ptr<EnvironmentHub> hub;
+  };
+  thread_local Local local[8];
+  thread_local unsigned next_local = 0;
+  for (const Local& l : local) {
+    if (l.owner == instance_ && l.hub->project() == project && l.hub->environment() == environment) return l.hub;
+  }
   std::string key = StrCat(project, "/", environment);
   std::shared_ptr<EnvironmentHub> hub;
   {
@@ -77,6 +94,7 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
       return s;
     }
   }
+  local[next_local++ % 8] = Local{instance_, hub};
   return hub;
 }
 

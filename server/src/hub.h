@@ -98,6 +98,7 @@ class Hubs {
 
   storage::Store& store_;
   Metrics& metrics_;
+  const uint64_t instance_;  // distinguishes Hubs objects in per-thread caches (Get)
   std::mutex mu_;
   std::condition_variable cv_;
   absl::flat_hash_map<std::string, std::shared_ptr<EnvironmentHub>> hubs_;  // REQUIRES: mu_

@@ -41,6 +41,12 @@ void Histogram::Observe(double seconds) {
   ++count_;
 }
 
+void Histogram::Add(const Histogram& other) {
+  for (size_t i = 0; i < counts_.size() && i < other.counts_.size(); ++i) counts_[i] += other.counts_[i];
+  sum_ += other.sum_;
+  count_ += other.count_;
+}
+
 void Histogram::Write(const std::string& name, const std::string& labels, std::string& out) const {
   uint64_t cumulative = 0;
   std::string sep = labels.empty() ? "" : ",";
@@ -60,9 +66,16 @@ Metrics::Metrics() : propagation_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 void Metrics::RecordRequest(const std::string& route, const std::string& method, int status,
                             double seconds) {
   // No allocation once a route has been seen: this runs for every request.
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = routes_.find(route);
-  if (it == routes_.end()) it = routes_.emplace(route, RouteStats(kLatencyBounds)).first;
+  thread_local const Metrics* owner = nullptr;
+  thread_local unsigned shard_index = 0;
+  if (owner != this) {
+    owner = this;
+    shard_index = next_shard_.fetch_add(1, std::memory_order_relaxed) % kShards;
+  }
+  Shard& shard = shards_[shard_index];
+  std::lock_guard<std::mutex> l(shard.mu);
+  auto it = shard.routes.find(route);
+  if (it == shard.routes.end()) it = shard.routes.emplace(route, RouteStats(kLatencyBounds)).first;
   RouteStats& r = it->second;
   r.latency.Observe(seconds);
   for (auto& [m, st, n] : r.counts) {
@@ -84,11 +97,31 @@ std::string Metrics::Render() const {
   auto gauge = [&](const char* name, const char* help, const char* type, double v) {
     StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ", Num(v), "\n");
   };
+  Routes routes;  // the shards merged
+  for (const Shard& shard : shards_) {
+    std::lock_guard<std::mutex> l(shard.mu);
+    for (const auto& [route, r] : shard.routes) {
+      auto it = routes.find(route);
+      if (it == routes.end()) it = routes.emplace(route, RouteStats(kLatencyBounds)).first;
+      it->second.latency.Add(r.latency);
+      for (const auto& [method, status, n] : r.counts) {
+        bool found = false;
+        for (auto& [m, st, total] : it->second.counts) {
+          if (st == status && m == method) {
+            total += n;
+            found = true;
+            break;
+          }
+        }
+        if (!found) it->second.counts.emplace_back(method, status, n);
+      }
+    }
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     out += "# HELP gonfalon_http_requests_total HTTP requests by route, method and status.\n";
     out += "# TYPE gonfalon_http_requests_total counter\n";
-    for (const auto& [route, r] : routes_) {
+    for (const auto& [route, r] : routes) {
       for (const auto& [method, status, n] : r.counts) {
         StrAppend(&out, "gonfalon_http_requests_total{route=\"", LabelValue(route), "\",method=\"",
                   LabelValue(method), "\",status=\"", status, "\"} ", n, "\n");
@@ -96,7 +129,7 @@ std::string Metrics::Render() const {
     }
     out += "# HELP gonfalon_http_request_duration_seconds Time to handle a request, by route.\n";
     out += "# TYPE gonfalon_http_request_duration_seconds histogram\n";
-    for (const auto& [route, r] : routes_) {
+    for (const auto& [route, r] : routes) {
       r.latency.Write("gonfalon_http_request_duration_seconds", StrCat("route=\"", LabelValue(route), "\""), out);
     }
     out += "# HELP gonfalon_change_propagation_seconds From a change set's commit to its event being queued on every stream.\n";

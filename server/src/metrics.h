@@ -19,11 +19,12 @@ class Histogram {
   // Upper bounds in seconds.
   explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
   void Observe(double seconds);
+  void Add(const Histogram& other);  // same bounds
   void Write(const std::string& name, const std::string& labels, std::string& out) const;
 
  private:
   std::vector<double> bounds_;
-  std::vector<uint64_t> counts_;  // REQUIRES: Metrics::mu_ held (owned by Metrics)
+  std::vector<uint64_t> counts_;  // guarded by the owner's mutex
   double sum_ = 0;
   uint64_t count_ = 0;
 };
@@ -54,9 +55,18 @@ class Metrics {
     Histogram latency;
     std::vector<std::tuple<std::string, int, uint64_t>> counts;  // method, status, n (few entries)
   };
+  using Routes = std::map<std::string, RouteStats, std::less<>>;
+  // Requests are recorded in one shard per I/O thread (threads take shards round-robin), so
+  // that two threads rarely contend for a lock; Render() merges the shards.
+  struct alignas(64) Shard {
+    mutable std::mutex mu;
+    Routes routes;  // REQUIRES: mu
+  };
+  static constexpr unsigned kShards = 4;
+  Shard shards_[kShards];
+  std::atomic<unsigned> next_shard_{0};
   mutable std::mutex mu_;
-  std::map<std::string, RouteStats, std::less<>> routes_;  // REQUIRES: mu_
-  Histogram propagation_;                                                    // REQUIRES: mu_
+  Histogram propagation_;  // REQUIRES: mu_
   std::function<std::vector<std::pair<std::string, int64_t>>()> gauges_;
 };
 
