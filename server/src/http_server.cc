@@ -254,20 +254,41 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
                    method_.c_str(), r.route.c_str(), r.stream ? 200 : r.status, static_cast<long long>(seconds * 1e6));
     }
     if (r.stream) return StartStream(*r.stream);
-    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
-    res->set(http::field::server, "gonfalon");
-    if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
-    for (const auto& [k, v] : r.headers) res->set(k, v);
-    res->body() = std::move(r.body);
-    res->keep_alive(keep_alive_);
-    res->prepare_payload();
+    SerializeResponse(r);
     // The request's deadline (DoRead) still runs and bounds this write too.
-    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+    net::async_write(stream_.socket(), net::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);  // after a large response
       if (ec) return self->DoClose();
       if (self->linger_) return self->DoLinger();
       if (!self->keep_alive_) return self->DoClose();
       self->DoRead();
     });
+  }
+
+  // The whole response, head and body, into out_ (its capacity is reused from request to
+  // request): one buffer and one write, without Beast's message and serializer, which cost
+  // several percent of a small request at 50k requests/s.
+  void SerializeResponse(Response& r) {
+    out_.clear();
+    bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
+    auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
+    StrAppend(&out_, version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", r.status, " ",
+              std::string_view(reason.data(), reason.size()), "\r\nServer: gonfalon\r\n");
+    auto header = [this](std::string_view name, std::string_view value) {
+      // Values come from handlers; a line break in one would split the response.
+      if (value.find_first_of("\r\n") != std::string_view::npos) return;
+      StrAppend(&out_, name, ": ", value, "\r\n");
+    };
+    if (!r.content_type.empty()) header("Content-Type", r.content_type);
+    for (const auto& [k, v] : r.headers) header(k, v);
+    if (!no_body) StrAppend(&out_, "Content-Length: ", r.body.size(), "\r\n");
+    if (!keep_alive_) {
+      out_ += "Connection: close\r\n";
+    } else if (version_ == 10) {
+      out_ += "Connection: keep-alive\r\n";
+    }
+    out_ += "\r\n";
+    if (!no_body) out_ += r.body;
   }
 
   // After refusing a request whose body is still arriving: stop sending, read and discard
@@ -380,6 +401,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   std::chrono::steady_clock::time_point started_;
   std::atomic<int64_t> deadline_ns_{std::numeric_limits<int64_t>::max()};  // steady clock
   std::vector<std::shared_ptr<const std::string>> queue_;
+  std::string out_;  // the response being written
   char discard_[64];
 };
 

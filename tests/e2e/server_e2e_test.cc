@@ -384,6 +384,59 @@ TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
   EXPECT_EQ(Http(port(), "POST", "/ofrep/v1/evaluate/flags/a%2Eb_c-d", R"({"context":{"targetingKey":"u"}})", Bearer(server_key_)).status, 200);
 }
 
+// Responses are framed by hand (http_server.cc): several on one keep-alive connection, a 304
+// without a body, an HTTP/1.0 client answered in 1.0 and closed.
+TEST_F(ServerTest, ResponsesAreFramedForKeepAliveAndHttp10) {
+  MakeShop();
+  auto flags = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_));
+  ASSERT_EQ(flags.status, 200);
+  std::string etag = flags.Header("etag");
+  ASSERT_FALSE(etag.empty());
+  int fd = Connect(port());
+  ASSERT_GE(fd, 0);
+  std::string auth = "Authorization: Bearer " + server_key_ + "\r\n";
+  // Three requests sent at once (pipelined): 304, 200 with a body, 404 with an error body.
+  ASSERT_TRUE(SendAll(fd, "GET /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth + "If-None-Match: " + etag + "\r\n\r\n" +
+                              "GET /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n" +
+                              "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string buf;
+  std::vector<HttpResponse> got;
+  auto deadline = Clock::now() + 10s;
+  while (got.size() < 3) {
+    if (auto r = ParseResponse(buf)) {
+      got.push_back(std::move(*r));
+      continue;
+    }
+    if (!ReadSome(fd, buf, deadline)) break;
+  }
+  ::close(fd);
+  ASSERT_EQ(got.size(), 3u) << buf;
+  EXPECT_EQ(got[0].status, 304);
+  EXPECT_EQ(got[0].body, "");
+  EXPECT_EQ(got[0].Header("content-length"), "");
+  EXPECT_EQ(got[0].Header("etag"), etag);
+  EXPECT_EQ(got[1].status, 200);
+  EXPECT_EQ(got[1].body, flags.body);
+  EXPECT_EQ(got[1].Header("content-type"), "application/json");
+  EXPECT_EQ(got[1].Header("server"), "gonfalon");
+  EXPECT_EQ(got[2].status, 404);
+  EXPECT_EQ(J(got[2]).Find("error")->Find("code")->as_string(), "not_found");
+  EXPECT_EQ(buf, "");  // nothing after the three responses
+
+  fd = Connect(port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, "GET /healthz HTTP/1.0\r\n\r\n"));
+  buf.clear();
+  while (ReadSome(fd, buf, Clock::now() + 10s)) {
+  }
+  ::close(fd);
+  EXPECT_EQ(buf.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << buf;  // then EOF: read until closed
+  auto r = ParseResponse(buf);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Header("connection"), "close");
+  EXPECT_EQ(J(*r).Find("status")->as_string(), "ok");
+}
+
 TEST_F(ServerTest, NativeEvaluatePollingAndEvents) {
   MakeShop();
   auto one = Http(port(), "POST", "/sdk/v1/evaluate", R"({"context":{"key":"u1"},"flag":"checkout","explain":true})", Bearer(server_key_));
