@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 GONFALON_DEV := build/dev/server/gonfalon
 
-.PHONY: run test build build-server deps bench bench-server fuzz asan tsan clean
+.PHONY: run test build build-server deps bench bench-server bench-sdk fuzz asan tsan clean
 
 deps:
 	@scripts/install-deps
@@ -40,6 +40,14 @@ bench-server: deps
 	@bench/ofrep_load.sh 64 10
 	@bench/fanout.sh 1000 10 10
 	@bench/fanout.sh 10000 5 10
+
+# The SDK through its public Client (evaluation, 1 and 2 threads) and propagation from an
+# admin write to an SDK listener against the real server.
+bench-sdk: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target gonfalon sdk_bench
+	@build/release/bench/sdk_bench --benchmark_filter=Sdk --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+	@build/release/bench/sdk_bench --benchmark_filter=Propagation
 
 # libFuzzer on the codec (clang). FUZZ_SECONDS=600 make fuzz for a longer run.
 FUZZ_SECONDS ?= 60
