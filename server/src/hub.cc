@@ -107,6 +107,7 @@ void Hubs::Changed(const storage::AppliedChangeSet& applied) {
     if (it == hubs_.end()) return;  // nobody reads it yet; loaded on first use
     hub = it->second;
     queue_.push_back(key);
+    ++enqueued_;
   }
   {
     std::lock_guard<std::mutex> l(hub->mu_);
@@ -124,9 +125,9 @@ void Hubs::PublisherLoop() {
     // Coalesce: one refresh per environment however many change sets queued meanwhile.
     std::vector<std::string> keys(queue_.begin(), queue_.end());
     queue_.clear();
+    uint64_t batch_end = enqueued_;
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    busy_ = true;
     for (const std::string& key : keys) {
       auto it = hubs_.find(key);
       if (it == hubs_.end()) continue;
@@ -137,14 +138,15 @@ void Hubs::PublisherLoop() {
                                 key.c_str(), std::string(s.message()).c_str());
       l.lock();
     }
-    busy_ = false;
+    published_ = batch_end;
     cv_.notify_all();
   }
 }
 
 void Hubs::Drain() {
   std::unique_lock<std::mutex> l(mu_);
-  cv_.wait(l, [&] { return stop_ || (queue_.empty() && !busy_); });
+  uint64_t target = enqueued_;  // what was queued before this call; later changes are not waited for
+  cv_.wait(l, [&] { return stop_ || published_ >= target; });
 }
 
 absl::Status Hubs::Refresh(EnvironmentHub& hub) {

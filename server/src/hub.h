@@ -89,7 +89,8 @@ class Hubs {
   void Heartbeat();
   // Sends `comment` to every stream and closes them (shutdown).
   void CloseAll(std::string_view comment);
-  // Waits until every queued refresh is published (tests, shutdown).
+  // Waits until every refresh queued before the call is published: an admin write returns
+  // only once its change is what evaluations see. Later refreshes are not waited for.
   void Drain();
 
  private:
@@ -103,7 +104,8 @@ class Hubs {
   std::condition_variable cv_;
   absl::flat_hash_map<std::string, std::shared_ptr<EnvironmentHub>> hubs_;  // REQUIRES: mu_
   std::deque<std::string> queue_;  // hub keys to refresh; REQUIRES: mu_
-  bool busy_ = false;              // REQUIRES: mu_
+  uint64_t enqueued_ = 0;          // refreshes queued so far; REQUIRES: mu_
+  uint64_t published_ = 0;         // the first `published_` queued refreshes are done; REQUIRES: mu_
   bool stop_ = false;              // REQUIRES: mu_
   std::thread publisher_;
 };

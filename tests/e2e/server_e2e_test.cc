@@ -1,6 +1,7 @@
 // End-to-end: the real `gonfalon serve` binary on port 0 over loopback.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -386,6 +387,32 @@ TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
 
 // Responses are framed by hand (http_server.cc): several on one keep-alive connection, a 304
 // without a body, an HTTP/1.0 client answered in 1.0 and closed.
+// An admin write answers only once evaluations see it, even while another client keeps
+// writing to the same environment: evaluated right after each write, never a stale value.
+TEST_F(ServerTest, AdminWritesAreReadByTheNextEvaluation) {
+  MakeShop();
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"noise","variations":[1,2]})").status, 201);
+  std::atomic<bool> stop{false};
+  std::thread noise([&] {
+    for (int i = 0; !stop; ++i) {
+      Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/noise", R"({"on":)" + std::string(i % 2 ? "true" : "false") + "}");
+    }
+  });
+  int stale = 0;
+  for (int i = 0; i < 40; ++i) {
+    bool on = i % 2 == 0;
+    auto w = Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout",
+                   R"({"on":true,"fallthrough":{"variation":)" + std::string(on ? "1" : "0") + "}}");
+    ASSERT_EQ(w.status, 200) << w.body;
+    auto r = Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", R"({"context":{"targetingKey":"u1"}})", Bearer(server_key_));
+    ASSERT_EQ(r.status, 200) << r.body;
+    if (J(r).Find("value")->as_bool() != on) ++stale;
+  }
+  stop = true;
+  noise.join();
+  EXPECT_EQ(stale, 0);
+}
+
 TEST_F(ServerTest, ResponsesAreFramedForKeepAliveAndHttp10) {
   MakeShop();
   auto flags = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_));
