@@ -230,6 +230,22 @@ uint64_t Fnv1a(std::string_view s) {
 }
 
 // Per-thread readers of each environment's snapshot cell: the steady state is one atomic load.
+// A single-item write goes through a one-item change set, whose errors name "items[0]...".
+// The client sent the item itself: "items[0].data.rules[1].op: ..." becomes "rules[1].op: ...",
+// "items[0].key: ..." becomes "key: ...", and "items[0]: version conflict" loses its prefix.
+absl::Status AsSingleItem(const absl::Status& st) {
+  std::string msg(st.message());
+  size_t strip = 0;
+  if (msg.rfind("items[0].data.", 0) == 0) {
+    strip = 14;
+  } else if (msg.rfind("items[0].", 0) == 0) {
+    strip = 9;
+  } else if (msg.rfind("items[0]: ", 0) == 0) {
+    strip = 10;
+  }
+  return absl::Status(st.code(), msg.substr(strip));
+}
+
 const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub) {
   thread_local absl::flat_hash_map<const EnvironmentHub*, std::unique_ptr<rules::SnapshotCell::Reader>> readers;
   auto& r = readers[&hub];
@@ -765,12 +781,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
         }
         auto applied = apply_one(storage::ItemKind::kFlag, flag, doc, false, expect);
         if (!applied.ok()) {
-          absl::Status st = applied.status();
-          // Messages name "items[0].data.x": the client sent the flag itself.
-          std::string msg(st.message());
-          if (msg.rfind("items[0].data.", 0) == 0) msg = msg.substr(14);
-          else if (msg.rfind("items[0]", 0) == 0) msg = msg.substr(msg.find(": ") + 2);
-          return finish(ErrorResponse(absl::Status(st.code(), msg), if_match.has_value()), pattern);
+          return finish(ErrorResponse(AsSingleItem(applied.status()), if_match.has_value()), pattern);
         }
         TRY_ASSIGN(rules::Flag f, store_.GetFlag(project, env, flag));
         return finish(WithETag(Json(200, rules::EncodeFlag(f)), f.version), pattern);
@@ -799,13 +810,10 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
         std::string seg = k->as_string();
         auto applied = apply_one(storage::ItemKind::kSegment, seg, body, false, 0);
         if (!applied.ok()) {
-          std::string msg(applied.status().message());
-          if (msg.rfind("items[0].data.", 0) == 0) msg = msg.substr(14);
-          else if (msg.rfind("items[0].", 0) == 0) msg = msg.substr(9);
           if (absl::IsAborted(applied.status())) {
             return finish(ErrorResponse(409, "already_exists", StrCat("segment \"", seg, "\" already exists"), "key"), pattern);
           }
-          return finish(ErrorResponse(absl::Status(applied.status().code(), msg)), pattern);
+          return finish(ErrorResponse(AsSingleItem(applied.status())), pattern);
         }
         TRY_ASSIGN(rules::Segment s, store_.GetSegment(project, env, seg));
         return finish(WithETag(Json(201, rules::EncodeSegment(s)), s.version), pattern);
@@ -833,10 +841,7 @@ Response Api::HandleAdmin(const Request& req, const std::vector<std::string>& pa
         }
         auto applied = apply_one(storage::ItemKind::kSegment, seg, doc, m == "DELETE", expect);
         if (!applied.ok()) {
-          std::string msg(applied.status().message());
-          if (msg.rfind("items[0].data.", 0) == 0) msg = msg.substr(14);
-          else if (msg.rfind("items[0]", 0) == 0) msg = msg.substr(msg.find(": ") + 2);
-          return finish(ErrorResponse(absl::Status(applied.status().code(), msg), if_match.has_value()), pattern);
+          return finish(ErrorResponse(AsSingleItem(applied.status()), if_match.has_value()), pattern);
         }
         if (m == "DELETE") return finish(NoContent(), pattern);
         TRY_ASSIGN(rules::Segment s, store_.GetSegment(project, env, seg));
