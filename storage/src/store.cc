@@ -105,6 +105,47 @@ struct PreparedItem {
   std::optional<Value> after;  // nullopt: deleted
 };
 
+// Calls fn(segment key, where) for every segmentMatch value in an item's rules, `where` being
+// its path inside the item ("rules[0].clauses[1].values[0]"); stops at fn's first error.
+template <typename Fn>
+absl::Status ForEachSegmentRef(const Value& item, Fn fn) {
+  const Value* rules = item.Find("rules");
+  if (rules == nullptr || !rules->is_array()) return absl::OkStatus();
+  for (size_t r = 0; r < rules->as_array().size(); ++r) {
+    const Value* clauses = rules->as_array()[r].Find("clauses");
+    if (clauses == nullptr || !clauses->is_array()) continue;
+    for (size_t c = 0; c < clauses->as_array().size(); ++c) {
+      const Value& clause = clauses->as_array()[c];
+      const Value* op = clause.Find("op");
+      const Value* values = clause.Find("values");
+      if (op == nullptr || !op->is_string() || op->as_string() != "segmentMatch") continue;
+      if (values == nullptr || !values->is_array()) continue;
+      for (size_t v = 0; v < values->as_array().size(); ++v) {
+        const Value& key = values->as_array()[v];
+        if (!key.is_string()) continue;
+        RETURN_IF_ERROR(fn(key.as_string(), StrCat("rules[", r, "].clauses[", c, "].values[", v, "]")));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Calls fn(index, prerequisite flag key, variation) for each of a flag's prerequisites.
+template <typename Fn>
+absl::Status ForEachPrerequisite(const Value& flag, Fn fn) {
+  const Value* prereqs = flag.Find("prerequisites");
+  if (prereqs == nullptr || !prereqs->is_array()) return absl::OkStatus();
+  for (size_t j = 0; j < prereqs->as_array().size(); ++j) {
+    const Value& p = prereqs->as_array()[j];
+    const Value* key = p.Find("key");
+    const Value* variation = p.Find("variation");
+    if (key == nullptr || !key->is_string()) continue;
+    double v = variation != nullptr && variation->is_number() ? variation->as_number() : 0;
+    RETURN_IF_ERROR(fn(j, key->as_string(), v));
+  }
+  return absl::OkStatus();
+}
+
 class RocksStore final : public Store {
  public:
   RocksStore(Options options, rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> cfs)
@@ -362,6 +403,17 @@ class RocksStore final : public Store {
     RETURN_IF_ERROR(GetFlagMeta(project, key).status());
     ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
     EnvLocks locks = LockEnvironments(project, envs);
+    for (EnvState* env : locks.states) {
+      RETURN_IF_ERROR(ForEachItemAfter(*env, {}, ItemKind::kFlag, [&](const std::string& other, const Value& item) {
+        if (other == key) return absl::OkStatus();
+        return ForEachPrerequisite(item, [&](size_t j, const std::string& prereq, double) -> absl::Status {
+          if (prereq != key) return absl::OkStatus();
+          return absl::FailedPreconditionError(StrCat("flag \"", key, "\" is a prerequisite of flag \"", other,
+                                                      "\" in environment \"", env->record.key, "\" (prerequisites[", j,
+                                                      "]); remove it there first"));
+        });
+      }));
+    }
     std::vector<WriteOp> ops;
     std::vector<AppliedChangeSet> applied;
     ops.push_back(Delete(kFlagMeta, StrCat(project, "/", key)));
@@ -421,6 +473,7 @@ class RocksStore final : public Store {
       ASSIGN_OR_RETURN(Value after, PrepareUpsert(cs.project, it, path, version + 1));
       prepared.push_back({it.kind, it.key, before, std::move(after)});
     }
+    RETURN_IF_ERROR(CheckReferencesAfter(env, prepared));
     std::vector<WriteOp> ops;
     AppliedChangeSet applied = AppendChangeSet(env, prepared, cs.actor, cs.comment, ops);
     CommitQueue::Writer w;
@@ -1032,6 +1085,104 @@ class RocksStore final : public Store {
       return absl::OkStatus();
     }));
     return out;
+  }
+
+  // REQUIRES: env.mu held. Calls fn(key, item) for every item of `kind` in the environment as
+  // it will be once `prepared` is applied: committed items, overlaid by queued change sets
+  // (pending) and then by `prepared`. Stops at fn's first error.
+  template <typename Fn>
+  absl::Status ForEachItemAfter(EnvState& env, const std::vector<PreparedItem>& prepared, ItemKind kind, Fn fn) {
+    std::string prefix = ItemPrefix(env.record.project, env.record.key, kind);
+    std::set<std::string, std::less<>> decided;  // keys whose state comes from prepared or pending
+    for (const PreparedItem& p : prepared) {
+      if (p.kind != kind) continue;
+      decided.insert(p.key);
+      if (p.after.has_value()) RETURN_IF_ERROR(fn(p.key, *p.after));
+    }
+    for (const auto& [k, pending] : env.pending) {
+      if (k.rfind(prefix, 0) != 0) continue;
+      std::string key = k.substr(prefix.size());
+      if (!decided.insert(key).second || !pending.json.has_value()) continue;
+      ASSIGN_OR_RETURN(Value item, ParseStored(kItems, k, *pending.json));
+      RETURN_IF_ERROR(fn(key, item));
+    }
+    return Scan(kItems, prefix, nullptr, [&](std::string_view k, std::string_view v) -> absl::Status {
+      std::string key(k.substr(prefix.size()));
+      if (decided.count(key) != 0) return absl::OkStatus();
+      ASSIGN_OR_RETURN(Value item, ParseStored(kItems, k, v));
+      return fn(key, item);
+    });
+  }
+
+  // REQUIRES: env.mu held. Once `prepared` is applied, the flags and segments it writes must
+  // point only at flags and segments that exist (with a prerequisite's variation in range), no
+  // prerequisite chain may loop, and a segment it deletes must be used by nothing. Errors name
+  // the item's field, as PrepareUpsert's do.
+  absl::Status CheckReferencesAfter(EnvState& env, const std::vector<PreparedItem>& prepared) {
+    auto lookup = [&](ItemKind kind, const std::string& key) -> absl::StatusOr<std::optional<Value>> {
+      for (const PreparedItem& p : prepared) {
+        if (p.kind == kind && p.key == key) return p.after;
+      }
+      return ReadItem(env, kind, key);
+    };
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      const PreparedItem& item = prepared[i];
+      std::string path = StrCat("items[", i, "]");
+      if (!item.after.has_value()) {
+        if (item.kind != ItemKind::kSegment) continue;
+        for (ItemKind kind : {ItemKind::kFlag, ItemKind::kSegment}) {
+          RETURN_IF_ERROR(ForEachItemAfter(env, prepared, kind, [&](const std::string& user, const Value& v) {
+            return ForEachSegmentRef(v, [&](const std::string& seg, const std::string& where) -> absl::Status {
+              if (seg != item.key) return absl::OkStatus();
+              return absl::FailedPreconditionError(StrCat(path, ".delete: segment \"", item.key, "\" is used by ",
+                                                          ItemKindName(kind), " \"", user, "\" (", where, ")"));
+            });
+          }));
+        }
+        continue;
+      }
+      std::string dpath = StrCat(path, ".data");
+      RETURN_IF_ERROR(ForEachSegmentRef(*item.after, [&](const std::string& seg, const std::string& where) -> absl::Status {
+        ASSIGN_OR_RETURN(auto found, lookup(ItemKind::kSegment, seg));
+        if (!found.has_value()) return absl::InvalidArgumentError(StrCat(dpath, ".", where, ": no segment \"", seg, "\""));
+        return absl::OkStatus();
+      }));
+      if (item.kind != ItemKind::kFlag) continue;
+      RETURN_IF_ERROR(ForEachPrerequisite(*item.after, [&](size_t j, const std::string& key, double variation) -> absl::Status {
+        std::string ppath = StrCat(dpath, ".prerequisites[", j, "]");
+        if (key == item.key) return absl::InvalidArgumentError(StrCat(ppath, ".key: a flag cannot be its own prerequisite"));
+        ASSIGN_OR_RETURN(auto prereq, lookup(ItemKind::kFlag, key));
+        if (!prereq.has_value()) return absl::InvalidArgumentError(StrCat(ppath, ".key: no flag \"", key, "\""));
+        const Value* variations = prereq->Find("variations");
+        size_t n = variations != nullptr && variations->is_array() ? variations->as_array().size() : 0;
+        if (variation >= static_cast<double>(n)) {
+          return absl::InvalidArgumentError(StrCat(ppath, ".variation: flag \"", key, "\" has ", n, " variations"));
+        }
+        // Follow the prerequisites from here: reaching this flag again is a cycle.
+        std::vector<std::vector<std::string>> stack = {{item.key, key}};
+        std::set<std::string> visited;
+        while (!stack.empty()) {
+          std::vector<std::string> chain = std::move(stack.back());
+          stack.pop_back();
+          if (!visited.insert(chain.back()).second) continue;
+          ASSIGN_OR_RETURN(auto flag, lookup(ItemKind::kFlag, chain.back()));
+          if (!flag.has_value()) continue;
+          RETURN_IF_ERROR(ForEachPrerequisite(*flag, [&](size_t, const std::string& next, double) -> absl::Status {
+            std::vector<std::string> longer = chain;
+            longer.push_back(next);
+            if (next == item.key) {
+              std::string loop;
+              for (size_t n = 0; n < longer.size(); ++n) StrAppend(&loop, n == 0 ? "" : " -> ", longer[n]);
+              return absl::InvalidArgumentError(StrCat(ppath, ".key: prerequisite cycle: ", loop));
+            }
+            stack.push_back(std::move(longer));
+            return absl::OkStatus();
+          }));
+        }
+        return absl::OkStatus();
+      }));
+    }
+    return absl::OkStatus();
   }
 
   // REQUIRES: env.mu held. The item as the next change set will see it.

@@ -387,6 +387,37 @@ TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
 
 // Responses are framed by hand (http_server.cc): several on one keep-alive connection, a 304
 // without a body, an HTTP/1.0 client answered in 1.0 and closed.
+// References across items are checked when written: a 400 naming the field for a dangling
+// reference or a prerequisite cycle, a 409 for deleting what is still used; nothing written.
+TEST_F(ServerTest, DanglingReferencesAndPrerequisiteCyclesAreRefused) {
+  MakeShop();
+  const std::string flags = "/api/v1/projects/shop/environments/production/flags/";
+  auto dangling = Admin("PATCH", flags + "checkout", R"({"prerequisites":[{"key":"nope","variation":0}]})");
+  EXPECT_EQ(dangling.status, 400);
+  EXPECT_EQ(J(dangling).Find("error")->Find("field")->as_string(), "prerequisites[0].key");
+  EXPECT_EQ(J(dangling).Find("error")->Find("message")->as_string(), "prerequisites[0].key: no flag \"nope\"");
+  ASSERT_EQ(Admin("PATCH", flags + "checkout", R"({"prerequisites":[{"key":"web-banner","variation":1}]})").status, 200);
+  auto cycle = Admin("PATCH", flags + "web-banner", R"({"prerequisites":[{"key":"checkout","variation":1}]})");
+  EXPECT_EQ(cycle.status, 400);
+  EXPECT_EQ(J(cycle).Find("error")->Find("message")->as_string(),
+            "prerequisites[0].key: prerequisite cycle: web-banner -> checkout -> web-banner");
+  auto after = J(Admin("GET", flags + "web-banner"));
+  EXPECT_EQ(after.Find("version")->as_number(), 1);  // nothing written
+  EXPECT_TRUE(after.Find("prerequisites")->as_array().empty());
+
+  const std::string segments = "/api/v1/projects/shop/environments/production/segments";
+  ASSERT_EQ(Admin("POST", segments, R"({"key":"beta","included":["u1"]})").status, 201);
+  ASSERT_EQ(Admin("PATCH", flags + "checkout",
+                  R"({"rules":[{"id":"b","variation":1,"clauses":[{"attribute":"key","op":"segmentMatch","values":["beta"]}]}]})").status, 200);
+  auto in_use = Admin("DELETE", segments + "/beta");
+  EXPECT_EQ(in_use.status, 409);
+  EXPECT_EQ(J(in_use).Find("error")->Find("code")->as_string(), "failed_precondition");
+  EXPECT_EQ(Admin("GET", segments + "/beta").status, 200);
+  auto prereq = Admin("DELETE", "/api/v1/projects/shop/flags/web-banner");
+  EXPECT_EQ(prereq.status, 409);
+  EXPECT_NE(J(prereq).Find("error")->Find("message")->as_string().find("prerequisite of flag \"checkout\""), std::string::npos);
+}
+
 // An admin write answers only once evaluations see it, even while another client keeps
 // writing to the same environment: evaluated right after each write, never a stale value.
 TEST_F(ServerTest, AdminWritesAreReadByTheNextEvaluation) {

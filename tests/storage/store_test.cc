@@ -193,6 +193,77 @@ TEST_F(StoreTest, SegmentsAreCreatedUpdatedAndDeleted) {
   EXPECT_EQ(store_->Apply(del).status().code(), absl::StatusCode::kNotFound);
 }
 
+// References are checked against the environment as the change set leaves it: nothing that
+// points nowhere, no prerequisite loop, no deleting a segment still in use. Rejected change
+// sets write nothing.
+TEST_F(StoreTest, ReferencesMustResolveAndPrerequisitesMustNotLoop) {
+  MakeShop();
+  for (const char* key : {"a", "b", "c"}) {
+    FlagMeta m;
+    m.key = key;
+    m.variations = {rules::Value(false), rules::Value(true)};
+    ASSERT_TRUE(store_->CreateFlag("shop", m, actor_, "").ok());
+  }
+  int64_t sequence = *store_->Sequence("shop", "production");
+  struct Case {
+    const char* key;
+    const char* data;
+    const char* message;
+  } cases[] = {
+      {"a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"nope","variation":1}]})", "items[0].data.prerequisites[0].key: no flag \"nope\""},
+      {"a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"b","variation":2}]})", "items[0].data.prerequisites[0].variation: flag \"b\" has 2 variations"},
+      {"a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"a","variation":1}]})", "items[0].data.prerequisites[0].key: a flag cannot be its own prerequisite"},
+      {"a", R"({"fallthrough":{"variation":0},"rules":[{"id":"r","variation":1,"clauses":[{"attribute":"key","op":"in","values":["x"]},{"attribute":"key","op":"segmentMatch","values":["beta"]}]}]})",
+       "items[0].data.rules[0].clauses[1].values[0]: no segment \"beta\""},
+  };
+  for (const Case& c : cases) {
+    auto r = ApplyOne(ItemKind::kFlag, c.key, c.data);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.data;
+    EXPECT_EQ(std::string(r.status().message()), c.message);
+  }
+  EXPECT_EQ(*store_->Sequence("shop", "production"), sequence);
+
+  // a -> b -> c is fine; c -> a then closes a loop, whichever way round it is written.
+  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"b","variation":1}]})").ok());
+  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "b", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"c","variation":1}]})").ok());
+  auto loop = ApplyOne(ItemKind::kFlag, "c", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"a","variation":0}]})");
+  EXPECT_EQ(std::string(loop.status().message()), "items[0].data.prerequisites[0].key: prerequisite cycle: c -> a -> b -> c");
+  // Within one change set: the loop is seen in what the change set leaves.
+  ChangeSet both;
+  both.project = "shop";
+  both.environment = "staging";
+  both.items.push_back({ItemKind::kFlag, "a", std::nullopt, Json(R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"b","variation":1}]})"), false});
+  both.items.push_back({ItemKind::kFlag, "b", std::nullopt, Json(R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"a","variation":1}]})"), false});
+  EXPECT_EQ(std::string(store_->Apply(both).status().message()),
+            "items[0].data.prerequisites[0].key: prerequisite cycle: a -> b -> a");
+  // A segment created in the same change set as the flag that uses it.
+  ChangeSet with_segment;
+  with_segment.project = "shop";
+  with_segment.environment = "production";
+  with_segment.items.push_back({ItemKind::kFlag, "checkout", std::nullopt,
+                                Json(R"({"fallthrough":{"variation":0},"rules":[{"id":"r","variation":1,"clauses":[{"attribute":"key","op":"segmentMatch","values":["beta"]}]}]})"), false});
+  with_segment.items.push_back({ItemKind::kSegment, "beta", std::nullopt, Json(R"({"included":["u1"]})"), false});
+  ASSERT_TRUE(store_->Apply(with_segment).ok());
+  // A segment in use cannot be deleted; once unused it can.
+  ChangeSet del;
+  del.project = "shop";
+  del.environment = "production";
+  del.items.push_back({ItemKind::kSegment, "beta", std::nullopt, std::nullopt, true});
+  auto in_use = store_->Apply(del);
+  EXPECT_EQ(in_use.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(std::string(in_use.status().message()),
+            "items[0].delete: segment \"beta\" is used by flag \"checkout\" (rules[0].clauses[0].values[0])");
+  ChangeSet unuse_and_delete = del;
+  unuse_and_delete.items.push_back({ItemKind::kFlag, "checkout", std::nullopt, Json(R"({"fallthrough":{"variation":0},"rules":[]})"), false});
+  EXPECT_TRUE(store_->Apply(unuse_and_delete).ok());
+  // A flag that is another's prerequisite cannot be deleted at the project level.
+  auto gone = store_->DeleteFlag("shop", "c", actor_, "");
+  EXPECT_EQ(gone.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(std::string(gone.message()),
+            "flag \"c\" is a prerequisite of flag \"b\" in environment \"production\" (prerequisites[0]); remove it there first");
+  EXPECT_TRUE(store_->GetFlag("shop", "production", "c").ok());
+}
+
 TEST_F(StoreTest, LoadEnvironmentGivesWhatSnapshotsNeed) {
   MakeShop();
   ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
