@@ -1,6 +1,6 @@
 // The real OpenFeature client (@openfeature/server-sdk + @openfeature/ofrep-provider, and the
 // provider's own OFREP API client for bulk evaluation) against the real gonfalon binary on
-// port 0 over loopback. Run by ctest: node --test tests/e2e/ofrep/ofrep.test.js
+// port 0 over loopback. Run by ctest: node --test tests/e2e/node/ofrep.test.js
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
