@@ -338,7 +338,17 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
   } else if (const std::string* k = req.Header("x-api-key")) {
     secret = k;
   } else if (const std::string* t = req.Query("token"); t != nullptr && allow_query_token) {
-    secret = t;
+    // Only a derived stream token (never a key's secret, which would end up in logs), checked
+    // without the caches: a stream authenticates once per connection.
+    absl::StatusOr<ApiKey> key = store_.AuthenticateStreamToken(*t);
+    if (!key.ok()) {
+      if (absl::IsNotFound(key.status())) {
+        return absl::UnauthenticatedError(StrCat("token: ", key.status().message(),
+                                                 " (use the eventStreams URL of a bulk evaluation)"));
+      }
+      return key.status();
+    }
+    return std::make_shared<const ApiKey>(std::move(*key));
   }
   std::string_view presented = secret != nullptr ? std::string_view(*secret) : bearer;
   if (presented.empty()) return absl::UnauthenticatedError("credentials required: Authorization: Bearer <key>");
@@ -1009,7 +1019,7 @@ Response Api::HandleSdk(const Request& req, const std::vector<std::string>& part
     r.headers.emplace_back("Allow", allowed);
     return finish(std::move(r));
   }
-  absl::StatusOr<std::shared_ptr<const ApiKey>> auth_or = Authenticate(req, parts[2] == "stream");
+  absl::StatusOr<std::shared_ptr<const ApiKey>> auth_or = Authenticate(req, false);
   if (!auth_or.ok()) return finish(ErrorResponse(auth_or.status()));
   const ApiKey* auth = auth_or->get();
   if (auth->kind != KeyKind::kServer) {
@@ -1247,11 +1257,8 @@ Response Api::HandleOfrep(const Request& req) {
   }, client_side);
   metrics_.evaluations += flags.size();
   std::string host = req.Header("host") ? *req.Header("host") : "localhost";
-  std::string token;
-  if (const std::string* a = req.Header("authorization"); a != nullptr && a->size() > 7) token = a->substr(7);
-  else if (const std::string* k = req.Header("x-api-key")) token = *k;
   Value streams(Array{Value(Object{{"type", Value("sse")},
-                                   {"url", Value(StrCat("http://", host, "/ofrep/v1/stream?token=", token))},
+                                   {"url", Value(StrCat("http://", host, "/ofrep/v1/stream?token=", store_.StreamToken(auth->id)))},
                                    {"inactivityDelaySec", Value(120)}})});
   Value out(Object{{"flags", Value(std::move(flags))}, {"eventStreams", std::move(streams)},
                    {"metadata", Value(Object{{"sequence", Value(snap->sequence())}})}});

@@ -1,5 +1,7 @@
 #include "gonfalon/storage/store.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -160,14 +162,23 @@ class RocksStore final : public Store {
   absl::Status Init() {
     ASSIGN_OR_RETURN(auto v, Get(kMeta, "schema_version"));
     if (!v.has_value()) {
-      return FromRocks(db_->Put(SyncWrite(), cfs_[kMeta], "schema_version", std::to_string(kSchemaVersion)),
-                       "writing the schema version");
+      RETURN_IF_ERROR(FromRocks(db_->Put(SyncWrite(), cfs_[kMeta], "schema_version", std::to_string(kSchemaVersion)),
+                                "writing the schema version"));
+      v = std::to_string(kSchemaVersion);
     }
     if (*v != std::to_string(kSchemaVersion)) {
       return absl::FailedPreconditionError(
           StrCat(options_.path, " holds schema version ", *v, "; this binary reads version ",
                  kSchemaVersion, " (see docs/storage.md, Migrations)"));
     }
+    // The secret stream tokens are derived with (StreamToken); made once per database.
+    ASSIGN_OR_RETURN(auto secret, Get(kMeta, "stream_token_secret"));
+    if (!secret.has_value()) {
+      secret = RandomHex(32);
+      RETURN_IF_ERROR(FromRocks(db_->Put(SyncWrite(), cfs_[kMeta], "stream_token_secret", *secret),
+                                "writing the stream token secret"));
+    }
+    stream_secret_ = std::move(*secret);
     return absl::OkStatus();
   }
 
@@ -736,6 +747,30 @@ class RocksStore final : public Store {
     ASSIGN_OR_RETURN(ApiKey key, GetApiKey(*id));
     if (key.revoked) return absl::NotFoundError("API key revoked");
     if (key.expires_ms != 0 && Now() >= key.expires_ms) return absl::NotFoundError("API key expired");
+    return key;
+  }
+
+  std::string StreamToken(std::string_view key_id) override {
+    return StrCat(kStreamTokenPrefix, key_id, ".", StreamMac(key_id));
+  }
+
+  absl::StatusOr<ApiKey> AuthenticateStreamToken(std::string_view token) override {
+    std::string_view rest = token;
+    if (rest.rfind(kStreamTokenPrefix, 0) != 0) return absl::NotFoundError("not a stream token");
+    rest.remove_prefix(std::string_view(kStreamTokenPrefix).size());
+    size_t dot = rest.find('.');
+    if (dot == std::string_view::npos) return absl::NotFoundError("malformed stream token");
+    std::string id(rest.substr(0, dot));
+    std::string mac = StreamMac(id);
+    std::string_view given = rest.substr(dot + 1);
+    // Constant time: how much of a guess matched must not show in the response time.
+    unsigned char diff = given.size() == mac.size() ? 0 : 1;
+    for (size_t i = 0; i < mac.size() && i < given.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ mac[i]);
+    if (diff != 0) return absl::NotFoundError("unknown stream token");
+    auto key = GetApiKey(id);
+    if (!key.ok()) return absl::NotFoundError("unknown stream token");
+    if (key->revoked) return absl::NotFoundError("API key revoked");
+    if (key->expires_ms != 0 && Now() >= key->expires_ms) return absl::NotFoundError("API key expired");
     return key;
   }
 
@@ -1421,6 +1456,18 @@ class RocksStore final : public Store {
   }
 
   // REQUIRES: keys_mu_ held.
+  static constexpr char kStreamTokenPrefix[] = "gfo_";
+
+  // HMAC-SHA256 of the key id under the database's stream token secret, hex (128 bits).
+  std::string StreamMac(std::string_view key_id) const {
+    std::string message = StrCat("ofrep-stream:", key_id);
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), stream_secret_.data(), static_cast<int>(stream_secret_.size()),
+         reinterpret_cast<const unsigned char*>(message.data()), message.size(), out, &len);
+    return Hex(out, std::min<unsigned int>(len, 16));
+  }
+
   absl::StatusOr<NewApiKey> WriteNewKey(const ApiKey& spec, std::vector<WriteOp> ops, std::string secret = {}) {
     NewApiKey out;
     out.key = spec;
@@ -1462,6 +1509,7 @@ class RocksStore final : public Store {
   absl::flat_hash_map<std::string, std::unique_ptr<EnvState>> envs_;
   absl::flat_hash_map<std::string, std::unique_ptr<ProjectState>> projects_;
   std::mutex keys_mu_;    // orders API key writes
+  std::string stream_secret_;  // set by Init(), then read-only
   std::mutex events_mu_;  // orders event counter updates
 };
 

@@ -370,8 +370,18 @@ TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
   // The refetch stream from eventStreams: a change makes it send refetchEvaluation.
   std::string url = J(bulk).Find("eventStreams")->as_array()[0].Find("url")->as_string();
   std::string path = url.substr(url.find("/ofrep/"));
+  // The URL carries a derived stream token, never the key's secret.
+  EXPECT_NE(path.find("?token=gfo_"), std::string::npos) << url;
+  EXPECT_EQ(url.find(client_key_), std::string::npos) << url;
   SseStream refetch(port(), path, {});
   ASSERT_EQ(refetch.status(), 200);
+  // The secret itself, a forged token, or the token on another route: refused.
+  EXPECT_EQ(SseStream(port(), "/ofrep/v1/stream?token=" + client_key_, {}).status(), 401);
+  std::string forged = path.substr(0, path.size() - 1) + (path.back() == '0' ? "1" : "0");
+  EXPECT_EQ(SseStream(port(), forged, {}).status(), 401);
+  std::string token = path.substr(path.find("token=") + 6);
+  EXPECT_EQ(Http(port(), "POST", "/ofrep/v1/evaluate/flags", R"({"context":{"targetingKey":"u1"}})", Bearer(token)).status, 401);
+  EXPECT_EQ(SseStream(port(), "/sdk/v1/stream?token=" + token, {}).status(), 401);
   ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/web-banner", R"({"on":true})").status, 200);
   auto ev = refetch.Next(5s);
   ASSERT_TRUE(ev.has_value());
@@ -385,8 +395,6 @@ TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
   EXPECT_EQ(Http(port(), "POST", "/ofrep/v1/evaluate/flags/a%2Eb_c-d", R"({"context":{"targetingKey":"u"}})", Bearer(server_key_)).status, 200);
 }
 
-// Responses are framed by hand (http_server.cc): several on one keep-alive connection, a 304
-// without a body, an HTTP/1.0 client answered in 1.0 and closed.
 // References across items are checked when written: a 400 naming the field for a dangling
 // reference or a prerequisite cycle, a 409 for deleting what is still used; nothing written.
 TEST_F(ServerTest, DanglingReferencesAndPrerequisiteCyclesAreRefused) {
@@ -444,6 +452,8 @@ TEST_F(ServerTest, AdminWritesAreReadByTheNextEvaluation) {
   EXPECT_EQ(stale, 0);
 }
 
+// Responses are framed by hand (http_server.cc): several on one keep-alive connection, a 304
+// without a body, an HTTP/1.0 client answered in 1.0 and closed.
 TEST_F(ServerTest, ResponsesAreFramedForKeepAliveAndHttp10) {
   MakeShop();
   auto flags = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_));

@@ -431,6 +431,37 @@ TEST_F(StoreTest, ApiKeysAreHashedRotatedAndRevoked) {
   EXPECT_EQ(store_->ListApiKeys()->size(), 3u);
 }
 
+TEST_F(StoreTest, StreamTokensStandForTheirKeyUntilItIsRevoked) {
+  MakeShop();
+  auto made = store_->CreateApiKey({.kind = KeyKind::kClient, .project = "shop", .environment = "production"});
+  ASSERT_TRUE(made.ok()) << made.status();
+  std::string token = store_->StreamToken(made->key.id);
+  EXPECT_EQ(token.rfind("gfo_" + made->key.id + ".", 0), 0u) << token;
+  EXPECT_EQ(token.find(made->secret), std::string::npos);
+  auto key = store_->AuthenticateStreamToken(token);
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->id, made->key.id);
+  EXPECT_EQ(key->environment, "production");
+  // Not a secret, and a secret is not a token.
+  EXPECT_EQ(store_->Authenticate(token).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->AuthenticateStreamToken(made->secret).status().code(), absl::StatusCode::kNotFound);
+  // Another key's id with this MAC, a changed MAC, a truncated one: refused.
+  auto other = store_->CreateApiKey({.kind = KeyKind::kServer, .project = "shop", .environment = "production"});
+  std::string mac = token.substr(token.find('.') + 1);
+  EXPECT_FALSE(store_->AuthenticateStreamToken("gfo_" + other->key.id + "." + mac).ok());
+  std::string changed = token;
+  changed.back() = changed.back() == 'a' ? 'b' : 'a';
+  EXPECT_FALSE(store_->AuthenticateStreamToken(changed).ok());
+  EXPECT_FALSE(store_->AuthenticateStreamToken(token.substr(0, token.size() - 1)).ok());
+  // The same token after a restart (the secret is kept in the database).
+  Reopen();
+  EXPECT_TRUE(store_->AuthenticateStreamToken(token).ok());
+  EXPECT_EQ(store_->StreamToken(made->key.id), token);
+  // Revoking the key ends it.
+  ASSERT_TRUE(store_->RevokeApiKey(made->key.id).ok());
+  EXPECT_EQ(store_->AuthenticateStreamToken(token).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(StoreTest, CorruptValueIsReportedWithItsKey) {
   MakeShop();
   store_.reset();

@@ -297,6 +297,13 @@ class Store {
   virtual absl::StatusOr<NewApiKey> RotateApiKey(std::string_view id, int64_t overlap_ms) = 0;
   // The key for a presented secret: NotFound for unknown, revoked or expired secrets.
   virtual absl::StatusOr<ApiKey> Authenticate(std::string_view secret) = 0;
+  // A token that stands for a key only on the OFREP refetch stream, whose EventSource clients
+  // must carry credentials in the URL: "gfo_<key id>.<HMAC of the id under a per-database
+  // secret>". It does not reveal the key's secret, and it stops working when the key is
+  // revoked or expires (rotation). For the id of a key the caller has authenticated (no read).
+  virtual std::string StreamToken(std::string_view key_id) = 0;
+  // The key behind a stream token: NotFound if forged, or if the key is gone, revoked or expired.
+  virtual absl::StatusOr<ApiKey> AuthenticateStreamToken(std::string_view token) = 0;
 
   // --- SDK events (counts; written without fsync: a crash may lose the last moments) ---
   virtual absl::Status AddEventCounts(std::string_view project, std::string_view env,
