@@ -61,6 +61,14 @@ class SdkTest : public ::testing::Test {
     return c;
   }
 
+  // A client that reaches the server through `proxy`.
+  Config ThroughProxy(const testing::TcpProxy& proxy, std::chrono::milliseconds read_timeout) {
+    Config c = MakeConfig();
+    c.base_url = "http://127.0.0.1:" + std::to_string(proxy.port());
+    c.read_timeout = read_timeout;
+    return c;
+  }
+
   std::unique_ptr<ServerProcess> server_;
   std::string sdk_key_, cache_;
   rules::Context fr_ = rules::Context::Builder("user", "u1").Set("country", rules::Value("FR")).Build();
@@ -164,10 +172,7 @@ TEST_F(SdkTest, ServerKilledAndRestartedWhileEvaluatingKeepsServingAndResumes) {
 TEST_F(SdkTest, HalfOpenConnectionIsDetectedThroughTheHeartbeatTimeout) {
   testing::TcpProxy proxy(server_->port());
   ASSERT_GT(proxy.port(), 0);
-  Config cfg = MakeConfig();
-  cfg.base_url = "http://127.0.0.1:" + std::to_string(proxy.port());
-  cfg.read_timeout = 3s;
-  Client client(cfg);
+  Client client(ThroughProxy(proxy, 3s));
   ASSERT_TRUE(client.WaitForInitialization(10s)) << client.GetStatus().last_error;
   ASSERT_EQ(proxy.connections(), 1);
 
@@ -206,10 +211,7 @@ TEST_F(SdkTest, HalfOpenConnectionIsDetectedThroughTheHeartbeatTimeout) {
 TEST_F(SdkTest, CutConnectionReconnectsWithoutWaitingForTheReadTimeout) {
   testing::TcpProxy proxy(server_->port());
   ASSERT_GT(proxy.port(), 0);
-  Config cfg = MakeConfig();
-  cfg.base_url = "http://127.0.0.1:" + std::to_string(proxy.port());
-  cfg.read_timeout = 30s;
-  Client client(cfg);
+  Client client(ThroughProxy(proxy, 30s));
   ASSERT_TRUE(client.WaitForInitialization(10s)) << client.GetStatus().last_error;
   int64_t sequence = client.GetStatus().sequence;
   proxy.Cut();

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "../e2e/e2e_util.h"
+
 namespace gonfalon::testing {
 
 class TcpProxy {
@@ -66,19 +68,6 @@ class TcpProxy {
     p.client = p.upstream = -1;
   }
 
-  int ConnectUpstream() const {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ::close(fd);
-      return -1;
-    }
-    return fd;
-  }
-
   // Moves what is readable from `from` to `to`; false when either side is finished.
   static bool Forward(int from, int to) {
     char buf[16384];
@@ -115,7 +104,7 @@ class TcpProxy {
         int client = ::accept(listen_fd_, nullptr, nullptr);
         if (client >= 0) {
           ++accepted_;
-          int upstream = ConnectUpstream();
+          int upstream = e2e::Connect(upstream_port_);
           if (upstream < 0) {
             ::close(client);
           } else {
