@@ -232,7 +232,8 @@ uint64_t Fnv1a(std::string_view s) {
 // Per-thread readers of each environment's snapshot cell: the steady state is one atomic load.
 // A single-item write goes through a one-item change set, whose errors name "items[0]...".
 // The client sent the item itself: "items[0].data.rules[1].op: ..." becomes "rules[1].op: ...",
-// "items[0].key: ..." becomes "key: ...", and "items[0]: version conflict" loses its prefix.
+// "items[0].key: ..." becomes "key: ...", and "items[0]: version conflict" and
+// "items[0].delete: ..." lose their prefix.
 absl::Status AsSingleItem(const absl::Status& st) {
   std::string msg(st.message());
   size_t strip = 0;
@@ -243,6 +244,8 @@ absl::Status AsSingleItem(const absl::Status& st) {
   } else if (msg.rfind("items[0]: ", 0) == 0) {
     strip = 10;
   }
+  // A refused delete names no field of the request: "delete: segment \"s\" is used by ...".
+  if (msg.compare(strip, 8, "delete: ") == 0) strip += 8;
   return absl::Status(st.code(), msg.substr(strip));
 }
 

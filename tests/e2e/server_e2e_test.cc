@@ -420,6 +420,9 @@ TEST_F(ServerTest, DanglingReferencesAndPrerequisiteCyclesAreRefused) {
   auto in_use = Admin("DELETE", segments + "/beta");
   EXPECT_EQ(in_use.status, 409);
   EXPECT_EQ(J(in_use).Find("error")->Find("code")->as_string(), "failed_precondition");
+  EXPECT_EQ(J(in_use).Find("error")->Find("message")->as_string(),
+            "segment \"beta\" is used by flag \"checkout\" (rules[0].clauses[0].values[0])");
+  EXPECT_EQ(J(in_use).Find("error")->Find("field"), nullptr);
   EXPECT_EQ(Admin("GET", segments + "/beta").status, 200);
   auto prereq = Admin("DELETE", "/api/v1/projects/shop/flags/web-banner");
   EXPECT_EQ(prereq.status, 409);
