@@ -457,9 +457,13 @@ class Client::Impl {
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(boost::none);
     char body[16 * 1024];
+    bool bad_event = false;  // OnEvent refused an event (and said why): the stream is dropped
     internal::SseParser sse(
         [&](const internal::SseEvent& e) {
-          if (!OnEvent(e)) stream.socket().close();
+          if (bad_event || OnEvent(e)) return;
+          bad_event = true;
+          beast::error_code ignored;
+          stream.socket().close(ignored);
         },
         [&](std::string_view) {
           std::lock_guard<std::mutex> l(mu_);
@@ -488,6 +492,7 @@ class Client::Impl {
         if (ec == http::error::need_buffer) ec = {};
         size_t n = sizeof body - parser.get().body().size;
         if (n > 0) sse.Feed(std::string_view(body, n));
+        if (bad_event) return;  // last_error keeps the reason, not the socket's
         if (ec) {
           error = ec == beast::error::timeout ? "no data or heartbeat within the read timeout" : ec.message();
           return;
