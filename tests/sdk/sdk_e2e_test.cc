@@ -283,6 +283,26 @@ TEST_F(SdkTest, ExposuresAndTrackEventsReachTheServer) {
   EXPECT_EQ(total, 9);
 }
 
+TEST_F(SdkTest, CloseFlushesWhatIsPending) {
+  Config cfg = MakeConfig();
+  cfg.flush_interval = 600s;  // only Close() can send them
+  {
+    Client client(cfg);
+    ASSERT_TRUE(client.WaitForInitialization(10s));
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE(client.BoolVariation(fr_, "checkout", false));
+    client.Close();
+    EXPECT_EQ(client.GetStatus().state, DataSourceState::kOff);
+    EXPECT_TRUE(client.BoolVariation(fr_, "checkout", false));  // still serves after Close
+  }
+  auto counts = Http(server_->port(), "GET", "/api/v1/projects/shop/environments/production/flags/checkout/events", "", Bearer(kAdminToken));
+  ASSERT_EQ(counts.status, 200) << counts.body;
+  auto json = rules::ParseJson(counts.body);
+  ASSERT_TRUE(json.ok() && json->Find("items") != nullptr) << counts.body;
+  int64_t total = 0;
+  for (const rules::Value& c : json->Find("items")->as_array()) total += static_cast<int64_t>(c.Find("count")->as_number());
+  EXPECT_EQ(total, 4);
+}
+
 TEST_F(SdkTest, EventsAreDroppedAndCountedWhenTheServerIsUnreachable) {
   Config cfg = MakeConfig();
   cfg.flush_interval = 60s;
