@@ -125,6 +125,9 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
       : stream_(std::move(socket)), server_(server), buffer_(64 * 1024) {
     server_.metrics().open_connections++;
   }
+  // Every path that ends a session while the server runs goes through DoClose(), which
+  // unregisters it; only at teardown, when the io_context destroys pending handlers after
+  // Impl's lock and set are gone, does a session die without it (and then nothing sweeps).
   ~Session() override {
     server_.metrics().open_connections--;
     if (streaming_) server_.metrics().open_streams--;
