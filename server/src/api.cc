@@ -229,7 +229,6 @@ uint64_t Fnv1a(std::string_view s) {
   return h;
 }
 
-// Per-thread readers of each environment's snapshot cell: the steady state is one atomic load.
 // A single-item write goes through a one-item change set, whose errors name "items[0]...".
 // The client sent the item itself: "items[0].data.rules[1].op: ..." becomes "rules[1].op: ...",
 // "items[0].key: ..." becomes "key: ...", and "items[0]: version conflict" and
@@ -249,6 +248,7 @@ absl::Status AsSingleItem(const absl::Status& st) {
   return absl::Status(st.code(), msg.substr(strip));
 }
 
+// Per-thread readers of each environment's snapshot cell: the steady state is one atomic load.
 const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub) {
   thread_local absl::flat_hash_map<const EnvironmentHub*, std::unique_ptr<rules::SnapshotCell::Reader>> readers;
   auto& r = readers[&hub];
@@ -321,6 +321,13 @@ namespace {
 
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> next_api_instance{1};
+}  // namespace
+
+Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics)
+    : store_(store), hubs_(hubs), metrics_(metrics), instance_(next_api_instance.fetch_add(1)) {}
+
 void Api::ClearAuthCache() {
   std::lock_guard<std::mutex> l(auth_mu_);
   auth_cache_.clear();
@@ -360,7 +367,7 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
   // In front of the shared cache, a few entries per thread, so that the evaluation routes
   // take no lock: valid while no admin write has cleared the caches since they were filled.
   struct Local {
-    const Api* api = nullptr;
+    uint64_t api = 0;  // instance_
     uint64_t generation = 0;
     std::string secret;
     CachedKey entry;
@@ -369,11 +376,11 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
   thread_local unsigned next_local = 0;
   uint64_t generation = auth_generation_.load(std::memory_order_acquire);
   for (const Local& l : local) {
-    if (l.api == this && l.generation == generation && l.entry.expires > now && l.secret == presented) return l.entry.key;
+    if (l.api == instance_ && l.generation == generation && l.entry.expires > now && l.secret == presented) return l.entry.key;
   }
   auto remember = [&](const CachedKey& entry) {
     Local& l = local[next_local++ % 4];
-    l.api = this;
+    l.api = instance_;
     l.generation = generation;
     l.secret.assign(presented);
     l.entry = entry;

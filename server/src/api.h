@@ -18,7 +18,7 @@ namespace gonfalon::server {
 
 class Api {
  public:
-  Api(storage::Store& store, Hubs& hubs, Metrics& metrics) : store_(store), hubs_(hubs), metrics_(metrics) {}
+  Api(storage::Store& store, Hubs& hubs, Metrics& metrics);
 
   // Handles one request. May block on storage (writes wait for their fsync): the front end
   // runs requests for which Blocking() is true off its I/O threads.
@@ -49,6 +49,7 @@ class Api {
   };
   absl::flat_hash_map<std::string, CachedKey> auth_cache_;  // REQUIRES: auth_mu_
   std::atomic<uint64_t> auth_generation_{0};
+  const uint64_t instance_;  // tells Api objects apart in the per-thread caches
 };
 
 // {"error":{"code","message","field"}} from a Status; `if_match` turns conflicts into 412.
