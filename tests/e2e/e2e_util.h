@@ -38,6 +38,33 @@ inline std::string TempDir(const std::string& tag) {
   return dir.string();
 }
 
+// A socket listening on 127.0.0.1 at a port the kernel picks (written to `port`), or -1.
+inline int ListenLoopback(int& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 64) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+// Waits for a condition, polling it, until `timeout`; returns its last value.
+template <typename Pred>
+bool Eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    ::usleep(10'000);  // polling the condition, not waiting for a result
+  }
+  return pred();
+}
+
 // A connected loopback socket, or -1.
 inline int Connect(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

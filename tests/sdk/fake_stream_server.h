@@ -36,21 +36,15 @@ class FakeStreamServer {
  public:
   // script(connection index, request head) -> bytes to send on that connection.
   explicit FakeStreamServer(std::function<std::string(int, const std::string&)> script) : script_(std::move(script)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 8) != 0) return;
-    socklen_t len = sizeof addr;
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = e2e::ListenLoopback(port_);
+    if (listen_fd_ < 0) return;
     thread_ = std::thread([this] { Loop(); });
   }
   ~FakeStreamServer() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
     for (int fd : open_) ::close(fd);
-    ::close(listen_fd_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
   }
   FakeStreamServer(const FakeStreamServer&) = delete;
   FakeStreamServer& operator=(const FakeStreamServer&) = delete;

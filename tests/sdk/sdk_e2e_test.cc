@@ -20,16 +20,7 @@ using e2e::kAdminToken;
 using e2e::ServerProcess;
 using namespace std::chrono_literals;
 
-// Waits for a condition with a deadline.
-template <typename Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);  // polling the condition, not waiting for a result
-  }
-  return pred();
-}
+using e2e::Eventually;
 
 class SdkTest : public ::testing::Test {
  protected:

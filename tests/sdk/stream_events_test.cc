@@ -17,14 +17,18 @@ using testing::FakeStreamServer;
 using testing::SseChunk;
 using testing::SseHead;
 
-template <typename Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);  // polling the condition
-  }
-  return pred();
+using e2e::Eventually;
+
+// A client of `server`, retrying fast, sending no events, logging to `logger`.
+Config ToFake(const FakeStreamServer& server, std::function<void(LogLevel, std::string_view)> logger) {
+  Config cfg;
+  cfg.base_url = "http://127.0.0.1:" + std::to_string(server.port());
+  cfg.sdk_key = "gfs_test";
+  cfg.initial_retry_delay = 50ms;
+  cfg.max_retry_delay = 100ms;
+  cfg.send_events = false;
+  cfg.logger = std::move(logger);
+  return cfg;
 }
 
 std::string Flag(int version, int fallthrough) {
@@ -48,17 +52,10 @@ TEST(SdkStreamEventsTest, BadEventIsRejectedWholeAndTheStreamResumes) {
   ASSERT_GT(server.port(), 0);
   std::mutex mu;
   std::vector<std::string> logs;
-  Config cfg;
-  cfg.base_url = "http://127.0.0.1:" + std::to_string(server.port());
-  cfg.sdk_key = "gfs_test";
-  cfg.initial_retry_delay = 50ms;
-  cfg.max_retry_delay = 100ms;
-  cfg.send_events = false;
-  cfg.logger = [&](LogLevel, std::string_view line) {
+  Client client(ToFake(server, [&](LogLevel, std::string_view line) {
     std::lock_guard<std::mutex> l(mu);
     logs.emplace_back(line);
-  };
-  Client client(cfg);
+  }));
   auto user = rules::Context::Builder("user", "u").Build();
   ASSERT_TRUE(client.WaitForInitialization(5s));
   ASSERT_TRUE(Eventually([&] { return server.connections() >= 2; }));
@@ -86,14 +83,7 @@ TEST(SdkStreamEventsTest, BadEventKeepsTheDataInHandAndSaysWhy) {
     if (n == 0) return SseHead() + SseChunk("5", "put", R"({"sequence":5,"flags":{"checkout":)" + Flag(3, 1) + R"(},"segments":{}})") + bad;
     return SseHead() + bad;
   });
-  Config cfg;
-  cfg.base_url = "http://127.0.0.1:" + std::to_string(server.port());
-  cfg.sdk_key = "gfs_test";
-  cfg.initial_retry_delay = 50ms;
-  cfg.max_retry_delay = 100ms;
-  cfg.send_events = false;
-  cfg.logger = [](LogLevel, std::string_view) {};
-  Client client(cfg);
+  Client client(ToFake(server, [](LogLevel, std::string_view) {}));
   auto user = rules::Context::Builder("user", "u").Build();
   ASSERT_TRUE(client.WaitForInitialization(5s));
   // Each connection is dropped by the client for the bad change, and made again.
