@@ -1154,11 +1154,18 @@ class RocksStore final : public Store {
   // prerequisite chain may loop, and a segment it deletes must be used by nothing. Errors name
   // the item's field, as PrepareUpsert's do.
   absl::Status CheckReferencesAfter(EnvState& env, const std::vector<PreparedItem>& prepared) {
+    // Each item is read (and parsed) at most once, however many paths lead to it.
+    std::map<std::pair<ItemKind, std::string>, std::optional<Value>> read;
     auto lookup = [&](ItemKind kind, const std::string& key) -> absl::StatusOr<std::optional<Value>> {
       for (const PreparedItem& p : prepared) {
         if (p.kind == kind && p.key == key) return p.after;
       }
-      return ReadItem(env, kind, key);
+      auto it = read.find({kind, key});
+      if (it == read.end()) {
+        ASSIGN_OR_RETURN(auto item, ReadItem(env, kind, key));
+        it = read.emplace(std::make_pair(kind, key), std::move(item)).first;
+      }
+      return it->second;
     };
     for (size_t i = 0; i < prepared.size(); ++i) {
       const PreparedItem& item = prepared[i];
