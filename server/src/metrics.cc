@@ -76,15 +76,18 @@ void Metrics::RecordRequest(const std::string& route, const std::string& method,
   std::lock_guard<std::mutex> l(shard.mu);
   auto it = shard.routes.find(route);
   if (it == shard.routes.end()) it = shard.routes.emplace(route, RouteStats(kLatencyBounds)).first;
-  RouteStats& r = it->second;
-  r.latency.Observe(seconds);
-  for (auto& [m, st, n] : r.counts) {
+  it->second.latency.Observe(seconds);
+  AddCount(it->second, method, status, 1);
+}
+
+void Metrics::AddCount(RouteStats& r, const std::string& method, int status, uint64_t n) {
+  for (auto& [m, st, total] : r.counts) {
     if (st == status && m == method) {
-      ++n;
+      total += n;
       return;
     }
   }
-  r.counts.emplace_back(method, status, 1);
+  r.counts.emplace_back(method, status, n);
 }
 
 void Metrics::RecordPropagation(double seconds) {
@@ -104,17 +107,7 @@ std::string Metrics::Render() const {
       auto it = routes.find(route);
       if (it == routes.end()) it = routes.emplace(route, RouteStats(kLatencyBounds)).first;
       it->second.latency.Add(r.latency);
-      for (const auto& [method, status, n] : r.counts) {
-        bool found = false;
-        for (auto& [m, st, total] : it->second.counts) {
-          if (st == status && m == method) {
-            total += n;
-            found = true;
-            break;
-          }
-        }
-        if (!found) it->second.counts.emplace_back(method, status, n);
-      }
+      for (const auto& [method, status, n] : r.counts) AddCount(it->second, method, status, n);
     }
   }
   {

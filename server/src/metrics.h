@@ -56,6 +56,8 @@ class Metrics {
     std::vector<std::tuple<std::string, int, uint64_t>> counts;  // method, status, n (few entries)
   };
   using Routes = std::map<std::string, RouteStats, std::less<>>;
+  // Adds n to the (method, status) count of a route.
+  static void AddCount(RouteStats& r, const std::string& method, int status, uint64_t n);
   // Requests are recorded in one shard per I/O thread (threads take shards round-robin), so
   // that two threads rarely contend for a lock; Render() merges the shards.
   struct alignas(64) Shard {
