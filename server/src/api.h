@@ -1,24 +1,36 @@
 #pragma once
-// The HTTP API's handlers: admin (/api/v1), evaluation (native and OFREP), SDK polling and
-// events, operations. They take and return plain Request/Response values (http_types.h); the
-// Beast front end (http_server.h) owns sockets, limits and streams.
+// The HTTP API: the route table (router.h) over the handlers of each resource (routes.h),
+// authentication, and what follows an admin write (read-your-writes). Handlers take and
+// return plain Request/Response values (http_types.h); the Beast front end (http_server.h)
+// owns sockets, limits and streams.
+//
+// Thread safety: Handle() from any number of threads.
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 
+#include "api_options.h"
 #include "gonfalon/storage/store.h"
 #include "http_types.h"
 #include "hub.h"
 #include "metrics.h"
+#include "router.h"
+
+namespace gonfalon::server {
+struct Services;
+}
 
 namespace gonfalon::server {
 
 class Api {
  public:
-  Api(storage::Store& store, Hubs& hubs, Metrics& metrics);
+  Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options = {});
+  ~Api();
 
   // Handles one request. May block on storage (writes wait for their fsync): the front end
   // runs requests for which Blocking() is true off its I/O threads.
@@ -26,12 +38,14 @@ class Api {
   static bool Blocking(const Request& req);
 
   void set_ready(bool ready) { ready_ = ready; }
+  const ApiOptions& options() const { return options_; }
 
  private:
-  Response HandleAdmin(const Request& req, const std::vector<std::string>& parts);
-  Response HandleSdk(const Request& req, const std::vector<std::string>& parts);
-  Response HandleOfrep(const Request& req);
-
+  std::optional<Response> Authorize(Access access, Call& call);
+  // CORS (ApiOptions::cors_origins): the request's Origin when it may call this route.
+  const std::string* AllowedOrigin(const Request& req) const;
+  std::optional<Response> Preflight(const Request& req) const;
+  void AddCorsHeaders(const Request& req, Response& r) const;
   // Recently seen secrets -> keys, so that evaluations skip the hash and the RocksDB reads.
   // Entries live a few seconds; any admin write through this API clears them all (it bumps
   // auth_generation_, which also invalidates the per-thread caches in front of auth_cache_).
@@ -41,7 +55,10 @@ class Api {
   storage::Store& store_;
   Hubs& hubs_;
   Metrics& metrics_;
+  const ApiOptions options_;
   std::atomic<bool> ready_{false};
+  std::unique_ptr<Services> services_;  // what the handlers use; stable address
+  Router router_;
   std::mutex auth_mu_;
   struct CachedKey {
     std::shared_ptr<const storage::ApiKey> key;
@@ -51,13 +68,5 @@ class Api {
   std::atomic<uint64_t> auth_generation_{0};
   const uint64_t instance_;  // tells Api objects apart in the per-thread caches
 };
-
-// {"error":{"code","message","field"}} from a Status; `if_match` turns conflicts into 412.
-Response ErrorResponse(const absl::Status& status, bool if_match = false);
-Response ErrorResponse(int http_status, std::string_view code, std::string_view message,
-                       std::string_view field = {});
-
-// RFC 7386 JSON merge patch.
-rules::Value MergePatch(const rules::Value& target, const rules::Value& patch);
 
 }  // namespace gonfalon::server

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "gonfalon/rules/str_cat.h"
+#include "responses.h"
 
 namespace gonfalon::server {
 
@@ -216,10 +217,11 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     // Only the headers the handlers read are copied (names lower-cased): copying every
     // header of every request shows up at 50k requests/s.
     static constexpr std::string_view kWanted[] = {"authorization", "x-api-key", "if-match", "if-none-match",
-                                                   "last-event-id", "host"};
+                                                   "last-event-id", "host", "origin", "x-forwarded-proto",
+                                                   "x-forwarded-host"};
     for (const auto& field : msg) {
       std::string_view raw = field.name_string();
-      char lower[16];
+      char lower[24];
       if (raw.size() > sizeof lower) continue;
       for (size_t i = 0; i < raw.size(); ++i) {
         char c = raw[i];
@@ -285,6 +287,8 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     if (!r.content_type.empty()) header("Content-Type", r.content_type);
     for (const auto& [k, v] : r.headers) header(k, v);
     if (!no_body) StrAppend(&out_, "Content-Length: ", r.body.size(), "\r\n");
+    // HEAD: the GET response's headers, Content-Length included, and no body.
+    if (method_ == "HEAD") no_body = true;
     if (!keep_alive_) {
       out_ += "Connection: close\r\n";
     } else if (version_ == 10) {
@@ -330,9 +334,9 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     auto hub = server_.hubs().Get(s.project, s.environment);
     if (!hub.ok()) return DoClose();
     if (s.kind == StreamRequest::Kind::kSdk) {
-      server_.hubs().AddSdkStream(**hub, shared_from_this(), s.last_event_id);
+      server_.hubs().AddSdkStream(**hub, shared_from_this(), s.last_event_id, s.key_id);
     } else {
-      server_.hubs().AddOfrepStream(**hub, shared_from_this());
+      server_.hubs().AddOfrepStream(**hub, shared_from_this(), s.key_id, s.client_side);
     }
     WatchForClose();
   }

@@ -17,8 +17,9 @@ struct Request {
   std::string path;    // percent-decoded path
   std::string raw_path;  // path before decoding (flag keys in OFREP URLs are decoded per segment)
   std::vector<std::pair<std::string, std::string>> query;  // decoded
-  // Names lower-cased. Only the headers handlers read are kept: authorization, x-api-key,
-  // if-match, if-none-match, last-event-id, host (http_server.cc).
+  // Names lower-cased. Only the headers handlers read are kept (http_server.cc, kWanted):
+  // authorization, x-api-key, if-match, if-none-match, last-event-id, host, origin,
+  // x-forwarded-proto, x-forwarded-host.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string remote;
@@ -45,6 +46,8 @@ struct StreamRequest {
   std::string project;
   std::string environment;
   std::optional<int64_t> last_event_id;
+  std::string key_id;        // the key that opened it: revoking the key closes the stream
+  bool client_side = false;  // OFREP with a client-side key: only its flags' changes notify
 };
 
 struct Response {

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/evaluator.h"
 #include "gonfalon/rules/str_cat.h"
 
 namespace gonfalon::server {
@@ -16,16 +17,22 @@ std::shared_ptr<const std::string> Chunk(const std::string& body) {
   return std::make_shared<const std::string>(StrCat(len, body, "\r\n"));
 }
 
-template <typename Fn>
-void ForEachLive(std::vector<std::weak_ptr<StreamSink>>& sinks, Fn fn) {
-  sinks.erase(std::remove_if(sinks.begin(), sinks.end(),
-                             [&](const std::weak_ptr<StreamSink>& w) {
-                               auto s = w.lock();
-                               if (!s) return true;
-                               fn(*s);
-                               return false;
-                             }),
-              sinks.end());
+// Calls fn(sink, registration) for each open stream, forgetting the closed ones; fn returns
+// false to forget the stream too (it closed it).
+template <typename Registrations, typename Fn>
+void ForEachLive(Registrations& regs, Fn fn) {
+  regs.erase(std::remove_if(regs.begin(), regs.end(),
+                            [&](const auto& r) {
+                              auto s = r.sink.lock();
+                              if (!s) return true;
+                              if constexpr (std::is_same_v<decltype(fn(*s, r)), bool>) {
+                                return !fn(*s, r);
+                              } else {
+                                fn(*s, r);
+                                return false;
+                              }
+                            }),
+             regs.end());
 }
 
 // The sequence of a stored change-log entry ({"sequence":n,...}) without parsing it all.
@@ -48,6 +55,13 @@ std::shared_ptr<const std::string> FrameComment(std::string_view comment) {
 namespace {
 std::atomic<uint64_t> next_hubs_instance{1};
 }  // namespace
+
+const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub) {
+  thread_local absl::flat_hash_map<const EnvironmentHub*, std::unique_ptr<rules::SnapshotCell::Reader>> readers;
+  auto& r = readers[&hub];
+  if (!r) r = std::make_unique<rules::SnapshotCell::Reader>(hub.cell());
+  return r->Get();
+}
 
 Hubs::Hubs(storage::Store& store, Metrics& metrics)
     : store_(store), metrics_(metrics), instance_(next_hubs_instance.fetch_add(1)) {
@@ -178,6 +192,38 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
     // The wire payload is {sequence, items}; the log entry also carries its time.
     frames.push_back(FrameEvent(s, "changes", c));
   }
+  // Client-side OFREP streams hear only of changes that can alter what they see: a flag
+  // available to client-side keys (before or after), or a segment.
+  bool client_visible = reset;
+  if (!reset) {
+    std::shared_ptr<const rules::Snapshot> before_holder = hub.cell_.Load();
+    const rules::Snapshot* before = before_holder.get();
+    for (const std::string& c : changes) {
+      if (client_visible) break;
+      absl::StatusOr<rules::Value> parsed = rules::ParseJson(c);
+      const rules::Value* items = parsed.ok() ? parsed->Find("items") : nullptr;
+      if (items == nullptr) {
+        client_visible = true;
+        break;
+      }
+      for (const rules::Value& it : items->as_array()) {
+        const rules::Value* kind = it.Find("kind");
+        const rules::Value* key = it.Find("key");
+        if (kind == nullptr || kind->as_string() != "flag" || key == nullptr) {
+          client_visible = true;
+          break;
+        }
+        auto visible_in = [&](const rules::Snapshot* snap) {
+          const auto* f = snap != nullptr ? snap->FindFlag(key->as_string()) : nullptr;
+          return f != nullptr && rules::FlagModel(*f).client_side_availability.using_environment_id;
+        };
+        if (visible_in(before) || visible_in(snapshot.get())) {
+          client_visible = true;
+          break;
+        }
+      }
+    }
+  }
   auto refetch = FrameEvent(seq, "message",
                             StrCat("{\"type\":\"refetchEvaluation\",\"etag\":\"\\\"", seq,
                                    "\\\"\",\"lastModified\":",
@@ -191,14 +237,18 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
     hub.payload_ = payload;
     hub.put_chunk_ = put;
     hub.sequence_.store(seq, std::memory_order_release);
-    ForEachLive(hub.sdk_streams_, [&](StreamSink& s) {
+    ForEachLive(hub.sdk_streams_, [&](StreamSink& s, const auto&) {
       if (reset) {
         s.Send(put);
       } else {
         for (const auto& f : frames) s.Send(f);
       }
     });
-    if (previous >= 0) ForEachLive(hub.ofrep_streams_, [&](StreamSink& s) { s.Send(refetch); });
+    if (previous >= 0) {
+      ForEachLive(hub.ofrep_streams_, [&](StreamSink& s, const auto& r) {
+        if (!r.client_side || client_visible) s.Send(refetch);
+      });
+    }
     while (!hub.commit_times_.empty() && hub.commit_times_.front().first <= seq) {
       metrics_.RecordPropagation(std::chrono::duration<double>(now - hub.commit_times_.front().second).count());
       hub.commit_times_.pop_front();
@@ -209,7 +259,7 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
 }
 
 void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,
-                        std::optional<int64_t> last_event_id) {
+                        std::optional<int64_t> last_event_id, std::string key_id) {
   std::lock_guard<std::mutex> l(hub.mu_);
   int64_t seq = hub.sequence();
   if (last_event_id.has_value() && *last_event_id == seq) {
@@ -229,16 +279,52 @@ void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& 
   } else {
     sink->Send(hub.put_chunk_);
   }
-  hub.sdk_streams_.push_back(sink);
+  hub.sdk_streams_.push_back({sink, std::move(key_id), false});
 }
 
-void Hubs::AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink) {
+void Hubs::AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink, std::string key_id,
+                          bool client_side) {
   std::lock_guard<std::mutex> l(hub.mu_);
   sink->Send(FrameComment("connected"));
-  hub.ofrep_streams_.push_back(sink);
+  hub.ofrep_streams_.push_back({sink, std::move(key_id), client_side});
+}
+
+void Hubs::CloseRevokedStreams() {
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [k, h] : hubs_) hubs.push_back(h);
+  }
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  auto last = FrameComment("credentials revoked");
+  for (auto& h : hubs) {
+    bool env_exists = store_.GetEnvironment(h->project_, h->environment_).ok();
+    // Each distinct key is read once per call.
+    absl::flat_hash_map<std::string, bool> valid;
+    auto still_valid = [&](const std::string& key_id) {
+      if (!env_exists) return false;
+      if (key_id.empty()) return true;  // registered without a key (tests)
+      auto [it, inserted] = valid.try_emplace(key_id, false);
+      if (inserted) {
+        absl::StatusOr<storage::ApiKey> key = store_.GetApiKey(key_id);
+        it->second = key.ok() && !key->revoked && (key->expires_ms == 0 || key->expires_ms > now_ms);
+      }
+      return it->second;
+    };
+    std::lock_guard<std::mutex> l(h->mu_);
+    auto check = [&](StreamSink& s, const auto& r) {
+      if (still_valid(r.key_id)) return true;
+      s.Close(last);
+      return false;
+    };
+    ForEachLive(h->sdk_streams_, check);
+    ForEachLive(h->ofrep_streams_, check);
+  }
 }
 
 void Hubs::Heartbeat() {
+  CloseRevokedStreams();
   auto beat = FrameComment("heartbeat");
   std::vector<std::shared_ptr<EnvironmentHub>> hubs;
   {
@@ -247,8 +333,8 @@ void Hubs::Heartbeat() {
   }
   for (auto& h : hubs) {
     std::lock_guard<std::mutex> l(h->mu_);
-    ForEachLive(h->sdk_streams_, [&](StreamSink& s) { s.Send(beat); });
-    ForEachLive(h->ofrep_streams_, [&](StreamSink& s) { s.Send(beat); });
+    ForEachLive(h->sdk_streams_, [&](StreamSink& s, const auto&) { s.Send(beat); });
+    ForEachLive(h->ofrep_streams_, [&](StreamSink& s, const auto&) { s.Send(beat); });
   }
 }
 
@@ -261,8 +347,8 @@ void Hubs::CloseAll(std::string_view comment) {
   }
   for (auto& h : hubs) {
     std::lock_guard<std::mutex> l(h->mu_);
-    ForEachLive(h->sdk_streams_, [&](StreamSink& s) { s.Close(last); });
-    ForEachLive(h->ofrep_streams_, [&](StreamSink& s) { s.Close(last); });
+    ForEachLive(h->sdk_streams_, [&](StreamSink& s, const auto&) { s.Close(last); });
+    ForEachLive(h->ofrep_streams_, [&](StreamSink& s, const auto&) { s.Close(last); });
     h->sdk_streams_.clear();
     h->ofrep_streams_.clear();
   }

@@ -65,10 +65,19 @@ class EnvironmentHub {
   mutable std::mutex mu_;  // guards what follows, and orders registration against broadcasts
   std::shared_ptr<const std::string> payload_;    // {"sequence","flags","segments"}
   std::shared_ptr<const std::string> put_chunk_;  // framed `put`
-  std::vector<std::weak_ptr<StreamSink>> sdk_streams_;
-  std::vector<std::weak_ptr<StreamSink>> ofrep_streams_;
+  struct Registration {
+    std::weak_ptr<StreamSink> sink;
+    std::string key_id;        // the API key that opened the stream
+    bool client_side = false;  // OFREP, client-side key: notified of client-side flags only
+  };
+  std::vector<Registration> sdk_streams_;
+  std::vector<Registration> ofrep_streams_;
   std::deque<std::pair<int64_t, std::chrono::steady_clock::time_point>> commit_times_;
 };
+
+// The calling thread's view of an environment's published snapshot: after the first call per
+// thread and hub, one atomic load. Valid until the same thread calls it again for that hub.
+const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub);
 
 class Hubs {
  public:
@@ -83,10 +92,15 @@ class Hubs {
   // Registers an SDK stream, sending what it lacks: the change sets after `last_event_id`
   // from the log when it can, otherwise a `put`.
   void AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,
-                    std::optional<int64_t> last_event_id);
-  void AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink);
-  // A comment on every stream, so clients can tell a quiet stream from a dead one.
+                    std::optional<int64_t> last_event_id, std::string key_id = {});
+  void AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink, std::string key_id = {},
+                      bool client_side = false);
+  // A comment on every stream, so clients can tell a quiet stream from a dead one; also
+  // closes the streams whose key has expired since (CloseRevokedStreams).
   void Heartbeat();
+  // Closes every stream whose key is revoked, expired or gone, or whose environment is gone:
+  // after key and project writes, and at each heartbeat (a rotation's overlap ending).
+  void CloseRevokedStreams();
   // Sends `comment` to every stream and closes them (shutdown).
   void CloseAll(std::string_view comment);
   // Waits until every refresh queued before the call is published: an admin write returns

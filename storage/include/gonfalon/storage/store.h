@@ -133,6 +133,9 @@ struct AppliedChangeSet {
   int64_t sequence = 0;
   int64_t time_ms = 0;
   std::vector<AppliedItem> items;
+  // Nothing changed (every item was already as written): no change set was made, `sequence`
+  // is the environment's current one and `items` carry the current versions.
+  bool unchanged = false;
   // The change-log entry as stored, which is also the stream's `changes` event payload:
   // {"sequence":n,"time":ms,"items":[{"kind","key","version","data"|"deleted":true}]}
   std::string event_json;

@@ -1,0 +1,231 @@
+// Flags at the project level (/api/v1/projects/{p}/flags[/{f}]), flags as evaluated in an
+// environment (.../environments/{e}/flags[/{f}]) and segments (.../environments/{e}/segments).
+
+#include <algorithm>
+
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/str_cat.h"
+#include "responses.h"
+#include "routes.h"
+
+namespace gonfalon::server {
+
+using rules::Array;
+using rules::Object;
+using rules::Value;
+
+namespace {
+
+// A single-item write goes through a one-item change set, whose errors name "items[0]...".
+// The client sent the item itself: "items[0].data.rules[1].op: ..." becomes "rules[1].op: ...",
+// "items[0].key: ..." becomes "key: ...", and "items[0]: version conflict" and
+// "items[0].delete: ..." lose their prefix.
+absl::Status AsSingleItem(const absl::Status& st) {
+  std::string msg(st.message());
+  size_t strip = 0;
+  if (msg.rfind("items[0].data.", 0) == 0) {
+    strip = 14;
+  } else if (msg.rfind("items[0].", 0) == 0) {
+    strip = 9;
+  } else if (msg.rfind("items[0]: ", 0) == 0) {
+    strip = 10;
+  }
+  // A refused delete names no field of the request: "delete: segment \"s\" is used by ...".
+  if (msg.compare(strip, 8, "delete: ") == 0) strip += 8;
+  return absl::Status(st.code(), msg.substr(strip));
+}
+
+// Applies one item as a change set in the call's environment.
+absl::StatusOr<storage::AppliedChangeSet> ApplyOne(storage::Store& store, const Call& c, storage::ItemKind kind,
+                                                   const std::string& key, std::optional<Value> data, bool remove,
+                                                   std::optional<int64_t> expect) {
+  storage::ChangeSet cs;
+  cs.project = c.Param("p");
+  cs.environment = c.Param("e");
+  cs.actor = ActorOf(*c.key);
+  cs.comment = Comment(c.req);
+  cs.items.push_back({kind, key, expect, std::move(data), remove});
+  return store.Apply(cs);
+}
+
+// The project-level fields of a flag, which an environment's PUT/PATCH cannot change.
+constexpr std::string_view kProjectLevelFields[] = {"variations", "name", "description", "tags",
+                                                    "temporary", "maintainer", "clientSideAvailability"};
+
+// A write to a flag in one environment that would change a project-level field is refused
+// with the field named, rather than silently ignored.
+absl::Status CheckNoProjectLevelChange(const Value& current, const Value& doc, std::string_view project,
+                                       std::string_view flag) {
+  for (std::string_view field : kProjectLevelFields) {
+    const Value* now = current.Find(field);
+    const Value* wanted = doc.Find(field);
+    if (wanted == nullptr) continue;  // absent: keeps the project's
+    if (now != nullptr ? *now == *wanted : wanted->is_null()) continue;
+    return absl::InvalidArgumentError(StrCat(field, ": is set for the whole project; change it with PATCH /api/v1/projects/",
+                                             project, "/flags/", flag));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddFlagRoutes(Router& router, Services& s) {
+  storage::Store& store = s.store;
+
+  // ---- project level ----
+  router.Add("GET", "/api/v1/projects/{p}/flags", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(std::vector<storage::FlagMeta> metas, store.ListFlagMeta(c.Param("p")));
+    const std::string* tag = c.req.Query("tag");
+    const std::string* state = c.req.Query("state");
+    const std::string* q = c.req.Query("q");
+    if (state && *state != "active" && *state != "archived" && *state != "all") {
+      return ErrorResponse(400, "invalid_argument", "state: expected active, archived or all", "state");
+    }
+    std::string st = state ? *state : "active";
+    Array a;
+    for (const auto& meta : metas) {
+      if (tag && std::find(meta.tags.begin(), meta.tags.end(), *tag) == meta.tags.end()) continue;
+      if (st == "active" && meta.archived) continue;
+      if (st == "archived" && !meta.archived) continue;
+      if (q && meta.key.find(*q) == std::string::npos && meta.name.find(*q) == std::string::npos &&
+          meta.description.find(*q) == std::string::npos) {
+        continue;
+      }
+      a.push_back(storage::FlagMetaToJson(meta));
+    }
+    return Json(200, Items(std::move(a)));
+  });
+
+  router.Add("POST", "/api/v1/projects/{p}/flags", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(Value body, ObjectBody(c.req));
+    TRY_ASSIGN(storage::FlagMeta meta, storage::FlagMetaFromJson(body));
+    TRY_ASSIGN(storage::FlagMeta created, store.CreateFlag(c.Param("p"), meta, ActorOf(*c.key), Comment(c.req)));
+    return WithETag(Json(201, storage::FlagMetaToJson(created)), created.version);
+  });
+
+  router.Add("GET", "/api/v1/projects/{p}/flags/{f}", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(storage::FlagMeta meta, store.GetFlagMeta(c.Param("p"), c.Param("f")));
+    return WithETag(Json(200, storage::FlagMetaToJson(meta)), meta.version);
+  });
+
+  auto replace_meta = [&store](const Call& c) {
+    const std::string& flag = c.Param("f");
+    TRY_ASSIGN(std::optional<int64_t> if_match, IfMatch(c.req));
+    TRY_ASSIGN(storage::FlagMeta current, store.GetFlagMeta(c.Param("p"), flag));
+    TRY_ASSIGN(Value body, ObjectBody(c.req));
+    Value doc = c.req.method == "PATCH" ? MergePatch(storage::FlagMetaToJson(current), body) : body;
+    if (const Value* k = doc.Find("key"); k != nullptr && !(k->is_string() && k->as_string() == flag)) {
+      return ErrorResponse(400, "invalid_argument", StrCat("key: does not match the flag in the URL (\"", flag, "\")"), "key");
+    }
+    doc.Set("key", Value(flag));
+    TRY_ASSIGN(storage::FlagMeta meta, storage::FlagMetaFromJson(doc));
+    auto updated = store.UpdateFlagMeta(c.Param("p"), meta, if_match.value_or(0), ActorOf(*c.key), Comment(c.req));
+    if (!updated.ok()) return ErrorResponse(updated.status(), if_match.has_value());
+    return WithETag(Json(200, storage::FlagMetaToJson(*updated)), updated->version);
+  };
+  router.Add("PUT", "/api/v1/projects/{p}/flags/{f}", Access::kAdmin, replace_meta);
+  router.Add("PATCH", "/api/v1/projects/{p}/flags/{f}", Access::kAdmin, replace_meta);
+
+  router.Add("DELETE", "/api/v1/projects/{p}/flags/{f}", Access::kAdmin, [&store](const Call& c) {
+    TRY(store.DeleteFlag(c.Param("p"), c.Param("f"), ActorOf(*c.key), Comment(c.req)));
+    return NoContent();
+  });
+
+  // ---- per environment ----
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/flags", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(rules::Environment data, store.LoadEnvironment(c.Param("p"), c.Param("e")));
+    Array a;
+    for (const auto& [k, f] : data.flags) a.push_back(rules::EncodeFlag(f));
+    return Json(200, Items(std::move(a)));
+  });
+
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/flags/{f}", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(rules::Flag f, store.GetFlag(c.Param("p"), c.Param("e"), c.Param("f")));
+    return WithETag(Json(200, rules::EncodeFlag(f)), f.version);
+  });
+
+  auto write_flag = [&store](const Call& c) {
+    const std::string& flag = c.Param("f");
+    TRY_ASSIGN(std::optional<int64_t> if_match, IfMatch(c.req));
+    TRY_ASSIGN(Value body, ObjectBody(c.req));
+    TRY_ASSIGN(rules::Flag current, store.GetFlag(c.Param("p"), c.Param("e"), flag));
+    Value current_json = rules::EncodeFlag(current);
+    Value doc = c.req.method == "PATCH" ? MergePatch(current_json, body) : body;
+    TRY(CheckNoProjectLevelChange(current_json, doc, c.Param("p"), flag));
+    // Patch what was read: a concurrent write between the read and this one is a conflict.
+    std::optional<int64_t> expect = if_match;
+    if (c.req.method == "PATCH" && !expect.has_value()) expect = current.version;
+    auto applied = ApplyOne(store, c, storage::ItemKind::kFlag, flag, doc, false, expect);
+    if (!applied.ok()) return ErrorResponse(AsSingleItem(applied.status()), if_match.has_value());
+    TRY_ASSIGN(rules::Flag f, store.GetFlag(c.Param("p"), c.Param("e"), flag));
+    return WithETag(Json(200, rules::EncodeFlag(f)), f.version);
+  };
+  router.Add("PUT", "/api/v1/projects/{p}/environments/{e}/flags/{f}", Access::kAdmin, write_flag);
+  router.Add("PATCH", "/api/v1/projects/{p}/environments/{e}/flags/{f}", Access::kAdmin, write_flag);
+
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/flags/{f}/events", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(std::vector<storage::ExposureCount> counts, store.GetExposureCounts(c.Param("p"), c.Param("e"), c.Param("f")));
+    Array a;
+    for (const auto& x : counts) {
+      a.push_back(Value(Object{{"hour", Value(x.hour_ms)}, {"variation", Value(x.variation)}, {"count", Value(x.count)}}));
+    }
+    return Json(200, Items(std::move(a)));
+  });
+
+  // ---- segments ----
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/segments", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(rules::Environment data, store.LoadEnvironment(c.Param("p"), c.Param("e")));
+    Array a;
+    for (const auto& [k, seg] : data.segments) a.push_back(rules::EncodeSegment(seg));
+    return Json(200, Items(std::move(a)));
+  });
+
+  router.Add("POST", "/api/v1/projects/{p}/environments/{e}/segments", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(Value body, ObjectBody(c.req));
+    const Value* k;
+    TRY(Want(body, "key", Value::Type::kString, &k));
+    if (k == nullptr) return ErrorResponse(400, "invalid_argument", "key: is required", "key");
+    std::string seg = k->as_string();
+    auto applied = ApplyOne(store, c, storage::ItemKind::kSegment, seg, body, false, 0);
+    if (!applied.ok()) {
+      if (absl::IsAborted(applied.status())) {
+        return ErrorResponse(409, "already_exists", StrCat("segment \"", seg, "\" already exists"), "key");
+      }
+      return ErrorResponse(AsSingleItem(applied.status()));
+    }
+    TRY_ASSIGN(rules::Segment created, store.GetSegment(c.Param("p"), c.Param("e"), seg));
+    return WithETag(Json(201, rules::EncodeSegment(created)), created.version);
+  });
+
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/segments/{s}", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(rules::Segment seg, store.GetSegment(c.Param("p"), c.Param("e"), c.Param("s")));
+    return WithETag(Json(200, rules::EncodeSegment(seg)), seg.version);
+  });
+
+  auto write_segment = [&store](const Call& c) {
+    const std::string& seg = c.Param("s");
+    bool remove = c.req.method == "DELETE";
+    TRY_ASSIGN(std::optional<int64_t> if_match, IfMatch(c.req));
+    std::optional<Value> doc;
+    std::optional<int64_t> expect = if_match;
+    if (!remove) {
+      TRY_ASSIGN(Value body, ObjectBody(c.req));
+      doc = body;
+      if (c.req.method == "PATCH") {
+        TRY_ASSIGN(rules::Segment current, store.GetSegment(c.Param("p"), c.Param("e"), seg));
+        doc = MergePatch(rules::EncodeSegment(current), body);
+        if (!expect.has_value()) expect = current.version;
+      }
+    }
+    auto applied = ApplyOne(store, c, storage::ItemKind::kSegment, seg, doc, remove, expect);
+    if (!applied.ok()) return ErrorResponse(AsSingleItem(applied.status()), if_match.has_value());
+    if (remove) return NoContent();
+    TRY_ASSIGN(rules::Segment updated, store.GetSegment(c.Param("p"), c.Param("e"), seg));
+    return WithETag(Json(200, rules::EncodeSegment(updated)), updated.version);
+  };
+  router.Add("PUT", "/api/v1/projects/{p}/environments/{e}/segments/{s}", Access::kAdmin, write_segment);
+  router.Add("PATCH", "/api/v1/projects/{p}/environments/{e}/segments/{s}", Access::kAdmin, write_segment);
+  router.Add("DELETE", "/api/v1/projects/{p}/environments/{e}/segments/{s}", Access::kAdmin, write_segment);
+}
+
+}  // namespace gonfalon::server

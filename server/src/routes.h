@@ -1,0 +1,44 @@
+#pragma once
+// The API's handlers, one group per resource, each in its own file and each adding its
+// routes to the router:
+//   operations_routes.cc  /healthz, /readyz, /metrics
+//   project_routes.cc     projects and environments
+//   flag_routes.cc        flags (project level and per environment) and segments
+//   change_routes.cc      change sets, history, restore
+//   key_routes.cc         API keys
+//   sdk_routes.cc         /sdk/v1: stream, polling, evaluation, events
+//   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
+
+#include <atomic>
+#include <string>
+
+#include "api_options.h"
+#include "gonfalon/rules/snapshot.h"
+#include "gonfalon/storage/store.h"
+#include "hub.h"
+#include "metrics.h"
+#include "router.h"
+
+namespace gonfalon::server {
+
+// What the handlers work with. Outlives the router.
+struct Services {
+  storage::Store& store;
+  Hubs& hubs;
+  Metrics& metrics;
+  const ApiOptions& options;
+  const std::atomic<bool>& ready;
+};
+
+void AddOperationsRoutes(Router& router, Services& s);
+void AddProjectRoutes(Router& router, Services& s);
+void AddFlagRoutes(Router& router, Services& s);
+void AddChangeRoutes(Router& router, Services& s);
+void AddKeyRoutes(Router& router, Services& s);
+void AddSdkRoutes(Router& router, Services& s);
+void AddOfrepRoutes(Router& router, Services& s);
+
+// The audit actor of a call: "key:<id> (<name>)".
+storage::Actor ActorOf(const storage::ApiKey& key);
+
+}  // namespace gonfalon::server

@@ -1,0 +1,228 @@
+// /sdk/v1: the SDK stream, polling, native evaluation and events (server-side SDK keys).
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/evaluator.h"
+#include "gonfalon/rules/str_cat.h"
+#include "responses.h"
+#include "routes.h"
+
+namespace gonfalon::server {
+
+using rules::Array;
+using rules::Object;
+using rules::Value;
+
+namespace {
+
+// Event times the server takes: up to an hour ahead (clock skew), back to the history's
+// retention (an SDK that was offline for a while).
+constexpr int64_t kMaxEventFutureMs = 3600LL * 1000;
+constexpr int64_t kMaxEventAgeMs = 30LL * 24 * 3600 * 1000;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// One refused item of an events batch.
+struct Rejection {
+  std::string field;
+  std::string reason;
+};
+
+// The time of an event: Unix milliseconds in the accepted window.
+std::optional<Rejection> CheckTime(const Value* time, const std::string& path, int64_t now_ms, int64_t& out) {
+  out = now_ms;
+  if (time == nullptr) return std::nullopt;
+  double t = time->as_number();
+  if (!time->is_number() || t != std::floor(t) || !(t >= 0 && t <= 9.0e15)) {
+    return Rejection{path + ".time", "expected Unix milliseconds"};
+  }
+  out = static_cast<int64_t>(t);
+  if (out > now_ms + kMaxEventFutureMs) return Rejection{path + ".time", "more than an hour in the future"};
+  if (out < now_ms - kMaxEventAgeMs) return Rejection{path + ".time", "older than 30 days"};
+  return std::nullopt;
+}
+
+Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
+  TRY_ASSIGN(Value body, ObjectBody(c.req));
+  const rules::Snapshot* snap = CurrentSnapshot(hub);
+  std::vector<storage::ExposureCount> exposures;
+  std::vector<storage::MetricCount> metrics;
+  std::vector<Rejection> rejected;
+  int64_t now_ms = NowMs();
+  auto hour_of = [](int64_t ms) { return ms - ms % 3600000; };
+
+  const Value* list;
+  TRY(Want(body, "exposures", Value::Type::kArray, &list));
+  if (list != nullptr) {
+    for (size_t i = 0; i < list->as_array().size(); ++i) {
+      const Value& e = list->as_array()[i];
+      std::string path = StrCat("exposures[", i, "]");
+      if (!e.is_object()) {
+        rejected.push_back({path, "expected an object"});
+        continue;
+      }
+      const Value* f = e.Find("flag");
+      const Value* var = e.Find("variation");
+      const Value* count = e.Find("count");
+      if (f == nullptr || !f->is_string() || f->as_string().empty()) {
+        rejected.push_back({path + ".flag", "expected a flag key"});
+        continue;
+      }
+      const auto* flag = snap->FindFlag(f->as_string());
+      if (flag == nullptr) {
+        rejected.push_back({path + ".flag", StrCat("no flag \"", f->as_string(), "\" in this environment")});
+        continue;
+      }
+      // -1: the caller's default was served.
+      int64_t variations = static_cast<int64_t>(rules::FlagModel(*flag).variations.size());
+      if (var != nullptr && !(var->is_number() && var->as_number() == std::floor(var->as_number()) &&
+                              var->as_number() >= -1 && var->as_number() < static_cast<double>(variations))) {
+        rejected.push_back({path + ".variation", StrCat("expected a variation index -1..", variations - 1)});
+        continue;
+      }
+      if (count != nullptr && !(count->is_number() && count->as_number() >= 1 && count->as_number() <= 1e9 &&
+                                count->as_number() == std::floor(count->as_number()))) {
+        rejected.push_back({path + ".count", "expected an integer 1..1e9"});
+        continue;
+      }
+      int64_t time_ms;
+      if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) {
+        rejected.push_back(std::move(*bad));
+        continue;
+      }
+      exposures.push_back({f->as_string(), var ? static_cast<int>(var->as_number()) : -1, hour_of(time_ms),
+                           count ? static_cast<int64_t>(count->as_number()) : 1});
+    }
+  }
+  TRY(Want(body, "metrics", Value::Type::kArray, &list));
+  if (list != nullptr) {
+    for (size_t i = 0; i < list->as_array().size(); ++i) {
+      const Value& e = list->as_array()[i];
+      std::string path = StrCat("metrics[", i, "]");
+      if (!e.is_object()) {
+        rejected.push_back({path, "expected an object"});
+        continue;
+      }
+      const Value* name = e.Find("event");
+      const Value* value = e.Find("value");
+      if (name == nullptr || !name->is_string() || !storage::ValidateKey(name->as_string(), "event").ok()) {
+        rejected.push_back({path + ".event", "expected an event key of 1..128 [A-Za-z0-9._-]"});
+        continue;
+      }
+      if (value != nullptr && !value->is_null() && !(value->is_number() && std::isfinite(value->as_number()))) {
+        rejected.push_back({path + ".value", "expected a number"});
+        continue;
+      }
+      int64_t time_ms;
+      if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) {
+        rejected.push_back(std::move(*bad));
+        continue;
+      }
+      metrics.push_back({name->as_string(), hour_of(time_ms), 1, value && value->is_number() ? value->as_number() : 0});
+    }
+  }
+  s.metrics.events_dropped += rejected.size();
+  size_t accepted = exposures.size() + metrics.size();
+  if (accepted == 0 && !rejected.empty()) {
+    // Nothing usable: the batch itself is wrong.
+    Response r = ErrorResponse(400, "invalid_argument", StrCat(rejected[0].field, ": ", rejected[0].reason), rejected[0].field);
+    return r;
+  }
+  TRY(s.store.AddEventCounts(hub.project(), hub.environment(), exposures, metrics));
+  s.metrics.events_accepted += accepted;
+  Array refused;
+  for (const Rejection& r : rejected) {
+    refused.push_back(Value(Object{{"field", Value(r.field)}, {"reason", Value(r.reason)}}));
+  }
+  return Json(202, Value(Object{{"accepted", Value(static_cast<int64_t>(accepted))}, {"rejected", Value(std::move(refused))}}));
+}
+
+Response Evaluate(const Call& c, Services& s, EnvironmentHub& hub) {
+  TRY_ASSIGN(Value body, ObjectBody(c.req));
+  const Value* ctx_json = body.Find("context");
+  if (ctx_json == nullptr) return ErrorResponse(400, "invalid_argument", "context: is required", "context");
+  rules::Context ctx = rules::ContextFromJson(*ctx_json);
+  if (!ctx.valid()) return ErrorResponse(400, "invalid_argument", StrCat("context: ", ctx.error()), "context");
+  const Value* flag;
+  const Value* explain;
+  TRY(Want(body, "flag", Value::Type::kString, &flag));
+  TRY(Want(body, "explain", Value::Type::kBool, &explain));
+  bool want_trace = explain != nullptr && explain->as_bool();
+  const rules::Snapshot* snap = CurrentSnapshot(hub);
+  auto one = [&](const rules::Detail& d, const rules::Trace* trace) {
+    Value v = rules::DetailToValue(d);
+    if (trace != nullptr) v.Set("trace", trace->steps());
+    return v;
+  };
+  if (flag != nullptr) {
+    rules::Trace trace;
+    rules::Detail d = rules::Evaluate(*snap, flag->as_string(), ctx, want_trace ? &trace : nullptr);
+    ++s.metrics.evaluations;
+    Value v = one(d, want_trace ? &trace : nullptr);
+    v.Set("flag", Value(flag->as_string()));
+    return WithETag(Json(200, v), snap->sequence());
+  }
+  Object flags;
+  flags.reserve(snap->flag_count());
+  for (size_t i = 0; i < snap->flag_count(); ++i) {
+    const auto& cf = snap->flag(i);
+    rules::Trace trace;
+    rules::Detail d = rules::Evaluate(*snap, cf, ctx, want_trace ? &trace : nullptr);
+    // Keys are unique in a snapshot: appended without a duplicate check.
+    flags.emplace_back(rules::FlagModel(cf).key, one(d, want_trace ? &trace : nullptr));
+  }
+  s.metrics.evaluations += snap->flag_count();
+  return Json(200, Value(Object{{"sequence", Value(snap->sequence())}, {"flags", Value(std::move(flags))}}));
+}
+
+}  // namespace
+
+void AddSdkRoutes(Router& router, Services& s) {
+  // The environment of the calling key, or an error response.
+  auto hub_of = [&s](const Call& c) { return s.hubs.Get(c.key->project, c.key->environment); };
+
+  router.Add("GET", "/sdk/v1/stream", Access::kServerSdk, [hub_of](const Call& c) {
+    TRY(hub_of(c).status());
+    Response r;
+    StreamRequest stream;
+    stream.kind = StreamRequest::Kind::kSdk;
+    stream.project = c.key->project;
+    stream.environment = c.key->environment;
+    stream.key_id = c.key->id;
+    if (const std::string* last = c.req.Header("last-event-id"); last != nullptr && !last->empty()) {
+      int64_t n = -1;
+      auto [end, ec] = std::from_chars(last->data(), last->data() + last->size(), n);
+      if (ec == std::errc() && end == last->data() + last->size() && n >= 0) stream.last_event_id = n;
+    }
+    r.stream = std::move(stream);
+    return r;
+  });
+
+  router.Add("GET", "/sdk/v1/flags", Access::kServerSdk, [hub_of](const Call& c) {
+    TRY_ASSIGN(std::shared_ptr<EnvironmentHub> hub, hub_of(c));
+    auto [seq, payload] = hub->payload();
+    std::string etag = ETag(seq);
+    if (auto not_modified = NotModified(c.req, etag)) return std::move(*not_modified);
+    Response r;
+    r.body = *payload;
+    r.headers.emplace_back("ETag", etag);
+    return r;
+  });
+
+  router.Add("POST", "/sdk/v1/evaluate", Access::kServerSdk, [hub_of, &s](const Call& c) {
+    TRY_ASSIGN(std::shared_ptr<EnvironmentHub> hub, hub_of(c));
+    return Evaluate(c, s, *hub);
+  });
+
+  router.Add("POST", "/sdk/v1/events", Access::kServerSdk, [hub_of, &s](const Call& c) {
+    TRY_ASSIGN(std::shared_ptr<EnvironmentHub> hub, hub_of(c));
+    return Events(c, s, *hub);
+  });
+}
+
+}  // namespace gonfalon::server
