@@ -2,7 +2,7 @@
 # Each target installs missing Debian packages first (scripts/install-deps, apt-get).
 
 JOBS ?= $(shell nproc)
-GONFALON_DEV := build/dev/server/gonfalon
+GONFALON_RUN := build/release/server/gonfalon
 
 .PHONY: run test build build-server deps bench bench-server bench-sdk fuzz asan tsan clean
 
@@ -13,15 +13,16 @@ build: deps
 	@cmake --preset dev >/dev/null
 	@cmake --build --preset dev -j $(JOBS)
 
+# The optimized build: what `make run` starts is what one would deploy.
 build-server: deps
-	@cmake --preset dev >/dev/null
-	@cmake --build --preset dev -j $(JOBS) --target gonfalon
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target gonfalon
 
 # The server on an embedded RocksDB under ./data, with the demo project on first start.
 LISTEN ?= 127.0.0.1:8070
 run: build-server
 	@mkdir -p data
-	@exec $(GONFALON_DEV) serve --demo --data-dir ./data --listen $(LISTEN)
+	@exec $(GONFALON_RUN) serve --demo --data-dir ./data --listen $(LISTEN)
 
 test: build
 	@ctest --preset dev -j $(JOBS)

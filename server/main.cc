@@ -11,7 +11,8 @@ constexpr char kUsage[] =
     "usage: gonfalon <command> [options]\n"
     "commands:\n"
     "  serve    run the server (gonfalon serve --help)\n"
-    "  eval     evaluate flags from a data file (gonfalon eval --help)\n";
+    "  eval     evaluate flags from a data file (gonfalon eval --help)\n"
+    "  admin-token  make a new admin key in a stopped server's data directory\n";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "eval") return gonfalon::server::RunEvalCommand(args, std::cout, std::cerr);
   if (command == "serve") return gonfalon::server::RunServeCommand(args);
+  if (command == "admin-token") return gonfalon::server::RunAdminTokenCommand(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kUsage;
     return 0;

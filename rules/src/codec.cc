@@ -682,12 +682,16 @@ Value EncodeSegment(const Segment& s) {
 Value EncodeEnvironment(const Environment& env) {
   Value v;
   v.Set("sequence", Value(env.sequence));
-  Value flags{Object{}};
-  for (const auto& [key, f] : env.flags) flags.Set(key, EncodeFlag(f));
-  v.Set("flags", std::move(flags));
-  Value segments{Object{}};
-  for (const auto& [key, s] : env.segments) segments.Set(key, EncodeSegment(s));
-  v.Set("segments", std::move(segments));
+  // Map keys are unique: members are appended without Set's duplicate scan (linear, not
+  // quadratic, in the number of flags).
+  Object flags;
+  flags.reserve(env.flags.size());
+  for (const auto& [key, f] : env.flags) flags.emplace_back(key, EncodeFlag(f));
+  v.Set("flags", Value(std::move(flags)));
+  Object segments;
+  segments.reserve(env.segments.size());
+  for (const auto& [key, s] : env.segments) segments.emplace_back(key, EncodeSegment(s));
+  v.Set("segments", Value(std::move(segments)));
   return v;
 }
 

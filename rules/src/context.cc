@@ -70,6 +70,25 @@ void AttributeRef::ResolveBuiltin() {
   }
 }
 
+namespace {
+// Attributes sorted by name, each name once (the last value wins), so that a lookup is a
+// binary search and a context costs linear-logarithmic time in its attributes, not quadratic.
+void NormalizeAttributes(Object& attributes) {
+  std::stable_sort(attributes.begin(), attributes.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  size_t out = 0;
+  for (size_t i = 0; i < attributes.size(); ++i) {
+    if (out > 0 && attributes[out - 1].first == attributes[i].first) {
+      attributes[out - 1].second = std::move(attributes[i].second);
+    } else {
+      if (out != i) attributes[out] = std::move(attributes[i]);
+      ++out;
+    }
+  }
+  attributes.resize(out);
+}
+}  // namespace
+
 bool IsValidKind(std::string_view kind) {
   if (kind.empty() || kind == "kind" || kind == "multi") return false;
   return std::all_of(kind.begin(), kind.end(), [](char c) {
@@ -92,14 +111,13 @@ const Value* Context::Get(const Single& part, const AttributeRef& ref) {
     case AttributeRef::Builtin::kAnonymous:
       v = &part.anonymous;
       break;
-    case AttributeRef::Builtin::kNone:
-      for (const auto& [name, val] : part.attributes) {
-        if (name == comps[0]) {
-          v = &val;
-          break;
-        }
-      }
+    case AttributeRef::Builtin::kNone: {
+      // Sorted by name (NormalizeAttributes).
+      auto it = std::lower_bound(part.attributes.begin(), part.attributes.end(), comps[0],
+                                 [](const auto& a, const std::string& name) { return a.first < name; });
+      if (it != part.attributes.end() && it->first == comps[0]) v = &it->second;
       break;
+    }
   }
   for (size_t i = 1; v != nullptr && i < comps.size(); ++i) {
     v = v->Find(comps[i]);  // nullptr unless v is an object with that member
@@ -130,12 +148,7 @@ Context::Builder& Context::Builder::Set(std::string_view attribute, Value v) {
     s.anonymous = Value(v.as_bool());
     return *this;
   }
-  for (auto& [name, existing] : s.attributes) {
-    if (name == attribute) {
-      existing = std::move(v);
-      return *this;
-    }
-  }
+  // Duplicates are resolved in Build() (the last value wins).
   s.attributes.emplace_back(std::string(attribute), std::move(v));
   return *this;
 }
@@ -162,6 +175,7 @@ Context Context::Builder::Build() {
     }
   }
   c.kinds_ = kinds_;
+  for (Single& s : c.kinds_) NormalizeAttributes(s.attributes);
   return c;
 }
 
@@ -203,6 +217,7 @@ std::string ReadSingle(const Value& obj, std::string_view kind, bool legacy, Con
     if (v.is_null()) continue;  // a null attribute is the same as an absent one
     out.attributes.emplace_back(name, v);
   }
+  NormalizeAttributes(out.attributes);
   return {};
 }
 
@@ -245,7 +260,14 @@ Value Context::ToValue() const {
     if (with_kind) v.Set("kind", s.kind);
     v.Set("key", s.key);
     if (s.anonymous.as_bool()) v.Set("anonymous", Value(true));
-    for (const auto& [name, a] : s.attributes) v.Set(name, a);
+    // Attributes are unique and never "kind", "key" or "anonymous" (those are fields of
+    // Single; a Builder::Set of one of them is dropped here): appended without a scan.
+    Object& members = v.mutable_object();
+    members.reserve(members.size() + s.attributes.size());
+    for (const auto& [name, a] : s.attributes) {
+      if (name == "kind" || name == "key" || name == "anonymous") continue;
+      members.emplace_back(name, a);
+    }
     return v;
   };
   if (kinds_.size() == 1) return single(kinds_[0], true);

@@ -1,9 +1,13 @@
 #include "gonfalon/rules/value.h"
 
+#include <algorithm>
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "gonfalon/rules/str_cat.h"
 #include "simdjson.h"
 
@@ -64,20 +68,35 @@ absl::Status Convert(simdjson::dom::element e, int depth, Value& out) {
       Object obj;
       simdjson::dom::object o = e.get_object().value_unsafe();
       obj.reserve(o.size());
+      // Duplicate member names: the last one wins, as in most JSON readers. Past a few
+      // members the check goes through a hash map, so parsing stays linear in the members.
+      constexpr size_t kLinearScan = 8;
+      absl::flat_hash_map<absl::string_view, size_t> index;
       for (simdjson::dom::key_value_pair kv : o) {
         Value v;
         absl::Status s = Convert(kv.value, depth + 1, v);
         if (!s.ok()) return s;
-        // Duplicate member names: the last one wins, as in most JSON readers.
-        bool replaced = false;
-        for (auto& [name, existing] : obj) {
-          if (name == kv.key) {
-            existing = std::move(v);
-            replaced = true;
-            break;
+        absl::string_view name(kv.key.data(), kv.key.size());
+        size_t found = obj.size();
+        if (obj.size() <= kLinearScan) {
+          for (size_t i = 0; i < obj.size(); ++i) {
+            if (obj[i].first == kv.key) {
+              found = i;
+              break;
+            }
           }
+          if (obj.size() == kLinearScan && found == obj.size()) {
+            for (size_t i = 0; i < obj.size(); ++i) index.emplace(absl::string_view(obj[i].first), i);
+          }
+        } else if (auto it = index.find(name); it != index.end()) {
+          found = it->second;
         }
-        if (!replaced) obj.emplace_back(std::string(kv.key), std::move(v));
+        if (found < obj.size()) {
+          obj[found].second = std::move(v);
+          continue;
+        }
+        obj.emplace_back(std::string(kv.key), std::move(v));
+        if (obj.size() > kLinearScan) index.emplace(name, obj.size() - 1);
       }
       out = Value(std::move(obj));
       return absl::OkStatus();
@@ -104,6 +123,14 @@ Array& Value::mutable_array() {
 Object& Value::mutable_object() {
   if (!is_object()) v_ = Object();
   return std::get<Object>(v_);
+}
+
+Value* Value::FindMutable(std::string_view name) {
+  if (!is_object()) return nullptr;
+  for (auto& [k, v] : std::get<Object>(v_)) {
+    if (k == name) return &v;
+  }
+  return nullptr;
 }
 
 const Value* Value::Find(std::string_view name) const {
@@ -163,6 +190,16 @@ bool operator==(const Value& a, const Value& b) {
     }
   }
   return false;
+}
+
+int JsonDepth(const Value& v) {
+  int deepest = 0;
+  if (v.is_array()) {
+    for (const Value& e : v.as_array()) deepest = std::max(deepest, JsonDepth(e));
+  } else if (v.is_object()) {
+    for (const auto& [k, e] : v.as_object()) deepest = std::max(deepest, JsonDepth(e));
+  }
+  return deepest + 1;
 }
 
 std::string_view TypeName(Value::Type t) {

@@ -34,11 +34,15 @@ constexpr char kUsage[] =
     "  --max-connections N       open connections (default 10000)\n"
     "  --threads N               I/O threads (default: cores)\n"
     "  --log-level LEVEL         info or debug (debug logs every request)\n"
+    "  --public-base-url URL     how clients reach this server (https://flags.example.com), used\n"
+    "                            in URLs it hands out (OFREP eventStreams)\n"
+    "  --trust-forwarded-headers true|false  take those URLs' scheme and host from\n"
+    "                            X-Forwarded-Proto/-Host (only behind a proxy that sets them)\n"
+    "  --cors-origins LIST       comma-separated origins (or *) that browsers may call OFREP from\n"
     "  --no-sync                 do not fsync change sets (tests and benchmarks only)\n"
     "  --demo                    create the demo project on an empty data directory\n"
-    "environment: GONFALON_LISTEN, GONFALON_DATA_DIR, GONFALON_HEARTBEAT_SECONDS,\n"
-    "  GONFALON_MAX_BODY_BYTES, GONFALON_MAX_HEADER_BYTES, GONFALON_READ_TIMEOUT_SECONDS,\n"
-    "  GONFALON_MAX_CONNECTIONS, GONFALON_THREADS, GONFALON_LOG_LEVEL, GONFALON_ADMIN_TOKEN\n";
+    "environment: GONFALON_<SETTING> for each setting above (GONFALON_PUBLIC_BASE_URL, ...),\n"
+    "  and GONFALON_ADMIN_TOKEN (an admin token to accept; see docs/operations.md)\n";
 
 struct Config {
   std::string listen = "127.0.0.1:8070";
@@ -52,6 +56,7 @@ struct Config {
   std::string log_level = "info";
   bool sync = true;
   bool demo = false;
+  ApiOptions api;
 };
 
 void Log(const char* level, const std::string& msg, const std::string& extra = "") {
@@ -83,6 +88,39 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
   if (name == "read-timeout-seconds") return number(c.read_timeout_seconds, 1);
   if (name == "max-connections") return number(c.max_connections, 1);
   if (name == "threads") return number(c.threads, 0);
+  if (name == "public-base-url") {
+    std::string_view v = value;
+    if (!(v.rfind("http://", 0) == 0 || v.rfind("https://", 0) == 0) || v.find_first_of(" \r\n\"") != std::string_view::npos) {
+      return StrCat("public-base-url: expected http://HOST[:PORT] or https://..., got \"", value, "\"");
+    }
+    while (v.size() > 8 && v.back() == '/') v.remove_suffix(1);
+    c.api.public_base_url = std::string(v);
+    return "";
+  }
+  if (name == "trust-forwarded-headers") {
+    if (value != "true" && value != "false") return StrCat("trust-forwarded-headers: expected true or false, got \"", value, "\"");
+    c.api.trust_forwarded_headers = value == "true";
+    return "";
+  }
+  if (name == "cors-origins") {
+    c.api.cors_origins.clear();
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view o = rest.substr(0, comma);
+      while (!o.empty() && o.front() == ' ') o.remove_prefix(1);
+      while (!o.empty() && o.back() == ' ') o.remove_suffix(1);
+      if (!o.empty()) {
+        if (o != "*" && o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) {
+          return StrCat("cors-origins: expected origins such as https://app.example.com (or *), got \"", o, "\"");
+        }
+        c.api.cors_origins.emplace_back(o);
+      }
+      if (comma == std::string_view::npos) break;
+      rest = rest.substr(comma + 1);
+    }
+    return "";
+  }
   if (name == "log-level") {
     if (value != "info" && value != "debug") return StrCat("log-level: expected info or debug, got \"", value, "\"");
     c.log_level = value;
@@ -109,7 +147,8 @@ std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
     }
   }
   for (const char* name : {"listen", "data-dir", "heartbeat-seconds", "max-body-bytes", "max-header-bytes",
-                           "read-timeout-seconds", "max-connections", "threads", "log-level"}) {
+                           "read-timeout-seconds", "max-connections", "threads", "log-level", "public-base-url",
+                           "trust-forwarded-headers", "cors-origins"}) {
     std::string env = StrCat("GONFALON_", name);
     for (char& ch : env) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     if (const char* v = std::getenv(env.c_str())) {
@@ -135,34 +174,59 @@ std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
   return "";
 }
 
-// The first start on an empty data directory makes an admin token (or takes
-// GONFALON_ADMIN_TOKEN's) and prints it once.
-absl::Status Bootstrap(storage::Store& store, const std::string& data_dir) {
+// Admin access at start (docs/operations.md, "Admin access"):
+// - GONFALON_ADMIN_TOKEN set: that token is an admin key from now on; if it is already one, nothing
+//   changes; if it was revoked, it stays revoked (revocation is never undone by a restart): the
+//   server says so and starts without it.
+// - otherwise, on a data directory with no keys at all (the first start), a bootstrap admin token
+//   is made and printed once; a data directory that has keys but no usable admin key gets none
+//   (whoever can restart the server must not thereby become admin): recover with
+//   `gonfalon admin-token --data-dir DIR` while the server is stopped.
+absl::Status Bootstrap(storage::Store& store, const std::string& data_dir, std::string* minted) {
   auto keys = store.ListApiKeys();
   if (!keys.ok()) return keys.status();
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  bool usable_admin = false;
   for (const auto& k : *keys) {
-    if (k.kind == storage::KeyKind::kAdmin && !k.revoked) return absl::OkStatus();
+    if (k.kind == storage::KeyKind::kAdmin && k.write && !k.revoked && (k.expires_ms == 0 || k.expires_ms > now_ms)) {
+      usable_admin = true;
+    }
   }
   storage::ApiKey spec;
   spec.kind = storage::KeyKind::kAdmin;
   spec.name = "bootstrap";
   spec.write = true;
   if (const char* given = std::getenv("GONFALON_ADMIN_TOKEN"); given != nullptr && *given != '\0') {
+    if (store.Authenticate(given).ok()) return absl::OkStatus();  // already a working key
     auto made = store.ImportApiKey(spec, given);
+    if (absl::IsAlreadyExists(made.status())) {
+      Log("warn", "GONFALON_ADMIN_TOKEN names a revoked or expired key; it stays revoked. Set a new token, or run "
+                  "`gonfalon admin-token` with the server stopped");
+      return absl::OkStatus();
+    }
     if (!made.ok()) return made.status();
     std::cout << "gonfalon: admin token taken from GONFALON_ADMIN_TOKEN" << std::endl;
     return absl::OkStatus();
   }
+  if (usable_admin) return absl::OkStatus();
+  if (!keys->empty()) {
+    Log("warn", StrCat("no usable admin key: run `gonfalon admin-token --data-dir ", data_dir,
+                       "` with the server stopped to make one"));
+    return absl::OkStatus();
+  }
   auto made = store.CreateApiKey(spec);
   if (!made.ok()) return made.status();
+  *minted = made->secret;
   std::cout << "gonfalon: bootstrap admin token (shown once, keep it): " << made->secret << std::endl;
   std::ofstream(data_dir + "/ADMIN_TOKEN_SHOWN_ONCE") << "The bootstrap admin token was printed on first start; "
-                                                         "create more with POST /api/v1/keys.\n";
+                                                         "create more with POST /api/v1/keys, or, with the server "
+                                                         "stopped, `gonfalon admin-token --data-dir DIR`.\n";
   return absl::OkStatus();
 }
 
 // The demo project: flags from demo/flags.json (or built in), two environments, keys.
-absl::Status CreateDemo(storage::Store& store, const std::string& data_dir) {
+absl::Status CreateDemo(storage::Store& store, const std::string& data_dir, const std::string& admin_token) {
   auto projects = store.ListProjects();
   if (!projects.ok()) return projects.status();
   std::string creds_path = data_dir + "/demo-credentials.txt";
@@ -211,7 +275,10 @@ absl::Status CreateDemo(storage::Store& store, const std::string& data_dir) {
     auto applied = store.Apply(cs);
     if (!applied.ok()) return applied.status();
   }
+  // A demo's admin token stays recoverable: it is in this file (mode 0600), printed at every
+  // start. A real deployment's is shown once.
   std::string creds = "gonfalon: demo project \"demo\" (environments production, staging)\n";
+  if (!admin_token.empty()) creds += StrCat("gonfalon:   admin token: ", admin_token, "\n");
   for (const char* env : {"production", "staging"}) {
     for (auto kind : {storage::KeyKind::kServer, storage::KeyKind::kClient}) {
       storage::ApiKey spec;
@@ -224,15 +291,58 @@ absl::Status CreateDemo(storage::Store& store, const std::string& data_dir) {
       creds += StrCat("gonfalon:   ", env, " ", storage::KeyKindName(kind), "-side SDK key: ", made->secret, "\n");
     }
   }
+  // 0600 before the secrets go in.
+  std::ofstream(creds_path).close();
+  std::filesystem::permissions(creds_path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   std::ofstream out(creds_path);
   out << creds;
   out.close();
-  std::filesystem::permissions(creds_path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   std::cout << creds << std::flush;
   return absl::OkStatus();
 }
 
 }  // namespace
+
+int RunAdminTokenCommand(const std::vector<std::string>& args) {
+  std::string data_dir = "./data";
+  std::string name = "recovered";
+  for (size_t i = 0; i < args.size(); ++i) {
+    if ((args[i] == "--data-dir" || args[i] == "--name") && i + 1 < args.size()) {
+      (args[i] == "--data-dir" ? data_dir : name) = args[i + 1];
+      ++i;
+    } else if (args[i] == "--help" || args[i] == "-h") {
+      std::cout << "usage: gonfalon admin-token [--data-dir DIR] [--name NAME]\n"
+                   "  makes a new read-write admin key in a stopped server's data directory and prints its\n"
+                   "  token once (recovery of admin access).\n";
+      return 0;
+    } else {
+      std::cerr << "gonfalon admin-token: unknown or incomplete argument \"" << args[i] << "\"\n";
+      return 2;
+    }
+  }
+  if (!std::filesystem::exists(data_dir + "/db")) {
+    std::cerr << "gonfalon admin-token: no database in " << data_dir << "/db\n";
+    return 1;
+  }
+  auto store = storage::Store::Open({.path = data_dir + "/db"});
+  if (!store.ok()) {
+    std::cerr << "gonfalon admin-token: " << store.status().message()
+              << " (is the server still running? stop it first)\n";
+    return 1;
+  }
+  storage::ApiKey spec;
+  spec.kind = storage::KeyKind::kAdmin;
+  spec.name = name;
+  spec.write = true;
+  auto made = (*store)->CreateApiKey(spec);
+  if (!made.ok()) {
+    std::cerr << "gonfalon admin-token: " << made.status().message() << "\n";
+    return 1;
+  }
+  std::cout << made->secret << std::endl;
+  std::cerr << "gonfalon: new admin key " << made->key.id << " (\"" << name << "\"); the token above is shown once\n";
+  return 0;
+}
 
 int RunServeCommand(const std::vector<std::string>& args) {
   for (const auto& a : args) {
@@ -259,12 +369,13 @@ int RunServeCommand(const std::vector<std::string>& args) {
     return 1;
   }
   storage::Store& store = **store_or;
-  if (absl::Status s = Bootstrap(store, config.data_dir); !s.ok()) {
+  std::string minted_admin_token;
+  if (absl::Status s = Bootstrap(store, config.data_dir, &minted_admin_token); !s.ok()) {
     std::cerr << "gonfalon serve: bootstrap: " << s.message() << "\n";
     return 1;
   }
   if (config.demo) {
-    if (absl::Status s = CreateDemo(store, config.data_dir); !s.ok()) {
+    if (absl::Status s = CreateDemo(store, config.data_dir, minted_admin_token); !s.ok()) {
       std::cerr << "gonfalon serve: demo: " << s.message() << "\n";
       return 1;
     }
@@ -275,7 +386,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   metrics.SetGaugeSource([&store] { return store.Stats(); });
   Hubs hubs(store, metrics);
   store.SetChangeListener([&hubs](const storage::AppliedChangeSet& a) { hubs.Changed(a); });
-  Api api(store, hubs, metrics);
+  Api api(store, hubs, metrics, config.api);
   ServerLimits limits;
   limits.max_body_bytes = static_cast<size_t>(config.max_body_bytes);
   limits.max_header_bytes = static_cast<size_t>(config.max_header_bytes);

@@ -7,5 +7,7 @@
 namespace gonfalon::server {
 
 int RunServeCommand(const std::vector<std::string>& args);
+// `gonfalon admin-token`: a new admin key in a stopped server's data directory (recovery).
+int RunAdminTokenCommand(const std::vector<std::string>& args);
 
 }  // namespace gonfalon::server

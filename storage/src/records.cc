@@ -1,5 +1,7 @@
 #include "records.h"
 
+#include <charconv>
+
 #include <cstdio>
 
 #include "gonfalon/rules/codec.h"
@@ -207,6 +209,14 @@ Value EnvironmentToJson(const Environment& e) {
 }
 
 namespace internal {
+
+std::optional<int64_t> ParseSeqKey(std::string_view hex) {
+  uint64_t n = 0;
+  if (hex.size() != 16) return std::nullopt;
+  auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), n, 16);
+  if (ec != std::errc() || end != hex.data() + hex.size()) return std::nullopt;
+  return static_cast<int64_t>(n);
+}
 
 std::string SeqKey(int64_t seq) {
   char buf[17];

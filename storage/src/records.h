@@ -1,4 +1,5 @@
 #pragma once
+#include <optional>
 // JSON forms of the records the store keeps, and the key layout (docs/storage.md).
 
 #include <cstdint>
@@ -32,6 +33,8 @@ inline constexpr const char* kCfNames[kCfCount] = {
 inline constexpr int kSchemaVersion = 1;
 
 std::string SeqKey(int64_t seq);  // 16 lowercase hex digits: sorts numerically
+// The inverse of SeqKey; nullopt when `hex` is not 16 hex digits (a corrupt key).
+std::optional<int64_t> ParseSeqKey(std::string_view hex);
 inline std::string EnvPrefix(std::string_view p, std::string_view e) { return StrCat(p, "/", e, "/"); }
 inline char KindLetter(ItemKind k) { return k == ItemKind::kFlag ? 'f' : 's'; }
 inline std::string ItemKey(std::string_view p, std::string_view e, ItemKind k, std::string_view key) {

@@ -41,9 +41,13 @@ std::string Hex(const unsigned char* p, size_t n) {
   return out;
 }
 
-std::string RandomHex(size_t bytes) {
+// Random bytes from OpenSSL's CSPRNG, hex-encoded; Unavailable when it cannot deliver (secrets
+// and salts must never be predictable, so nothing is written then).
+absl::StatusOr<std::string> RandomHex(size_t bytes) {
   std::vector<unsigned char> buf(bytes);
-  RAND_bytes(buf.data(), static_cast<int>(bytes));
+  if (RAND_bytes(buf.data(), static_cast<int>(bytes)) != 1) {
+    return absl::UnavailableError("the system's secure random number generator failed (OpenSSL RAND_bytes)");
+  }
   return Hex(buf.data(), bytes);
 }
 
@@ -66,7 +70,7 @@ int64_t VersionOf(const std::optional<Value>& item) {
 }
 
 // A new flag's part in one environment: off, serving its off variation.
-rules::Flag NewEnvironmentFlag(const FlagMeta& meta) {
+absl::StatusOr<rules::Flag> NewEnvironmentFlag(const FlagMeta& meta) {
   rules::Flag f;
   f.key = meta.key;
   f.on = false;
@@ -78,7 +82,7 @@ rules::Flag NewEnvironmentFlag(const FlagMeta& meta) {
   }
   f.off_variation = meta.default_off_variation.value_or(off);
   f.fallthrough.variation = meta.default_on_variation.value_or(on);
-  f.salt = RandomHex(8);
+  ASSIGN_OR_RETURN(f.salt, RandomHex(8));
   return f;
 }
 
@@ -98,6 +102,16 @@ void ApplyMeta(const FlagMeta& meta, rules::Flag& f) {
 absl::Status Prefixed(const absl::Status& s, std::string_view prefix) {
   if (s.ok()) return s;
   return absl::Status(s.code(), StrCat(prefix, s.message()));
+}
+
+// Whether an upsert leaves the item as it was (its version aside).
+bool SameExceptVersion(const std::optional<Value>& before, const std::optional<Value>& after) {
+  if (!before.has_value() || !after.has_value()) return false;
+  Value a = *before;
+  Value b = *after;
+  a.Erase("version");
+  b.Erase("version");
+  return a == b;
 }
 
 struct PreparedItem {
@@ -174,7 +188,7 @@ class RocksStore final : public Store {
     // The secret stream tokens are derived with (StreamToken); made once per database.
     ASSIGN_OR_RETURN(auto secret, Get(kMeta, "stream_token_secret"));
     if (!secret.has_value()) {
-      secret = RandomHex(32);
+      ASSIGN_OR_RETURN(secret, RandomHex(32));
       RETURN_IF_ERROR(FromRocks(db_->Put(SyncWrite(), cfs_[kMeta], "stream_token_secret", *secret),
                                 "writing the stream token secret"));
     }
@@ -282,7 +296,7 @@ class RocksStore final : public Store {
     } else {
       std::vector<PreparedItem> items;
       for (const FlagMeta& m : metas) {
-        rules::Flag f = NewEnvironmentFlag(m);
+        ASSIGN_OR_RETURN(rules::Flag f, NewEnvironmentFlag(m));
         ApplyMeta(m, f);
         f.version = 1;
         items.push_back({ItemKind::kFlag, m.key, std::nullopt, rules::EncodeFlag(f)});
@@ -399,10 +413,13 @@ class RocksStore final : public Store {
       return VersionConflict(StrCat("flag \"", in.key, "\""), current.version, expect_version);
     }
     FlagMeta meta = in;
-    meta.version = current.version + 1;
+    meta.version = current.version;
     meta.created_ms = current.created_ms;
     if (meta.name.empty()) meta.name = current.name;
-    RETURN_IF_ERROR(WriteFlagEverywhere(project, meta, actor, comment));
+    // A write that changes nothing makes no change set (no sequence, no audit, no stream event).
+    if (FlagMetaToJson(meta) == FlagMetaToJson(current)) return current;
+    meta.version = current.version + 1;
+    RETURN_IF_ERROR(WriteFlagEverywhere(project, meta, actor, comment, meta.archived && !current.archived));
     return meta;
   }
 
@@ -414,17 +431,7 @@ class RocksStore final : public Store {
     RETURN_IF_ERROR(GetFlagMeta(project, key).status());
     ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
     EnvLocks locks = LockEnvironments(project, envs);
-    for (EnvState* env : locks.states) {
-      RETURN_IF_ERROR(ForEachItemAfter(*env, {}, ItemKind::kFlag, [&](const std::string& other, const Value& item) {
-        if (other == key) return absl::OkStatus();
-        return ForEachPrerequisite(item, [&](size_t j, const std::string& prereq, double) -> absl::Status {
-          if (prereq != key) return absl::OkStatus();
-          return absl::FailedPreconditionError(StrCat("flag \"", key, "\" is a prerequisite of flag \"", other,
-                                                      "\" in environment \"", env->record.key, "\" (prerequisites[", j,
-                                                      "]); remove it there first"));
-        });
-      }));
-    }
+    RETURN_IF_ERROR(CheckNotPrerequisite(locks, key, "remove it there first"));
     std::vector<WriteOp> ops;
     std::vector<AppliedChangeSet> applied;
     ops.push_back(Delete(kFlagMeta, StrCat(project, "/", key)));
@@ -481,8 +488,19 @@ class RocksStore final : public Store {
         prepared.push_back({it.kind, it.key, before, std::nullopt});
         continue;
       }
-      ASSIGN_OR_RETURN(Value after, PrepareUpsert(cs.project, it, path, version + 1));
+      ASSIGN_OR_RETURN(Value after, PrepareUpsert(cs.project, it, path, version + 1, before));
       prepared.push_back({it.kind, it.key, before, std::move(after)});
+    }
+    // A change set that changes nothing is not made: no sequence, no audit record, no stream
+    // event. The caller learns the current state.
+    if (std::all_of(prepared.begin(), prepared.end(), [](const PreparedItem& p) { return SameExceptVersion(p.before, p.after); })) {
+      AppliedChangeSet unchanged;
+      unchanged.project = cs.project;
+      unchanged.environment = cs.environment;
+      unchanged.sequence = env.record.sequence;
+      unchanged.unchanged = true;
+      for (const PreparedItem& p : prepared) unchanged.items.push_back({p.kind, p.key, VersionOf(p.before), false});
+      return unchanged;
     }
     RETURN_IF_ERROR(CheckReferencesAfter(env, prepared));
     std::vector<WriteOp> ops;
@@ -581,7 +599,9 @@ class RocksStore final : public Store {
     for (it->SeekToLast(); it->Valid() && static_cast<int>(seqs.size()) <= limit; it->Prev()) {
       std::string_view k(it->key().data(), it->key().size());
       if (!item_key.has_value() && k.size() != prefix.size() + 16) continue;
-      seqs.push_back(static_cast<int64_t>(std::stoull(std::string(k.substr(k.size() - 16)), nullptr, 16)));
+      std::optional<int64_t> seq = ParseSeqKey(k.substr(k.size() - 16));
+      if (!seq.has_value()) return absl::DataLossError(StrCat("history key \"", k, "\" does not end in a sequence"));
+      seqs.push_back(*seq);
     }
     RETURN_IF_ERROR(FromRocks(it->status(), "reading history"));
     HistoryPage page;
@@ -808,8 +828,15 @@ class RocksStore final : public Store {
       std::string_view rest = k.substr(prefix.size());  // {hour}/{variation}
       ExposureCount c;
       c.flag = std::string(flag);
-      c.hour_ms = static_cast<int64_t>(std::stoull(std::string(rest.substr(0, 16)), nullptr, 16));
-      c.variation = std::stoi(std::string(rest.substr(17)));
+      std::optional<int64_t> hour = ParseSeqKey(rest.substr(0, std::min<size_t>(rest.size(), 16)));
+      std::string_view var = rest.size() > 17 && rest[16] == '/' ? rest.substr(17) : std::string_view();
+      int variation = 0;
+      auto [end, ec] = std::from_chars(var.data(), var.data() + var.size(), variation);
+      if (!hour.has_value() || var.empty() || ec != std::errc() || end != var.data() + var.size()) {
+        return absl::DataLossError(StrCat("exposure count key \"", k, "\" is not {hour}/{variation}"));
+      }
+      c.hour_ms = *hour;
+      c.variation = variation;
       c.count = static_cast<int64_t>(json.Find("count") ? json.Find("count")->as_number() : 0);
       out.push_back(std::move(c));
       return absl::OkStatus();
@@ -825,7 +852,9 @@ class RocksStore final : public Store {
       ASSIGN_OR_RETURN(Value json, ParseStored(kEvents, k, v));
       MetricCount c;
       c.event = std::string(event);
-      c.hour_ms = static_cast<int64_t>(std::stoull(std::string(k.substr(prefix.size(), 16)), nullptr, 16));
+      std::optional<int64_t> hour = ParseSeqKey(k.substr(prefix.size()));
+      if (!hour.has_value()) return absl::DataLossError(StrCat("metric count key \"", k, "\" does not end in an hour"));
+      c.hour_ms = *hour;
       c.count = static_cast<int64_t>(json.Find("count") ? json.Find("count")->as_number() : 0);
       c.sum = json.Find("sum") ? json.Find("sum")->as_number() : 0;
       out.push_back(std::move(c));
@@ -1227,6 +1256,23 @@ class RocksStore final : public Store {
     return absl::OkStatus();
   }
 
+  // REQUIRES: the environments' locks held. FailedPrecondition naming the first flag, in any of
+  // the environments, that has flag `key` as a prerequisite.
+  absl::Status CheckNotPrerequisite(const EnvLocks& locks, std::string_view key, std::string_view advice) {
+    for (EnvState* env : locks.states) {
+      RETURN_IF_ERROR(ForEachItemAfter(*env, {}, ItemKind::kFlag, [&](const std::string& other, const Value& item) {
+        if (other == key) return absl::OkStatus();
+        return ForEachPrerequisite(item, [&](size_t j, const std::string& prereq, double) -> absl::Status {
+          if (prereq != key) return absl::OkStatus();
+          return absl::FailedPreconditionError(StrCat("flag \"", key, "\" is a prerequisite of flag \"", other,
+                                                      "\" in environment \"", env->record.key, "\" (prerequisites[", j,
+                                                      "]); ", advice));
+        });
+      }));
+    }
+    return absl::OkStatus();
+  }
+
   // REQUIRES: env.mu held. The item as the next change set will see it.
   absl::StatusOr<std::optional<Value>> ReadItem(EnvState& env, ItemKind kind, std::string_view key) {
     std::string k = ItemKey(env.record.project, env.record.key, kind, key);
@@ -1243,16 +1289,29 @@ class RocksStore final : public Store {
     if (m.variations.empty()) {
       return absl::InvalidArgumentError("variations: a flag needs at least one variation");
     }
+    for (size_t i = 0; i < m.variations.size(); ++i) {
+      // Inside a flag, a variation sits two levels down.
+      if (int depth = rules::JsonDepth(m.variations[i]); depth > rules::kMaxItemDepth - 2) {
+        return absl::InvalidArgumentError(StrCat("variations[", i, "]: nests ", depth, " levels deep; at most ",
+                                                 rules::kMaxItemDepth - 2));
+      }
+    }
     return absl::OkStatus();
   }
 
   // The stored JSON for an upserted item, strictly validated, at `version`.
+  // What the writer leaves out is filled in: the salt is kept from `before` (so bucketing
+  // does not move) or made; a rule without an id gets one.
   absl::StatusOr<Value> PrepareUpsert(std::string_view project, const ItemChange& it,
-                                      const std::string& path, int64_t version) {
+                                      const std::string& path, int64_t version,
+                                      const std::optional<Value>& before) {
     const Value& data = *it.data;
     std::string dpath = StrCat(path, ".data");
     if (!data.is_object()) {
       return absl::InvalidArgumentError(StrCat(dpath, ": expected an object, got ", rules::TypeName(data.type())));
+    }
+    if (int depth = rules::JsonDepth(data); depth > rules::kMaxItemDepth) {
+      return absl::InvalidArgumentError(StrCat(dpath, ": nests ", depth, " levels deep; at most ", rules::kMaxItemDepth));
     }
     if (const Value* k = data.Find("key"); k != nullptr && !k->is_null() && !(k->is_string() && k->as_string() == it.key)) {
       return absl::InvalidArgumentError(StrCat(dpath, ".key: ", rules::ToJson(*k), " does not match the item key \"", it.key, "\""));
@@ -1260,6 +1319,26 @@ class RocksStore final : public Store {
     Value merged = data;
     merged.Set("key", Value(it.key));
     merged.Erase("version");
+    const Value* salt = merged.Find("salt");
+    if (salt == nullptr || salt->is_null() || (salt->is_string() && salt->as_string().empty())) {
+      const Value* old_salt = before.has_value() ? before->Find("salt") : nullptr;
+      if (old_salt != nullptr && old_salt->is_string() && !old_salt->as_string().empty()) {
+        merged.Set("salt", *old_salt);
+      } else {
+        ASSIGN_OR_RETURN(std::string made, RandomHex(8));
+        merged.Set("salt", Value(made));
+      }
+    }
+    if (Value* rules_json = merged.FindMutable("rules"); rules_json != nullptr && rules_json->is_array()) {
+      for (Value& rule : rules_json->mutable_array()) {
+        if (!rule.is_object()) continue;  // the decoder names it
+        const Value* id = rule.Find("id");
+        if (id == nullptr || id->is_null() || (id->is_string() && id->as_string().empty())) {
+          ASSIGN_OR_RETURN(std::string made, RandomHex(8));
+          rule.Set("id", Value(made));
+        }
+      }
+    }
     if (it.kind == ItemKind::kSegment) {
       absl::StatusOr<rules::Segment> seg = rules::DecodeSegment(merged, {.strict = true});
       if (!seg.ok()) return Prefixed(seg.status(), StrCat(dpath, "."));
@@ -1290,16 +1369,20 @@ class RocksStore final : public Store {
   // applied. Fails, writing nothing, if an environment's targeting no longer fits.
   // REQUIRES: the project's lock held.
   absl::Status WriteFlagEverywhere(std::string_view project, const FlagMeta& meta, const Actor& actor,
-                                   std::string_view comment) {
+                                   std::string_view comment, bool archiving = false) {
     ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
     EnvLocks locks = LockEnvironments(project, envs);
+    // An archived flag is off for its dependents' evaluation: refused as a delete is.
+    if (archiving) RETURN_IF_ERROR(CheckNotPrerequisite(locks, meta.key, "remove it there before archiving"));
     std::vector<WriteOp> ops;
     std::vector<AppliedChangeSet> applied;
     ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta.key), ToJson(FlagMetaToJson(meta))));
     for (EnvState* env : locks.states) {
       ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta.key));
-      rules::Flag f = NewEnvironmentFlag(meta);
-      if (before.has_value()) {
+      rules::Flag f;
+      if (!before.has_value()) {
+        ASSIGN_OR_RETURN(f, NewEnvironmentFlag(meta));
+      } else {
         ASSIGN_OR_RETURN(f, DecodeStoredFlag(*before, ItemKey(project, env->record.key, ItemKind::kFlag, meta.key)));
       }
       ApplyMeta(meta, f);
@@ -1478,12 +1561,16 @@ class RocksStore final : public Store {
   absl::StatusOr<NewApiKey> WriteNewKey(const ApiKey& spec, std::vector<WriteOp> ops, std::string secret = {}) {
     NewApiKey out;
     out.key = spec;
-    out.key.id = RandomHex(8);
+    ASSIGN_OR_RETURN(out.key.id, RandomHex(8));
     out.key.created_ms = Now();
     out.key.expires_ms = 0;
     out.key.revoked = false;
     static constexpr const char* kPrefixes[] = {"gfa_", "gfs_", "gfc_"};
-    out.secret = secret.empty() ? StrCat(kPrefixes[static_cast<int>(spec.kind)], RandomHex(20)) : secret;
+    if (secret.empty()) {
+      ASSIGN_OR_RETURN(std::string random, RandomHex(20));
+      secret = StrCat(kPrefixes[static_cast<int>(spec.kind)], random);
+    }
+    out.secret = secret;
     out.key.prefix = out.secret.substr(0, 10);
     Value json = ApiKeyToJson(out.key);
     ops.push_back(Put(kKeys, StrCat("id/", out.key.id), ToJson(json)));

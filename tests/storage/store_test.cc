@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "gonfalon/rules/str_cat.h"
 #include "store_test_util.h"
 #include "testing.h"
 
@@ -338,7 +339,7 @@ TEST_F(StoreTest, ChangesSinceResumesOrSaysTooOld) {
 
 TEST_F(StoreTest, HistoryPagesNewestFirst) {
   MakeShop();
-  for (int i = 0; i < 7; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", "{}").ok());
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", StrCat(R"({"included":["u)", i, R"("]})").c_str()).ok());
   auto p1 = store_->History("shop", "production", ItemKind::kSegment, "s", std::nullopt, 3);
   ASSERT_TRUE(p1.ok());
   ASSERT_EQ(p1->records.size(), 3u);
@@ -521,8 +522,10 @@ TEST_F(StoreTest, ConcurrentWritersOnOneFlagExactlyOneWinsEachRound) {
       threads.emplace_back([&, t] {
         ++ready;
         while (ready.load() < kThreads) std::this_thread::yield();
+        // Each writer's data differs from the others' and from what is stored.
         auto r = ApplyOne(ItemKind::kFlag, "checkout",
-                          t % 2 ? R"({"on":true,"fallthrough":{"variation":1}})" : R"({"on":false,"fallthrough":{"variation":0}})",
+                          StrCat(R"({"on":)", t % 2 ? "true" : "false", R"(,"fallthrough":{"variation":)", t % 2,
+                                 R"(},"salt":"r)", round, "t", t, R"("})").c_str(),
                           version);
         if (r.ok()) {
           ++wins;
@@ -572,9 +575,9 @@ TEST_F(StoreTest, ConcurrentReadModifyWriteLosesNoUpdate) {
 
 TEST_F(StoreTest, PruneHistoryDropsOldEntries) {
   MakeShop();
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", "{}").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", StrCat(R"({"included":["u)", i, R"("]})").c_str()).ok());
   clock_ += 31LL * 24 * 3600 * 1000;
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", "{}").ok());
+  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", R"({"included":["later"]})").ok());
   ASSERT_TRUE(store_->PruneHistory().ok());
   auto h = store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 100);
   ASSERT_EQ(h->records.size(), 1u);

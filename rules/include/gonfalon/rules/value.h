@@ -60,6 +60,7 @@ class Value {
 
   // Object member by name, or nullptr.
   const Value* Find(std::string_view name) const;
+  Value* FindMutable(std::string_view name);
   // Sets (or replaces) an object member; converts to an object first if needed.
   Value& Set(std::string_view name, Value v);
   // Removes an object member; returns whether it was there.
@@ -78,6 +79,13 @@ std::string_view TypeName(Value::Type t);
 // Depth is limited (kMaxJsonDepth) so hostile input cannot exhaust the stack.
 inline constexpr int kMaxJsonDepth = 128;
 absl::StatusOr<Value> ParseJson(std::string_view text);
+
+// How deeply a value nests: 1 for a scalar, 1 + the deepest member for arrays and objects.
+int JsonDepth(const Value& v);
+// The deepest a flag or segment may nest when written. Stored items travel inside envelopes
+// (stream events, polling payloads, history records) that add a few levels; every reader of
+// those accepts kMaxJsonDepth, so items are held well below it.
+inline constexpr int kMaxItemDepth = 64;
 
 // Compact JSON. Integral numbers up to 2^53 print without a fraction.
 std::string ToJson(const Value& v);
