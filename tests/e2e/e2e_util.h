@@ -276,6 +276,34 @@ class SseStream {
   std::string text_;  // decoded event text
 };
 
+// Runs a command to its end and returns what it wrote to stdout ("" if it could not start).
+inline std::string RunCommand(std::vector<std::string> args, int* exit_code = nullptr) {
+  int fds[2];
+  if (pipe(fds) != 0) return "";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  std::string out;
+  if (rc == 0) {
+    auto deadline = Clock::now() + 30s;
+    while (ReadSome(fds[0], out, deadline)) {
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (exit_code != nullptr) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  ::close(fds[0]);
+  return out;
+}
+
 // The real server binary in a temporary data directory, on a free port.
 class ServerProcess {
  public:
