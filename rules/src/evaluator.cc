@@ -17,7 +17,10 @@ using internal::SnapshotData;
 namespace {
 
 // Deeper prerequisite or segment nesting than this is treated as malformed.
-constexpr int kMaxDepth = 64;
+// Prerequisite chains and segment nesting deeper than this evaluate as MALFORMED_FLAG; the
+// store refuses prerequisite chains longer than kMaxPrerequisiteChain when they are written.
+constexpr int kMaxDepth = kMaxPrerequisiteChain;
+static_assert(kMaxPrerequisiteChain <= 64, "the evaluation stacks hold 64 entries");
 
 enum class Match : uint8_t { kNo, kYes, kMalformed };
 
@@ -369,7 +372,9 @@ void EvaluateFlag(EvalState& s, const CompiledFlag& f, Detail& out) {
       Detail pd;
       EvaluateFlag(s, pf, pd);
       --s.flag_depth;
-      if (s.cycle) {
+      // A prerequisite that cannot be evaluated makes this flag malformed too (as LaunchDarkly's
+      // evaluators do), rather than a failed prerequisite.
+      if (s.cycle || pd.reason.kind == ReasonKind::kError) {
         SetError(out, ErrorKind::kMalformedFlag);
         return;
       }

@@ -108,7 +108,9 @@ void AddTarget(const std::string& kind, const std::vector<std::string>& values, 
 
 void CompileFlag(const Flag& f, SnapshotData& d, CompiledFlag& cf) {
   cf.model = &f;
-  cf.has_targeting = !f.targets.empty() || !f.context_targets.empty() || !f.rules.empty();
+  // Anything that can make the answer depend on the context or on other flags (OFREP STATIC
+  // only without any of it).
+  cf.has_targeting = !f.targets.empty() || !f.context_targets.empty() || !f.rules.empty() || !f.prerequisites.empty();
   for (const Prerequisite& p : f.prerequisites) {
     CompiledPrerequisite cp;
     cp.model = &p;
@@ -116,13 +118,14 @@ void CompileFlag(const Flag& f, SnapshotData& d, CompiledFlag& cf) {
     if (it != d.flag_index.end()) cp.flag = it->second;
     cf.prerequisites.push_back(cp);
   }
-  // LaunchDarkly's order: contextTargets in order, where a "user" entry with no values stands
-  // for the `targets` entry of the same variation; without contextTargets, `targets` alone.
+  // LaunchDarkly's order: contextTargets in order, where an entry of kind "user" stands for the
+  // `targets` entry of the same variation (its own values are ignored, as LaunchDarkly's
+  // evaluators do); without contextTargets, `targets` alone.
   if (f.context_targets.empty()) {
     for (const Target& t : f.targets) AddTarget("user", t.values, t.variation, cf);
   } else {
     for (const Target& ct : f.context_targets) {
-      if (ct.context_kind == "user" && ct.values.empty()) {
+      if (ct.context_kind == "user") {
         for (const Target& t : f.targets) {
           if (t.variation == ct.variation) {
             AddTarget("user", t.values, t.variation, cf);

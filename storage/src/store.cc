@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -15,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "commit_queue.h"
 #include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/evaluator.h"
 #include "gonfalon/rules/status_macros.h"
 #include "gonfalon/rules/str_cat.h"
 #include "records.h"
@@ -1252,8 +1254,82 @@ class RocksStore final : public Store {
         }
         return absl::OkStatus();
       }));
+      if (item.after->Find("prerequisites") != nullptr) RETURN_IF_ERROR(CheckChainLength(env, prepared, i, lookup));
     }
     return absl::OkStatus();
+  }
+
+  // REQUIRES: env.mu held; the change set has no prerequisite cycle. The longest prerequisite
+  // chain through flag prepared[i] (its dependents above it, its prerequisites below) must
+  // evaluate: at most rules::kMaxPrerequisiteChain flags. Finding the dependents reads every
+  // flag of the environment, which only writes of flags with prerequisites pay.
+  template <typename Lookup>
+  absl::Status CheckChainLength(EnvState& env, const std::vector<PreparedItem>& prepared, size_t i, Lookup& lookup) {
+    constexpr int kLimit = rules::kMaxPrerequisiteChain;
+    const std::string& root = prepared[i].key;
+    // Below: the longest chain of prerequisites from each flag (memoized), with the next link.
+    std::map<std::string, std::pair<int, std::string>> below;
+    std::function<absl::StatusOr<int>(const std::string&, int)> down = [&](const std::string& key, int depth) -> absl::StatusOr<int> {
+      if (auto it = below.find(key); it != below.end()) return it->second.first;
+      if (depth > kLimit) return 1;  // the path here is already too long: refused whatever lies below
+      ASSIGN_OR_RETURN(auto flag, lookup(ItemKind::kFlag, key));
+      int best = 1;
+      std::string next;
+      if (flag.has_value()) {
+        RETURN_IF_ERROR(ForEachPrerequisite(*flag, [&](size_t, const std::string& p, double) -> absl::Status {
+          ASSIGN_OR_RETURN(int d, down(p, depth + 1));
+          if (d + 1 > best) {
+            best = d + 1;
+            next = p;
+          }
+          return absl::OkStatus();
+        }));
+      }
+      below[key] = {best, next};
+      return best;
+    };
+    ASSIGN_OR_RETURN(int depth_below, down(root, 1));
+    // Above: dependents, from every flag as it will be.
+    std::map<std::string, std::vector<std::string>> dependents;
+    RETURN_IF_ERROR(ForEachItemAfter(env, prepared, ItemKind::kFlag, [&](const std::string& key, const Value& flag) {
+      return ForEachPrerequisite(flag, [&](size_t, const std::string& p, double) -> absl::Status {
+        dependents[p].push_back(key);
+        return absl::OkStatus();
+      });
+    }));
+    std::map<std::string, std::pair<int, std::string>> above;
+    std::function<int(const std::string&, int)> up = [&](const std::string& key, int depth) -> int {
+      if (auto it = above.find(key); it != above.end()) return it->second.first;
+      int best = 1;
+      std::string prev;
+      if (depth <= kLimit) {
+        for (const std::string& d : dependents[key]) {
+          int u = up(d, depth + 1) + 1;
+          if (u > best) {
+            best = u;
+            prev = d;
+          }
+        }
+      }
+      above[key] = {best, prev};
+      return best;
+    };
+    int depth_above = up(root, 1);
+    int total = depth_above + depth_below - 1;
+    if (total <= kLimit) return absl::OkStatus();
+    std::vector<std::string> chain;
+    for (std::string k = above[root].second; !k.empty(); k = above[k].second) chain.insert(chain.begin(), k);
+    for (std::string k = root; !k.empty(); k = below.count(k) ? below[k].second : std::string()) chain.push_back(k);
+    std::string shown;
+    for (size_t n = 0; n < chain.size(); ++n) {
+      if (chain.size() > 8 && n == 3) {
+        StrAppend(&shown, " -> ... (", chain.size() - 6, " more)");
+        n = chain.size() - 3;
+      }
+      StrAppend(&shown, n == 0 ? "" : " -> ", chain[n]);
+    }
+    return absl::InvalidArgumentError(StrCat("items[", i, "].data.prerequisites: a prerequisite chain of ", total,
+                                             " flags is longer than the ", kLimit, " that evaluate: ", shown));
   }
 
   // REQUIRES: the environments' locks held. FailedPrecondition naming the first flag, in any of

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "gonfalon/rules/evaluator.h"
 #include "gonfalon/rules/str_cat.h"
 #include "store_test_util.h"
 #include "testing.h"
@@ -597,6 +598,40 @@ TEST_F(StoreTest, StatsReportRocksDbFigures) {
     }
   }
   EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace gonfalon::storage
+
+namespace gonfalon::storage {
+namespace {
+
+// Chains longer than the evaluator follows used to be stored and then evaluate as
+// MALFORMED_FLAG forever: they are refused when written, from either end.
+TEST_F(StoreTest, PrerequisiteChainsLongerThanTheEvaluationLimitAreRefused) {
+  MakeShop();
+  const int n = rules::kMaxPrerequisiteChain;
+  for (int i = 0; i <= n; ++i) {
+    FlagMeta m;
+    m.key = StrCat("f", i);
+    m.variations = {rules::Value(false), rules::Value(true)};
+    ASSERT_TRUE(store_->CreateFlag("shop", m, actor_, "").ok());
+  }
+  // f1 -> f2 -> ... -> f{n}: a chain of n flags, the most that evaluate.
+  for (int i = n - 1; i >= 1; --i) {
+    auto s = ApplyOne(ItemKind::kFlag, StrCat("f", i), StrCat(R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"f)", i + 1, R"(","variation":0}]})").c_str());
+    ASSERT_TRUE(s.ok()) << i << ": " << s.status();
+  }
+  // f0 -> f1 would make n + 1.
+  auto longer = ApplyOne(ItemKind::kFlag, "f0", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"f1","variation":0}]})");
+  ASSERT_EQ(longer.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(longer.status().message().find(StrCat("a prerequisite chain of ", n + 1, " flags")), std::string::npos)
+      << longer.status();
+  EXPECT_NE(longer.status().message().find("f0 -> f1 -> f2 -> ... "), std::string::npos) << longer.status();
+  // From the other end: f{n} gaining a prerequisite lengthens every chain above it.
+  auto below = ApplyOne(ItemKind::kFlag, StrCat("f", n), R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"checkout","variation":0}]})");
+  EXPECT_EQ(below.status().code(), absl::StatusCode::kInvalidArgument) << below.status();
+  EXPECT_TRUE(store_->GetFlag("shop", "production", "f0")->prerequisites.empty());
 }
 
 }  // namespace

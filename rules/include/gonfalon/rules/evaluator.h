@@ -23,6 +23,10 @@
 
 namespace gonfalon::rules {
 
+// The longest prerequisite chain (flags, the evaluated one included) that evaluates; a longer
+// one is MALFORMED_FLAG, and the store refuses to write one.
+inline constexpr int kMaxPrerequisiteChain = 64;
+
 enum class ReasonKind : uint8_t {
   kOff,
   kFallthrough,
