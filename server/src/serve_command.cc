@@ -32,6 +32,8 @@ constexpr char kUsage[] =
     "  --max-header-bytes N      request header limit (default 8192)\n"
     "  --read-timeout-seconds N  deadline to receive a request (default 30)\n"
     "  --max-connections N       open connections (default 10000)\n"
+    "  --min-free-disk-mb N      refuse writes (507) while the data directory's filesystem has\n"
+    "                            less free space than this (default 256)\n"
     "  --threads N               I/O threads (default: cores)\n"
     "  --log-level LEVEL         info or debug (debug logs every request)\n"
     "  --public-base-url URL     how clients reach this server (https://flags.example.com), used\n"
@@ -52,6 +54,7 @@ struct Config {
   int64_t max_header_bytes = 8 * 1024;
   int64_t read_timeout_seconds = 30;
   int64_t max_connections = 10000;
+  int64_t min_free_disk_mb = 256;
   int64_t threads = 0;
   std::string log_level = "info";
   bool sync = true;
@@ -87,6 +90,7 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
   if (name == "max-header-bytes") return number(c.max_header_bytes, 1024);
   if (name == "read-timeout-seconds") return number(c.read_timeout_seconds, 1);
   if (name == "max-connections") return number(c.max_connections, 1);
+  if (name == "min-free-disk-mb") return number(c.min_free_disk_mb, 0);
   if (name == "threads") return number(c.threads, 0);
   if (name == "public-base-url") {
     std::string_view v = value;
@@ -147,7 +151,7 @@ std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
     }
   }
   for (const char* name : {"listen", "data-dir", "heartbeat-seconds", "max-body-bytes", "max-header-bytes",
-                           "read-timeout-seconds", "max-connections", "threads", "log-level", "public-base-url",
+                           "read-timeout-seconds", "max-connections", "min-free-disk-mb", "threads", "log-level", "public-base-url",
                            "trust-forwarded-headers", "cors-origins"}) {
     std::string env = StrCat("GONFALON_", name);
     for (char& ch : env) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
@@ -363,7 +367,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
   int port = std::atoi(config.listen.c_str() + colon + 1);
 
   auto started = std::chrono::steady_clock::now();
-  auto store_or = storage::Store::Open({.path = config.data_dir + "/db", .sync = config.sync});
+  auto store_or = storage::Store::Open(
+      {.path = config.data_dir + "/db", .sync = config.sync, .min_free_bytes = config.min_free_disk_mb << 20});
   if (!store_or.ok()) {
     std::cerr << "gonfalon serve: " << store_or.status().message() << "\n";
     return 1;

@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <chrono>
@@ -980,7 +981,22 @@ class RocksStore final : public Store {
     if (poisoned_.load()) {
       return absl::InternalError("the store refuses writes after a failed write; restart the server");
     }
-    return absl::OkStatus();
+    return CheckFreeSpace();
+  }
+
+  // Writes stop while the filesystem has less than Options::min_free_bytes free, before
+  // RocksDB itself runs out (a write that fails inside RocksDB leaves its WAL writer in an
+  // error state, and Debian's build then aborts on the next write). Reads go on; writes
+  // resume as soon as space is freed.
+  absl::Status CheckFreeSpace() const {
+    if (options_.min_free_bytes <= 0) return absl::OkStatus();
+    struct statvfs fs {};
+    if (statvfs(options_.path.c_str(), &fs) != 0) return absl::OkStatus();  // cannot tell: let RocksDB try
+    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes >= static_cast<uint64_t>(options_.min_free_bytes)) return absl::OkStatus();
+    return absl::ResourceExhaustedError(StrCat("disk: ", free_bytes >> 20, " MiB free on the data directory's filesystem, below the ",
+                                               options_.min_free_bytes >> 20,
+                                               " MiB kept in reserve; nothing was written. Writes resume when space is freed"));
   }
 
   absl::Status Poison(const absl::Status& s) {

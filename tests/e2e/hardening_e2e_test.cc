@@ -2,7 +2,11 @@
 // (issue 9): each test names the defect it holds fixed.
 #include <gtest/gtest.h>
 
+#include <sys/statvfs.h>
 #include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include <string>
 
@@ -318,6 +322,84 @@ TEST(AdminAccessTest, RevokedTokenStaysRevokedAndAdminTokenCommandRecovers) {
     ASSERT_GT(server.port(), 0) << server.output();
     EXPECT_EQ(Http(server.port(), "GET", "/api/v1/keys", "", Bearer(token)).status, 200);
   }
+}
+
+}  // namespace
+}  // namespace gonfalon::e2e
+
+namespace gonfalon::e2e {
+namespace {
+
+// A tmpfs of `megabytes` mounted on a new directory for the test's life (needs CAP_SYS_ADMIN;
+// the suite runs as root in CI).
+class SmallFilesystem {
+ public:
+  explicit SmallFilesystem(int megabytes) : dir_(TempDir("smallfs")) {
+    std::string cmd = StrCat("mount -t tmpfs -o size=", megabytes, "m tmpfs ", dir_, " 2>/dev/null");
+    mounted_ = std::system(cmd.c_str()) == 0;
+  }
+  ~SmallFilesystem() {
+    if (mounted_) std::system(StrCat("umount ", dir_).c_str());
+    std::filesystem::remove_all(dir_);
+  }
+  bool mounted() const { return mounted_; }
+  const std::string& dir() const { return dir_; }
+  // Leaves about `left_mb` free by writing a ballast file; 0 on success.
+  int Fill(int left_mb) const {
+    struct statvfs fs {};
+    if (statvfs(dir_.c_str(), &fs) != 0) return -1;
+    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    uint64_t keep = static_cast<uint64_t>(left_mb) << 20;
+    if (free_bytes <= keep) return 0;
+    std::ofstream out(dir_ + "/ballast", std::ios::binary | std::ios::app);
+    std::string block(1 << 20, 'x');
+    for (uint64_t left = free_bytes - keep; left > 0;) {
+      uint64_t n = std::min<uint64_t>(left, block.size());
+      out.write(block.data(), static_cast<std::streamsize>(n));
+      left -= n;
+    }
+    out.close();
+    return out.good() ? 0 : -1;
+  }
+  void Unfill() const { std::filesystem::remove(dir_ + "/ballast"); }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+// Defect 3: a full disk aborted the process (a RocksDB assertion), also at restart while full.
+TEST(FullDiskTest, WritesGet507NothingHalfWrittenReadsGoOnAndWritesResume) {
+  SmallFilesystem fs(64);
+  if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
+  std::string data = fs.dir() + "/data";
+  std::vector<std::string> args = {"--min-free-disk-mb", "16"};
+  auto flag = [](int i) { return StrCat(R"({"key":"f)", i, R"(","variations":[false,true]})"); };
+  auto server = std::make_unique<ServerProcess>(data, args);
+  server->keep_dir();
+  ASSERT_GT(server->port(), 0) << server->output();
+  auto admin = Bearer(kAdminToken);
+  ASSERT_EQ(Http(server->port(), "POST", "/api/v1/projects", R"({"key":"shop","environments":["production"]})", admin).status, 201);
+  ASSERT_EQ(Http(server->port(), "POST", "/api/v1/projects/shop/flags", flag(1), admin).status, 201);
+  ASSERT_EQ(fs.Fill(8), 0);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto full = Http(server->port(), "POST", "/api/v1/projects/shop/flags", flag(2), admin);
+    EXPECT_EQ(full.status, 507) << full.body;
+    EXPECT_NE(full.body.find("insufficient_storage"), std::string::npos) << full.body;
+  }
+  EXPECT_EQ(Http(server->port(), "GET", "/api/v1/projects/shop/flags/f2", "", admin).status, 404);  // nothing half-written
+  EXPECT_EQ(Http(server->port(), "GET", "/api/v1/projects/shop/flags/f1", "", admin).status, 200);
+  // A restart while full: the server starts, serves reads, refuses writes.
+  EXPECT_EQ(server->Kill(SIGTERM), 0);
+  server = std::make_unique<ServerProcess>(data, args);
+  server->keep_dir();
+  ASSERT_GT(server->port(), 0) << server->output();
+  EXPECT_EQ(Http(server->port(), "GET", "/api/v1/projects/shop/environments/production/flags/f1", "", admin).status, 200);
+  EXPECT_EQ(Http(server->port(), "POST", "/api/v1/projects/shop/flags", flag(2), admin).status, 507);
+  // Space returns: writes resume, no restart needed.
+  fs.Unfill();
+  EXPECT_EQ(Http(server->port(), "POST", "/api/v1/projects/shop/flags", flag(2), admin).status, 201);
+  EXPECT_EQ(server->Kill(SIGTERM), 0);
 }
 
 }  // namespace

@@ -15,8 +15,9 @@
 // Errors: InvalidArgument (bad input, message starts with the field path), NotFound,
 // AlreadyExists, Aborted (a version conflict: nothing was written), OutOfRange (a sequence or
 // time no longer in the retained history), DataLoss (a stored value does not decode; the
-// message names its key), FailedPrecondition, Internal (I/O; the store then refuses writes
-// until reopened).
+// message names its key), FailedPrecondition, ResourceExhausted (the disk is below its free-
+// space reserve: nothing was written, writes resume with space), Unavailable (no secure
+// randomness), Internal (I/O; the store then refuses writes until reopened).
 //
 // Thread safety: every method may be called from any thread.
 //
@@ -43,6 +44,9 @@ struct Options {
   int64_t retain_changes = 10000;   // change-log and audit entries kept per environment
   int64_t retain_ms = 30LL * 24 * 3600 * 1000;  // and their age (PruneHistory)
   std::function<int64_t()> now_ms;  // clock for audit times; default: system clock
+  // Writes are refused (ResourceExhausted, nothing written) while the filesystem of `path` has
+  // less free space than this; they resume when space is freed. 0: no check.
+  int64_t min_free_bytes = 256LL << 20;
 };
 
 // Keys of projects, environments, flags and segments: 1..128 of [A-Za-z0-9._-].
