@@ -211,8 +211,10 @@ class Client::Impl {
   }
 
   uint64_t AddFlagListener(std::function<void(const std::string&)> fn) {
+    auto entry = std::make_shared<FlagListener>();
+    entry->fn = std::move(fn);
     std::lock_guard<std::mutex> l(listeners_mu_);
-    flag_listeners_.emplace(++next_listener_, std::move(fn));
+    flag_listeners_.emplace(++next_listener_, std::move(entry));
     return next_listener_;
   }
 
@@ -223,15 +225,26 @@ class Client::Impl {
       rules::Detail d = rules::Evaluate(*p->snap, key, ctx);
       if (d.value != nullptr) current = *d.value;
     }
+    auto entry = std::make_shared<ValueListener>();
+    entry->key = std::move(key);
+    entry->ctx = std::move(ctx);
+    entry->fn = std::move(fn);
+    entry->last = std::move(current);
     std::lock_guard<std::mutex> l(listeners_mu_);
-    value_listeners_.emplace(++next_listener_, ValueListener{std::move(key), std::move(ctx), std::move(fn), current});
+    value_listeners_.emplace(++next_listener_, std::move(entry));
     return next_listener_;
   }
 
   void RemoveListener(uint64_t id) {
     std::lock_guard<std::mutex> l(listeners_mu_);
-    flag_listeners_.erase(id);
-    value_listeners_.erase(id);
+    if (auto it = flag_listeners_.find(id); it != flag_listeners_.end()) {
+      it->second->removed = true;
+      flag_listeners_.erase(it);
+    }
+    if (auto it = value_listeners_.find(id); it != value_listeners_.end()) {
+      it->second->removed = true;
+      value_listeners_.erase(it);
+    }
   }
 
   Status GetStatus() const {
@@ -249,11 +262,18 @@ class Client::Impl {
   }
 
  private:
+  // Listeners are shared with a notification in progress, which runs them without the lock
+  // (so that a listener may add or remove listeners); `removed` stops calls not yet made.
+  struct FlagListener {
+    std::function<void(const std::string&)> fn;
+    std::atomic<bool> removed{false};
+  };
   struct ValueListener {
     std::string key;
     rules::Context ctx;
     std::function<void(const Value&, const Value&)> fn;
-    Value last;
+    Value last;  // only the stream thread reads or writes it after registration
+    std::atomic<bool> removed{false};
   };
 
   void Log(LogLevel level, std::string_view msg) { cfg_.logger(level, msg); }
@@ -338,18 +358,28 @@ class Client::Impl {
     if (ec) Log(LogLevel::kWarn, StrCat("cannot replace cache ", cfg_.cache_file, ": ", ec.message()));
   }
 
+  // On the stream thread. The listeners run without listeners_mu_ held.
   void NotifyListeners(const rules::Snapshot& snap, const std::vector<std::string>& changed) {
-    std::lock_guard<std::mutex> l(listeners_mu_);
-    for (const std::string& key : changed) {
-      for (auto& [id, fn] : flag_listeners_) fn(key);
+    std::vector<std::shared_ptr<FlagListener>> flag_listeners;
+    std::vector<std::shared_ptr<ValueListener>> value_listeners;
+    {
+      std::lock_guard<std::mutex> l(listeners_mu_);
+      for (auto& [id, fl] : flag_listeners_) flag_listeners.push_back(fl);
+      for (auto& [id, vl] : value_listeners_) value_listeners.push_back(vl);
     }
-    for (auto& [id, vl] : value_listeners_) {
-      rules::Detail d = rules::Evaluate(snap, vl.key, vl.ctx);
+    for (const std::string& key : changed) {
+      for (const auto& fl : flag_listeners) {
+        if (!fl->removed) fl->fn(key);
+      }
+    }
+    for (const auto& vl : value_listeners) {
+      if (vl->removed) continue;
+      rules::Detail d = rules::Evaluate(snap, vl->key, vl->ctx);
       Value now = d.value == nullptr ? Value() : *d.value;
-      if (!(now == vl.last)) {
-        Value old = std::move(vl.last);
-        vl.last = now;
-        vl.fn(old, now);
+      if (!(now == vl->last)) {
+        Value old = std::move(vl->last);
+        vl->last = now;
+        vl->fn(old, now);
       }
     }
   }
@@ -741,10 +771,10 @@ class Client::Impl {
   bool stopping_events_ = false;
   bool flusher_stopped_ = false;
   std::thread flusher_;
-  std::mutex listeners_mu_;  // guards the listeners; held while they run
+  std::mutex listeners_mu_;  // guards the maps below; never held while a listener runs
   uint64_t next_listener_ = 0;
-  std::map<uint64_t, std::function<void(const std::string&)>> flag_listeners_;
-  std::map<uint64_t, ValueListener> value_listeners_;
+  std::map<uint64_t, std::shared_ptr<FlagListener>> flag_listeners_;
+  std::map<uint64_t, std::shared_ptr<ValueListener>> value_listeners_;
 };
 
 namespace {

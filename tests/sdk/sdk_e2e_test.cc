@@ -114,6 +114,25 @@ TEST_F(SdkTest, ChangeThroughTheAdminApiReachesTheSdkAndFiresListeners) {
   EXPECT_EQ(flags_changed, std::vector<std::string>{"checkout"});
 }
 
+// Listeners used to run with the listener mutex held: one that removed a listener deadlocked.
+TEST_F(SdkTest, AListenerMayRemoveItselfAndAddAnother) {
+  Client client(MakeConfig());
+  ASSERT_TRUE(client.WaitForInitialization(10s));
+  std::atomic<int> first_calls{0}, second_calls{0};
+  Client::ListenerId first = 0;
+  first = client.OnFlagChange([&](const std::string&) {
+    ++first_calls;
+    client.RemoveListener(first);
+    client.OnFlagChange([&](const std::string&) { ++second_calls; });
+  });
+  Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"fallthrough":{"variation":1}})");
+  ASSERT_TRUE(Eventually([&] { return first_calls.load() == 1; }));
+  Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout", R"({"fallthrough":{"variation":0}})");
+  ASSERT_TRUE(Eventually([&] { return second_calls.load() == 1; }));
+  EXPECT_EQ(first_calls.load(), 1);  // removed: not called for the second change
+  EXPECT_TRUE(client.GetStatus().initialized);
+}
+
 TEST_F(SdkTest, ServerKilledAndRestartedWhileEvaluatingKeepsServingAndResumes) {
   Config cfg = MakeConfig();
   int port = server_->port();

@@ -10,7 +10,9 @@
 // with Last-Event-ID.
 //
 // Thread safety: every method may be called from any thread. Listeners run on the client's
-// stream thread; they must not call Close().
+// stream thread with no lock held: a listener may evaluate, add or remove listeners (itself
+// included); it must not call Close(). RemoveListener() does not wait for a call already
+// running on the stream thread, but no call starts after it returns.
 //
 //   gonfalon::sdk::Client client({.base_url = "http://127.0.0.1:8070", .sdk_key = key});
 //   client.WaitForInitialization(std::chrono::seconds(5));
@@ -73,6 +75,12 @@ struct Status {
   int64_t events_dropped = 0;              // Track events over capacity or not deliverable
 };
 
+// The result of a ...VariationDetail call.
+//
+// Lifetime: `reason.rule_id` and `reason.prerequisite_key` are views into the flag data the
+// evaluation used. They stay valid until the same thread's next evaluation through this
+// client (which may move to newer data); copy them (std::string(d.reason.rule_id)) to keep
+// them longer. `value` and the other fields are owned.
 template <typename T>
 struct Detail {
   T value;
