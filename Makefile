@@ -2,6 +2,8 @@
 # Each target installs missing Debian packages first (scripts/install-deps, apt-get).
 
 JOBS ?= $(shell nproc)
+# WERROR=ON: compiler warnings fail the build (what CI does).
+WERROR ?= OFF
 GONFALON_RUN := build/release/server/gonfalon
 
 .PHONY: run test build build-server deps bench bench-server bench-sdk fuzz asan tsan clean
@@ -10,7 +12,7 @@ deps:
 	@scripts/install-deps
 
 build: deps
-	@cmake --preset dev >/dev/null
+	@cmake --preset dev -DGONFALON_WERROR=$(WERROR) >/dev/null
 	@cmake --build --preset dev -j $(JOBS)
 
 # The optimized build: what `make run` starts is what one would deploy.
@@ -60,8 +62,9 @@ fuzz: deps
 	@build/fuzz/fuzz/codec_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus fuzz/corpus
 
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: deps
-	@cmake --preset asan >/dev/null && cmake --build --preset asan -j $(JOBS) && ctest --preset asan -j $(JOBS)
+	@cmake --preset asan -DGONFALON_WERROR=$(WERROR) >/dev/null && cmake --build --preset asan -j $(JOBS) && ctest --preset asan -j $(JOBS)
 
 tsan: deps
 	@cmake --preset tsan >/dev/null && cmake --build --preset tsan -j $(JOBS) && ctest --preset tsan -j $(JOBS)

@@ -4,7 +4,6 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"

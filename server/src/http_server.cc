@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "gonfalon/rules/str_cat.h"
+#include "log.h"
 #include "responses.h"
 
 namespace gonfalon::server {
@@ -255,8 +256,9 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     server_.metrics().RecordRequest(r.route, method_, r.stream ? 200 : r.status, seconds);
     if (server_.limits().log_requests) {
-      std::fprintf(stderr, "{\"level\":\"debug\",\"msg\":\"request\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%d,\"us\":%lld}\n",
-                   method_.c_str(), r.route.c_str(), r.stream ? 200 : r.status, static_cast<long long>(seconds * 1e6));
+      Log(LogLevel::kDebug, "request",
+          {{"method", method_}, {"route", r.route}, {"status", r.stream ? 200 : r.status},
+           {"us", static_cast<int64_t>(seconds * 1e6)}});
     }
     if (r.stream) return StartStream(*r.stream);
     SerializeResponse(r);

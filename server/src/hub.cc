@@ -7,6 +7,7 @@
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
 #include "gonfalon/rules/str_cat.h"
+#include "log.h"
 
 namespace gonfalon::server {
 namespace {
@@ -148,8 +149,7 @@ void Hubs::PublisherLoop() {
       std::shared_ptr<EnvironmentHub> hub = it->second;
       l.unlock();
       absl::Status s = Refresh(*hub);
-      if (!s.ok()) std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"publish failed\",\"environment\":\"%s\",\"error\":\"%s\"}\n",
-                                key.c_str(), std::string(s.message()).c_str());
+      if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
       l.lock();
     }
     published_ = batch_end;

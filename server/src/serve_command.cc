@@ -14,6 +14,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/storage/store.h"
 #include "http_server.h"
+#include "log.h"
 #include "hub.h"
 #include "metrics.h"
 
@@ -62,9 +63,6 @@ struct Config {
   ApiOptions api;
 };
 
-void Log(const char* level, const std::string& msg, const std::string& extra = "") {
-  std::fprintf(stderr, "{\"level\":\"%s\",\"msg\":\"%s\"%s%s}\n", level, msg.c_str(), extra.empty() ? "" : ",", extra.c_str());
-}
 
 // Applies one setting by name; returns an error message or "".
 std::string Set(Config& c, const std::string& name, const std::string& value) {
@@ -205,7 +203,7 @@ absl::Status Bootstrap(storage::Store& store, const std::string& data_dir, std::
     if (store.Authenticate(given).ok()) return absl::OkStatus();  // already a working key
     auto made = store.ImportApiKey(spec, given);
     if (absl::IsAlreadyExists(made.status())) {
-      Log("warn", "GONFALON_ADMIN_TOKEN names a revoked or expired key; it stays revoked. Set a new token, or run "
+      Log(LogLevel::kWarn, "GONFALON_ADMIN_TOKEN names a revoked or expired key; it stays revoked. Set a new token, or run "
                   "`gonfalon admin-token` with the server stopped");
       return absl::OkStatus();
     }
@@ -215,7 +213,7 @@ absl::Status Bootstrap(storage::Store& store, const std::string& data_dir, std::
   }
   if (usable_admin) return absl::OkStatus();
   if (!keys->empty()) {
-    Log("warn", StrCat("no usable admin key: run `gonfalon admin-token --data-dir ", data_dir,
+    Log(LogLevel::kWarn, StrCat("no usable admin key: run `gonfalon admin-token --data-dir ", data_dir,
                        "` with the server stopped to make one"));
     return absl::OkStatus();
   }
@@ -417,9 +415,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   std::cout << "gonfalon: listening on http://" << host << ":" << *bound << " (data in " << config.data_dir
             << ", ready in " << ms << " ms)" << std::endl;
-  Log("info", "listening", StrCat("\"address\":\"", host, ":", *bound, "\",\"dataDir\":\"", config.data_dir, "\""));
+  Log(LogLevel::kInfo, "listening", {{"address", StrCat(host, ":", *bound)}, {"dataDir", config.data_dir}});
   server.Run();
-  Log("info", "stopped");
+  Log(LogLevel::kInfo, "stopped");
   return 0;
 }
 
