@@ -253,6 +253,12 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   }
 
   void OnResponse(Response r) {
+    if (r.stream && static_cast<size_t>(std::max<int64_t>(server_.metrics().open_streams.load(), 0)) >= server_.limits().max_streams) {
+      Response busy = ErrorResponse(503, "unavailable", "too many open streams; retry later");
+      busy.route = r.route;
+      busy.headers.emplace_back("Retry-After", "5");
+      r = std::move(busy);
+    }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     server_.metrics().RecordRequest(r.route, method_, r.stream ? 200 : r.status, seconds);
     if (server_.limits().log_requests) {
@@ -425,7 +431,10 @@ void HttpServer::Impl::DoAccept() {
       std::lock_guard<std::mutex> l(mu_);
       open = sessions_.size();
     }
-    if (open >= limits_.max_connections || stopping_) {
+    // Streams do not count against the connection limit (they have their own, max_streams).
+    int64_t streams = std::max<int64_t>(metrics_.open_streams.load(), 0);
+    size_t plain = open > static_cast<size_t>(streams) ? open - static_cast<size_t>(streams) : 0;
+    if (plain >= limits_.max_connections || stopping_) {
       static const std::string body =
           "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections; retry later\"}}";
       static const std::string busy =

@@ -22,7 +22,10 @@ struct ServerLimits {
   size_t max_body_bytes = 1024 * 1024;  // larger: 413
   std::chrono::milliseconds read_timeout{30'000};  // to receive a whole request; also keep-alive idle
   std::chrono::milliseconds write_timeout{30'000};  // a stream that cannot take a write this long is dropped
-  size_t max_connections = 10'000;      // more: 503 and close
+  // Plain (request/response) connections and SSE streams are counted apart, so that streams
+  // can never lock out health checks, evaluations and admin writes.
+  size_t max_connections = 10'000;      // plain connections; more: 503 and close
+  size_t max_streams = 10'000;          // open SSE streams; more: the stream request gets 503
   size_t stream_queue_limit = 512;      // events queued for one slow stream before it is dropped
   std::chrono::milliseconds heartbeat{15'000};
   std::chrono::milliseconds shutdown_grace{5'000};

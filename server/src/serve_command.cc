@@ -32,7 +32,8 @@ constexpr char kUsage[] =
     "  --max-body-bytes N        request body limit (default 1048576)\n"
     "  --max-header-bytes N      request header limit (default 8192)\n"
     "  --read-timeout-seconds N  deadline to receive a request (default 30)\n"
-    "  --max-connections N       open connections (default 10000)\n"
+    "  --max-connections N       open plain (non-stream) connections (default 10000)\n"
+    "  --max-streams N           open SSE streams, counted apart (default 10000)\n"
     "  --min-free-disk-mb N      refuse writes (507) while the data directory's filesystem has\n"
     "                            less free space than this (default 256)\n"
     "  --threads N               I/O threads (default: cores)\n"
@@ -55,6 +56,7 @@ struct Config {
   int64_t max_header_bytes = 8 * 1024;
   int64_t read_timeout_seconds = 30;
   int64_t max_connections = 10000;
+  int64_t max_streams = 10000;
   int64_t min_free_disk_mb = 256;
   int64_t threads = 0;
   std::string log_level = "info";
@@ -88,6 +90,7 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
   if (name == "max-header-bytes") return number(c.max_header_bytes, 1024);
   if (name == "read-timeout-seconds") return number(c.read_timeout_seconds, 1);
   if (name == "max-connections") return number(c.max_connections, 1);
+  if (name == "max-streams") return number(c.max_streams, 0);
   if (name == "min-free-disk-mb") return number(c.min_free_disk_mb, 0);
   if (name == "threads") return number(c.threads, 0);
   if (name == "public-base-url") {
@@ -149,7 +152,7 @@ std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
     }
   }
   for (const char* name : {"listen", "data-dir", "heartbeat-seconds", "max-body-bytes", "max-header-bytes",
-                           "read-timeout-seconds", "max-connections", "min-free-disk-mb", "threads", "log-level", "public-base-url",
+                           "read-timeout-seconds", "max-connections", "max-streams", "min-free-disk-mb", "threads", "log-level", "public-base-url",
                            "trust-forwarded-headers", "cors-origins"}) {
     std::string env = StrCat("GONFALON_", name);
     for (char& ch : env) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
@@ -395,6 +398,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   limits.max_header_bytes = static_cast<size_t>(config.max_header_bytes);
   limits.read_timeout = std::chrono::seconds(config.read_timeout_seconds);
   limits.max_connections = static_cast<size_t>(config.max_connections);
+  limits.max_streams = static_cast<size_t>(config.max_streams);
   limits.heartbeat = std::chrono::seconds(config.heartbeat_seconds);
   limits.io_threads = config.threads > 0 ? static_cast<int>(config.threads)
                                          : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));

@@ -250,6 +250,34 @@ TEST_F(ServerTest, RestoreRefusesSequencesOutOfRange) {
   EXPECT_EQ(r.body.find("-"), std::string::npos) << r.body;
 }
 
+class SmallLimitsServerTest : public ServerTest {
+ protected:
+  std::vector<std::string> ServerArgs() const override { return {"--max-connections", "3", "--max-streams", "4"}; }
+};
+
+// Defect 14: 50 open SSE streams locked out /healthz, evaluations and admin writes.
+TEST_F(SmallLimitsServerTest, StreamsAreCountedApartAndNeverLockOutOtherRequests) {
+  MakeShop();
+  std::vector<std::unique_ptr<SseStream>> streams;
+  for (int i = 0; i < 4; ++i) {
+    streams.push_back(std::make_unique<SseStream>(port(), "/sdk/v1/stream", Bearer(server_key_)));
+    ASSERT_EQ(streams.back()->status(), 200) << i;
+    ASSERT_TRUE(streams.back()->Next(5s).has_value());  // its put: the stream is open
+  }
+  SseStream refused(port(), "/sdk/v1/stream", Bearer(server_key_));
+  EXPECT_EQ(refused.status(), 503);
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", R"({"context":{"targetingKey":"u1"}})",
+                 Bearer(server_key_)).status, 200);
+  EXPECT_EQ(Admin("PATCH", std::string(kEnvFlags) + "checkout", R"({"on":true})").status, 200);
+  // A stream that ends frees its place.
+  streams.pop_back();
+  EXPECT_TRUE(Eventually([&] {
+    SseStream again(port(), "/sdk/v1/stream", Bearer(server_key_));
+    return again.status() == 200;
+  }));
+}
+
 class CorsServerTest : public ServerTest {
  protected:
   std::vector<std::string> ServerArgs() const override {
