@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "status_testing.h"
 #include "e2e_util.h"
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/rules/value.h"
@@ -78,7 +79,7 @@ TEST_F(ServerTest, ItemsNestedDeeperThanReadersAcceptAreRefusedOnWrite) {
   SseStream stream(port(), "/sdk/v1/stream", Bearer(server_key_));
   auto put = stream.Next(5s);
   ASSERT_TRUE(put.has_value());
-  EXPECT_TRUE(ParseJson(put->data).ok());
+  EXPECT_OK(ParseJson(put->data));
 }
 
 // Defect 4: streams opened with a revoked key kept receiving flag data.

@@ -1,3 +1,4 @@
+#include "status_testing.h"
 #include "gonfalon/rules/codec.h"
 
 #include <gtest/gtest.h>
@@ -105,7 +106,7 @@ TEST(CodecTest, SegmentRoundTripsEveryField) {
 
 TEST(CodecTest, LegacyClientSideFieldMapsToEnvironmentIdAvailability) {
   auto f = DecodeFlag(ParseJson(R"({"key":"k","clientSide":true})").value());
-  ASSERT_TRUE(f.ok());
+  ASSERT_OK(f);
   EXPECT_TRUE(f->client_side_availability.using_environment_id);
   EXPECT_FALSE(f->client_side_availability.using_mobile_key);
 }
@@ -119,7 +120,7 @@ TEST(CodecTest, MissingMapKeyIsTakenFromTheMap) {
 
 TEST(CodecTest, SequenceRoundTrips) {
   auto env = ParseEnvironment(R"({"sequence":42,"flags":{}})");
-  ASSERT_TRUE(env.ok());
+  ASSERT_OK(env);
   EXPECT_EQ(env->sequence, 42);
   EXPECT_EQ(EncodeEnvironment(*env).Find("sequence")->as_number(), 42);
 }

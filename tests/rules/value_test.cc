@@ -1,3 +1,4 @@
+#include "status_testing.h"
 #include "gonfalon/rules/value.h"
 
 #include <gtest/gtest.h>
@@ -21,7 +22,7 @@ TEST(ValueTest, ParsesEveryType) {
 TEST(ValueTest, EncodesCompactlyAndRoundTrips) {
   std::string text = R"({"a":[1,2.5,-7,true,null,"q\"\\\n\u0001"],"b":{}})";
   auto v = ParseJson(text);
-  ASSERT_TRUE(v.ok());
+  ASSERT_OK(v);
   EXPECT_EQ(ToJson(*v), text);
   EXPECT_TRUE(*ParseJson(ToJson(*v)) == *v);
 }
@@ -54,12 +55,12 @@ TEST(ValueTest, RejectsNestingDeeperThanTheLimit) {
   auto v = ParseJson(deep);
   ASSERT_FALSE(v.ok());
   std::string ok = std::string(kMaxJsonDepth - 1, '[') + std::string(kMaxJsonDepth - 1, ']');
-  EXPECT_TRUE(ParseJson(ok).ok());
+  EXPECT_OK(ParseJson(ok));
 }
 
 TEST(ValueTest, DuplicateMembersKeepTheLast) {
   auto v = ParseJson(R"({"a":1,"a":2})");
-  ASSERT_TRUE(v.ok());
+  ASSERT_OK(v);
   EXPECT_EQ(v->as_object().size(), 1u);
   EXPECT_EQ(v->Find("a")->as_number(), 2);
 }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <random>
 
+#include "status_testing.h"
 #include "gonfalon/storage/store.h"
 #include "store_test_util.h"
 
@@ -129,7 +130,7 @@ TEST(CrashTest, AcknowledgedChangeSetsSurviveSigkillWholeAndNothingPartial) {
     ASSERT_TRUE(log.ok()) << log.status();
     ASSERT_EQ(static_cast<int64_t>(log->size()), seq);
     auto last = rules::ParseJson(log->back());
-    ASSERT_TRUE(last.ok());
+    ASSERT_OK(last);
     ASSERT_EQ(last->Find("sequence")->as_number(), static_cast<double>(seq));
     ASSERT_EQ(last->Find("items")->as_array().size(), 3u);
     // Restart where the store is, so later rounds check continuity.

@@ -1,3 +1,4 @@
+#include "status_testing.h"
 #include "gonfalon/storage/store.h"
 
 #include <gtest/gtest.h>
@@ -15,7 +16,7 @@ namespace {
 using rules::Value;
 
 TEST_F(StoreTest, ProjectsAndEnvironmentsLifecycle) {
-  ASSERT_TRUE(store_->CreateProject({.key = "shop"}, actor_).ok());
+  ASSERT_OK(store_->CreateProject({.key = "shop"}, actor_));
   auto dup = store_->CreateProject({.key = "shop"}, actor_);
   EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
   auto bad = store_->CreateProject({.key = "no spaces"}, actor_);
@@ -24,11 +25,11 @@ TEST_F(StoreTest, ProjectsAndEnvironmentsLifecycle) {
             "key: \"no spaces\" may only contain letters, digits, '.', '_' and '-'");
   EXPECT_EQ(store_->CreateProject({.key = std::string(129, 'a')}, actor_).status().code(),
             absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(store_->CreateEnvironment("shop", {.key = "production", .name = "Production"}, actor_).ok());
+  ASSERT_OK(store_->CreateEnvironment("shop", {.key = "production", .name = "Production"}, actor_));
   EXPECT_EQ(store_->CreateEnvironment("nope", {.key = "x"}, actor_).status().code(),
             absl::StatusCode::kNotFound);
   auto envs = store_->ListEnvironments("shop");
-  ASSERT_TRUE(envs.ok());
+  ASSERT_OK(envs);
   ASSERT_EQ(envs->size(), 1u);
   EXPECT_EQ((*envs)[0].name, "Production");
   auto upd = store_->UpdateProject({.key = "shop", .name = "The Shop"}, 1, actor_);
@@ -38,7 +39,7 @@ TEST_F(StoreTest, ProjectsAndEnvironmentsLifecycle) {
             absl::StatusCode::kAborted);
   Reopen();
   EXPECT_EQ(store_->GetProject("shop")->name, "The Shop");
-  ASSERT_TRUE(store_->DeleteProject("shop", actor_).ok());
+  ASSERT_OK(store_->DeleteProject("shop", actor_));
   EXPECT_EQ(store_->GetProject("shop").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->GetEnvironment("shop", "production").status().code(), absl::StatusCode::kNotFound);
 }
@@ -55,7 +56,7 @@ TEST_F(StoreTest, FlagExistsInEveryEnvironmentOffServingItsOffVariation) {
     EXPECT_EQ(*store_->Sequence("shop", env), 1);
   }
   // An environment created later has the flag too.
-  ASSERT_TRUE(store_->CreateEnvironment("shop", {.key = "qa"}, actor_).ok());
+  ASSERT_OK(store_->CreateEnvironment("shop", {.key = "qa"}, actor_));
   auto qa = store_->GetFlag("shop", "qa", "checkout");
   ASSERT_TRUE(qa.ok()) << qa.status();
   EXPECT_FALSE(qa->on);
@@ -77,14 +78,14 @@ TEST_F(StoreTest, ChangeSetWritesItemsLogAndAuditTogether) {
   ASSERT_EQ(applied->items.size(), 1u);
   EXPECT_EQ(applied->items[0].version, 2);
   auto f = store_->GetFlag("shop", "production", "checkout");
-  ASSERT_TRUE(f.ok());
+  ASSERT_OK(f);
   EXPECT_TRUE(f->on);
   EXPECT_EQ(f->rules.size(), 1u);
   EXPECT_EQ(f->variations.size(), 2u);  // the project's, though the data did not say
   // Staging is untouched.
   EXPECT_FALSE(store_->GetFlag("shop", "staging", "checkout")->on);
   auto log = store_->ChangesSince("shop", "production", 1);
-  ASSERT_TRUE(log.ok());
+  ASSERT_OK(log);
   ASSERT_EQ(log->size(), 1u);
   EXPECT_EQ((*log)[0], applied->event_json);
   auto event = rules::ParseJson((*log)[0]).value();
@@ -92,7 +93,7 @@ TEST_F(StoreTest, ChangeSetWritesItemsLogAndAuditTogether) {
   EXPECT_EQ(event.Find("items")->as_array()[0].Find("version")->as_number(), 2);
   EXPECT_TRUE(event.Find("items")->as_array()[0].Find("data")->Find("on")->as_bool());
   auto history = store_->History("shop", "production", ItemKind::kFlag, "checkout", std::nullopt, 10);
-  ASSERT_TRUE(history.ok());
+  ASSERT_OK(history);
   ASSERT_EQ(history->records.size(), 2u);
   const AuditRecord& rec = history->records[0];
   EXPECT_EQ(rec.sequence, 2);
@@ -105,7 +106,7 @@ TEST_F(StoreTest, ChangeSetWritesItemsLogAndAuditTogether) {
 
 TEST_F(StoreTest, VersionConflictRejectsTheWholeChangeSet) {
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})", 0).ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})", 0));
   ChangeSet cs;
   cs.project = "shop";
   cs.environment = "production";
@@ -173,10 +174,10 @@ TEST_F(StoreTest, InvalidItemsAreRejectedWithTheirPathAndNothingIsWritten) {
 
 TEST_F(StoreTest, SegmentsAreCreatedUpdatedAndDeleted) {
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a","b"]})", 1).ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})"));
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a","b"]})", 1));
   auto s = store_->GetSegment("shop", "production", "beta");
-  ASSERT_TRUE(s.ok());
+  ASSERT_OK(s);
   EXPECT_EQ(s->version, 2);
   EXPECT_EQ(s->included.size(), 2u);
   EXPECT_EQ(store_->GetSegment("shop", "staging", "beta").status().code(), absl::StatusCode::kNotFound);
@@ -204,7 +205,7 @@ TEST_F(StoreTest, ReferencesMustResolveAndPrerequisitesMustNotLoop) {
     FlagMeta m;
     m.key = key;
     m.variations = {rules::Value(false), rules::Value(true)};
-    ASSERT_TRUE(store_->CreateFlag("shop", m, actor_, "").ok());
+    ASSERT_OK(store_->CreateFlag("shop", m, actor_, ""));
   }
   int64_t sequence = *store_->Sequence("shop", "production");
   struct Case {
@@ -226,8 +227,8 @@ TEST_F(StoreTest, ReferencesMustResolveAndPrerequisitesMustNotLoop) {
   EXPECT_EQ(*store_->Sequence("shop", "production"), sequence);
 
   // a -> b -> c is fine; c -> a then closes a loop, whichever way round it is written.
-  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"b","variation":1}]})").ok());
-  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "b", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"c","variation":1}]})").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kFlag, "a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"b","variation":1}]})"));
+  ASSERT_OK(ApplyOne(ItemKind::kFlag, "b", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"c","variation":1}]})"));
   auto loop = ApplyOne(ItemKind::kFlag, "c", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"a","variation":0}]})");
   EXPECT_EQ(std::string(loop.status().message()), "items[0].data.prerequisites[0].key: prerequisite cycle: c -> a -> b -> c");
   // Within one change set: the loop is seen in what the change set leaves.
@@ -245,7 +246,7 @@ TEST_F(StoreTest, ReferencesMustResolveAndPrerequisitesMustNotLoop) {
   with_segment.items.push_back({ItemKind::kFlag, "checkout", std::nullopt,
                                 Json(R"({"fallthrough":{"variation":0},"rules":[{"id":"r","variation":1,"clauses":[{"attribute":"key","op":"segmentMatch","values":["beta"]}]}]})"), false});
   with_segment.items.push_back({ItemKind::kSegment, "beta", std::nullopt, Json(R"({"included":["u1"]})"), false});
-  ASSERT_TRUE(store_->Apply(with_segment).ok());
+  ASSERT_OK(store_->Apply(with_segment));
   // A segment in use cannot be deleted; once unused it can.
   ChangeSet del;
   del.project = "shop";
@@ -257,29 +258,29 @@ TEST_F(StoreTest, ReferencesMustResolveAndPrerequisitesMustNotLoop) {
             "items[0].delete: segment \"beta\" is used by flag \"checkout\" (rules[0].clauses[0].values[0])");
   ChangeSet unuse_and_delete = del;
   unuse_and_delete.items.push_back({ItemKind::kFlag, "checkout", std::nullopt, Json(R"({"fallthrough":{"variation":0},"rules":[]})"), false});
-  EXPECT_TRUE(store_->Apply(unuse_and_delete).ok());
+  EXPECT_OK(store_->Apply(unuse_and_delete));
   // A flag that is another's prerequisite cannot be deleted at the project level.
   auto gone = store_->DeleteFlag("shop", "c", actor_, "");
   EXPECT_EQ(gone.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(std::string(gone.message()),
             "flag \"c\" is a prerequisite of flag \"b\" in environment \"production\" (prerequisites[0]); remove it there first");
-  EXPECT_TRUE(store_->GetFlag("shop", "production", "c").ok());
+  EXPECT_OK(store_->GetFlag("shop", "production", "c"));
 }
 
 TEST_F(StoreTest, LoadEnvironmentGivesWhatSnapshotsNeed) {
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})"));
   auto env = store_->LoadEnvironment("shop", "production");
   ASSERT_TRUE(env.ok()) << env.status();
   EXPECT_EQ(env->sequence, 2);
   EXPECT_EQ(env->flags.size(), 1u);
   EXPECT_EQ(env->segments.size(), 1u);
-  EXPECT_TRUE(rules::DecodeEnvironment(rules::EncodeEnvironment(*env), {.strict = true}).ok());
+  EXPECT_OK(rules::DecodeEnvironment(rules::EncodeEnvironment(*env), {.strict = true}));
 }
 
 TEST_F(StoreTest, ProjectLevelChangesReachEveryEnvironment) {
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":true,"fallthrough":{"variation":1}})").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":true,"fallthrough":{"variation":1}})"));
   FlagMeta m = *store_->GetFlagMeta("shop", "checkout");
   m.name = "Checkout v2";
   m.tags = {"web"};
@@ -304,13 +305,13 @@ TEST_F(StoreTest, ProjectLevelChangesReachEveryEnvironment) {
   // Archive: a tombstone in every environment; hard delete: gone.
   m = *store_->GetFlagMeta("shop", "checkout");
   m.archived = true;
-  ASSERT_TRUE(store_->UpdateFlagMeta("shop", m, 0, actor_, "archive").ok());
+  ASSERT_OK(store_->UpdateFlagMeta("shop", m, 0, actor_, "archive"));
   EXPECT_TRUE(store_->GetFlag("shop", "staging", "checkout")->deleted);
   int64_t seq = *store_->Sequence("shop", "staging");
-  ASSERT_TRUE(store_->DeleteFlag("shop", "checkout", actor_, "gone").ok());
+  ASSERT_OK(store_->DeleteFlag("shop", "checkout", actor_, "gone"));
   EXPECT_EQ(store_->GetFlag("shop", "staging", "checkout").status().code(), absl::StatusCode::kNotFound);
   auto log = store_->ChangesSince("shop", "staging", seq);
-  ASSERT_TRUE(log.ok());
+  ASSERT_OK(log);
   ASSERT_EQ(log->size(), 1u);
   EXPECT_NE((*log)[0].find(R"("key":"checkout","version":4,"deleted":true)"), std::string::npos) << (*log)[0];
 }
@@ -322,7 +323,7 @@ TEST_F(StoreTest, ChangesSinceResumesOrSaysTooOld) {
   o.retain_changes = 5;
   store_ = std::move(*Store::Open(o));
   for (int i = 0; i < 10; ++i) {
-    ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s" + std::to_string(i), "{}").ok());
+    ASSERT_OK(ApplyOne(ItemKind::kSegment, "s" + std::to_string(i), "{}"));
   }
   ASSERT_EQ(*store_->Sequence("shop", "production"), 11);
   auto recent = store_->ChangesSince("shop", "production", 8);
@@ -342,7 +343,7 @@ TEST_F(StoreTest, HistoryPagesNewestFirst) {
   MakeShop();
   for (int i = 0; i < 7; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", StrCat(R"({"included":["u)", i, R"("]})").c_str()).ok());
   auto p1 = store_->History("shop", "production", ItemKind::kSegment, "s", std::nullopt, 3);
-  ASSERT_TRUE(p1.ok());
+  ASSERT_OK(p1);
   ASSERT_EQ(p1->records.size(), 3u);
   EXPECT_EQ(p1->records[0].sequence, 8);
   ASSERT_TRUE(p1->next_after.has_value());
@@ -357,14 +358,14 @@ TEST_F(StoreTest, HistoryPagesNewestFirst) {
 
 TEST_F(StoreTest, EnvironmentAtAndRestoreRoundTrip) {
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
-  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":true,"fallthrough":{"variation":1}})").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})"));
+  ASSERT_OK(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":true,"fallthrough":{"variation":1}})"));
   rules::Environment at3 = *store_->LoadEnvironment("shop", "production");
   ASSERT_EQ(at3.sequence, 3);
   clock_ += 60'000;
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a","b","c"]})").ok());
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "gamma", R"({})").ok());
-  ASSERT_TRUE(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":false,"fallthrough":{"variation":0}})").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a","b","c"]})"));
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "gamma", R"({})"));
+  ASSERT_OK(ApplyOne(ItemKind::kFlag, "checkout", R"({"on":false,"fallthrough":{"variation":0}})"));
   auto then = store_->EnvironmentAt("shop", "production", 3);
   ASSERT_TRUE(then.ok()) << then.status();
   EXPECT_TRUE(*then == at3);
@@ -387,13 +388,13 @@ TEST_F(StoreTest, EnvironmentAtAndRestoreRoundTrip) {
   EXPECT_EQ(now.segments.count("gamma"), 0u);
   EXPECT_EQ(now.flags.at("checkout").version, 4);
   // And the restore can be undone by restoring to just before it.
-  ASSERT_TRUE(store_->Restore("shop", "production", 6, std::nullopt, std::nullopt, false, actor_, "").ok());
+  ASSERT_OK(store_->Restore("shop", "production", 6, std::nullopt, std::nullopt, false, actor_, ""));
   rules::Environment undone = *store_->LoadEnvironment("shop", "production");
   EXPECT_FALSE(undone.flags.at("checkout").on);
   EXPECT_EQ(undone.segments.count("gamma"), 1u);
   // One item only.
   auto one = store_->Restore("shop", "production", 3, ItemKind::kSegment, std::string("beta"), false, actor_, "");
-  ASSERT_TRUE(one.ok());
+  ASSERT_OK(one);
   EXPECT_EQ(one->items.size(), 1u);
   EXPECT_FALSE(store_->GetFlag("shop", "production", "checkout")->on);
   EXPECT_EQ(store_->Restore("shop", "production", 99, std::nullopt, std::nullopt, true, actor_, "").status().code(),
@@ -407,11 +408,11 @@ TEST_F(StoreTest, ApiKeysAreHashedRotatedAndRevoked) {
   EXPECT_EQ(admin->secret.rfind("gfa_", 0), 0u);
   EXPECT_EQ(admin->key.prefix, admin->secret.substr(0, 10));
   auto sdk = store_->CreateApiKey({.kind = KeyKind::kServer, .project = "shop", .environment = "production"});
-  ASSERT_TRUE(sdk.ok());
+  ASSERT_OK(sdk);
   EXPECT_EQ(store_->CreateApiKey({.kind = KeyKind::kServer, .project = "shop", .environment = "nope"}).status().code(),
             absl::StatusCode::kNotFound);
   auto who = store_->Authenticate(sdk->secret);
-  ASSERT_TRUE(who.ok());
+  ASSERT_OK(who);
   EXPECT_EQ(who->environment, "production");
   EXPECT_EQ(store_->Authenticate("gfs_wrong").status().code(), absl::StatusCode::kNotFound);
   // The secret is nowhere in what the store returns.
@@ -421,15 +422,15 @@ TEST_F(StoreTest, ApiKeysAreHashedRotatedAndRevoked) {
   }
   auto rotated = store_->RotateApiKey(sdk->key.id, 60'000);
   ASSERT_TRUE(rotated.ok()) << rotated.status();
-  EXPECT_TRUE(store_->Authenticate(rotated->secret).ok());
+  EXPECT_OK(store_->Authenticate(rotated->secret));
   EXPECT_TRUE(store_->Authenticate(sdk->secret).ok());  // overlap window
   clock_ += 60'001;
   EXPECT_EQ(std::string(store_->Authenticate(sdk->secret).status().message()), "API key expired");
-  EXPECT_TRUE(store_->Authenticate(rotated->secret).ok());
-  ASSERT_TRUE(store_->RevokeApiKey(rotated->key.id).ok());
+  EXPECT_OK(store_->Authenticate(rotated->secret));
+  ASSERT_OK(store_->RevokeApiKey(rotated->key.id));
   EXPECT_EQ(std::string(store_->Authenticate(rotated->secret).status().message()), "API key revoked");
   Reopen();
-  EXPECT_TRUE(store_->Authenticate(admin->secret).ok());
+  EXPECT_OK(store_->Authenticate(admin->secret));
   EXPECT_EQ(store_->ListApiKeys()->size(), 3u);
 }
 
@@ -457,17 +458,17 @@ TEST_F(StoreTest, StreamTokensStandForTheirKeyUntilItIsRevoked) {
   EXPECT_FALSE(store_->AuthenticateStreamToken(token.substr(0, token.size() - 1)).ok());
   // The same token after a restart (the secret is kept in the database).
   Reopen();
-  EXPECT_TRUE(store_->AuthenticateStreamToken(token).ok());
+  EXPECT_OK(store_->AuthenticateStreamToken(token));
   EXPECT_EQ(store_->StreamToken(made->key.id), token);
   // Revoking the key ends it.
-  ASSERT_TRUE(store_->RevokeApiKey(made->key.id).ok());
+  ASSERT_OK(store_->RevokeApiKey(made->key.id));
   EXPECT_EQ(store_->AuthenticateStreamToken(token).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, CorruptValueIsReportedWithItsKey) {
   MakeShop();
   store_.reset();
-  ASSERT_TRUE(testing::PutRaw(dir_ + "/db", "items", "shop/production/f/checkout", "{not json").ok());
+  ASSERT_OK(testing::PutRaw(dir_ + "/db", "items", "shop/production/f/checkout", "{not json"));
   Reopen();
   auto f = store_->GetFlag("shop", "production", "checkout");
   ASSERT_EQ(f.status().code(), absl::StatusCode::kDataLoss);
@@ -480,7 +481,7 @@ TEST_F(StoreTest, CorruptValueIsReportedWithItsKey) {
 
 TEST_F(StoreTest, NewerSchemaIsRefused) {
   store_.reset();
-  ASSERT_TRUE(testing::PutRaw(dir_ + "/db", "default", "schema_version", "2").ok());
+  ASSERT_OK(testing::PutRaw(dir_ + "/db", "default", "schema_version", "2"));
   auto s = Store::Open(MakeOptions());
   ASSERT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(std::string(s.status().message()).find("holds schema version 2"), std::string::npos);
@@ -488,10 +489,10 @@ TEST_F(StoreTest, NewerSchemaIsRefused) {
 
 TEST_F(StoreTest, CheckpointIsAConsistentCopy) {
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["a"]})"));
   std::string copy = dir_ + "/backup";
-  ASSERT_TRUE(store_->Checkpoint(copy).ok());
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["b"]})").ok());
+  ASSERT_OK(store_->Checkpoint(copy));
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"included":["b"]})"));
   auto o = MakeOptions();
   o.path = copy;
   auto backup = Store::Open(o);
@@ -508,7 +509,7 @@ TEST_F(StoreTest, ListenerHearsEveryChangeSet) {
     heard.push_back(a.environment + "@" + std::to_string(a.sequence));
   });
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "beta", "{}").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", "{}"));
   EXPECT_EQ(heard, (std::vector<std::string>{"production@1", "staging@1", "production@2"}));
 }
 
@@ -544,7 +545,7 @@ TEST_F(StoreTest, ConcurrentWritersOnOneFlagExactlyOneWinsEachRound) {
 
 TEST_F(StoreTest, ConcurrentReadModifyWriteLosesNoUpdate) {
   MakeShop();
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "list", R"({"included":[]})").ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "list", R"({"included":[]})"));
   constexpr int kThreads = 6, kEach = 15;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -578,13 +579,13 @@ TEST_F(StoreTest, PruneHistoryDropsOldEntries) {
   MakeShop();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", StrCat(R"({"included":["u)", i, R"("]})").c_str()).ok());
   clock_ += 31LL * 24 * 3600 * 1000;
-  ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", R"({"included":["later"]})").ok());
-  ASSERT_TRUE(store_->PruneHistory().ok());
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "s", R"({"included":["later"]})"));
+  ASSERT_OK(store_->PruneHistory());
   auto h = store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 100);
   ASSERT_EQ(h->records.size(), 1u);
   EXPECT_EQ(h->records[0].sequence, 5);
   EXPECT_EQ(store_->ChangesSince("shop", "production", 3).status().code(), absl::StatusCode::kOutOfRange);
-  EXPECT_TRUE(store_->ChangesSince("shop", "production", 4).ok());
+  EXPECT_OK(store_->ChangesSince("shop", "production", 4));
 }
 
 TEST_F(StoreTest, StatsReportRocksDbFigures) {
@@ -615,7 +616,7 @@ TEST_F(StoreTest, PrerequisiteChainsLongerThanTheEvaluationLimitAreRefused) {
     FlagMeta m;
     m.key = StrCat("f", i);
     m.variations = {rules::Value(false), rules::Value(true)};
-    ASSERT_TRUE(store_->CreateFlag("shop", m, actor_, "").ok());
+    ASSERT_OK(store_->CreateFlag("shop", m, actor_, ""));
   }
   // f1 -> f2 -> ... -> f{n}: a chain of n flags, the most that evaluate.
   for (int i = n - 1; i >= 1; --i) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "status_testing.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/storage/store.h"
 
@@ -45,9 +46,9 @@ class StoreTest : public ::testing::Test {
   }
   // A project "shop" with environments "production" and "staging" and a boolean flag "checkout".
   void MakeShop() {
-    ASSERT_TRUE(store_->CreateProject({.key = "shop", .name = "Shop"}, actor_).ok());
-    ASSERT_TRUE(store_->CreateEnvironment("shop", {.key = "production"}, actor_).ok());
-    ASSERT_TRUE(store_->CreateEnvironment("shop", {.key = "staging"}, actor_).ok());
+    ASSERT_OK(store_->CreateProject({.key = "shop", .name = "Shop"}, actor_));
+    ASSERT_OK(store_->CreateEnvironment("shop", {.key = "production"}, actor_));
+    ASSERT_OK(store_->CreateEnvironment("shop", {.key = "staging"}, actor_));
     FlagMeta m;
     m.key = "checkout";
     m.variations = {rules::Value(false), rules::Value(true)};
