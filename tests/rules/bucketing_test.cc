@@ -34,7 +34,9 @@ TEST(BucketingTest, SeedPrefixDiffersFromKeyAndSalt) {
 TEST(BucketingTest, BucketableValues) {
   char buf[24];
   std::string_view out;
-  EXPECT_TRUE(BucketableString(Value("abc"), buf, out));
+  // A string's view points into the Value: it must outlive `out`.
+  Value abc("abc");
+  EXPECT_TRUE(BucketableString(abc, buf, out));
   EXPECT_EQ(out, "abc");
   EXPECT_TRUE(BucketableString(Value(123), buf, out));
   EXPECT_EQ(out, "123");
