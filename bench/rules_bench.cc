@@ -196,6 +196,34 @@ void BM_ThreeRulesWithTrace(benchmark::State& state) {
 }
 BENCHMARK(BM_ThreeRulesWithTrace);
 
+// A context with N attributes (issue 9, defect 13: 2.1 s for 40k attributes, quadratic):
+// parsed from JSON, turned into a Context and evaluated against three rules, as an OFREP or
+// /sdk/v1/evaluate request would. The cost should grow linearly with N.
+void BM_WideContext(benchmark::State& state) {
+  const Snapshot& snap = Snap();
+  std::string json = R"({"kind":"user","key":"user-1","country":"SE","email":"a@b.c","age":70)";
+  for (int64_t i = 0; i < state.range(0); ++i) json += ",\"attr" + std::to_string(i) + "\":" + std::to_string(i);
+  json += "}";
+  for (auto _ : state) {
+    Context ctx = ContextFromJson(*ParseJson(json));
+    Detail d = Evaluate(snap, "b-three-rules", ctx);
+    benchmark::DoNotOptimize(d);
+    benchmark::DoNotOptimize(ctx.ToValue());
+  }
+  state.SetComplexityN(state.range(0));
+}
+BENCHMARK(BM_WideContext)->RangeMultiplier(4)->Range(1 << 10, 1 << 16)->Unit(benchmark::kMillisecond)->Complexity();
+
+// Parsing one JSON object of N members (the duplicate-key check once scanned all members).
+void BM_ParseWideObject(benchmark::State& state) {
+  std::string json = "{";
+  for (int64_t i = 0; i < state.range(0); ++i) json += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  json += "}";
+  for (auto _ : state) benchmark::DoNotOptimize(ParseJson(json));
+  state.SetComplexityN(state.range(0));
+}
+BENCHMARK(BM_ParseWideObject)->RangeMultiplier(10)->Range(1000, 100000)->Unit(benchmark::kMillisecond)->Complexity();
+
 }  // namespace
 }  // namespace gonfalon::rules
 

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "backoff.h"
+#include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/snapshot_cell.h"
 #include "gonfalon/rules/str_cat.h"
@@ -398,61 +399,29 @@ class Client::Impl {
       return true;
     }
     if (e.type != "changes") return true;  // unknown events are ignored
-    absl::StatusOr<Value> json = rules::ParseJson(e.data);
-    if (!json.ok() || !json->is_object() || json->Find("sequence") == nullptr || json->Find("items") == nullptr) {
-      SetError("bad changes event: not {sequence, items}");
+    // The one decoder and the one "apply" of the wire format (rules/change_set.h), shared with
+    // the server: all items decode, or none is applied.
+    absl::StatusOr<rules::ChangeSetEvent> event = rules::DecodeChangeSetEvent(e.data);
+    if (!event.ok()) {
+      SetError(StrCat("bad changes event: ", event.status().message()));
       return false;
     }
-    int64_t seq = static_cast<int64_t>(json->Find("sequence")->as_number());
+    int64_t seq = event->sequence;
     rules::Environment next;
     {
       std::lock_guard<std::mutex> l(mu_);
       if (seq <= model_.sequence) return true;  // already have it
       next = model_;
     }
-    // All items decode, or none is applied.
-    std::vector<std::string> changed;
-    for (const Value& item : json->Find("items")->as_array()) {
-      const Value* kind = item.Find("kind");
-      const Value* key = item.Find("key");
-      const Value* version = item.Find("version");
-      if (kind == nullptr || key == nullptr || !key->is_string()) {
-        SetError("bad changes event: an item without kind or key");
-        return false;
-      }
-      int64_t v = version ? static_cast<int64_t>(version->as_number()) : 0;
-      bool deleted = item.Find("deleted") && item.Find("deleted")->as_bool();
-      const Value* data = item.Find("data");
-      if (kind->as_string() == "flag") {
-        auto it = next.flags.find(key->as_string());
-        if (it != next.flags.end() && it->second.version >= v) continue;  // only if newer
-        if (deleted) {
-          next.flags.erase(key->as_string());
-        } else {
-          absl::StatusOr<rules::Flag> f = data ? rules::DecodeFlag(*data) : absl::InvalidArgumentError("no data");
-          if (!f.ok()) {
-            SetError(StrCat("bad changes event: flag ", key->as_string(), ": ", f.status().message()));
-            return false;
-          }
-          next.flags[key->as_string()] = std::move(*f);
-        }
-        changed.push_back(key->as_string());
-      } else if (kind->as_string() == "segment") {
-        auto it = next.segments.find(key->as_string());
-        if (it != next.segments.end() && it->second.version >= v) continue;
-        if (deleted) {
-          next.segments.erase(key->as_string());
-        } else {
-          absl::StatusOr<rules::Segment> s = data ? rules::DecodeSegment(*data) : absl::InvalidArgumentError("no data");
-          if (!s.ok()) {
-            SetError(StrCat("bad changes event: segment ", key->as_string(), ": ", s.status().message()));
-            return false;
-          }
-          next.segments[key->as_string()] = std::move(*s);
-        }
-        // A segment change can change any flag: listeners hear about every flag.
-        for (const auto& [k, f] : next.flags) changed.push_back(k);
-      }
+    absl::StatusOr<rules::AppliedChanges> applied = rules::ApplyChangeSet(*event, next);
+    if (!applied.ok()) {
+      SetError(StrCat("bad changes event: ", applied.status().message()));
+      return false;
+    }
+    std::vector<std::string> changed = applied->flags;
+    // A segment change can change any flag: listeners hear about every flag.
+    if (!applied->segments.empty()) {
+      for (const auto& [k, f] : next.flags) changed.push_back(k);
     }
     next.sequence = seq;
     std::sort(changed.begin(), changed.end());

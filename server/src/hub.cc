@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdio>
 
+#include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
 #include "gonfalon/rules/str_cat.h"
@@ -36,10 +37,15 @@ void ForEachLive(Registrations& regs, Fn fn) {
              regs.end());
 }
 
-// The sequence of a stored change-log entry ({"sequence":n,...}) without parsing it all.
-int64_t SequenceOf(const std::string& change) {
-  size_t at = change.find("\"sequence\":");
-  return at == std::string::npos ? 0 : std::strtoll(change.c_str() + at + 11, nullptr, 10);
+// A stored change-log entry (rules::ChangeSetEvent). One that does not decode is reported and
+// skipped: the stream then gets a `put` (see Refresh).
+std::optional<rules::ChangeSetEvent> DecodeLogged(const std::string& change) {
+  absl::StatusOr<rules::ChangeSetEvent> event = rules::DecodeChangeSetEvent(change);
+  if (!event.ok()) {
+    Log(LogLevel::kError, "stored change set does not decode", {{"error", std::string(event.status().message())}});
+    return std::nullopt;
+  }
+  return std::move(*event);
 }
 
 }  // namespace
@@ -185,41 +191,33 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
   auto snapshot = rules::Snapshot::Build(std::move(*env));
   auto put = FrameEvent(seq, "put", *payload);
   std::vector<std::shared_ptr<const std::string>> frames;
+  std::vector<rules::ChangeSetEvent> events;
   for (const std::string& c : changes) {
+    std::optional<rules::ChangeSetEvent> event = DecodeLogged(c);
+    if (!event.has_value()) {
+      reset = true;  // cannot say what changed: every stream gets the whole environment
+      break;
+    }
     // Only what the new snapshot includes: a later change set comes with the next refresh.
-    int64_t s = SequenceOf(c);
-    if (s > seq) break;
-    // The wire payload is {sequence, items}; the log entry also carries its time.
-    frames.push_back(FrameEvent(s, "changes", c));
+    if (event->sequence > seq) break;
+    // The wire payload is the stored entry as it is.
+    frames.push_back(FrameEvent(event->sequence, "changes", c));
+    events.push_back(std::move(*event));
   }
   // Client-side OFREP streams hear only of changes that can alter what they see: a flag
   // available to client-side keys (before or after), or a segment.
   bool client_visible = reset;
   if (!reset) {
     std::shared_ptr<const rules::Snapshot> before_holder = hub.cell_.Load();
-    const rules::Snapshot* before = before_holder.get();
-    for (const std::string& c : changes) {
-      if (client_visible) break;
-      absl::StatusOr<rules::Value> parsed = rules::ParseJson(c);
-      const rules::Value* items = parsed.ok() ? parsed->Find("items") : nullptr;
-      if (items == nullptr) {
-        client_visible = true;
-        break;
-      }
-      for (const rules::Value& it : items->as_array()) {
-        const rules::Value* kind = it.Find("kind");
-        const rules::Value* key = it.Find("key");
-        if (kind == nullptr || kind->as_string() != "flag" || key == nullptr) {
+    auto visible_in = [](const rules::Snapshot* snap, const std::string& key) {
+      const auto* f = snap != nullptr ? snap->FindFlag(key) : nullptr;
+      return f != nullptr && rules::FlagModel(*f).client_side_availability.using_environment_id;
+    };
+    for (const rules::ChangeSetEvent& event : events) {
+      for (const rules::ChangedItem& item : event.items) {
+        if (item.kind == rules::ChangedKind::kSegment || visible_in(before_holder.get(), item.key) ||
+            visible_in(snapshot.get(), item.key)) {
           client_visible = true;
-          break;
-        }
-        auto visible_in = [&](const rules::Snapshot* snap) {
-          const auto* f = snap != nullptr ? snap->FindFlag(key->as_string()) : nullptr;
-          return f != nullptr && rules::FlagModel(*f).client_side_availability.using_environment_id;
-        };
-        if (visible_in(before) || visible_in(snapshot.get())) {
-          client_visible = true;
-          break;
         }
       }
     }
@@ -269,9 +267,13 @@ void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& 
     bool sent = false;
     if (since.ok()) {
       for (const std::string& c : *since) {
-        int64_t s = SequenceOf(c);
-        if (s > seq) break;  // the snapshot has not caught up; the publisher sends the rest
-        sink->Send(FrameEvent(s, "changes", c));
+        std::optional<rules::ChangeSetEvent> event = DecodeLogged(c);
+        if (!event.has_value()) {
+          sent = false;  // a `put` instead
+          break;
+        }
+        if (event->sequence > seq) break;  // the snapshot has not caught up; the publisher sends the rest
+        sink->Send(FrameEvent(event->sequence, "changes", c));
         sent = true;
       }
     }

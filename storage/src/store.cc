@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "commit_queue.h"
+#include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
 #include "gonfalon/rules/status_macros.h"
@@ -917,8 +918,8 @@ class RocksStore final : public Store {
       }
       out.emplace_back(prop, static_cast<int64_t>(total));
     }
-    out.emplace_back("gonfalon.commit-groups", queue_.groups());
-    out.emplace_back("gonfalon.commit-writes", queue_.writes());
+    out.emplace_back("commit-groups", queue_.groups());
+    out.emplace_back("commit-writes", queue_.writes());
     return out;
   }
 
@@ -1500,35 +1501,31 @@ class RocksStore final : public Store {
     applied.environment = e;
     applied.sequence = seq;
     applied.time_ms = now;
-    Array event_items;
+    rules::ChangeSetEvent event{seq, now, {}};
     AuditRecord audit{seq, now, actor.id, std::string(comment), {}};
     for (const PreparedItem& it : items) {
       std::string key = ItemKey(p, e, it.kind, it.key);
-      Value ev;
-      ev.Set("kind", Value(ItemKindName(it.kind)));
-      ev.Set("key", Value(it.key));
+      rules::ChangedItem ev{it.kind == ItemKind::kFlag ? rules::ChangedKind::kFlag : rules::ChangedKind::kSegment, it.key, 0, std::nullopt};
       int64_t version;
       if (it.after.has_value()) {
         version = VersionOf(it.after);
         std::string json = ToJson(*it.after);
         ops.push_back(Put(kItems, key, json));
         env.pending[key] = {json, seq};
-        ev.Set("version", Value(version));
-        ev.Set("data", *it.after);
+        ev.version = version;
+        ev.data = *it.after;
       } else {
         version = VersionOf(it.before) + 1;
         ops.push_back(Delete(kItems, key));
         env.pending[key] = {std::nullopt, seq};
-        ev.Set("version", Value(version));
-        ev.Set("deleted", Value(true));
+        ev.version = version;
       }
-      event_items.push_back(std::move(ev));
+      event.items.push_back(std::move(ev));
       applied.items.push_back({it.kind, it.key, version, !it.after.has_value()});
       audit.items.push_back({it.kind, it.key, it.before.value_or(Value()), it.after.value_or(Value())});
       ops.push_back(Put(kAuditIndex, StrCat(AuditIndexPrefix(p, e, it.kind, it.key), SeqKey(seq)), ""));
     }
-    Value event(Object{{"sequence", Value(seq)}, {"time", Value(now)}, {"items", Value(std::move(event_items))}});
-    applied.event_json = ToJson(event);
+    applied.event_json = rules::EncodeChangeSetEvent(event);
     std::string prefix = EnvPrefix(p, e);
     ops.push_back(Put(kChangeLog, StrCat(prefix, SeqKey(seq)), applied.event_json));
     ops.push_back(Put(kAudit, StrCat(prefix, SeqKey(seq)), ToJson(AuditRecordToJson(audit))));

@@ -155,6 +155,9 @@ TEST_F(ServerTest, WrongMethodsGet405WithAllowAndUnknownPaths404) {
   std::string metrics = Http(port(), "GET", "/metrics").body;
   EXPECT_NE(metrics.find(R"(gonfalon_http_requests_total{route="/api/v1/projects/{p}",method="GET",status="404"} 1)"),
             std::string::npos);
+  // Defect 15 (part): the storage gauges once had a doubled prefix.
+  EXPECT_NE(metrics.find("\ngonfalon_storage_commit_groups "), std::string::npos);
+  EXPECT_EQ(metrics.find("gonfalon_storage_gonfalon"), std::string::npos);
 }
 
 // Defect 8: archiving a flag that another flag needs silently broke the dependent flag.

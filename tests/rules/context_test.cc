@@ -87,3 +87,29 @@ TEST(ContextTest, ToValueRoundTrips) {
 
 }  // namespace
 }  // namespace gonfalon::rules
+
+namespace gonfalon::rules {
+namespace {
+
+// Attribute lookups are binary searches over sorted attributes; duplicates keep the last.
+TEST(ContextTest, ManyAttributesAreAllFoundAndDuplicatesKeepTheLast) {
+  std::string json = R"({"kind":"user","key":"u")";
+  for (int i = 0; i < 5000; ++i) json += ",\"a" + std::to_string(i) + "\":" + std::to_string(i);
+  json += "}";
+  Context c = ContextFromJson(*ParseJson(json));
+  ASSERT_TRUE(c.valid());
+  const Context::Single* user = c.Find("user");
+  ASSERT_NE(user, nullptr);
+  for (int i = 0; i < 5000; i += 499) {
+    const Value* v = Context::Get(*user, AttributeRef::Parse("a" + std::to_string(i)));
+    ASSERT_NE(v, nullptr) << i;
+    EXPECT_EQ(v->as_number(), i);
+  }
+  EXPECT_EQ(Context::Get(*user, AttributeRef::Parse("missing")), nullptr);
+  Context built = Context::Builder("user", "u").Set("x", Value(1)).Set("x", Value(2)).Build();
+  EXPECT_EQ(Context::Get(*built.Find("user"), AttributeRef::Parse("x"))->as_number(), 2);
+  EXPECT_EQ(ToJson(built.ToValue()), R"({"kind":"user","key":"u","x":2})");
+}
+
+}  // namespace
+}  // namespace gonfalon::rules

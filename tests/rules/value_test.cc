@@ -78,3 +78,31 @@ TEST(ValueTest, SetAndEraseMembers) {
 
 }  // namespace
 }  // namespace gonfalon::rules
+
+namespace gonfalon::rules {
+namespace {
+
+// Objects past a few members find duplicates through a hash index (parsing stays linear): the
+// last duplicate still wins and member order is kept.
+TEST(ValueTest, AHundredThousandMemberObjectParsesWithDuplicatesResolved) {
+  std::string json = "{";
+  for (int i = 0; i < 100000; ++i) json += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  json += ",\"k5\":\"again\",\"k99999\":-1}";
+  auto v = ParseJson(json);
+  ASSERT_OK(v);
+  ASSERT_EQ(v->as_object().size(), 100000u);
+  EXPECT_EQ(v->as_object()[0].first, "k0");
+  EXPECT_EQ(v->as_object()[99999].first, "k99999");
+  EXPECT_EQ(v->Find("k5")->as_string(), "again");
+  EXPECT_EQ(v->Find("k99999")->as_number(), -1);
+  EXPECT_EQ(v->Find("k77777")->as_number(), 77777);
+}
+
+TEST(ValueTest, SmallObjectsResolveDuplicatesToo) {
+  auto v = ParseJson(R"({"a":1,"b":2,"a":3})");
+  ASSERT_OK(v);
+  EXPECT_EQ(ToJson(*v), R"({"a":3,"b":2})");
+}
+
+}  // namespace
+}  // namespace gonfalon::rules

@@ -593,7 +593,7 @@ TEST_F(StoreTest, StatsReportRocksDbFigures) {
   auto stats = store_->Stats();
   bool found = false;
   for (auto& [name, v] : stats) {
-    if (name == "gonfalon.commit-writes") {
+    if (name == "commit-writes") {
       found = true;
       EXPECT_GE(v, 3);
     }

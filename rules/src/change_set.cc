@@ -1,0 +1,147 @@
+#include "gonfalon/rules/change_set.h"
+
+#include <algorithm>
+#include <cmath>
+#include <variant>
+
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/str_cat.h"
+
+namespace gonfalon::rules {
+namespace {
+
+std::string_view KindName(ChangedKind k) { return k == ChangedKind::kFlag ? "flag" : "segment"; }
+
+// A JSON integer in [0, 2^53].
+bool AsCount(const Value* v, int64_t& out) {
+  if (v == nullptr || !v->is_number()) return false;
+  double d = v->as_number();
+  if (!(d >= 0 && d <= 9007199254740992.0) || d != std::floor(d)) return false;
+  out = static_cast<int64_t>(d);
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeChangeSetEvent(const ChangeSetEvent& event) {
+  Array items;
+  items.reserve(event.items.size());
+  for (const ChangedItem& it : event.items) {
+    Object item{{"kind", Value(KindName(it.kind))}, {"key", Value(it.key)}, {"version", Value(it.version)}};
+    if (it.data.has_value()) {
+      item.emplace_back("data", *it.data);
+    } else {
+      item.emplace_back("deleted", Value(true));
+    }
+    items.emplace_back(std::move(item));
+  }
+  Object out{{"sequence", Value(event.sequence)}};
+  if (event.time_ms != 0) out.emplace_back("time", Value(event.time_ms));
+  out.emplace_back("items", Value(std::move(items)));
+  return ToJson(Value(std::move(out)));
+}
+
+absl::StatusOr<ChangeSetEvent> DecodeChangeSetEvent(std::string_view json) {
+  absl::StatusOr<Value> parsed = ParseJson(json);
+  if (!parsed.ok()) return parsed.status();
+  if (!parsed->is_object()) return absl::InvalidArgumentError("(root): expected an object");
+  ChangeSetEvent out;
+  if (!AsCount(parsed->Find("sequence"), out.sequence)) {
+    return absl::InvalidArgumentError("sequence: expected an integer >= 0");
+  }
+  if (const Value* t = parsed->Find("time"); t != nullptr && !AsCount(t, out.time_ms)) {
+    return absl::InvalidArgumentError("time: expected Unix milliseconds");
+  }
+  const Value* items = parsed->Find("items");
+  if (items == nullptr || !items->is_array()) return absl::InvalidArgumentError("items: expected an array");
+  out.items.reserve(items->as_array().size());
+  for (size_t i = 0; i < items->as_array().size(); ++i) {
+    const Value& item = items->as_array()[i];
+    std::string path = StrCat("items[", i, "]");
+    const Value* kind = item.Find("kind");
+    const Value* key = item.Find("key");
+    ChangedItem c;
+    if (kind == nullptr || !kind->is_string() || (kind->as_string() != "flag" && kind->as_string() != "segment")) {
+      return absl::InvalidArgumentError(StrCat(path, ".kind: expected \"flag\" or \"segment\""));
+    }
+    c.kind = kind->as_string() == "flag" ? ChangedKind::kFlag : ChangedKind::kSegment;
+    if (key == nullptr || !key->is_string() || key->as_string().empty()) {
+      return absl::InvalidArgumentError(StrCat(path, ".key: expected a non-empty string"));
+    }
+    c.key = key->as_string();
+    if (!AsCount(item.Find("version"), c.version)) {
+      return absl::InvalidArgumentError(StrCat(path, ".version: expected an integer >= 0"));
+    }
+    const Value* deleted = item.Find("deleted");
+    const Value* data = item.Find("data");
+    bool is_deleted = deleted != nullptr && deleted->as_bool();
+    if (is_deleted == (data != nullptr && !data->is_null())) {
+      return absl::InvalidArgumentError(StrCat(path, ": expected exactly one of \"data\" and \"deleted\":true"));
+    }
+    if (!is_deleted) {
+      if (!data->is_object()) return absl::InvalidArgumentError(StrCat(path, ".data: expected an object"));
+      c.data = *data;
+    }
+    out.items.push_back(std::move(c));
+  }
+  return out;
+}
+
+absl::StatusOr<AppliedChanges> ApplyChangeSet(const ChangeSetEvent& event, Environment& env) {
+  // Decode everything first: nothing is applied unless everything decodes.
+  struct Decoded {
+    const ChangedItem* item;
+    std::variant<std::monostate, Flag, Segment> value;  // monostate: deleted
+  };
+  std::vector<Decoded> decoded;
+  decoded.reserve(event.items.size());
+  for (size_t i = 0; i < event.items.size(); ++i) {
+    const ChangedItem& it = event.items[i];
+    Decoded d{&it, std::monostate()};
+    if (it.data.has_value()) {
+      if (it.kind == ChangedKind::kFlag) {
+        absl::StatusOr<Flag> f = DecodeFlag(*it.data);
+        if (!f.ok()) return absl::InvalidArgumentError(StrCat("items[", i, "] (flag \"", it.key, "\"): ", f.status().message()));
+        f->key = it.key;
+        f->version = it.version;
+        d.value = std::move(*f);
+      } else {
+        absl::StatusOr<Segment> s = DecodeSegment(*it.data);
+        if (!s.ok()) return absl::InvalidArgumentError(StrCat("items[", i, "] (segment \"", it.key, "\"): ", s.status().message()));
+        s->key = it.key;
+        s->version = it.version;
+        d.value = std::move(*s);
+      }
+    }
+    decoded.push_back(std::move(d));
+  }
+  AppliedChanges out;
+  auto apply = [&](auto& map, const Decoded& d, auto* type_tag, std::vector<std::string>& touched) {
+    using T = std::remove_pointer_t<decltype(type_tag)>;
+    auto found = map.find(d.item->key);
+    if (found != map.end() && found->second.version >= d.item->version) return;  // only if newer
+    if (std::holds_alternative<std::monostate>(d.value)) {
+      if (found != map.end()) map.erase(found);
+    } else if (found != map.end()) {
+      found->second = std::get<T>(d.value);
+    } else {
+      map.emplace(d.item->key, std::get<T>(d.value));
+    }
+    touched.push_back(d.item->key);
+  };
+  for (const Decoded& d : decoded) {
+    if (d.item->kind == ChangedKind::kFlag) {
+      apply(env.flags, d, static_cast<Flag*>(nullptr), out.flags);
+    } else {
+      apply(env.segments, d, static_cast<Segment*>(nullptr), out.segments);
+    }
+  }
+  env.sequence = std::max(env.sequence, event.sequence);
+  for (auto* v : {&out.flags, &out.segments}) {
+    std::sort(v->begin(), v->end());
+    v->erase(std::unique(v->begin(), v->end()), v->end());
+  }
+  return out;
+}
+
+}  // namespace gonfalon::rules
