@@ -18,6 +18,7 @@
 #include "backoff.h"
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/snapshot_cell.h"
 #include "gonfalon/rules/str_cat.h"
 #include "sse_parser.h"
@@ -32,7 +33,6 @@ using Clock = std::chrono::steady_clock;
 using rules::Value;
 
 namespace {
-std::atomic<uint64_t> g_next_client_id{1};
 
 // A snapshot with its exposure counters: one slot per (flag, variation + 1), slot 0 of each
 // flag for "no variation" (the caller's default). Each evaluating thread counts in a shard of
@@ -45,6 +45,7 @@ struct Published {
     std::vector<uint64_t> reported;                   // the flusher's: what was already sent
   };
   std::shared_ptr<const rules::Snapshot> snap;
+  const uint64_t instance = rules::NextInstanceId();  // tells tables apart in per-thread caches
   std::vector<uint32_t> base;  // first slot of flag i
   size_t slots = 0;
   mutable std::mutex shards_mu;  // guards `shards` (taken once per thread and by the flusher)
@@ -68,7 +69,7 @@ struct Published {
 class Client::Impl {
  public:
   explicit Impl(Config cfg)
-      : cfg_(std::move(cfg)), id_(g_next_client_id++), counting_(cfg_.send_events && !cfg_.offline) {
+      : cfg_(std::move(cfg)), id_(rules::NextInstanceId()), counting_(cfg_.send_events && !cfg_.offline) {
     if (!cfg_.logger) {
       cfg_.logger = [](LogLevel level, std::string_view msg) {
         if (level >= LogLevel::kWarn) std::fprintf(stderr, "gonfalon sdk: %.*s\n", static_cast<int>(msg.size()), msg.data());
@@ -142,28 +143,19 @@ class Client::Impl {
   // The snapshot for this thread: a cached pointer, re-loaded only after a publish.
   const Published* Current() {
     // Keyed by client id (never reused), so a destroyed client's entry is never read again.
-    thread_local std::unordered_map<uint64_t, std::unique_ptr<rules::PublishedCell<Published>::Reader>> readers;
-    // Most programs have one client: remember the last one looked up and skip the map.
-    thread_local uint64_t last_id = 0;
-    thread_local rules::PublishedCell<Published>::Reader* last_reader = nullptr;
-    if (last_id != id_) {
-      auto& r = readers[id_];
-      if (!r) r = std::make_unique<rules::PublishedCell<Published>::Reader>(cell_);
-      last_id = id_;
-      last_reader = r.get();
-    }
-    return last_reader->Get();
+    struct ClientReaderTag;
+    using Readers = rules::PerThreadCache<ClientReaderTag, char, std::unique_ptr<rules::PublishedCell<Published>::Reader>, 4>;
+    auto& reader = Readers::Get(id_, 0, [](char) { return true; },
+                                [&] { return std::make_unique<rules::PublishedCell<Published>::Reader>(cell_); });
+    return reader->Get();
   }
 
   // This thread's counters for `p` (made on first use; `p` owns them).
   static Published::Shard* ShardFor(const Published* p) {
-    thread_local const Published* for_table = nullptr;
-    thread_local Published::Shard* shard = nullptr;
-    if (for_table != p) {
-      shard = p->NewShard();
-      for_table = p;
-    }
-    return shard;
+    // By the table's instance id, not its address: a new table may reuse a freed one's.
+    struct ShardTag;
+    using Shards = rules::PerThreadCache<ShardTag, char, Published::Shard*, 2>;
+    return Shards::Get(p->instance, 0, [](char) { return true; }, [&] { return p->NewShard(); });
   }
 
   template <typename T, typename Extract>

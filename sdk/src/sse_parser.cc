@@ -1,5 +1,7 @@
 #include "sse_parser.h"
 
+#include <charconv>
+
 namespace gonfalon::sdk::internal {
 
 void SseParser::Feed(std::string_view bytes) {
@@ -53,9 +55,10 @@ void SseParser::Line(std::string_view line) {
   } else if (field == "id") {
     if (value.find('\0') == std::string_view::npos) last_id_ = std::string(value);
   } else if (field == "retry") {
-    if (!value.empty() && value.size() < 12 &&
-        value.find_first_not_of("0123456789") == std::string_view::npos) {
-      retry_ms_ = std::stoll(std::string(value));
+    int64_t ms = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
+    if (!value.empty() && value.size() < 12 && ec == std::errc() && end == value.data() + value.size() && ms >= 0) {
+      retry_ms_ = ms;
     }
   }
   // Other fields are ignored.

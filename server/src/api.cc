@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
 #include "routes.h"
@@ -12,8 +13,6 @@ using storage::ApiKey;
 using storage::KeyKind;
 
 namespace {
-std::atomic<uint64_t> next_api_instance{1};
-
 bool IsWrite(const std::string& method) { return method != "GET" && method != "HEAD"; }
 }  // namespace
 
@@ -23,7 +22,7 @@ storage::Actor ActorOf(const ApiKey& key) {
 
 Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options)
     : store_(store), hubs_(hubs), metrics_(metrics), options_(std::move(options)),
-      instance_(next_api_instance.fetch_add(1)) {
+      instance_(rules::NextInstanceId()) {
   services_ = std::make_unique<Services>(Services{store_, hubs_, metrics_, options_, ready_});
   AddOperationsRoutes(router_, *services_);
   AddProjectRoutes(router_, *services_);
@@ -129,25 +128,17 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
 
   // In front of the shared cache, a few entries per thread, so that the evaluation routes
   // take no lock: valid while no admin write has cleared the caches since they were filled.
+  struct AuthCacheTag;
   struct Local {
-    uint64_t api = 0;  // instance_
     uint64_t generation = 0;
-    std::string secret;
     CachedKey entry;
   };
-  thread_local Local local[4];
-  thread_local unsigned next_local = 0;
+  using LocalCache = rules::PerThreadCache<AuthCacheTag, std::string, Local, 4>;
   uint64_t generation = auth_generation_.load(std::memory_order_acquire);
-  for (const Local& l : local) {
-    if (l.api == instance_ && l.generation == generation && l.entry.expires > now && l.secret == presented) return l.entry.key;
+  if (Local* l = LocalCache::Find(instance_, [&](const std::string& secret) { return secret == presented; })) {
+    if (l->generation == generation && l->entry.expires > now) return l->entry.key;
   }
-  auto remember = [&](const CachedKey& entry) {
-    Local& l = local[next_local++ % 4];
-    l.api = instance_;
-    l.generation = generation;
-    l.secret.assign(presented);
-    l.entry = entry;
-  };
+  auto remember = [&](const CachedKey& entry) { LocalCache::Put(instance_, std::string(presented), Local{generation, entry}); };
 
   std::string key_text(presented);
   {

@@ -7,6 +7,7 @@
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
+#include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
 
@@ -59,19 +60,16 @@ std::shared_ptr<const std::string> FrameComment(std::string_view comment) {
   return Chunk(StrCat(": ", comment, "\n\n"));
 }
 
-namespace {
-std::atomic<uint64_t> next_hubs_instance{1};
-}  // namespace
-
 const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub) {
-  thread_local absl::flat_hash_map<const EnvironmentHub*, std::unique_ptr<rules::SnapshotCell::Reader>> readers;
-  auto& r = readers[&hub];
-  if (!r) r = std::make_unique<rules::SnapshotCell::Reader>(hub.cell());
-  return r->Get();
+  struct SnapshotReaderTag;
+  using Readers = rules::PerThreadCache<SnapshotReaderTag, char, std::unique_ptr<rules::SnapshotCell::Reader>, 8>;
+  auto& reader = Readers::Get(hub.instance(), 0, [](char) { return true; },
+                              [&] { return std::make_unique<rules::SnapshotCell::Reader>(hub.cell()); });
+  return reader->Get();
 }
 
 Hubs::Hubs(storage::Store& store, Metrics& metrics)
-    : store_(store), metrics_(metrics), instance_(next_hubs_instance.fetch_add(1)) {
+    : store_(store), metrics_(metrics), instance_(rules::NextInstanceId()) {
   publisher_ = std::thread([this] { PublisherLoop(); });
 }
 
@@ -88,15 +86,15 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
                                                           const std::string& environment) {
   // A loaded hub stays in the map for the life of this Hubs, so each thread remembers the few
   // it uses and evaluations take no lock here.
-  struct Local {
-    uint64_t owner = 0;
-    std::shared_ptr<EnvironmentHub> hub;
-  };
-  thread_local Local local[8];
-  thread_local unsigned next_local = 0;
-  for (const Local& l : local) {
-    if (l.owner == instance_ && l.hub->project() == project && l.hub->environment() == environment) return l.hub;
-  }
+  struct HubCacheTag;
+  using LocalHubs = rules::PerThreadCache<HubCacheTag, std::shared_ptr<EnvironmentHub>, char, 8>;
+  std::shared_ptr<EnvironmentHub> cached;
+  LocalHubs::Find(instance_, [&](const std::shared_ptr<EnvironmentHub>& h) {
+    if (h == nullptr || h->project() != project || h->environment() != environment) return false;
+    cached = h;
+    return true;
+  });
+  if (cached != nullptr) return cached;
   std::string key = StrCat(project, "/", environment);
   std::shared_ptr<EnvironmentHub> hub;
   {
@@ -115,7 +113,7 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
       return s;
     }
   }
-  local[next_local++ % 8] = Local{instance_, hub};
+  LocalHubs::Put(instance_, hub, 0);
   return hub;
 }
 

@@ -19,6 +19,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/snapshot_cell.h"
 #include "gonfalon/storage/store.h"
 #include "metrics.h"
@@ -45,6 +46,8 @@ class EnvironmentHub {
       : project_(std::move(project)), environment_(std::move(environment)) {}
 
   const std::string& project() const { return project_; }
+  // Never reused within the process (per-thread caches tell hubs apart by it).
+  uint64_t instance() const { return instance_; }
   const std::string& environment() const { return environment_; }
   rules::SnapshotCell& cell() { return cell_; }
   // The published snapshot's sequence.
@@ -59,6 +62,7 @@ class EnvironmentHub {
   friend class Hubs;
   const std::string project_;
   const std::string environment_;
+  const uint64_t instance_ = rules::NextInstanceId();
   rules::SnapshotCell cell_;
   std::atomic<int64_t> sequence_{-1};
   std::mutex refresh_mu_;  // one refresh at a time, so snapshots only move forward

@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include "gonfalon/rules/per_thread_cache.h"
+
 #include <cstdio>
 
 #include "gonfalon/rules/str_cat.h"
@@ -61,17 +63,16 @@ void Histogram::Write(const std::string& name, const std::string& labels, std::s
   StrAppend(&out, name, "_count", braces, " ", count_, "\n");
 }
 
-Metrics::Metrics() : propagation_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}) {}
+Metrics::Metrics() : instance_(rules::NextInstanceId()), propagation_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}) {}
 
 void Metrics::RecordRequest(const std::string& route, const std::string& method, int status,
                             double seconds) {
   // No allocation once a route has been seen: this runs for every request.
-  thread_local const Metrics* owner = nullptr;
-  thread_local unsigned shard_index = 0;
-  if (owner != this) {
-    owner = this;
-    shard_index = next_shard_.fetch_add(1, std::memory_order_relaxed) % kShards;
-  }
+  struct ShardTag;
+  using Shards = rules::PerThreadCache<ShardTag, char, unsigned, 2>;
+  unsigned shard_index = Shards::Get(instance_, 0, [](char) { return true; }, [&] {
+    return next_shard_.fetch_add(1, std::memory_order_relaxed) % kShards;
+  });
   Shard& shard = shards_[shard_index];
   std::lock_guard<std::mutex> l(shard.mu);
   auto it = shard.routes.find(route);

@@ -67,6 +67,7 @@ class Metrics {
   static constexpr unsigned kShards = 4;
   Shard shards_[kShards];
   std::atomic<unsigned> next_shard_{0};
+  const uint64_t instance_;  // tells Metrics objects apart in the per-thread shard cache
   mutable std::mutex mu_;
   Histogram propagation_;  // REQUIRES: mu_
   std::function<std::vector<std::pair<std::string, int64_t>>()> gauges_;
