@@ -112,7 +112,18 @@ const Value* Context::Get(const Single& part, const AttributeRef& ref) {
       v = &part.anonymous;
       break;
     case AttributeRef::Builtin::kNone: {
-      // Sorted by name (NormalizeAttributes).
+      // The usual few attributes: a scan of equality tests (which compare sizes first) beats
+      // a binary search of ordering comparisons. Many: they are sorted (NormalizeAttributes).
+      constexpr size_t kScanUpTo = 16;
+      if (part.attributes.size() <= kScanUpTo) {
+        for (const auto& [name, val] : part.attributes) {
+          if (name == comps[0]) {
+            v = &val;
+            break;
+          }
+        }
+        break;
+      }
       auto it = std::lower_bound(part.attributes.begin(), part.attributes.end(), comps[0],
                                  [](const auto& a, const std::string& name) { return a.first < name; });
       if (it != part.attributes.end() && it->first == comps[0]) v = &it->second;
