@@ -299,22 +299,27 @@ void Hubs::CloseRevokedStreams() {
                        std::chrono::system_clock::now().time_since_epoch()).count();
   auto last = FrameComment("credentials revoked");
   for (auto& h : hubs) {
-    bool env_exists = store_.GetEnvironment(h->project_, h->environment_).ok();
-    // Each distinct key is read once per call.
-    absl::flat_hash_map<std::string, bool> valid;
-    auto still_valid = [&](const std::string& key_id) {
-      if (!env_exists) return false;
-      if (key_id.empty()) return true;  // registered without a key (tests)
-      auto [it, inserted] = valid.try_emplace(key_id, false);
-      if (inserted) {
-        absl::StatusOr<storage::ApiKey> key = store_.GetApiKey(key_id);
-        it->second = key.ok() && !key->revoked && (key->expires_ms == 0 || key->expires_ms > now_ms);
+    // The keys are read with no hub lock held (RocksDB reads must not stall publishing).
+    absl::flat_hash_map<std::string, bool> valid;  // key id -> still valid
+    {
+      std::lock_guard<std::mutex> l(h->mu_);
+      for (const auto* regs : {&h->sdk_streams_, &h->ofrep_streams_}) {
+        for (const auto& r : *regs) {
+          if (!r.key_id.empty()) valid.emplace(r.key_id, false);
+        }
       }
-      return it->second;
-    };
+    }
+    bool env_exists = store_.GetEnvironment(h->project_, h->environment_).ok();
+    for (auto& [key_id, ok] : valid) {
+      absl::StatusOr<storage::ApiKey> key = store_.GetApiKey(key_id);
+      ok = env_exists && key.ok() && !key->revoked && (key->expires_ms == 0 || key->expires_ms > now_ms);
+    }
     std::lock_guard<std::mutex> l(h->mu_);
     auto check = [&](StreamSink& s, const auto& r) {
-      if (still_valid(r.key_id)) return true;
+      // A stream registered since the keys were read is checked at the next call.
+      auto it = r.key_id.empty() ? valid.end() : valid.find(r.key_id);
+      bool keep = r.key_id.empty() ? env_exists : (it == valid.end() || it->second);
+      if (keep) return true;
       s.Close(last);
       return false;
     };
