@@ -1,7 +1,6 @@
 #include "gonfalon/rules/change_set.h"
 
 #include <algorithm>
-#include <cmath>
 #include <variant>
 
 #include "gonfalon/rules/codec.h"
@@ -14,11 +13,9 @@ std::string_view KindName(ChangedKind k) { return k == ChangedKind::kFlag ? "fla
 
 // A JSON integer in [0, 2^53].
 bool AsCount(const Value* v, int64_t& out) {
-  if (v == nullptr || !v->is_number()) return false;
-  double d = v->as_number();
-  if (!(d >= 0 && d <= 9007199254740992.0) || d != std::floor(d)) return false;
-  out = static_cast<int64_t>(d);
-  return true;
+  std::optional<int64_t> n = v != nullptr ? IntegerIn(*v, 0, kMaxJsonInteger) : std::nullopt;
+  if (n.has_value()) out = *n;
+  return n.has_value();
 }
 
 }  // namespace

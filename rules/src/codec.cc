@@ -59,11 +59,9 @@ absl::Status GetBool(const Value& obj, std::string_view name, std::string_view p
 
 absl::Status ToInt64(const Value& v, std::string_view path, int64_t& out) {
   if (!v.is_number()) return WrongType(path, "an integer", v);
-  double d = v.as_number();
-  if (d != std::floor(d) || std::fabs(d) > 9007199254740992.0) {
-    return Err(path, StrCat("expected an integer, got ", ToJson(v)));
-  }
-  out = static_cast<int64_t>(d);
+  std::optional<int64_t> n = IntegerIn(v, -kMaxJsonInteger, kMaxJsonInteger);
+  if (!n.has_value()) return Err(path, StrCat("expected an integer, got ", ToJson(v)));
+  out = *n;
   return absl::OkStatus();
 }
 

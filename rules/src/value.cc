@@ -191,6 +191,13 @@ bool operator==(const Value& a, const Value& b) {
   return false;
 }
 
+std::optional<int64_t> IntegerIn(const Value& v, int64_t min, int64_t max) {
+  if (!v.is_number()) return std::nullopt;
+  double d = v.as_number();
+  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || d != std::floor(d)) return std::nullopt;
+  return static_cast<int64_t>(d);
+}
+
 int JsonDepth(const Value& v) {
   int deepest = 0;
   if (v.is_array()) {

@@ -33,11 +33,10 @@ absl::Status ParseItems(const Value& items, std::vector<storage::ItemChange>& ou
     change.key = f->as_string();
     RETURN_IF_ERROR(Want(it, "expectVersion", Value::Type::kNumber, &f, StrCat(path, ".")));
     if (f) {
-      double v = f->as_number();
-      if (v < 0 || v > 9007199254740992.0 || v != static_cast<double>(static_cast<int64_t>(v))) {
+      change.expect_version = rules::IntegerIn(*f, 0, rules::kMaxJsonInteger);
+      if (!change.expect_version.has_value()) {
         return absl::InvalidArgumentError(StrCat(path, ".expectVersion: expected a version (an integer >= 0)"));
       }
-      change.expect_version = static_cast<int64_t>(v);
     }
     RETURN_IF_ERROR(Want(it, "delete", Value::Type::kBool, &f, StrCat(path, ".")));
     change.remove = f != nullptr && f->as_bool();
@@ -116,12 +115,10 @@ void AddChangeRoutes(Router& router, Services& s) {
     }
     int64_t target = 0;
     if (seq != nullptr) {
-      double n = seq->as_number();
-      // Sequences are integers below 2^53 (they travel as JSON numbers).
-      if (n < 0 || n > 9007199254740992.0 || n != static_cast<double>(static_cast<int64_t>(n))) {
-        return ErrorResponse(400, "invalid_argument", "sequence: expected an integer 0..2^53", "sequence");
-      }
-      target = static_cast<int64_t>(n);
+      // Sequences are integers up to 2^53 (they travel as JSON numbers).
+      std::optional<int64_t> n = rules::IntegerIn(*seq, 0, rules::kMaxJsonInteger);
+      if (!n.has_value()) return ErrorResponse(400, "invalid_argument", "sequence: expected an integer 0..2^53", "sequence");
+      target = *n;
     } else {
       std::optional<double> ms;
       if (time->is_number()) ms = time->as_number();

@@ -80,13 +80,13 @@ void AddKeyRoutes(Router& router, Services& s) {
       const Value* v;
       TRY(Want(body, "overlapSeconds", Value::Type::kNumber, &v));
       if (v) {
-        double n = v->as_number();
-        if (!(n >= 0 && n <= static_cast<double>(kMaxOverlapSeconds)) || n != static_cast<double>(static_cast<int64_t>(n))) {
+        std::optional<int64_t> n = rules::IntegerIn(*v, 0, kMaxOverlapSeconds);
+        if (!n.has_value()) {
           return ErrorResponse(400, "invalid_argument",
                                StrCat("overlapSeconds: expected an integer 0..", kMaxOverlapSeconds, " (30 days)"),
                                "overlapSeconds");
         }
-        overlap_s = static_cast<int64_t>(n);
+        overlap_s = *n;
       }
     }
     TRY_ASSIGN(storage::NewApiKey made, store.RotateApiKey(c.Param("id"), overlap_s * 1000));

@@ -37,14 +37,28 @@ struct Rejection {
 std::optional<Rejection> CheckTime(const Value* time, const std::string& path, int64_t now_ms, int64_t& out) {
   out = now_ms;
   if (time == nullptr) return std::nullopt;
-  double t = time->as_number();
-  if (!time->is_number() || t != std::floor(t) || !(t >= 0 && t <= 9.0e15)) {
-    return Rejection{path + ".time", "expected Unix milliseconds"};
-  }
-  out = static_cast<int64_t>(t);
+  std::optional<int64_t> t = rules::IntegerIn(*time, 0, 9'000'000'000'000'000);
+  if (!t.has_value()) return Rejection{path + ".time", "expected Unix milliseconds"};
+  out = *t;
   if (out > now_ms + kMaxEventFutureMs) return Rejection{path + ".time", "more than an hour in the future"};
   if (out < now_ms - kMaxEventAgeMs) return Rejection{path + ".time", "older than 30 days"};
   return std::nullopt;
+}
+
+// Reads each item of the batch's list `name` with read(item, path), which returns why it
+// refuses the item or nullopt; refusals (and items that are not objects) go to `rejected`.
+template <typename Read>
+absl::Status ForEachEvent(const Value& body, std::string_view name, std::vector<Rejection>& rejected, Read read) {
+  const Value* list;
+  RETURN_IF_ERROR(Want(body, name, Value::Type::kArray, &list));
+  if (list == nullptr) return absl::OkStatus();
+  for (size_t i = 0; i < list->as_array().size(); ++i) {
+    const Value& e = list->as_array()[i];
+    std::string path = StrCat(name, "[", i, "]");
+    std::optional<Rejection> refused = e.is_object() ? read(e, path) : Rejection{path, "expected an object"};
+    if (refused.has_value()) rejected.push_back(std::move(*refused));
+  }
+  return absl::OkStatus();
 }
 
 Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
@@ -56,76 +70,38 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
   int64_t now_ms = NowMs();
   auto hour_of = [](int64_t ms) { return ms - ms % 3600000; };
 
-  const Value* list;
-  TRY(Want(body, "exposures", Value::Type::kArray, &list));
-  if (list != nullptr) {
-    for (size_t i = 0; i < list->as_array().size(); ++i) {
-      const Value& e = list->as_array()[i];
-      std::string path = StrCat("exposures[", i, "]");
-      if (!e.is_object()) {
-        rejected.push_back({path, "expected an object"});
-        continue;
-      }
-      const Value* f = e.Find("flag");
-      const Value* var = e.Find("variation");
-      const Value* count = e.Find("count");
-      if (f == nullptr || !f->is_string() || f->as_string().empty()) {
-        rejected.push_back({path + ".flag", "expected a flag key"});
-        continue;
-      }
-      const auto* flag = snap->FindFlag(f->as_string());
-      if (flag == nullptr) {
-        rejected.push_back({path + ".flag", StrCat("no flag \"", f->as_string(), "\" in this environment")});
-        continue;
-      }
-      // -1: the caller's default was served.
-      int64_t variations = static_cast<int64_t>(rules::FlagModel(*flag).variations.size());
-      if (var != nullptr && !(var->is_number() && var->as_number() == std::floor(var->as_number()) &&
-                              var->as_number() >= -1 && var->as_number() < static_cast<double>(variations))) {
-        rejected.push_back({path + ".variation", StrCat("expected a variation index -1..", variations - 1)});
-        continue;
-      }
-      if (count != nullptr && !(count->is_number() && count->as_number() >= 1 && count->as_number() <= 1e9 &&
-                                count->as_number() == std::floor(count->as_number()))) {
-        rejected.push_back({path + ".count", "expected an integer 1..1e9"});
-        continue;
-      }
-      int64_t time_ms;
-      if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) {
-        rejected.push_back(std::move(*bad));
-        continue;
-      }
-      exposures.push_back({f->as_string(), var ? static_cast<int>(var->as_number()) : -1, hour_of(time_ms),
-                           count ? static_cast<int64_t>(count->as_number()) : 1});
+  TRY(ForEachEvent(body, "exposures", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
+    const Value* f = e.Find("flag");
+    const Value* var = e.Find("variation");
+    const Value* count = e.Find("count");
+    if (f == nullptr || !f->is_string() || f->as_string().empty()) return Rejection{path + ".flag", "expected a flag key"};
+    const auto* flag = snap->FindFlag(f->as_string());
+    if (flag == nullptr) return Rejection{path + ".flag", StrCat("no flag \"", f->as_string(), "\" in this environment")};
+    // -1: the caller's default was served.
+    int64_t variations = static_cast<int64_t>(rules::FlagModel(*flag).variations.size());
+    std::optional<int64_t> variation = var != nullptr ? rules::IntegerIn(*var, -1, variations - 1) : -1;
+    if (!variation.has_value()) return Rejection{path + ".variation", StrCat("expected a variation index -1..", variations - 1)};
+    std::optional<int64_t> n = count != nullptr ? rules::IntegerIn(*count, 1, 1'000'000'000) : 1;
+    if (!n.has_value()) return Rejection{path + ".count", "expected an integer 1..1e9"};
+    int64_t time_ms;
+    if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
+    exposures.push_back({f->as_string(), static_cast<int>(*variation), hour_of(time_ms), *n});
+    return std::nullopt;
+  }));
+  TRY(ForEachEvent(body, "metrics", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
+    const Value* name = e.Find("event");
+    const Value* value = e.Find("value");
+    if (name == nullptr || !name->is_string() || !storage::ValidateKey(name->as_string(), "event").ok()) {
+      return Rejection{path + ".event", "expected an event key of 1..128 [A-Za-z0-9._-]"};
     }
-  }
-  TRY(Want(body, "metrics", Value::Type::kArray, &list));
-  if (list != nullptr) {
-    for (size_t i = 0; i < list->as_array().size(); ++i) {
-      const Value& e = list->as_array()[i];
-      std::string path = StrCat("metrics[", i, "]");
-      if (!e.is_object()) {
-        rejected.push_back({path, "expected an object"});
-        continue;
-      }
-      const Value* name = e.Find("event");
-      const Value* value = e.Find("value");
-      if (name == nullptr || !name->is_string() || !storage::ValidateKey(name->as_string(), "event").ok()) {
-        rejected.push_back({path + ".event", "expected an event key of 1..128 [A-Za-z0-9._-]"});
-        continue;
-      }
-      if (value != nullptr && !value->is_null() && !(value->is_number() && std::isfinite(value->as_number()))) {
-        rejected.push_back({path + ".value", "expected a number"});
-        continue;
-      }
-      int64_t time_ms;
-      if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) {
-        rejected.push_back(std::move(*bad));
-        continue;
-      }
-      metrics.push_back({name->as_string(), hour_of(time_ms), 1, value && value->is_number() ? value->as_number() : 0});
+    if (value != nullptr && !value->is_null() && !(value->is_number() && std::isfinite(value->as_number()))) {
+      return Rejection{path + ".value", "expected a number"};
     }
-  }
+    int64_t time_ms;
+    if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
+    metrics.push_back({name->as_string(), hour_of(time_ms), 1, value && value->is_number() ? value->as_number() : 0});
+    return std::nullopt;
+  }));
   s.metrics.events_dropped += rejected.size();
   size_t accepted = exposures.size() + metrics.size();
   if (accepted == 0 && !rejected.empty()) {

@@ -106,3 +106,20 @@ TEST(ValueTest, SmallObjectsResolveDuplicatesToo) {
 
 }  // namespace
 }  // namespace gonfalon::rules
+
+namespace gonfalon::rules {
+namespace {
+
+TEST(ValueTest, IntegerInTakesWholeNumbersInRangeOnly) {
+  EXPECT_EQ(IntegerIn(Value(3), 0, 5), 3);
+  EXPECT_EQ(IntegerIn(Value(-1), -1, 5), -1);
+  EXPECT_EQ(IntegerIn(Value(kMaxJsonInteger), 0, kMaxJsonInteger), kMaxJsonInteger);
+  EXPECT_FALSE(IntegerIn(Value(2.5), 0, 5).has_value());
+  EXPECT_FALSE(IntegerIn(Value(6), 0, 5).has_value());
+  EXPECT_FALSE(IntegerIn(Value(-2), -1, 5).has_value());
+  EXPECT_FALSE(IntegerIn(Value(1.8446744073709552e19), 0, kMaxJsonInteger).has_value());
+  EXPECT_FALSE(IntegerIn(Value("3"), 0, 5).has_value());
+}
+
+}  // namespace
+}  // namespace gonfalon::rules

@@ -11,6 +11,7 @@
 //   std::string s = ToJson(*v);  // {"a":[1,true,"x"]}
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -79,6 +80,12 @@ std::string_view TypeName(Value::Type t);
 // Depth is limited (kMaxJsonDepth) so hostile input cannot exhaust the stack.
 inline constexpr int kMaxJsonDepth = 128;
 absl::StatusOr<Value> ParseJson(std::string_view text);
+
+// The largest integer a JSON number (a double) holds exactly: 2^53.
+inline constexpr int64_t kMaxJsonInteger = int64_t{1} << 53;
+// `v` as an integer when it is a number without a fraction in [min, max]; nullopt otherwise
+// (not a number, a fraction, out of range). Bounds should lie within ±kMaxJsonInteger.
+std::optional<int64_t> IntegerIn(const Value& v, int64_t min, int64_t max);
 
 // How deeply a value nests: 1 for a scalar, 1 + the deepest member for arrays and objects.
 int JsonDepth(const Value& v);
