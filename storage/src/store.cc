@@ -108,14 +108,26 @@ absl::Status Prefixed(const absl::Status& s, std::string_view prefix) {
   return absl::Status(s.code(), StrCat(prefix, s.message()));
 }
 
-// Whether an upsert leaves the item as it was (its version aside).
+// Whether an upsert leaves the item as it was (its version aside): one copy, of `after`, with
+// the old version put back.
 bool SameExceptVersion(const std::optional<Value>& before, const std::optional<Value>& after) {
   if (!before.has_value() || !after.has_value()) return false;
-  Value a = *before;
   Value b = *after;
-  a.Erase("version");
-  b.Erase("version");
-  return a == b;
+  if (const Value* v = before->Find("version")) {
+    b.Set("version", *v);
+  } else {
+    b.Erase("version");
+  }
+  return *before == b;
+}
+
+// Whether a flag's write changes its prerequisites (chains through it can only grow then).
+bool PrerequisitesChanged(const std::optional<Value>& before, const Value& after) {
+  const Value* now = after.Find("prerequisites");
+  bool has_now = now != nullptr && !now->as_array().empty();
+  const Value* was = before.has_value() ? before->Find("prerequisites") : nullptr;
+  if (was == nullptr) return has_now;
+  return has_now && !(*was == *now);
 }
 
 struct PreparedItem {
@@ -1271,7 +1283,9 @@ class RocksStore final : public Store {
         }
         return absl::OkStatus();
       }));
-      if (item.after->Find("prerequisites") != nullptr) RETURN_IF_ERROR(CheckChainLength(env, prepared, i, lookup));
+      // Every flag carries "prerequisites" (often empty): only a write that gives the flag new
+      // ones can make a chain through it longer, and only that pays for the chain check.
+      if (PrerequisitesChanged(item.before, *item.after)) RETURN_IF_ERROR(CheckChainLength(env, prepared, i, lookup));
     }
     return absl::OkStatus();
   }
@@ -1279,7 +1293,7 @@ class RocksStore final : public Store {
   // REQUIRES: env.mu held; the change set has no prerequisite cycle. The longest prerequisite
   // chain through flag prepared[i] (its dependents above it, its prerequisites below) must
   // evaluate: at most rules::kMaxPrerequisiteChain flags. Finding the dependents reads every
-  // flag of the environment, which only writes of flags with prerequisites pay.
+  // flag of the environment, which only writes that change a flag's prerequisites pay.
   template <typename Lookup>
   absl::Status CheckChainLength(EnvState& env, const std::vector<PreparedItem>& prepared, size_t i, Lookup& lookup) {
     constexpr int kLimit = rules::kMaxPrerequisiteChain;
