@@ -145,8 +145,7 @@ class Client::Impl {
     // Keyed by client id (never reused), so a destroyed client's entry is never read again.
     struct ClientReaderTag;
     using Readers = rules::PerThreadCache<ClientReaderTag, char, std::unique_ptr<rules::PublishedCell<Published>::Reader>, 4>;
-    auto& reader = Readers::Get(id_, 0, [](char) { return true; },
-                                [&] { return std::make_unique<rules::PublishedCell<Published>::Reader>(cell_); });
+    auto& reader = Readers::Get(id_, [&] { return std::make_unique<rules::PublishedCell<Published>::Reader>(cell_); });
     return reader->Get();
   }
 
@@ -155,7 +154,7 @@ class Client::Impl {
     // By the table's instance id, not its address: a new table may reuse a freed one's.
     struct ShardTag;
     using Shards = rules::PerThreadCache<ShardTag, char, Published::Shard*, 2>;
-    return Shards::Get(p->instance, 0, [](char) { return true; }, [&] { return p->NewShard(); });
+    return Shards::Get(p->instance, [&] { return p->NewShard(); });
   }
 
   template <typename T, typename Extract>

@@ -63,8 +63,7 @@ std::shared_ptr<const std::string> FrameComment(std::string_view comment) {
 const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub) {
   struct SnapshotReaderTag;
   using Readers = rules::PerThreadCache<SnapshotReaderTag, char, std::unique_ptr<rules::SnapshotCell::Reader>, 8>;
-  auto& reader = Readers::Get(hub.instance(), 0, [](char) { return true; },
-                              [&] { return std::make_unique<rules::SnapshotCell::Reader>(hub.cell()); });
+  auto& reader = Readers::Get(hub.instance(), [&] { return std::make_unique<rules::SnapshotCell::Reader>(hub.cell()); });
   return reader->Get();
 }
 
@@ -87,14 +86,12 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
   // A loaded hub stays in the map for the life of this Hubs, so each thread remembers the few
   // it uses and evaluations take no lock here.
   struct HubCacheTag;
-  using LocalHubs = rules::PerThreadCache<HubCacheTag, std::shared_ptr<EnvironmentHub>, char, 8>;
-  std::shared_ptr<EnvironmentHub> cached;
-  LocalHubs::Find(instance_, [&](const std::shared_ptr<EnvironmentHub>& h) {
-    if (h == nullptr || h->project() != project || h->environment() != environment) return false;
-    cached = h;
-    return true;
-  });
-  if (cached != nullptr) return cached;
+  using LocalHubs = rules::PerThreadCache<HubCacheTag, std::pair<std::string, std::string>, std::shared_ptr<EnvironmentHub>, 8>;
+  if (std::shared_ptr<EnvironmentHub>* cached = LocalHubs::Find(instance_, [&](const auto& key) {
+        return key.first == project && key.second == environment;
+      })) {
+    return *cached;
+  }
   std::string key = StrCat(project, "/", environment);
   std::shared_ptr<EnvironmentHub> hub;
   {
@@ -113,7 +110,7 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
       return s;
     }
   }
-  LocalHubs::Put(instance_, hub, 0);
+  LocalHubs::Put(instance_, {project, environment}, hub);
   return hub;
 }
 

@@ -70,9 +70,7 @@ void Metrics::RecordRequest(const std::string& route, const std::string& method,
   // No allocation once a route has been seen: this runs for every request.
   struct ShardTag;
   using Shards = rules::PerThreadCache<ShardTag, char, unsigned, 2>;
-  unsigned shard_index = Shards::Get(instance_, 0, [](char) { return true; }, [&] {
-    return next_shard_.fetch_add(1, std::memory_order_relaxed) % kShards;
-  });
+  unsigned shard_index = Shards::Get(instance_, [&] { return next_shard_.fetch_add(1, std::memory_order_relaxed) % kShards; });
   Shard& shard = shards_[shard_index];
   std::lock_guard<std::mutex> l(shard.mu);
   auto it = shard.routes.find(route);

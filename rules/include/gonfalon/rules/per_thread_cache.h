@@ -10,10 +10,9 @@
 //
 // Thread safety: every thread has its own entries; nothing is shared.
 //
-//   struct MyCacheTag;
-//   using Readers = PerThreadCache<MyCacheTag, uint64_t, std::unique_ptr<Reader>, 8>;
-//   auto& r = Readers::Get(instance_, hub_id, [](uint64_t k) { return k == hub_id; },
-//                          [&] { return std::make_unique<Reader>(cell); });
+//   struct ReaderCacheTag;
+//   using Readers = PerThreadCache<ReaderCacheTag, char, std::unique_ptr<Reader>, 8>;
+//   auto& r = Readers::Get(hub.instance(), [&] { return std::make_unique<Reader>(hub.cell()); });
 
 #include <array>
 #include <atomic>
@@ -55,6 +54,11 @@ class PerThreadCache {
   static Value& Get(uint64_t owner, const Key& key, Matches matches, Make make) {
     if (Value* v = Find(owner, matches)) return *v;
     return Put(owner, key, make());
+  }
+  // For caches with one value per owner (Key unused): the owner's value, made when absent.
+  template <typename Make>
+  static Value& Get(uint64_t owner, Make make) {
+    return Get(owner, Key{}, [](const Key&) { return true; }, make);
   }
 
  private:
