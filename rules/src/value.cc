@@ -1,6 +1,7 @@
 #include "gonfalon/rules/value.h"
 
 #include <algorithm>
+#include <utility>
 
 #include <charconv>
 #include <cmath>
@@ -125,11 +126,7 @@ Object& Value::mutable_object() {
 }
 
 Value* Value::FindMutable(std::string_view name) {
-  if (!is_object()) return nullptr;
-  for (auto& [k, v] : std::get<Object>(v_)) {
-    if (k == name) return &v;
-  }
-  return nullptr;
+  return const_cast<Value*>(std::as_const(*this).Find(name));
 }
 
 const Value* Value::Find(std::string_view name) const {

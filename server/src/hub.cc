@@ -309,7 +309,7 @@ void Hubs::CloseRevokedStreams() {
     bool env_exists = store_.GetEnvironment(h->project_, h->environment_).ok();
     for (auto& [key_id, ok] : valid) {
       absl::StatusOr<storage::ApiKey> key = store_.GetApiKey(key_id);
-      ok = env_exists && key.ok() && !key->revoked && (key->expires_ms == 0 || key->expires_ms > now_ms);
+      ok = env_exists && key.ok() && key->UsableAt(now_ms);
     }
     std::lock_guard<std::mutex> l(h->mu_);
     auto check = [&](StreamSink& s, const auto& r) {

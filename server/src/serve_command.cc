@@ -194,7 +194,7 @@ absl::Status Bootstrap(storage::Store& store, const std::string& data_dir, std::
                        std::chrono::system_clock::now().time_since_epoch()).count();
   bool usable_admin = false;
   for (const auto& k : *keys) {
-    if (k.kind == storage::KeyKind::kAdmin && k.write && !k.revoked && (k.expires_ms == 0 || k.expires_ms > now_ms)) {
+    if (k.kind == storage::KeyKind::kAdmin && k.write && k.UsableAt(now_ms)) {
       usable_admin = true;
     }
   }

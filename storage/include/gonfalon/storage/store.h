@@ -187,6 +187,9 @@ struct ApiKey {
   int64_t created_ms = 0;
   int64_t expires_ms = 0;  // 0: never (set by rotation's overlap window)
   bool revoked = false;
+
+  // Whether the key still opens doors at `now_ms` (Unix ms): not revoked, not expired.
+  bool UsableAt(int64_t now_ms) const { return !revoked && (expires_ms == 0 || now_ms < expires_ms); }
 };
 rules::Value ApiKeyToJson(const ApiKey& k);
 
