@@ -32,3 +32,14 @@ std::string StatusText(const absl::StatusOr<T>& s) {
   } while (0)
 #define ASSERT_OK(expr) GONFALON_STATUS_CHECK(ASSERT_TRUE, expr)
 #define EXPECT_OK(expr) GONFALON_STATUS_CHECK(EXPECT_TRUE, expr)
+
+// ASSERT_OK_AND_ASSIGN(T x, expr): asserts that the StatusOr `expr` is ok (printing its status
+// otherwise) and declares x from its value.
+#define GONFALON_CONCAT_INNER(a, b) a##b
+#define GONFALON_CONCAT(a, b) GONFALON_CONCAT_INNER(a, b)
+#define ASSERT_OK_AND_ASSIGN(decl, expr) \
+  GONFALON_ASSERT_OK_AND_ASSIGN_IMPL(GONFALON_CONCAT(gonfalon_statusor_, __LINE__), decl, expr)
+#define GONFALON_ASSERT_OK_AND_ASSIGN_IMPL(var, decl, expr)                   \
+  auto var = (expr);                                                          \
+  ASSERT_TRUE(var.ok()) << ::gonfalon::testing::StatusText(var);              \
+  decl = std::move(*var)

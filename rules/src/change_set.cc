@@ -1,7 +1,6 @@
 #include "gonfalon/rules/change_set.h"
 
 #include <algorithm>
-#include <variant>
 
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/str_cat.h"
@@ -84,53 +83,54 @@ absl::StatusOr<ChangeSetEvent> DecodeChangeSetEvent(std::string_view json) {
   return out;
 }
 
-absl::StatusOr<AppliedChanges> ApplyChangeSet(const ChangeSetEvent& event, Environment& env) {
-  // Decode everything first: nothing is applied unless everything decodes.
-  struct Decoded {
-    const ChangedItem* item;
-    std::variant<std::monostate, Flag, Segment> value;  // monostate: deleted
-  };
-  std::vector<Decoded> decoded;
+absl::StatusOr<std::vector<DecodedChange>> DecodeChanges(const ChangeSetEvent& event) {
+  std::vector<DecodedChange> decoded;
   decoded.reserve(event.items.size());
   for (size_t i = 0; i < event.items.size(); ++i) {
     const ChangedItem& it = event.items[i];
-    Decoded d{&it, std::monostate()};
+    DecodedChange d{it.kind, it.key, it.version, std::nullopt, std::nullopt};
     if (it.data.has_value()) {
       if (it.kind == ChangedKind::kFlag) {
         absl::StatusOr<Flag> f = DecodeFlag(*it.data);
         if (!f.ok()) return absl::InvalidArgumentError(StrCat("items[", i, "] (flag \"", it.key, "\"): ", f.status().message()));
         f->key = it.key;
         f->version = it.version;
-        d.value = std::move(*f);
+        d.flag = std::move(*f);
       } else {
         absl::StatusOr<Segment> s = DecodeSegment(*it.data);
         if (!s.ok()) return absl::InvalidArgumentError(StrCat("items[", i, "] (segment \"", it.key, "\"): ", s.status().message()));
         s->key = it.key;
         s->version = it.version;
-        d.value = std::move(*s);
+        d.segment = std::move(*s);
       }
     }
     decoded.push_back(std::move(d));
   }
+  return decoded;
+}
+
+absl::StatusOr<AppliedChanges> ApplyChangeSet(const ChangeSetEvent& event, Environment& env) {
+  // Decode everything first: nothing is applied unless everything decodes.
+  absl::StatusOr<std::vector<DecodedChange>> decoded = DecodeChanges(event);
+  if (!decoded.ok()) return decoded.status();
   AppliedChanges out;
-  auto apply = [&](auto& map, const Decoded& d, auto* type_tag, std::vector<std::string>& touched) {
-    using T = std::remove_pointer_t<decltype(type_tag)>;
-    auto found = map.find(d.item->key);
-    if (found != map.end() && found->second.version >= d.item->version) return;  // only if newer
-    if (std::holds_alternative<std::monostate>(d.value)) {
+  auto apply = [](auto& map, const std::string& key, int64_t version, auto& value, std::vector<std::string>& touched) {
+    auto found = map.find(key);
+    if (found != map.end() && found->second.version >= version) return;  // only if newer
+    if (!value.has_value()) {
       if (found != map.end()) map.erase(found);
     } else if (found != map.end()) {
-      found->second = std::get<T>(d.value);
+      found->second = std::move(*value);
     } else {
-      map.emplace(d.item->key, std::get<T>(d.value));
+      map.emplace(key, std::move(*value));
     }
-    touched.push_back(d.item->key);
+    touched.push_back(key);
   };
-  for (const Decoded& d : decoded) {
-    if (d.item->kind == ChangedKind::kFlag) {
-      apply(env.flags, d, static_cast<Flag*>(nullptr), out.flags);
+  for (DecodedChange& d : *decoded) {
+    if (d.kind == ChangedKind::kFlag) {
+      apply(env.flags, d.key, d.version, d.flag, out.flags);
     } else {
-      apply(env.segments, d, static_cast<Segment*>(nullptr), out.segments);
+      apply(env.segments, d.key, d.version, d.segment, out.segments);
     }
   }
   env.sequence = std::max(env.sequence, event.sequence);

@@ -1,8 +1,16 @@
 #pragma once
 // Compiled forms of flags and segments (internal to rules): everything evaluation needs,
-// resolved and parsed once when a Snapshot is built.
+// parsed once when an item enters a Snapshot.
+//
+// A compiled item owns its model and is immutable once built, so snapshots share it: a new
+// snapshot recompiles only the items its change set names. Nothing else ever needs
+// recompiling, because compiled items never point at other items: prerequisites and
+// segmentMatch clauses name their target by key and are looked up in the evaluating
+// snapshot's index (one hash probe each). A segment's key sets therefore live in the segment
+// alone, and every flag that matches on it sees its new version in the next snapshot.
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +22,7 @@
 #include "gonfalon/rules/context.h"
 #include "gonfalon/rules/model.h"
 #include "gonfalon/rules/snapshot.h"
+#include "item_index.h"
 #include "operators.h"
 #include "re2/re2.h"
 
@@ -25,7 +34,6 @@ struct ClauseValue {
   std::optional<double> millis;      // before / after
   std::optional<SemVer> semver;      // semVer*
   std::unique_ptr<RE2> regex;        // matches; null when the pattern does not compile
-  int segment = -1;                  // segmentMatch: index into SnapshotData::segments
 };
 
 struct CompiledClause {
@@ -71,18 +79,32 @@ struct CompiledRule {
 };
 
 struct CompiledPrerequisite {
-  const Prerequisite* model = nullptr;
-  int flag = -1;  // index into SnapshotData::flags; -1: no such flag
+  const Prerequisite* model = nullptr;  // the flag is looked up by model->key when evaluated
 };
 
+// Built in place and never moved: `model` and the clauses point into `flag`.
 struct CompiledFlag {
-  const Flag* model = nullptr;
-  int index = 0;
+  explicit CompiledFlag(Flag f) : flag(std::move(f)) {}
+  CompiledFlag(const CompiledFlag&) = delete;
+  CompiledFlag& operator=(const CompiledFlag&) = delete;
+  const std::string& key() const { return flag.key; }
+  // The item's JSON (codec's EncodeFlag), encoded on first use and kept: payloads are
+  // assembled from these.
+  const std::string& Json() const;
+
+  const Flag flag;
+  const Flag* const model = &flag;
+  // Stable for a key across the snapshots that share it (exposure counters index by it).
+  uint32_t ordinal = 0;
   bool has_targeting = false;  // any targets or rules (OFREP STATIC otherwise)
   std::vector<CompiledPrerequisite> prerequisites;
   std::vector<CompiledTarget> targets;  // in LaunchDarkly's order (contextTargets, user deferral)
   std::vector<CompiledRule> rules;
   CompiledVariationOrRollout fallthrough;
+
+ private:
+  mutable std::once_flag json_once_;
+  mutable std::string json_;
 };
 
 struct CompiledSegmentRule {
@@ -94,22 +116,48 @@ struct CompiledSegmentRule {
 };
 
 struct CompiledSegment {
-  const Segment* model = nullptr;
+  explicit CompiledSegment(Segment s) : segment(std::move(s)) {}
+  CompiledSegment(const CompiledSegment&) = delete;
+  CompiledSegment& operator=(const CompiledSegment&) = delete;
+  const std::string& key() const { return segment.key; }
+  const std::string& Json() const;
+
+  const Segment segment;
+  const Segment* const model = &segment;
   // kind -> keys
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> included;
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> excluded;
   std::vector<CompiledSegmentRule> rules;
   BucketHasher hasher;
+
+ private:
+  mutable std::once_flag json_once_;
+  mutable std::string json_;
 };
 
-struct SnapshotData {
-  Environment env;
-  std::vector<CompiledFlag> flags;  // key order
-  absl::flat_hash_map<std::string, int> flag_index;
-  std::vector<CompiledSegment> segments;
-  absl::flat_hash_map<std::string, int> segment_index;
+std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal);
+std::shared_ptr<const CompiledSegment> CompileSegment(Segment s);
 
-  static void Compile(Snapshot& snap);
+struct SnapshotData {
+  int64_t sequence = 0;
+  // Every item, archived and deleted-marked ones included (payloads carry them).
+  ItemIndex<CompiledFlag> flags;
+  ItemIndex<CompiledSegment> segments;
+  // Key order. `live_flags` omits flags marked deleted (archived): what evaluation sees.
+  std::vector<const CompiledFlag*> flag_order;
+  std::vector<const CompiledFlag*> live_flags;
+  std::vector<const CompiledSegment*> segment_order;
+  uint32_t ordinal_bound = 0;  // every flag's ordinal is below it
+
+  // For evaluation: nullptr when absent or marked deleted.
+  const CompiledFlag* FindLiveFlag(std::string_view key) const {
+    const CompiledFlag* f = flags.Find(key);
+    return f != nullptr && !f->model->deleted ? f : nullptr;
+  }
+  const CompiledSegment* FindLiveSegment(std::string_view key) const {
+    const CompiledSegment* s = segments.Find(key);
+    return s != nullptr && !s->model->deleted ? s : nullptr;
+  }
 };
 
 }  // namespace gonfalon::rules::internal

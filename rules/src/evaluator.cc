@@ -132,9 +132,10 @@ Match MatchClause(EvalState& s, const CompiledClause& c, Value* trace_out) {
     Value segs{Array{}};
     bool matched = false;
     for (const ClauseValue& cv : c.values) {
-      if (cv.segment < 0) continue;  // unknown or deleted segment: no match
+      const CompiledSegment* seg = cv.raw->is_string() ? s.d.FindLiveSegment(cv.raw->as_string()) : nullptr;
+      if (seg == nullptr) continue;  // unknown or deleted segment: no match
       Value seg_trace;
-      Match m = MatchSegment(s, s.d.segments[cv.segment], trace_out ? &seg_trace : nullptr);
+      Match m = MatchSegment(s, *seg, trace_out ? &seg_trace : nullptr);
       if (trace_out != nullptr) segs.mutable_array().push_back(std::move(seg_trace));
       if (m == Match::kMalformed) return done(Match::kMalformed);
       if (m == Match::kYes) {
@@ -352,14 +353,15 @@ void EvaluateFlag(EvalState& s, const CompiledFlag& f, Detail& out) {
   }
   for (const internal::CompiledPrerequisite& p : f.prerequisites) {
     bool ok = false;
-    if (p.flag < 0) {
+    const CompiledFlag* prerequisite = s.d.FindLiveFlag(p.model->key);
+    if (prerequisite == nullptr) {
       AddStepLazy(s.trace, [&] {
         return Value(Object{{"step", Value("prerequisite")},
                             {"key", Value(p.model->key)},
                             {"missing", Value(true)}});
       });
     } else {
-      const CompiledFlag& pf = s.d.flags[p.flag];
+      const CompiledFlag& pf = *prerequisite;
       for (int i = 0; i < s.flag_depth; ++i) {
         if (s.flag_stack[i] == &pf) s.cycle = true;
       }
@@ -453,7 +455,7 @@ Detail Evaluate(const Snapshot& snapshot, const CompiledFlag& flag, const Contex
     SetError(d, ErrorKind::kUserNotSpecified);
     return d;
   }
-  // `flag` must come from `snapshot`: prerequisites and segments are indices into it.
+  // Prerequisites and segments are looked up in `snapshot`, whichever snapshot `flag` is from.
   EvalState s(snapshot.data(), context, trace);
   s.flag_stack[0] = &flag;
   s.flag_depth = 1;
@@ -475,9 +477,9 @@ Detail Evaluate(const Snapshot& snapshot, std::string_view flag_key, const Conte
 void EvaluateAll(const Snapshot& snapshot, const Context& context,
                  absl::FunctionRef<void(std::string_view key, const Detail&)> each,
                  bool client_side_only) {
-  for (const CompiledFlag& f : snapshot.data().flags) {
-    if (client_side_only && !f.model->client_side_availability.using_environment_id) continue;
-    each(f.model->key, Evaluate(snapshot, f, context, nullptr));
+  for (const CompiledFlag* f : snapshot.data().live_flags) {
+    if (client_side_only && !f->model->client_side_availability.using_environment_id) continue;
+    each(f->model->key, Evaluate(snapshot, *f, context, nullptr));
   }
 }
 

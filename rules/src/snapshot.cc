@@ -1,6 +1,10 @@
 #include "gonfalon/rules/snapshot.h"
 
+#include <algorithm>
+
 #include "compiled.h"
+#include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/str_cat.h"
 
 namespace gonfalon::rules {
 namespace internal {
@@ -9,7 +13,7 @@ namespace {
 // Above this many string values an `in` clause looks values up in a hash set.
 constexpr size_t kStringSetThreshold = 8;
 
-CompiledClause CompileClause(const Clause& c, const SnapshotData& d) {
+CompiledClause CompileClause(const Clause& c) {
   CompiledClause cc;
   cc.model = &c;
   cc.op = c.op;
@@ -39,12 +43,6 @@ CompiledClause CompileClause(const Clause& c, const SnapshotData& d) {
           if (re->ok()) cv.regex = std::move(re);
         }
         break;
-      case Op::kSegmentMatch:
-        if (v.is_string()) {
-          auto it = d.segment_index.find(v.as_string());
-          if (it != d.segment_index.end()) cv.segment = it->second;
-        }
-        break;
       default:
         break;
     }
@@ -60,11 +58,10 @@ CompiledClause CompileClause(const Clause& c, const SnapshotData& d) {
   return cc;
 }
 
-std::vector<CompiledClause> CompileClauses(const std::vector<Clause>& clauses,
-                                           const SnapshotData& d) {
+std::vector<CompiledClause> CompileClauses(const std::vector<Clause>& clauses) {
   std::vector<CompiledClause> out;
   out.reserve(clauses.size());
-  for (const Clause& c : clauses) out.push_back(CompileClause(c, d));
+  for (const Clause& c : clauses) out.push_back(CompileClause(c));
   return out;
 }
 
@@ -106,16 +103,14 @@ void AddTarget(const std::string& kind, const std::vector<std::string>& values, 
   cf.targets.push_back(std::move(t));
 }
 
-void CompileFlag(const Flag& f, SnapshotData& d, CompiledFlag& cf) {
-  cf.model = &f;
+void CompileFlagInto(CompiledFlag& cf) {
+  const Flag& f = cf.flag;
   // Anything that can make the answer depend on the context or on other flags (OFREP STATIC
   // only without any of it).
   cf.has_targeting = !f.targets.empty() || !f.context_targets.empty() || !f.rules.empty() || !f.prerequisites.empty();
   for (const Prerequisite& p : f.prerequisites) {
     CompiledPrerequisite cp;
     cp.model = &p;
-    auto it = d.flag_index.find(p.key);
-    if (it != d.flag_index.end()) cp.flag = it->second;
     cf.prerequisites.push_back(cp);
   }
   // LaunchDarkly's order: contextTargets in order, where an entry of kind "user" stands for the
@@ -140,7 +135,7 @@ void CompileFlag(const Flag& f, SnapshotData& d, CompiledFlag& cf) {
   for (const FlagRule& r : f.rules) {
     CompiledRule cr;
     cr.model = &r;
-    cr.clauses = CompileClauses(r.clauses, d);
+    cr.clauses = CompileClauses(r.clauses);
     cr.result = CompileResult(r.variation_or_rollout, f);
     cf.rules.push_back(std::move(cr));
   }
@@ -153,8 +148,8 @@ void AddKeys(absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>&
   for (const std::string& k : keys) set.insert(k);
 }
 
-void CompileSegment(const Segment& s, const SnapshotData& d, CompiledSegment& cs) {
-  cs.model = &s;
+void CompileSegmentInto(CompiledSegment& cs) {
+  const Segment& s = cs.segment;
   if (!s.included.empty()) AddKeys(cs.included, "user", s.included);
   if (!s.excluded.empty()) AddKeys(cs.excluded, "user", s.excluded);
   for (const SegmentTarget& t : s.included_contexts) AddKeys(cs.included, t.context_kind, t.values);
@@ -163,7 +158,7 @@ void CompileSegment(const Segment& s, const SnapshotData& d, CompiledSegment& cs
   for (const SegmentRule& r : s.rules) {
     CompiledSegmentRule cr;
     cr.model = &r;
-    cr.clauses = CompileClauses(r.clauses, d);
+    cr.clauses = CompileClauses(r.clauses);
     if (r.weight.has_value()) cr.weight = static_cast<double>(*r.weight) / 100000.0;
     cr.rollout_context_kind = r.rollout_context_kind.value_or("user");
     cr.bucket_by = AttributeRef::Parse(r.bucket_by.value_or("key"),
@@ -172,58 +167,261 @@ void CompileSegment(const Segment& s, const SnapshotData& d, CompiledSegment& cs
   }
 }
 
+// Key order over the nodes of `index`: the previous order with the named keys replaced,
+// inserted or removed, merged in one linear pass.
+template <typename Node>
+std::vector<const Node*> MergeOrder(const std::vector<const Node*>& before, std::vector<std::string_view> keys,
+                                    const ItemIndex<Node>& index) {
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  std::vector<const Node*> out;
+  out.reserve(before.size() + keys.size());
+  size_t i = 0;
+  for (std::string_view k : keys) {
+    while (i < before.size() && std::string_view(before[i]->key()) < k) out.push_back(before[i++]);
+    if (i < before.size() && std::string_view(before[i]->key()) == k) ++i;  // replaced or removed
+    if (const Node* n = index.Find(k)) out.push_back(n);
+  }
+  while (i < before.size()) out.push_back(before[i++]);
+  return out;
+}
+
+std::vector<const CompiledFlag*> Live(const std::vector<const CompiledFlag*>& all) {
+  std::vector<const CompiledFlag*> out;
+  out.reserve(all.size());
+  for (const CompiledFlag* f : all) {
+    if (!f->model->deleted) out.push_back(f);
+  }
+  return out;
+}
+
+void Each(size_t n, const ParallelFor& parallel, const std::function<void(size_t)>& fn) {
+  if (parallel) {
+    parallel(n, fn);
+  } else {
+    for (size_t i = 0; i < n; ++i) fn(i);
+  }
+}
+
+void AppendKey(std::string& out, const std::string& key) {
+  out += ToJson(Value(key));
+  out += ':';
+}
+
 }  // namespace
 
-void SnapshotData::Compile(Snapshot& snap) {
-  SnapshotData& d = *snap.d_;
-  // Indices first, so that references (prerequisites, segmentMatch) resolve in one pass.
-  for (const auto& [key, s] : d.env.segments) {
-    if (s.deleted) continue;
-    d.segment_index.emplace(key, static_cast<int>(d.segment_index.size()));
-  }
-  for (const auto& [key, f] : d.env.flags) {
-    if (f.deleted) continue;
-    d.flag_index.emplace(key, static_cast<int>(d.flag_index.size()));
-  }
-  d.segments.resize(d.segment_index.size());
-  d.flags.resize(d.flag_index.size());
-  // Segment rules may reference other segments; compile after all indices exist.
-  for (const auto& [key, s] : d.env.segments) {
-    if (s.deleted) continue;
-    CompileSegment(s, d, d.segments[d.segment_index.find(key)->second]);
-  }
-  for (const auto& [key, f] : d.env.flags) {
-    if (f.deleted) continue;
-    int index = d.flag_index.find(key)->second;
-    d.flags[index].index = index;
-    CompileFlag(f, d, d.flags[index]);
-  }
+const std::string& CompiledFlag::Json() const {
+  std::call_once(json_once_, [this] { json_ = ToJson(EncodeFlag(flag)); });
+  return json_;
+}
+
+const std::string& CompiledSegment::Json() const {
+  std::call_once(json_once_, [this] { json_ = ToJson(EncodeSegment(segment)); });
+  return json_;
+}
+
+std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal) {
+  auto cf = std::make_shared<CompiledFlag>(std::move(f));
+  cf->ordinal = ordinal;
+  CompileFlagInto(*cf);
+  return cf;
+}
+
+std::shared_ptr<const CompiledSegment> CompileSegment(Segment s) {
+  auto cs = std::make_shared<CompiledSegment>(std::move(s));
+  CompileSegmentInto(*cs);
+  return cs;
 }
 
 }  // namespace internal
 
+using internal::CompiledFlag;
+using internal::CompiledSegment;
+
 Snapshot::Snapshot() : d_(std::make_unique<internal::SnapshotData>()) {}
 Snapshot::~Snapshot() = default;
 
-std::shared_ptr<const Snapshot> Snapshot::Build(Environment env) {
-  // The compiled structures point into env, so it moves into its final place first.
+std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelFor& parallel) {
   std::shared_ptr<Snapshot> snap(new Snapshot());
-  snap->d_->env = std::move(env);
-  internal::SnapshotData::Compile(*snap);
+  internal::SnapshotData& d = *snap->d_;
+  d.sequence = env.sequence;
+  std::vector<Flag> flags;
+  flags.reserve(env.flags.size());
+  for (auto& [key, f] : env.flags) flags.push_back(std::move(f));
+  std::vector<Segment> segments;
+  segments.reserve(env.segments.size());
+  for (auto& [key, s] : env.segments) segments.push_back(std::move(s));
+  // Compiled side by side (each item alone: no item refers to another's compiled form), then
+  // indexed; the maps were in key order, and so are the vectors.
+  std::vector<std::shared_ptr<const CompiledFlag>> compiled_flags(flags.size());
+  std::vector<std::shared_ptr<const CompiledSegment>> compiled_segments(segments.size());
+  internal::Each(flags.size(), parallel, [&](size_t i) {
+    compiled_flags[i] = internal::CompileFlag(std::move(flags[i]), static_cast<uint32_t>(i));
+  });
+  internal::Each(segments.size(), parallel,
+                 [&](size_t i) { compiled_segments[i] = internal::CompileSegment(std::move(segments[i])); });
+  d.ordinal_bound = static_cast<uint32_t>(compiled_flags.size());
+  d.flag_order.reserve(compiled_flags.size());
+  for (auto& f : compiled_flags) {
+    d.flag_order.push_back(f.get());
+    d.flags.Put(std::move(f));
+  }
+  d.live_flags = internal::Live(d.flag_order);
+  d.segment_order.reserve(compiled_segments.size());
+  for (auto& s : compiled_segments) {
+    d.segment_order.push_back(s.get());
+    d.segments.Put(std::move(s));
+  }
   return snap;
 }
 
-int64_t Snapshot::sequence() const { return d_->env.sequence; }
-const Environment& Snapshot::environment() const { return d_->env; }
-size_t Snapshot::flag_count() const { return d_->flags.size(); }
-const internal::CompiledFlag& Snapshot::flag(size_t i) const { return d_->flags[i]; }
-size_t Snapshot::FlagIndex(const internal::CompiledFlag& f) const {
-  return static_cast<size_t>(&f - d_->flags.data());
+absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetEvent& event,
+                                                                AppliedChanges* changes) const {
+  absl::StatusOr<std::vector<DecodedChange>> decoded = DecodeChanges(event);
+  if (!decoded.ok()) return decoded.status();
+  std::shared_ptr<Snapshot> next(new Snapshot());
+  internal::SnapshotData& n = *next->d_;
+  const internal::SnapshotData& d = *d_;
+  n.flags = d.flags;  // shares every shard until Put or Erase touches it
+  n.segments = d.segments;
+  n.ordinal_bound = d.ordinal_bound;
+  n.sequence = std::max(d.sequence, event.sequence);
+  AppliedChanges applied;
+  std::vector<std::string_view> flag_keys;
+  std::vector<std::string_view> segment_keys;
+  for (DecodedChange& c : *decoded) {
+    if (c.kind == ChangedKind::kFlag) {
+      const CompiledFlag* old = n.flags.Find(c.key);
+      if (old != nullptr && old->model->version >= c.version) continue;  // only if newer
+      if (c.flag.has_value()) {
+        uint32_t ordinal = old != nullptr ? old->ordinal : n.ordinal_bound++;
+        n.flags.Put(internal::CompileFlag(std::move(*c.flag), ordinal));
+      } else {
+        n.flags.Erase(c.key);
+      }
+      applied.flags.push_back(c.key);
+    } else {
+      const CompiledSegment* old = n.segments.Find(c.key);
+      if (old != nullptr && old->model->version >= c.version) continue;
+      if (c.segment.has_value()) {
+        n.segments.Put(internal::CompileSegment(std::move(*c.segment)));
+      } else {
+        n.segments.Erase(c.key);
+      }
+      applied.segments.push_back(c.key);
+    }
+  }
+  for (auto* v : {&applied.flags, &applied.segments}) {
+    std::sort(v->begin(), v->end());
+    v->erase(std::unique(v->begin(), v->end()), v->end());
+  }
+  flag_keys.assign(applied.flags.begin(), applied.flags.end());
+  segment_keys.assign(applied.segments.begin(), applied.segments.end());
+  if (flag_keys.empty()) {
+    n.flag_order = d.flag_order;
+    n.live_flags = d.live_flags;
+  } else {
+    n.flag_order = internal::MergeOrder(d.flag_order, flag_keys, n.flags);
+    n.live_flags = internal::Live(n.flag_order);
+  }
+  n.segment_order = segment_keys.empty() ? d.segment_order : internal::MergeOrder(d.segment_order, segment_keys, n.segments);
+  if (changes != nullptr) *changes = std::move(applied);
+  return std::shared_ptr<const Snapshot>(std::move(next));
 }
 
-const internal::CompiledFlag* Snapshot::FindFlag(std::string_view key) const {
-  auto it = d_->flag_index.find(absl::string_view(key.data(), key.size()));
-  return it == d_->flag_index.end() ? nullptr : &d_->flags[it->second];
+int64_t Snapshot::sequence() const { return d_->sequence; }
+size_t Snapshot::flag_count() const { return d_->live_flags.size(); }
+const CompiledFlag& Snapshot::flag(size_t i) const { return *d_->live_flags[i]; }
+uint32_t Snapshot::FlagOrdinal(const CompiledFlag& f) const { return f.ordinal; }
+uint32_t Snapshot::ordinal_bound() const { return d_->ordinal_bound; }
+
+const CompiledFlag* Snapshot::FindFlag(std::string_view key) const { return d_->FindLiveFlag(key); }
+
+std::string Snapshot::PayloadJson() const {
+  const internal::SnapshotData& d = *d_;
+  size_t size = 64;
+  for (const CompiledFlag* f : d.flag_order) size += f->Json().size() + f->key().size() + 4;
+  for (const CompiledSegment* s : d.segment_order) size += s->Json().size() + s->key().size() + 4;
+  std::string out;
+  out.reserve(size);
+  out += StrCat("{\"sequence\":", d.sequence, ",\"flags\":{");
+  for (size_t i = 0; i < d.flag_order.size(); ++i) {
+    if (i > 0) out += ',';
+    internal::AppendKey(out, d.flag_order[i]->key());
+    out += d.flag_order[i]->Json();
+  }
+  out += "},\"segments\":{";
+  for (size_t i = 0; i < d.segment_order.size(); ++i) {
+    if (i > 0) out += ',';
+    internal::AppendKey(out, d.segment_order[i]->key());
+    out += d.segment_order[i]->Json();
+  }
+  out += "}}";
+  return out;
+}
+
+Environment Snapshot::ToEnvironment() const {
+  Environment env;
+  env.sequence = d_->sequence;
+  for (const CompiledFlag* f : d_->flag_order) env.flags.emplace_hint(env.flags.end(), f->key(), f->flag);
+  for (const CompiledSegment* s : d_->segment_order) env.segments.emplace_hint(env.segments.end(), s->key(), s->segment);
+  return env;
+}
+
+std::vector<std::string> Snapshot::AffectedFlags(const AppliedChanges& changes) const {
+  const internal::SnapshotData& d = *d_;
+  absl::flat_hash_set<std::string_view> segments(changes.segments.begin(), changes.segments.end());
+  auto names_any = [](const std::vector<Clause>& clauses, const auto& set) {
+    for (const Clause& c : clauses) {
+      if (c.op != Op::kSegmentMatch) continue;
+      for (const Value& v : c.values) {
+        if (v.is_string() && set.contains(std::string_view(v.as_string()))) return true;
+      }
+    }
+    return false;
+  };
+  // Segments that match on changed segments change too, to a fixed point.
+  for (bool grew = !segments.empty(); grew;) {
+    grew = false;
+    for (const CompiledSegment* s : d.segment_order) {
+      if (segments.contains(std::string_view(s->key()))) continue;
+      for (const SegmentRule& r : s->model->rules) {
+        if (names_any(r.clauses, segments)) {
+          segments.insert(s->key());
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
+  absl::flat_hash_set<std::string_view> flags(changes.flags.begin(), changes.flags.end());
+  if (!segments.empty()) {
+    for (const CompiledFlag* f : d.flag_order) {
+      for (const FlagRule& r : f->model->rules) {
+        if (names_any(r.clauses, segments)) {
+          flags.insert(f->key());
+          break;
+        }
+      }
+    }
+  }
+  // Flags whose prerequisites changed, transitively.
+  for (bool grew = !flags.empty(); grew;) {
+    grew = false;
+    for (const CompiledFlag* f : d.flag_order) {
+      if (flags.contains(std::string_view(f->key()))) continue;
+      for (const Prerequisite& p : f->model->prerequisites) {
+        if (flags.contains(std::string_view(p.key))) {
+          flags.insert(f->key());
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
+  std::vector<std::string> out(flags.begin(), flags.end());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace gonfalon::rules

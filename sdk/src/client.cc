@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "backoff.h"
+#include "parallel_for.h"
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/per_thread_cache.h"
@@ -46,17 +47,23 @@ struct Published {
   };
   std::shared_ptr<const rules::Snapshot> snap;
   const uint64_t instance = rules::NextInstanceId();  // tells tables apart in per-thread caches
-  std::vector<uint32_t> base;  // first slot of flag i
+  // By flag ordinal (Snapshot::FlagOrdinal): the first slot, and the flag (null: none).
+  std::vector<uint32_t> base;  // ordinal_bound() + 1 entries; base[o + 1] ends flag o's slots
+  std::vector<const rules::internal::CompiledFlag*> flags;
   size_t slots = 0;
   mutable std::mutex shards_mu;  // guards `shards` (taken once per thread and by the flusher)
   mutable std::vector<std::unique_ptr<Shard>> shards;
 
   explicit Published(std::shared_ptr<const rules::Snapshot> s) : snap(std::move(s)) {
-    base.reserve(snap->flag_count());
-    for (size_t i = 0; i < snap->flag_count(); ++i) {
+    const uint32_t bound = snap->ordinal_bound();
+    flags.assign(bound, nullptr);
+    for (size_t i = 0; i < snap->flag_count(); ++i) flags[snap->FlagOrdinal(snap->flag(i))] = &snap->flag(i);
+    base.reserve(bound + 1);
+    for (uint32_t o = 0; o < bound; ++o) {
       base.push_back(static_cast<uint32_t>(slots));
-      slots += rules::FlagModel(snap->flag(i)).variations.size() + 1;
+      if (flags[o] != nullptr) slots += rules::FlagModel(*flags[o]).variations.size() + 1;
     }
+    base.push_back(static_cast<uint32_t>(slots));
   }
   Shard* NewShard() const {
     std::lock_guard<std::mutex> l(shards_mu);
@@ -126,6 +133,7 @@ class Client::Impl {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    MaybeWriteCache(/*now=*/true);  // a change not yet written
     {
       std::lock_guard<std::mutex> l(events_mu_);
       stopping_events_ = true;  // the flusher sends what is pending once more, then stops
@@ -175,7 +183,7 @@ class Client::Impl {
     rules::Detail d = rules::Evaluate(*p->snap, *flag, ctx);
     if (counting_) {
       std::atomic<uint64_t>& c =
-          ShardFor(p)->counts[p->base[p->snap->FlagIndex(*flag)] + static_cast<size_t>(d.variation_index + 1)];
+          ShardFor(p)->counts[p->base[p->snap->FlagOrdinal(*flag)] + static_cast<size_t>(d.variation_index + 1)];
       c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
     }
     out.reason = d.reason;
@@ -246,7 +254,7 @@ class Client::Impl {
     s.state = state_;
     s.source = source_;
     s.last_error = last_error_;
-    s.sequence = model_.sequence;
+    s.sequence = sequence_;
     if (initialized_) s.data_age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - data_time_);
     std::lock_guard<std::mutex> e(events_mu_);
     s.events_dropped = events_dropped_;
@@ -288,26 +296,43 @@ class Client::Impl {
       err = StrCat(path, ": ", env.status().message());
       return false;
     }
-    Publish(std::move(*env), source, {});
+    PublishAll(std::move(*env), source);
     return true;
   }
 
-  // Makes `env` current: compiles and publishes it, writes the cache, tells listeners.
-  void Publish(rules::Environment env, DataSource source, std::vector<std::string> changed) {
-    auto snap = rules::Snapshot::Build(env);
+  // Makes a whole new data set current (a `put`, the cache, the flag file): every flag whose
+  // version differs from what was served counts as changed.
+  void PublishAll(rules::Environment env, DataSource source) {
+    auto snap = rules::Snapshot::Build(std::move(env), internal::ThreadsParallelFor(cfg_.compile_threads));
+    std::shared_ptr<const rules::Snapshot> old;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (changed.empty()) {
-        // A whole new data set: every flag whose version differs counts as changed.
-        for (const auto& [k, f] : env.flags) {
-          auto old = model_.flags.find(k);
-          if (old == model_.flags.end() || old->second.version != f.version) changed.push_back(k);
-        }
-        for (const auto& [k, f] : model_.flags) {
-          if (env.flags.count(k) == 0) changed.push_back(k);
+      old = data_;
+    }
+    std::vector<std::string> changed;
+    if (HasFlagListeners()) {
+      for (size_t i = 0; i < snap->flag_count(); ++i) {
+        const rules::Flag& f = rules::FlagModel(snap->flag(i));
+        const auto* before = old != nullptr ? old->FindFlag(f.key) : nullptr;
+        if (before == nullptr || rules::FlagModel(*before).version != f.version) changed.push_back(f.key);
+      }
+      if (old != nullptr) {
+        for (size_t i = 0; i < old->flag_count(); ++i) {
+          const std::string& k = rules::FlagModel(old->flag(i)).key;
+          if (snap->FindFlag(k) == nullptr) changed.push_back(k);
         }
       }
-      model_ = std::move(env);
+    }
+    Publish(std::move(snap), source, std::move(changed), /*whole=*/true);
+  }
+
+  // Makes `snap` current: publishes it, writes the cache, tells listeners about `changed`.
+  void Publish(std::shared_ptr<const rules::Snapshot> snap, DataSource source, std::vector<std::string> changed,
+               bool whole) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      data_ = snap;
+      sequence_ = snap->sequence();
       // The old counters still count for readers that have not moved on: the flusher drains
       // them until nobody else holds them.
       if (auto old = cell_.Load()) retired_.push_back(std::move(old));
@@ -316,8 +341,9 @@ class Client::Impl {
       source_ = source;
       data_time_ = Clock::now();
       if (source == DataSource::kStream) state_ = DataSourceState::kValid;
+      if (source == DataSource::kStream) cache_dirty_ = true;
     }
-    if (source == DataSource::kStream && !cfg_.cache_file.empty()) WriteCache();
+    MaybeWriteCache(/*now=*/whole);
     NotifyListeners(*snap, changed);
     // WaitForInitialization returns only now, so listeners added after it never hear about
     // the initial data.
@@ -328,12 +354,27 @@ class Client::Impl {
     cv_.notify_all();
   }
 
-  void WriteCache() {
-    std::string text;
+  bool HasFlagListeners() {
+    std::lock_guard<std::mutex> l(listeners_mu_);
+    return !flag_listeners_.empty();
+  }
+
+  // The cache is rewritten whole, so after a `changes` event at most once per
+  // kCacheWriteInterval; a change left unwritten is written by a later event, a heartbeat or
+  // Close.
+  static constexpr std::chrono::seconds kCacheWriteInterval{1};
+  void MaybeWriteCache(bool now) {
+    if (cfg_.cache_file.empty()) return;
+    std::shared_ptr<const rules::Snapshot> snap;
     {
       std::lock_guard<std::mutex> l(mu_);
-      text = rules::ToJson(rules::EncodeEnvironment(model_));
+      if (!cache_dirty_ || data_ == nullptr) return;
+      if (!now && Clock::now() - cache_written_ < kCacheWriteInterval) return;
+      cache_dirty_ = false;
+      cache_written_ = Clock::now();
+      snap = data_;
     }
+    std::string text = snap->PayloadJson();
     // Write aside, then rename: a crash leaves either the old cache or the new one.
     std::string tmp = cfg_.cache_file + ".tmp";
     {
@@ -386,50 +427,43 @@ class Client::Impl {
         SetError(StrCat("bad put event: ", env.status().message()));
         return false;
       }
-      Publish(std::move(*env), DataSource::kStream, {});
+      PublishAll(std::move(*env), DataSource::kStream);
       return true;
     }
     if (e.type != "changes") return true;  // unknown events are ignored
-    // The one decoder and the one "apply" of the wire format (rules/change_set.h), shared with
-    // the server: all items decode, or none is applied.
+    // The one decoder and the one "apply" of the wire format (rules/change_set.h and
+    // Snapshot::Apply), shared with the server: all items decode, or none is applied; only
+    // the named items are compiled.
     absl::StatusOr<rules::ChangeSetEvent> event = rules::DecodeChangeSetEvent(e.data);
     if (!event.ok()) {
       SetError(StrCat("bad changes event: ", event.status().message()));
       return false;
     }
-    int64_t seq = event->sequence;
-    rules::Environment next;
+    std::shared_ptr<const rules::Snapshot> current;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (seq <= model_.sequence) return true;  // already have it
-      next = model_;
+      if (data_ == nullptr || event->sequence <= sequence_) return true;  // already have it
+      current = data_;
     }
-    absl::StatusOr<rules::AppliedChanges> applied = rules::ApplyChangeSet(*event, next);
-    if (!applied.ok()) {
-      SetError(StrCat("bad changes event: ", applied.status().message()));
+    rules::AppliedChanges applied;
+    absl::StatusOr<std::shared_ptr<const rules::Snapshot>> next = current->Apply(*event, &applied);
+    if (!next.ok()) {
+      SetError(StrCat("bad changes event: ", next.status().message()));
       return false;
     }
-    std::vector<std::string> changed = applied->flags;
-    // A segment change can change any flag: listeners hear about every flag.
-    if (!applied->segments.empty()) {
-      for (const auto& [k, f] : next.flags) changed.push_back(k);
-    }
-    next.sequence = seq;
-    std::sort(changed.begin(), changed.end());
-    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
-    PublishChanges(std::move(next), std::move(changed));
-    return true;
-  }
-
-  void PublishChanges(rules::Environment next, std::vector<std::string> changed) {
-    if (changed.empty()) {
+    if (applied.flags.empty() && applied.segments.empty()) {
       // Nothing observable changed (all items were stale); still record the sequence.
       std::lock_guard<std::mutex> l(mu_);
-      model_.sequence = next.sequence;
+      sequence_ = event->sequence;
       data_time_ = Clock::now();
-      return;
+      return true;
     }
-    Publish(std::move(next), DataSource::kStream, std::move(changed));
+    // Listeners hear of every flag whose answer may have changed (a segment's users, and
+    // flags depending on changed flags as prerequisites).
+    std::vector<std::string> changed;
+    if (HasFlagListeners()) changed = (*next)->AffectedFlags(applied);
+    Publish(std::move(*next), DataSource::kStream, std::move(changed), /*whole=*/false);
+    return true;
   }
 
   // One connection attempt; returns when the connection ends. Sets `refused` on 401/403.
@@ -456,13 +490,16 @@ class Client::Impl {
           stream.socket().close(ignored);
         },
         [&](std::string_view) {
-          std::lock_guard<std::mutex> l(mu_);
-          data_time_ = Clock::now();  // a heartbeat confirms the data is current
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            data_time_ = Clock::now();  // a heartbeat confirms the data is current
+          }
+          MaybeWriteCache(/*now=*/false);
         });
     std::string last_id;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (model_.sequence >= 0 && initialized_) last_id = std::to_string(model_.sequence);
+      if (sequence_ >= 0 && initialized_) last_id = std::to_string(sequence_);
     }
     http::request<http::empty_body> req(http::verb::get, "/sdk/v1/stream", 11);
     req.set(http::field::host, url);
@@ -596,13 +633,12 @@ class Client::Impl {
           }
         }
       }
-      for (size_t i = 0; i < t->base.size(); ++i) {
-        size_t end = i + 1 < t->base.size() ? t->base[i + 1] : t->slots;
-        for (size_t slot = t->base[i]; slot < end; ++slot) {
+      for (size_t o = 0; o < t->flags.size(); ++o) {
+        for (size_t slot = t->base[o]; slot < t->base[o + 1]; ++slot) {
           if (grown[slot] == 0) continue;
           exposures.push_back(Value(rules::Object{
-              {"flag", Value(rules::FlagModel(t->snap->flag(i)).key)},
-              {"variation", Value(static_cast<int>(slot - t->base[i]) - 1)},
+              {"flag", Value(rules::FlagModel(*t->flags[o]).key)},
+              {"variation", Value(static_cast<int>(slot - t->base[o]) - 1)},
               {"count", Value(static_cast<int64_t>(std::min<uint64_t>(grown[slot], 1000000000)))}}));
         }
       }
@@ -708,11 +744,10 @@ class Client::Impl {
   mutable std::mutex mu_;  // guards the fields below (never taken by evaluations)
   std::vector<std::shared_ptr<const Published>> retired_;
   std::condition_variable cv_;
-  rules::Environment model_ = [] {
-    rules::Environment e;
-    e.sequence = -1;
-    return e;
-  }();
+  std::shared_ptr<const rules::Snapshot> data_;  // what is served (the cell's snapshot)
+  int64_t sequence_ = -1;                          // the last change set applied
+  bool cache_dirty_ = false;                       // data_ differs from the cache file
+  Clock::time_point cache_written_{};
   bool initialized_ = false;
   bool from_stream_ = false;
   bool closing_ = false;

@@ -10,6 +10,7 @@
 #include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
+#include "parallel_for.h"
 
 namespace gonfalon::server {
 namespace {
@@ -164,53 +165,119 @@ void Hubs::Drain() {
   cv_.wait(l, [&] { return stop_ || published_ >= target; });
 }
 
+EnvironmentHub::PutEvent EnvironmentHub::Put() {
+  std::shared_ptr<const rules::Snapshot> snap = cell_.Load();
+  if (snap == nullptr) return {};
+  return PutFor(snap);
+}
+
+EnvironmentHub::PutEvent EnvironmentHub::PutFor(const std::shared_ptr<const rules::Snapshot>& snap) {
+  std::lock_guard<std::mutex> l(put_mu_);
+  if (put_.sequence == snap->sequence() && put_.chunk != nullptr) return put_;
+  // Framed in place: a fixed-width chunk size (HTTP allows leading zeros) written once the
+  // length is known, so the environment's JSON is never copied.
+  constexpr size_t kSizeDigits = 16;
+  std::string chunk(kSizeDigits, '0');
+  chunk += "\r\n";
+  chunk += StrCat("id: ", snap->sequence(), "\nevent: put\ndata: ");
+  PutEvent put;
+  put.sequence = snap->sequence();
+  put.payload_offset = chunk.size();
+  chunk += snap->PayloadJson();
+  put.payload_size = chunk.size() - put.payload_offset;
+  chunk += "\n\n";
+  size_t body = chunk.size() - kSizeDigits - 2;
+  char digits[kSizeDigits + 1];
+  std::snprintf(digits, sizeof digits, "%016zx", body);
+  chunk.replace(0, kSizeDigits, digits, kSizeDigits);
+  chunk += "\r\n";
+  put.chunk = std::make_shared<const std::string>(std::move(chunk));
+  put_ = put;
+  return put;
+}
+
+absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Hubs::Load(EnvironmentHub& hub) {
+  auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<rules::Environment> env = store_.LoadEnvironment(hub.project_, hub.environment_);
+  if (!env.ok()) return env.status();
+  size_t flags = env->flags.size();
+  auto loaded = std::chrono::steady_clock::now();
+  std::shared_ptr<const rules::Snapshot> snap =
+      rules::Snapshot::Build(std::move(*env), ThreadsParallelFor(static_cast<int>(std::thread::hardware_concurrency())));
+  auto compiled = std::chrono::steady_clock::now();
+  ++metrics_.environment_loads;
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  Log(LogLevel::kInfo, "environment loaded",
+      {{"environment", StrCat(hub.project_, "/", hub.environment_)},
+       {"flags", std::to_string(flags)},
+       {"read_ms", std::to_string(ms(loaded - start))},
+       {"compile_ms", std::to_string(ms(compiled - loaded))}});
+  return snap;
+}
+
 absl::Status Hubs::Refresh(EnvironmentHub& hub) {
   std::lock_guard<std::mutex> refresh(hub.refresh_mu_);
   int64_t previous = hub.sequence();
-  absl::StatusOr<rules::Environment> env = store_.LoadEnvironment(hub.project_, hub.environment_);
-  if (!env.ok()) return env.status();
-  int64_t seq = env->sequence;
-  if (seq <= previous) return absl::OkStatus();
-  // The change sets since what streams were last sent; a gap (pruned log) means a `put`.
-  std::vector<std::string> changes;
-  bool reset = previous < 0;
-  if (!reset) {
-    absl::StatusOr<std::vector<std::string>> since = store_.ChangesSince(hub.project_, hub.environment_, previous);
-    if (since.ok()) {
-      changes = std::move(*since);
-    } else {
-      reset = true;
-    }
-  }
-  auto payload = std::make_shared<const std::string>(rules::ToJson(rules::EncodeEnvironment(*env)));
-  auto snapshot = rules::Snapshot::Build(std::move(*env));
-  auto put = FrameEvent(seq, "put", *payload);
+  std::shared_ptr<const rules::Snapshot> before = hub.cell_.Load();
+  std::shared_ptr<const rules::Snapshot> snapshot;
+  // The change sets since what streams were last sent, applied to the published snapshot.
   std::vector<std::shared_ptr<const std::string>> frames;
   std::vector<rules::ChangeSetEvent> events;
-  for (const std::string& c : changes) {
-    std::optional<rules::ChangeSetEvent> event = DecodeLogged(c);
-    if (!event.has_value()) {
-      reset = true;  // cannot say what changed: every stream gets the whole environment
-      break;
+  bool reset = previous < 0 || before == nullptr;
+  std::string repair;  // why the incremental path could not be taken
+  if (!reset) {
+    absl::StatusOr<std::vector<std::string>> since = store_.ChangesSince(hub.project_, hub.environment_, previous);
+    if (!since.ok()) {
+      if (absl::IsNotFound(since.status())) return since.status();  // the environment is gone
+      repair = std::string(since.status().message());
+    } else if (since->empty()) {
+      return absl::OkStatus();
+    } else {
+      snapshot = before;
+      for (const std::string& c : *since) {
+        std::optional<rules::ChangeSetEvent> event = DecodeLogged(c);
+        if (!event.has_value()) {
+          repair = "a stored change set does not decode";
+          break;
+        }
+        absl::StatusOr<std::shared_ptr<const rules::Snapshot>> next = snapshot->Apply(*event);
+        if (!next.ok()) {
+          repair = StrCat("change set ", event->sequence, " does not apply: ", next.status().message());
+          break;
+        }
+        snapshot = std::move(*next);
+        // The wire payload is the stored entry as it is.
+        frames.push_back(FrameEvent(event->sequence, "changes", c));
+        events.push_back(std::move(*event));
+      }
     }
-    // Only what the new snapshot includes: a later change set comes with the next refresh.
-    if (event->sequence > seq) break;
-    // The wire payload is the stored entry as it is.
-    frames.push_back(FrameEvent(event->sequence, "changes", c));
-    events.push_back(std::move(*event));
   }
+  if (reset || !repair.empty()) {
+    if (!repair.empty()) {
+      ++metrics_.environment_repairs;
+      Log(LogLevel::kWarn, "reloading the whole environment",
+          {{"environment", StrCat(hub.project_, "/", hub.environment_)}, {"reason", repair}});
+      reset = true;  // cannot say what changed: every stream gets the whole environment
+      frames.clear();
+      events.clear();
+    }
+    absl::StatusOr<std::shared_ptr<const rules::Snapshot>> loaded = Load(hub);
+    if (!loaded.ok()) return loaded.status();
+    snapshot = std::move(*loaded);
+    if (snapshot->sequence() <= previous) return absl::OkStatus();
+  }
+  int64_t seq = snapshot->sequence();
   // Client-side OFREP streams hear only of changes that can alter what they see: a flag
   // available to client-side keys (before or after), or a segment.
   bool client_visible = reset;
   if (!reset) {
-    std::shared_ptr<const rules::Snapshot> before_holder = hub.cell_.Load();
     auto visible_in = [](const rules::Snapshot* snap, const std::string& key) {
       const auto* f = snap != nullptr ? snap->FindFlag(key) : nullptr;
       return f != nullptr && rules::FlagModel(*f).client_side_availability.using_environment_id;
     };
     for (const rules::ChangeSetEvent& event : events) {
       for (const rules::ChangedItem& item : event.items) {
-        if (item.kind == rules::ChangedKind::kSegment || visible_in(before_holder.get(), item.key) ||
+        if (item.kind == rules::ChangedKind::kSegment || visible_in(before.get(), item.key) ||
             visible_in(snapshot.get(), item.key)) {
           client_visible = true;
         }
@@ -223,15 +290,26 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
                                    std::chrono::duration_cast<std::chrono::seconds>(
                                        std::chrono::system_clock::now().time_since_epoch()).count(),
                                    "}"));
+  // A `put` is assembled only if a stream is there to take it.
+  std::shared_ptr<const std::string> put;
+  if (reset && previous >= 0) {
+    bool streams;
+    {
+      std::lock_guard<std::mutex> l(hub.mu_);
+      streams = !hub.sdk_streams_.empty();
+    }
+    if (streams) put = hub.PutFor(snapshot).chunk;
+  }
   auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> l(hub.mu_);
-    hub.cell_.Publish(std::move(snapshot));
-    hub.payload_ = payload;
-    hub.put_chunk_ = put;
+    hub.cell_.Publish(snapshot);
     hub.sequence_.store(seq, std::memory_order_release);
     ForEachLive(hub.sdk_streams_, [&](StreamSink& s, const auto&) {
       if (reset) {
+        // Registered before the snapshot existed: a stream that registered meanwhile got this
+        // sequence's put from AddSdkStream already, and one registered earlier needs it now.
+        if (put == nullptr) put = hub.PutFor(snapshot).chunk;
         s.Send(put);
       } else {
         for (const auto& f : frames) s.Send(f);
@@ -253,30 +331,45 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
 
 void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,
                         std::optional<int64_t> last_event_id, std::string key_id) {
-  std::lock_guard<std::mutex> l(hub.mu_);
-  int64_t seq = hub.sequence();
-  if (last_event_id.has_value() && *last_event_id == seq) {
-    // Up to date: nothing to send until the next change.
-  } else if (last_event_id.has_value() && *last_event_id >= 0 && *last_event_id < seq) {
-    absl::StatusOr<std::vector<std::string>> since = store_.ChangesSince(hub.project_, hub.environment_, *last_event_id);
-    bool sent = false;
-    if (since.ok()) {
-      for (const std::string& c : *since) {
-        std::optional<rules::ChangeSetEvent> event = DecodeLogged(c);
-        if (!event.has_value()) {
-          sent = false;  // a `put` instead
-          break;
+  // The `put` is assembled (once per sequence) before the hub's lock is taken, so that a
+  // large environment never stalls publishing; if a change is published meanwhile, again.
+  int64_t from = last_event_id.value_or(-1);  // -1: no resume
+  while (true) {
+    EnvironmentHub::PutEvent put;
+    bool resume = from >= 0 && from <= hub.sequence();
+    if (!resume) put = hub.Put();
+    std::lock_guard<std::mutex> l(hub.mu_);
+    int64_t seq = hub.sequence();
+    if (!resume && put.sequence != seq) continue;
+    if (resume && from == seq) {
+      // Up to date: nothing to send until the next change.
+    } else if (resume) {
+      absl::StatusOr<std::vector<std::string>> since =
+          store_.ChangesSince(hub.project_, hub.environment_, from);
+      std::vector<std::shared_ptr<const std::string>> frames;
+      bool complete = since.ok();
+      if (since.ok()) {
+        for (const std::string& c : *since) {
+          std::optional<rules::ChangeSetEvent> event = DecodeLogged(c);
+          if (!event.has_value()) {
+            complete = false;
+            break;
+          }
+          if (event->sequence > seq) break;  // not published yet: the publisher sends the rest
+          frames.push_back(FrameEvent(event->sequence, "changes", c));
         }
-        if (event->sequence > seq) break;  // the snapshot has not caught up; the publisher sends the rest
-        sink->Send(FrameEvent(event->sequence, "changes", c));
-        sent = true;
       }
+      if (!complete) {
+        from = -1;  // the log cannot bring it up to date: a `put`, then
+        continue;
+      }
+      for (auto& f : frames) sink->Send(std::move(f));
+    } else {
+      sink->Send(put.chunk);
     }
-    if (!since.ok() || (!sent && *last_event_id != seq)) sink->Send(hub.put_chunk_);
-  } else {
-    sink->Send(hub.put_chunk_);
+    hub.sdk_streams_.push_back({sink, std::move(key_id), false});
+    return;
   }
-  hub.sdk_streams_.push_back({sink, std::move(key_id), false});
 }
 
 void Hubs::AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink, std::string key_id,

@@ -3,10 +3,16 @@
 // SSE fan-out to SDK streams (`put`/`changes`) and OFREP streams (`refetchEvaluation`).
 //
 // The store's change listener only queues "environment changed"; one publisher thread then
-// reloads the environment, compiles and publishes its snapshot, and frames each new change
-// set once into a shared buffer that every stream of the environment queues (DESIGN §4, the
-// Beast chat-multi model). A stream registers under the hub's lock together with what it has
-// been sent, so it never misses or repeats a change set.
+// reads the change sets committed since the published sequence from the change log, applies
+// them to the published snapshot (Snapshot::Apply compiles only the items they name), publishes
+// the result, and frames each change set once into a shared buffer that every stream of the
+// environment queues (DESIGN §4, the Beast chat-multi model). The whole environment is read
+// from storage only when a hub is first used, or to repair when a change set cannot be applied
+// (logged, and counted in gonfalon_environment_repairs_total). A stream registers under the
+// hub's lock together with what it has been sent, so it never misses or repeats a change set.
+//
+// The `put` (the whole environment, for new streams and polling) is assembled from the items'
+// JSON only when someone asks for it, once per sequence.
 
 #include <chrono>
 #include <condition_variable>
@@ -52,11 +58,16 @@ class EnvironmentHub {
   rules::SnapshotCell& cell() { return cell_; }
   // The published snapshot's sequence.
   int64_t sequence() const { return sequence_.load(std::memory_order_acquire); }
-  // The polling payload (same as `put`) and its sequence, consistent with each other.
-  std::pair<int64_t, std::shared_ptr<const std::string>> payload() const {
-    std::lock_guard<std::mutex> l(mu_);
-    return {sequence_.load(std::memory_order_relaxed), payload_};
-  }
+  // The published snapshot's `put` event: the environment's JSON framed as an SSE event in
+  // one HTTP chunk, built on first request for a sequence and shared until the next.
+  struct PutEvent {
+    int64_t sequence = -1;
+    std::shared_ptr<const std::string> chunk;
+    size_t payload_offset = 0;  // the JSON inside `chunk` (the polling body)
+    size_t payload_size = 0;
+    std::string_view payload() const { return std::string_view(*chunk).substr(payload_offset, payload_size); }
+  };
+  PutEvent Put();
 
  private:
   friend class Hubs;
@@ -65,10 +76,11 @@ class EnvironmentHub {
   const uint64_t instance_ = rules::NextInstanceId();
   rules::SnapshotCell cell_;
   std::atomic<int64_t> sequence_{-1};
+  PutEvent PutFor(const std::shared_ptr<const rules::Snapshot>& snap);
   std::mutex refresh_mu_;  // one refresh at a time, so snapshots only move forward
+  std::mutex put_mu_;      // guards put_: one build per sequence however many ask
+  PutEvent put_;
   mutable std::mutex mu_;  // guards what follows, and orders registration against broadcasts
-  std::shared_ptr<const std::string> payload_;    // {"sequence","flags","segments"}
-  std::shared_ptr<const std::string> put_chunk_;  // framed `put`
   struct Registration {
     std::weak_ptr<StreamSink> sink;
     std::string key_id;        // the API key that opened the stream
@@ -114,6 +126,8 @@ class Hubs {
  private:
   void PublisherLoop();
   absl::Status Refresh(EnvironmentHub& hub);
+  // The whole environment from storage, compiled: at first use, and to repair.
+  absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Load(EnvironmentHub& hub);
 
   storage::Store& store_;
   Metrics& metrics_;

@@ -139,6 +139,11 @@ std::string Metrics::Render() const {
         static_cast<double>(events_dropped.load()));
   gauge("gonfalon_change_sets_published_total", "Change sets published to snapshots and streams.", "counter",
         static_cast<double>(change_sets_published.load()));
+  gauge("gonfalon_environment_loads_total", "Whole environments read from storage and compiled (first use and repairs).",
+        "counter", static_cast<double>(environment_loads.load()));
+  gauge("gonfalon_environment_repairs_total",
+        "Whole-environment reloads because a change set could not be applied incrementally.", "counter",
+        static_cast<double>(environment_repairs.load()));
   if (gauges_) {
     for (const auto& [name, v] : gauges_()) {
       std::string n = "gonfalon_storage_" + MetricName(name);

@@ -42,6 +42,9 @@ class Metrics {
   std::atomic<uint64_t> events_accepted{0};
   std::atomic<uint64_t> events_dropped{0};
   std::atomic<uint64_t> change_sets_published{0};
+  // Whole environments read from storage: at first use, and to repair (hub.h).
+  std::atomic<uint64_t> environment_loads{0};
+  std::atomic<uint64_t> environment_repairs{0};
 
   // Extra gauges read at scrape time (RocksDB figures).
   void SetGaugeSource(std::function<std::vector<std::pair<std::string, int64_t>>()> source) {

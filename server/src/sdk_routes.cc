@@ -181,11 +181,11 @@ void AddSdkRoutes(Router& router, Services& s) {
 
   router.Add("GET", "/sdk/v1/flags", Access::kServerSdk, [hub_of](const Call& c) {
     TRY_ASSIGN(std::shared_ptr<EnvironmentHub> hub, hub_of(c));
-    auto [seq, payload] = hub->payload();
-    std::string etag = ETag(seq);
+    EnvironmentHub::PutEvent put = hub->Put();
+    std::string etag = ETag(put.sequence);
     if (auto not_modified = NotModified(c.req, etag)) return std::move(*not_modified);
     Response r;
-    r.body = *payload;
+    r.body = put.payload();
     r.headers.emplace_back("ETag", etag);
     return r;
   });

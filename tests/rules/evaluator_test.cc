@@ -35,7 +35,7 @@ TEST(EvaluatorTest, ValuePointsIntoTheSnapshot) {
   Context ctx = Context::Builder("user", "u1").Set("country", Value("FR")).Build();
   Detail d = Evaluate(*snap, "ruled", ctx);
   ASSERT_NE(d.value, nullptr);
-  EXPECT_EQ(d.value, &snap->environment().flags.at("ruled").variations[1]);
+  EXPECT_EQ(d.value, &FlagModel(*snap->FindFlag("ruled")).variations[1]);
   EXPECT_EQ(d.reason.rule_id, "r0");
 }
 

@@ -42,6 +42,18 @@ std::string EncodeChangeSetEvent(const ChangeSetEvent& event);
 // items' data is decoded by ApplyChangeSet. Errors name the field ("items[2].kind: ...").
 absl::StatusOr<ChangeSetEvent> DecodeChangeSetEvent(std::string_view json);
 
+// A change set's item with its data decoded.
+struct DecodedChange {
+  ChangedKind kind = ChangedKind::kFlag;
+  std::string key;
+  int64_t version = 0;
+  std::optional<Flag> flag;        // kFlag and not deleted
+  std::optional<Segment> segment;  // kSegment and not deleted
+};
+// Decodes every item's data (leniently, as every reader of stored data does: codec.h), with
+// key and version taken from the item. The error names the item.
+absl::StatusOr<std::vector<DecodedChange>> DecodeChanges(const ChangeSetEvent& event);
+
 // What applying a change set did.
 struct AppliedChanges {
   std::vector<std::string> flags;     // flags written or deleted, sorted
@@ -52,6 +64,7 @@ struct AppliedChanges {
 // already holds it at the same or a newer version; env.sequence becomes event.sequence. All
 // or nothing: when an item's data does not decode, `env` is left as it was and the error names
 // the item. Decoding is lenient, as every reader of stored data is (codec.h).
+// Snapshot::Apply applies a change set to a compiled snapshot by the same rules.
 absl::StatusOr<AppliedChanges> ApplyChangeSet(const ChangeSetEvent& event, Environment& env);
 
 }  // namespace gonfalon::rules

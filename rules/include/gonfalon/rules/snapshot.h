@@ -1,25 +1,35 @@
 #pragma once
 // Snapshot: one environment's flags and segments compiled for evaluation (DESIGN §5).
 //
-// Building a Snapshot is where the expensive work happens: regexes are compiled with RE2,
-// semantic versions and dates parsed, target and segment key sets hashed, prerequisite and
-// segment references resolved to indices, bucketing prefixes pre-hashed. Evaluating against it
-// (evaluator.h) then only reads.
+// Compiling is where the expensive work happens: regexes are compiled with RE2, semantic
+// versions and dates parsed, target and segment key sets hashed, bucketing prefixes
+// pre-hashed. Evaluating against a snapshot (evaluator.h) then only reads.
 //
 // A Snapshot is immutable once built. Writers build a new one and publish it (SnapshotCell);
 // readers keep the shared_ptr for as long as they use results that point into it.
+//
+// Snapshots share what did not change: Apply makes the next snapshot from a change set by
+// compiling only the items the change set names; every other compiled item (and its encoded
+// JSON) is shared with the previous snapshot. References between items (prerequisites,
+// segmentMatch) are resolved by key in the evaluating snapshot, so no other item needs
+// recompiling and one evaluation only ever sees one snapshot's items.
 //
 // Thread safety: a const Snapshot may be evaluated from any number of threads at once.
 //
 //   std::shared_ptr<const Snapshot> snap = Snapshot::Build(std::move(env));
 //   Detail d = Evaluate(*snap, "checkout", context);
+//   auto next = snap->Apply(change_set);   // StatusOr<shared_ptr<const Snapshot>>
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/model.h"
 
 namespace gonfalon::rules {
@@ -30,31 +40,55 @@ struct CompiledSegment;
 struct SnapshotData;
 }  // namespace internal
 
+// Runs work(i) for every i in [0, count), in any order, possibly on several threads at once,
+// and returns when all are done. Rules starts no threads itself: the server and the SDK pass
+// one that does (it pays from a few thousand items).
+using ParallelFor = std::function<void(size_t count, const std::function<void(size_t i)>& work)>;
+
 class Snapshot {
  public:
   // Never fails: data that cannot be evaluated (a bad regex, a variation out of range, a
   // missing prerequisite) compiles into something that evaluates as LaunchDarkly would
-  // (no match, MALFORMED_FLAG, PREREQUISITE_FAILED).
-  static std::shared_ptr<const Snapshot> Build(Environment env);
+  // (no match, MALFORMED_FLAG, PREREQUISITE_FAILED). Items are compiled through `parallel`
+  // when given (each item alone: none refers to another's compiled form).
+  static std::shared_ptr<const Snapshot> Build(Environment env, const ParallelFor& parallel = {});
   ~Snapshot();
   Snapshot(const Snapshot&) = delete;
   Snapshot& operator=(const Snapshot&) = delete;
 
+  // The next snapshot: this one with `event` applied by ApplyChangeSet's rules (each item
+  // replaces or removes the item of its key only if newer; all or nothing, the error names
+  // the item). Compiles only the named items. `changes`, when given, receives what changed.
+  absl::StatusOr<std::shared_ptr<const Snapshot>> Apply(const ChangeSetEvent& event,
+                                                        AppliedChanges* changes = nullptr) const;
+
   int64_t sequence() const;
-  // The data the snapshot was built from.
-  const Environment& environment() const;
+  // Flags that evaluate (archived ones excluded), in key order.
   size_t flag_count() const;
-  // The compiled flag with this key, or nullptr (deleted flags are absent).
-  const internal::CompiledFlag* FindFlag(std::string_view key) const;
-  // The i-th compiled flag in key order, i < flag_count().
   const internal::CompiledFlag& flag(size_t i) const;
-  // The position of one of this snapshot's flags: flag(FlagIndex(f)) is f.
-  size_t FlagIndex(const internal::CompiledFlag& f) const;
+  // The compiled flag with this key, or nullptr (absent or archived).
+  const internal::CompiledFlag* FindFlag(std::string_view key) const;
+  // A number for each flag, below ordinal_bound(), that stays the same for a key in the
+  // snapshots Apply derives from this one (while the flag exists): per-flag tables indexed by
+  // it survive updates.
+  uint32_t FlagOrdinal(const internal::CompiledFlag& f) const;
+  uint32_t ordinal_bound() const;
+
+  // The environment as JSON, {"sequence":n,"flags":{...},"segments":{...}} (codec.h's
+  // EncodeEnvironment), assembled from each item's JSON, which is encoded once per item
+  // version and shared between snapshots.
+  std::string PayloadJson() const;
+  // The data the snapshot holds, decoded (tests and tools; costs a copy of everything).
+  Environment ToEnvironment() const;
+  // The flags whose evaluation may differ after `changes`: the changed flags, flags that
+  // match on a changed segment (directly or through other segments), and, transitively,
+  // flags that have any of those as a prerequisite. Key order.
+  std::vector<std::string> AffectedFlags(const AppliedChanges& changes) const;
+
   // For the evaluator.
   const internal::SnapshotData& data() const { return *d_; }
 
  private:
-  friend struct internal::SnapshotData;
   Snapshot();
   std::unique_ptr<internal::SnapshotData> d_;
 };

@@ -46,7 +46,11 @@ struct Config {
   std::chrono::milliseconds stable_connection{60000};  // resets the retry schedule
   bool offline = false;     // no network: evaluate from flag_file
   std::string flag_file;    // offline mode: a payload as `gonfalon eval --data` reads
-  std::string cache_file;   // optional: last known data, written after each change, read at start
+  // Optional: last known data, read at start; written after a `put` and at most once a second
+  // after changes (the last change by the next heartbeat or Close at the latest).
+  std::string cache_file;
+  // Threads that compile a whole data set (a `put`, the cache, the flag file).
+  int compile_threads = 2;
   // Events: exposure counts (per flag and variation) and Track() events, posted to
   // /sdk/v1/events in the background every flush_interval, at most event_capacity Track events
   // held; what cannot be sent is dropped and counted (Status::events_dropped).
