@@ -98,6 +98,24 @@ void AddFlagRoutes(Router& router, Services& s) {
 
   router.Add("POST", "/api/v1/projects/{p}/flags", Access::kAdmin, [&store](const Call& c) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
+    // {"flags":[...]}: many flags in one commit, all or nothing.
+    if (const Value* list = body.Find("flags"); list != nullptr && body.Find("key") == nullptr) {
+      if (!list->is_array()) return ErrorResponse(400, "invalid_argument", "flags: expected an array of flags", "flags");
+      std::vector<storage::FlagMeta> metas;
+      metas.reserve(list->as_array().size());
+      for (size_t i = 0; i < list->as_array().size(); ++i) {
+        absl::StatusOr<storage::FlagMeta> meta = storage::FlagMetaFromJson(list->as_array()[i]);
+        if (!meta.ok()) {
+          return ErrorResponse(absl::Status(meta.status().code(), StrCat("flags[", i, "].", meta.status().message())));
+        }
+        metas.push_back(std::move(*meta));
+      }
+      TRY_ASSIGN(std::vector<storage::FlagMeta> created, store.CreateFlags(c.Param("p"), metas, ActorOf(*c.key), Comment(c.req)));
+      rules::Array out;
+      out.reserve(created.size());
+      for (const storage::FlagMeta& m : created) out.push_back(storage::FlagMetaToJson(m));
+      return Json(201, Value(rules::Object{{"flags", Value(std::move(out))}}));
+    }
     TRY_ASSIGN(storage::FlagMeta meta, storage::FlagMetaFromJson(body));
     TRY_ASSIGN(storage::FlagMeta created, store.CreateFlag(c.Param("p"), meta, ActorOf(*c.key), Comment(c.req)));
     return WithETag(Json(201, storage::FlagMetaToJson(created)), created.version);

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "commit_queue.h"
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
@@ -378,6 +379,46 @@ class RocksStore final : public Store {
   absl::StatusOr<FlagMeta> CreateFlag(std::string_view project, const FlagMeta& in,
                                       const Actor& actor, std::string_view comment) override {
     RETURN_IF_ERROR(CheckWritable());
+    RETURN_IF_ERROR(CheckNewFlag(in));
+    ProjectState& ps = ProjectLock(project);
+    std::lock_guard<std::mutex> pl(ps.mu);
+    RETURN_IF_ERROR(GetProject(project).status());
+    RETURN_IF_ERROR(CheckFlagAbsent(project, in.key));
+    FlagMeta meta = NewFlagMeta(in);
+    RETURN_IF_ERROR(WriteFlagsEverywhere(project, {&meta}, actor, comment));
+    return meta;
+  }
+
+  absl::StatusOr<std::vector<FlagMeta>> CreateFlags(std::string_view project, const std::vector<FlagMeta>& in,
+                                                    const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(CheckWritable());
+    if (in.empty() || in.size() > kMaxBulkFlags) {
+      return absl::InvalidArgumentError(StrCat("flags: expected 1 to ", kMaxBulkFlags, " flags, got ", in.size()));
+    }
+    absl::flat_hash_set<std::string_view> keys;
+    for (size_t i = 0; i < in.size(); ++i) {
+      RETURN_IF_ERROR(Prefixed(CheckNewFlag(in[i]), StrCat("flags[", i, "].")));
+      if (!keys.insert(in[i].key).second) {
+        return absl::InvalidArgumentError(StrCat("flags[", i, "].key: \"", in[i].key, "\" appears twice in the request"));
+      }
+    }
+    ProjectState& ps = ProjectLock(project);
+    std::lock_guard<std::mutex> pl(ps.mu);
+    RETURN_IF_ERROR(GetProject(project).status());
+    std::vector<FlagMeta> metas;
+    metas.reserve(in.size());
+    std::vector<const FlagMeta*> refs;
+    for (size_t i = 0; i < in.size(); ++i) {
+      RETURN_IF_ERROR(Prefixed(CheckFlagAbsent(project, in[i].key), StrCat("flags[", i, "].")));
+      metas.push_back(NewFlagMeta(in[i]));
+    }
+    for (const FlagMeta& m : metas) refs.push_back(&m);
+    RETURN_IF_ERROR(WriteFlagsEverywhere(project, refs, actor, comment));
+    return metas;
+  }
+
+  // A new flag's own checks (no storage read).
+  absl::Status CheckNewFlag(const FlagMeta& in) {
     RETURN_IF_ERROR(ValidateKey(in.key, "key"));
     RETURN_IF_ERROR(CheckVariations(in));
     for (auto [field, v] : {std::pair{"defaults.offVariation", in.default_off_variation},
@@ -387,19 +428,23 @@ class RocksStore final : public Store {
             StrCat(field, ": variation ", *v, " does not exist (the flag has ", in.variations.size(), " variations)"));
       }
     }
-    ProjectState& ps = ProjectLock(project);
-    std::lock_guard<std::mutex> pl(ps.mu);
-    RETURN_IF_ERROR(GetProject(project).status());
-    ASSIGN_OR_RETURN(auto existing, Get(kFlagMeta, StrCat(project, "/", in.key)));
+    return absl::OkStatus();
+  }
+
+  // REQUIRES: the project's lock held.
+  absl::Status CheckFlagAbsent(std::string_view project, const std::string& key) {
+    ASSIGN_OR_RETURN(auto existing, Get(kFlagMeta, StrCat(project, "/", key)));
     if (existing.has_value()) {
-      return absl::AlreadyExistsError(
-          StrCat("key: flag \"", in.key, "\" already exists in project \"", project, "\""));
+      return absl::AlreadyExistsError(StrCat("key: flag \"", key, "\" already exists in project \"", project, "\""));
     }
+    return absl::OkStatus();
+  }
+
+  FlagMeta NewFlagMeta(const FlagMeta& in) const {
     FlagMeta meta = in;
     meta.version = 1;
     meta.created_ms = Now();
     if (meta.name.empty()) meta.name = meta.key;
-    RETURN_IF_ERROR(WriteFlagEverywhere(project, meta, actor, comment));
     return meta;
   }
 
@@ -435,7 +480,7 @@ class RocksStore final : public Store {
     // A write that changes nothing makes no change set (no sequence, no audit, no stream event).
     if (FlagMetaToJson(meta) == FlagMetaToJson(current)) return current;
     meta.version = current.version + 1;
-    RETURN_IF_ERROR(WriteFlagEverywhere(project, meta, actor, comment, meta.archived && !current.archived));
+    RETURN_IF_ERROR(WriteFlagsEverywhere(project, {&meta}, actor, comment, meta.archived && !current.archived));
     return meta;
   }
 
@@ -1475,29 +1520,42 @@ class RocksStore final : public Store {
   // with the flag as evaluated there: its targeting kept (or, new, off) and the project's part
   // applied. Fails, writing nothing, if an environment's targeting no longer fits.
   // REQUIRES: the project's lock held.
-  absl::Status WriteFlagEverywhere(std::string_view project, const FlagMeta& meta, const Actor& actor,
-                                   std::string_view comment, bool archiving = false) {
+  // Writes the project-level part of `metas` and, in every environment, one change set with
+  // each flag's environment copy (created off, or updated with the new project-level part).
+  absl::Status WriteFlagsEverywhere(std::string_view project, const std::vector<const FlagMeta*>& metas,
+                                    const Actor& actor, std::string_view comment, bool archiving = false) {
     ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(project));
     EnvLocks locks = LockEnvironments(project, envs);
     // An archived flag is off for its dependents' evaluation: refused as a delete is.
-    if (archiving) RETURN_IF_ERROR(CheckNotPrerequisite(locks, meta.key, "remove it there before archiving"));
+    if (archiving) {
+      for (const FlagMeta* meta : metas) {
+        RETURN_IF_ERROR(CheckNotPrerequisite(locks, meta->key, "remove it there before archiving"));
+      }
+    }
     std::vector<WriteOp> ops;
     std::vector<AppliedChangeSet> applied;
-    ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta.key), ToJson(FlagMetaToJson(meta))));
+    for (const FlagMeta* meta : metas) {
+      ops.push_back(Put(kFlagMeta, StrCat(project, "/", meta->key), ToJson(FlagMetaToJson(*meta))));
+    }
     for (EnvState* env : locks.states) {
-      ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta.key));
-      rules::Flag f;
-      if (!before.has_value()) {
-        ASSIGN_OR_RETURN(f, NewEnvironmentFlag(meta));
-      } else {
-        ASSIGN_OR_RETURN(f, DecodeStoredFlag(*before, ItemKey(project, env->record.key, ItemKind::kFlag, meta.key)));
+      std::vector<PreparedItem> items;
+      items.reserve(metas.size());
+      for (const FlagMeta* meta : metas) {
+        ASSIGN_OR_RETURN(auto before, ReadItem(*env, ItemKind::kFlag, meta->key));
+        rules::Flag f;
+        if (!before.has_value()) {
+          ASSIGN_OR_RETURN(f, NewEnvironmentFlag(*meta));
+        } else {
+          ASSIGN_OR_RETURN(f, DecodeStoredFlag(*before, ItemKey(project, env->record.key, ItemKind::kFlag, meta->key)));
+        }
+        ApplyMeta(*meta, f);
+        f.version = VersionOf(before) + 1;
+        Value encoded = rules::EncodeFlag(f);
+        absl::StatusOr<rules::Flag> strict = rules::DecodeFlag(encoded, {.strict = true});
+        if (!strict.ok()) return Prefixed(strict.status(), StrCat("environments.", env->record.key, "."));
+        items.push_back({ItemKind::kFlag, meta->key, std::move(before), std::move(encoded)});
       }
-      ApplyMeta(meta, f);
-      f.version = VersionOf(before) + 1;
-      Value encoded = rules::EncodeFlag(f);
-      absl::StatusOr<rules::Flag> strict = rules::DecodeFlag(encoded, {.strict = true});
-      if (!strict.ok()) return Prefixed(strict.status(), StrCat("environments.", env->record.key, "."));
-      applied.push_back(AppendChangeSet(*env, {{ItemKind::kFlag, meta.key, before, encoded}}, actor, comment, ops));
+      applied.push_back(AppendChangeSet(*env, items, actor, comment, ops));
     }
     return CommitLocked(locks.states, std::move(ops), applied);
   }

@@ -637,3 +637,62 @@ TEST_F(StoreTest, PrerequisiteChainsLongerThanTheEvaluationLimitAreRefused) {
 
 }  // namespace
 }  // namespace gonfalon::storage
+
+namespace gonfalon::storage {
+namespace {
+
+FlagMeta BoolFlag(std::string key) {
+  FlagMeta m;
+  m.key = std::move(key);
+  m.variations = {rules::Value(false), rules::Value(true)};
+  return m;
+}
+
+TEST_F(StoreTest, CreateFlagsCommitsOneChangeSetPerEnvironment) {
+  MakeShop();
+  ASSERT_OK_AND_ASSIGN(int64_t before, store_->Sequence("shop", "production"));
+  std::vector<FlagMeta> metas;
+  for (int i = 0; i < 250; ++i) metas.push_back(BoolFlag("bulk-" + std::to_string(i)));
+  ASSERT_OK_AND_ASSIGN(std::vector<FlagMeta> created, store_->CreateFlags("shop", metas, actor_, "bulk"));
+  ASSERT_EQ(created.size(), 250u);
+  EXPECT_EQ(created[7].version, 1);
+  EXPECT_EQ(created[7].name, "bulk-7");
+  for (const char* env : {"production", "staging"}) {
+    ASSERT_OK_AND_ASSIGN(int64_t after, store_->Sequence("shop", env));
+    ASSERT_OK_AND_ASSIGN(std::vector<std::string> changes, store_->ChangesSince("shop", env, after - 1));
+    ASSERT_EQ(changes.size(), 1u);
+    ASSERT_OK_AND_ASSIGN(rules::ChangeSetEvent event, rules::DecodeChangeSetEvent(changes[0]));
+    EXPECT_EQ(event.items.size(), 250u);
+  }
+  ASSERT_OK_AND_ASSIGN(int64_t after, store_->Sequence("shop", "production"));
+  EXPECT_EQ(after, before + 1);
+  ASSERT_OK_AND_ASSIGN(rules::Environment env, store_->LoadEnvironment("shop", "production"));
+  EXPECT_EQ(env.flags.size(), 251u);
+  EXPECT_FALSE(env.flags.at("bulk-249").on);
+}
+
+TEST_F(StoreTest, CreateFlagsIsAllOrNothing) {
+  MakeShop();
+  ASSERT_OK_AND_ASSIGN(int64_t before, store_->Sequence("shop", "production"));
+  // An existing key in the middle: nothing is written, and the error names the item.
+  std::vector<FlagMeta> metas = {BoolFlag("a"), BoolFlag("checkout"), BoolFlag("b")};
+  auto r = store_->CreateFlags("shop", metas, actor_, "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(std::string(r.status().message()).find("flags[1].key"), std::string::npos) << r.status();
+  // A duplicate within the request, and a bad variation default.
+  r = store_->CreateFlags("shop", {BoolFlag("a"), BoolFlag("a")}, actor_, "");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  FlagMeta bad = BoolFlag("c");
+  bad.default_off_variation = 5;
+  r = store_->CreateFlags("shop", {BoolFlag("a"), bad}, actor_, "");
+  EXPECT_NE(std::string(r.status().message()).find("flags[1].defaults.offVariation"), std::string::npos) << r.status();
+  r = store_->CreateFlags("shop", {}, actor_, "");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store_->GetFlagMeta("shop", "a").ok());
+  ASSERT_OK_AND_ASSIGN(int64_t after, store_->Sequence("shop", "production"));
+  EXPECT_EQ(after, before);
+}
+
+}  // namespace
+}  // namespace gonfalon::storage

@@ -245,6 +245,11 @@ class Store {
   // Creates the flag and, in every environment, a change set adding it (off).
   virtual absl::StatusOr<FlagMeta> CreateFlag(std::string_view project, const FlagMeta& meta,
                                               const Actor& actor, std::string_view comment) = 0;
+  // Creates many flags in one commit (one change set per environment): all or nothing. Errors
+  // name the flag ("flags[3].key: ..."). At most kMaxBulkFlags.
+  static constexpr size_t kMaxBulkFlags = 10000;
+  virtual absl::StatusOr<std::vector<FlagMeta>> CreateFlags(std::string_view project, const std::vector<FlagMeta>& metas,
+                                                            const Actor& actor, std::string_view comment) = 0;
   virtual absl::StatusOr<FlagMeta> GetFlagMeta(std::string_view project, std::string_view key) = 0;
   virtual absl::StatusOr<std::vector<FlagMeta>> ListFlagMeta(std::string_view project) = 0;
   // Replaces the project-level part; every environment gets a change set with the new flag.
