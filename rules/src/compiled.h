@@ -96,6 +96,8 @@ struct CompiledFlag {
   const Flag* const model = &flag;
   // Stable for a key across the snapshots that share it (exposure counters index by it).
   uint32_t ordinal = 0;
+  // Prerequisites or segmentMatch clauses: its answer can change when another item changes.
+  bool has_references = false;
   bool has_targeting = false;  // any targets or rules (OFREP STATIC otherwise)
   std::vector<CompiledPrerequisite> prerequisites;
   std::vector<CompiledTarget> targets;  // in LaunchDarkly's order (contextTargets, user deferral)
@@ -124,6 +126,7 @@ struct CompiledSegment {
 
   const Segment segment;
   const Segment* const model = &segment;
+  bool has_references = false;  // segmentMatch clauses in its rules
   // kind -> keys
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> included;
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> excluded;
@@ -143,10 +146,14 @@ struct SnapshotData {
   // Every item, archived and deleted-marked ones included (payloads carry them).
   ItemIndex<CompiledFlag> flags;
   ItemIndex<CompiledSegment> segments;
-  // Key order. `live_flags` omits flags marked deleted (archived): what evaluation sees.
+  // Key order. `live_flags` omits flags marked deleted (archived): what evaluation sees. The
+  // `referring_` lists hold the live items with references (has_references), the only ones
+  // whose answers can change when another item does (AffectedFlags scans them alone).
   std::vector<const CompiledFlag*> flag_order;
   std::vector<const CompiledFlag*> live_flags;
+  std::vector<const CompiledFlag*> referring_flags;
   std::vector<const CompiledSegment*> segment_order;
+  std::vector<const CompiledSegment*> referring_segments;
   uint32_t ordinal_bound = 0;  // every flag's ordinal is below it
 
   // For evaluation: nullptr when absent or marked deleted.

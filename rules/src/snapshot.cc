@@ -13,6 +13,41 @@ namespace {
 // Above this many string values an `in` clause looks values up in a hash set.
 constexpr size_t kStringSetThreshold = 8;
 
+// The key-ordered list `before` with the (sorted, unique) `keys` replaced, inserted or
+// removed: each key's node from `index` if it exists and `keep(node)`. The ranges between
+// changed keys are copied whole, and positions found by binary search, so the cost is a copy
+// of the pointers plus O(k log n) key comparisons.
+template <typename Node, typename Keep>
+std::vector<const Node*> MergeOrder(const std::vector<const Node*>& before, const std::vector<std::string_view>& keys,
+                                    const ItemIndex<Node>& index, Keep keep) {
+  std::vector<const Node*> out;
+  out.reserve(before.size() + keys.size());
+  auto it = before.begin();
+  for (std::string_view k : keys) {
+    auto pos = std::lower_bound(it, before.end(), k,
+                                [](const Node* n, std::string_view key) { return std::string_view(n->key()) < key; });
+    out.insert(out.end(), it, pos);
+    it = pos;
+    if (it != before.end() && std::string_view((*it)->key()) == k) ++it;  // replaced or removed
+    if (const Node* n = index.Find(k); n != nullptr && keep(*n)) out.push_back(n);
+  }
+  out.insert(out.end(), it, before.end());
+  return out;
+}
+
+bool Always(const auto&) { return true; }
+bool IsLive(const CompiledFlag& f) { return !f.model->deleted; }
+bool IsReferring(const CompiledFlag& f) { return !f.model->deleted && f.has_references; }
+bool IsReferringSegment(const CompiledSegment& s) { return !s.model->deleted && s.has_references; }
+
+bool HasSegmentMatch(const std::vector<Clause>& clauses) {
+  for (const Clause& c : clauses) {
+    if (c.op == Op::kSegmentMatch) return true;
+  }
+  return false;
+}
+
+
 CompiledClause CompileClause(const Clause& c) {
   CompiledClause cc;
   cc.model = &c;
@@ -105,6 +140,8 @@ void AddTarget(const std::string& kind, const std::vector<std::string>& values, 
 
 void CompileFlagInto(CompiledFlag& cf) {
   const Flag& f = cf.flag;
+  cf.has_references = !f.prerequisites.empty();
+  for (const FlagRule& r : f.rules) cf.has_references = cf.has_references || HasSegmentMatch(r.clauses);
   // Anything that can make the answer depend on the context or on other flags (OFREP STATIC
   // only without any of it).
   cf.has_targeting = !f.targets.empty() || !f.context_targets.empty() || !f.rules.empty() || !f.prerequisites.empty();
@@ -150,6 +187,7 @@ void AddKeys(absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>&
 
 void CompileSegmentInto(CompiledSegment& cs) {
   const Segment& s = cs.segment;
+  for (const SegmentRule& r : s.rules) cs.has_references = cs.has_references || HasSegmentMatch(r.clauses);
   if (!s.included.empty()) AddKeys(cs.included, "user", s.included);
   if (!s.excluded.empty()) AddKeys(cs.excluded, "user", s.excluded);
   for (const SegmentTarget& t : s.included_contexts) AddKeys(cs.included, t.context_kind, t.values);
@@ -165,34 +203,6 @@ void CompileSegmentInto(CompiledSegment& cs) {
                                        /*literal=*/!r.rollout_context_kind.has_value());
     cs.rules.push_back(std::move(cr));
   }
-}
-
-// Key order over the nodes of `index`: the previous order with the named keys replaced,
-// inserted or removed, merged in one linear pass.
-template <typename Node>
-std::vector<const Node*> MergeOrder(const std::vector<const Node*>& before, std::vector<std::string_view> keys,
-                                    const ItemIndex<Node>& index) {
-  std::sort(keys.begin(), keys.end());
-  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  std::vector<const Node*> out;
-  out.reserve(before.size() + keys.size());
-  size_t i = 0;
-  for (std::string_view k : keys) {
-    while (i < before.size() && std::string_view(before[i]->key()) < k) out.push_back(before[i++]);
-    if (i < before.size() && std::string_view(before[i]->key()) == k) ++i;  // replaced or removed
-    if (const Node* n = index.Find(k)) out.push_back(n);
-  }
-  while (i < before.size()) out.push_back(before[i++]);
-  return out;
-}
-
-std::vector<const CompiledFlag*> Live(const std::vector<const CompiledFlag*>& all) {
-  std::vector<const CompiledFlag*> out;
-  out.reserve(all.size());
-  for (const CompiledFlag* f : all) {
-    if (!f->model->deleted) out.push_back(f);
-  }
-  return out;
 }
 
 void Each(size_t n, const ParallelFor& parallel, const std::function<void(size_t)>& fn) {
@@ -266,10 +276,14 @@ std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelF
     d.flag_order.push_back(f.get());
     d.flags.Put(std::move(f));
   }
-  d.live_flags = internal::Live(d.flag_order);
+  for (const CompiledFlag* f : d.flag_order) {
+    if (internal::IsLive(*f)) d.live_flags.push_back(f);
+    if (internal::IsReferring(*f)) d.referring_flags.push_back(f);
+  }
   d.segment_order.reserve(compiled_segments.size());
   for (auto& s : compiled_segments) {
     d.segment_order.push_back(s.get());
+    if (internal::IsReferringSegment(*s)) d.referring_segments.push_back(s.get());
     d.segments.Put(std::move(s));
   }
   return snap;
@@ -317,14 +331,23 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
   }
   flag_keys.assign(applied.flags.begin(), applied.flags.end());
   segment_keys.assign(applied.segments.begin(), applied.segments.end());
+  auto all = [](const auto& node) { return internal::Always(node); };
   if (flag_keys.empty()) {
     n.flag_order = d.flag_order;
     n.live_flags = d.live_flags;
+    n.referring_flags = d.referring_flags;
   } else {
-    n.flag_order = internal::MergeOrder(d.flag_order, flag_keys, n.flags);
-    n.live_flags = internal::Live(n.flag_order);
+    n.flag_order = internal::MergeOrder(d.flag_order, flag_keys, n.flags, all);
+    n.live_flags = internal::MergeOrder(d.live_flags, flag_keys, n.flags, internal::IsLive);
+    n.referring_flags = internal::MergeOrder(d.referring_flags, flag_keys, n.flags, internal::IsReferring);
   }
-  n.segment_order = segment_keys.empty() ? d.segment_order : internal::MergeOrder(d.segment_order, segment_keys, n.segments);
+  if (segment_keys.empty()) {
+    n.segment_order = d.segment_order;
+    n.referring_segments = d.referring_segments;
+  } else {
+    n.segment_order = internal::MergeOrder(d.segment_order, segment_keys, n.segments, all);
+    n.referring_segments = internal::MergeOrder(d.referring_segments, segment_keys, n.segments, internal::IsReferringSegment);
+  }
   if (changes != nullptr) *changes = std::move(applied);
   return std::shared_ptr<const Snapshot>(std::move(next));
 }
@@ -383,7 +406,7 @@ std::vector<std::string> Snapshot::AffectedFlags(const AppliedChanges& changes) 
   // Segments that match on changed segments change too, to a fixed point.
   for (bool grew = !segments.empty(); grew;) {
     grew = false;
-    for (const CompiledSegment* s : d.segment_order) {
+    for (const CompiledSegment* s : d.referring_segments) {
       if (segments.contains(std::string_view(s->key()))) continue;
       for (const SegmentRule& r : s->model->rules) {
         if (names_any(r.clauses, segments)) {
@@ -396,7 +419,7 @@ std::vector<std::string> Snapshot::AffectedFlags(const AppliedChanges& changes) 
   }
   absl::flat_hash_set<std::string_view> flags(changes.flags.begin(), changes.flags.end());
   if (!segments.empty()) {
-    for (const CompiledFlag* f : d.flag_order) {
+    for (const CompiledFlag* f : d.referring_flags) {
       for (const FlagRule& r : f->model->rules) {
         if (names_any(r.clauses, segments)) {
           flags.insert(f->key());
@@ -408,7 +431,7 @@ std::vector<std::string> Snapshot::AffectedFlags(const AppliedChanges& changes) 
   // Flags whose prerequisites changed, transitively.
   for (bool grew = !flags.empty(); grew;) {
     grew = false;
-    for (const CompiledFlag* f : d.flag_order) {
+    for (const CompiledFlag* f : d.referring_flags) {
       if (flags.contains(std::string_view(f->key()))) continue;
       for (const Prerequisite& p : f->model->prerequisites) {
         if (flags.contains(std::string_view(p.key))) {

@@ -35,41 +35,65 @@ using rules::Value;
 
 namespace {
 
-// A snapshot with its exposure counters: one slot per (flag, variation + 1), slot 0 of each
-// flag for "no variation" (the caller's default). Each evaluating thread counts in a shard of
-// its own — a plain relaxed load and store, no locked instruction, no shared cache line — and
-// the flusher sends the growth of every shard since it last looked.
-struct Published {
+// Exposure counters: one slot per (flag, variation + 1), slot 0 of each flag for "no
+// variation" (the caller's default), laid out by flag ordinal (Snapshot::FlagOrdinal). Each
+// evaluating thread counts in a shard of its own — a plain relaxed load and store, no locked
+// instruction, no shared cache line — and the flusher sends the growth of every shard since it
+// last looked. Successive snapshots share one Counters while the layout still fits them (no
+// new flag, no changed variation count), so a change costs nothing here.
+struct Counters {
   struct Shard {
     explicit Shard(size_t n) : counts(std::make_unique<std::atomic<uint64_t>[]>(n)), reported(n, 0) {}
     std::unique_ptr<std::atomic<uint64_t>[]> counts;  // written by one thread only
     std::vector<uint64_t> reported;                   // the flusher's: what was already sent
   };
-  std::shared_ptr<const rules::Snapshot> snap;
   const uint64_t instance = rules::NextInstanceId();  // tells tables apart in per-thread caches
-  // By flag ordinal (Snapshot::FlagOrdinal): the first slot, and the flag (null: none).
-  std::vector<uint32_t> base;  // ordinal_bound() + 1 entries; base[o + 1] ends flag o's slots
-  std::vector<const rules::internal::CompiledFlag*> flags;
+  std::vector<uint32_t> base;     // ordinal_bound() + 1 entries; base[o + 1] ends flag o's slots
+  std::vector<std::string> keys;  // by ordinal; "" for none
   size_t slots = 0;
   mutable std::mutex shards_mu;  // guards `shards` (taken once per thread and by the flusher)
   mutable std::vector<std::unique_ptr<Shard>> shards;
 
-  explicit Published(std::shared_ptr<const rules::Snapshot> s) : snap(std::move(s)) {
-    const uint32_t bound = snap->ordinal_bound();
-    flags.assign(bound, nullptr);
-    for (size_t i = 0; i < snap->flag_count(); ++i) flags[snap->FlagOrdinal(snap->flag(i))] = &snap->flag(i);
+  explicit Counters(const rules::Snapshot& snap) {
+    const uint32_t bound = snap.ordinal_bound();
+    std::vector<uint32_t> sizes(bound, 0);
+    keys.resize(bound);
+    for (size_t i = 0; i < snap.flag_count(); ++i) {
+      const auto& f = snap.flag(i);
+      uint32_t o = snap.FlagOrdinal(f);
+      sizes[o] = static_cast<uint32_t>(rules::FlagModel(f).variations.size() + 1);
+      keys[o] = rules::FlagModel(f).key;
+    }
     base.reserve(bound + 1);
     for (uint32_t o = 0; o < bound; ++o) {
       base.push_back(static_cast<uint32_t>(slots));
-      if (flags[o] != nullptr) slots += rules::FlagModel(*flags[o]).variations.size() + 1;
+      slots += sizes[o];
     }
     base.push_back(static_cast<uint32_t>(slots));
+  }
+  // Whether this layout still fits `snap`, whose flags differ from the snapshot it was made for
+  // only in `changed` (a removed flag keeps its slots, unused).
+  bool Fits(const rules::Snapshot& snap, const std::vector<std::string>& changed) const {
+    if (snap.ordinal_bound() + 1 != base.size()) return false;
+    for (const std::string& k : changed) {
+      const auto* f = snap.FindFlag(k);
+      if (f == nullptr) continue;
+      uint32_t o = snap.FlagOrdinal(*f);
+      if (keys[o] != k || base[o + 1] - base[o] != rules::FlagModel(*f).variations.size() + 1) return false;
+    }
+    return true;
   }
   Shard* NewShard() const {
     std::lock_guard<std::mutex> l(shards_mu);
     shards.push_back(std::make_unique<Shard>(slots));
     return shards.back().get();
   }
+};
+
+// What evaluations read: the snapshot, and the counters (null when events are off).
+struct Published {
+  std::shared_ptr<const rules::Snapshot> snap;
+  std::shared_ptr<const Counters> counters;
 };
 }  // namespace
 
@@ -157,12 +181,12 @@ class Client::Impl {
     return reader->Get();
   }
 
-  // This thread's counters for `p` (made on first use; `p` owns them).
-  static Published::Shard* ShardFor(const Published* p) {
+  // This thread's shard of `c` (made on first use; `c` owns it).
+  static Counters::Shard* ShardFor(const Counters& c) {
     // By the table's instance id, not its address: a new table may reuse a freed one's.
     struct ShardTag;
-    using Shards = rules::PerThreadCache<ShardTag, char, Published::Shard*, 2>;
-    return Shards::Get(p->instance, [&] { return p->NewShard(); });
+    using Shards = rules::PerThreadCache<ShardTag, char, Counters::Shard*, 2>;
+    return Shards::Get(c.instance, [&] { return c.NewShard(); });
   }
 
   template <typename T, typename Extract>
@@ -181,9 +205,10 @@ class Client::Impl {
       return out;
     }
     rules::Detail d = rules::Evaluate(*p->snap, *flag, ctx);
-    if (counting_) {
+    if (p->counters != nullptr) {
+      const Counters& counters = *p->counters;
       std::atomic<uint64_t>& c =
-          ShardFor(p)->counts[p->base[p->snap->FlagOrdinal(*flag)] + static_cast<size_t>(d.variation_index + 1)];
+          ShardFor(counters)->counts[counters.base[p->snap->FlagOrdinal(*flag)] + static_cast<size_t>(d.variation_index + 1)];
       c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
     }
     out.reason = d.reason;
@@ -323,20 +348,31 @@ class Client::Impl {
         }
       }
     }
-    Publish(std::move(snap), source, std::move(changed), /*whole=*/true);
+    Publish(std::move(snap), source, std::move(changed), nullptr);
   }
 
   // Makes `snap` current: publishes it, writes the cache, tells listeners about `changed`.
+  // `applied`: the flags a change set wrote (null: a whole new data set).
   void Publish(std::shared_ptr<const rules::Snapshot> snap, DataSource source, std::vector<std::string> changed,
-               bool whole) {
+               const std::vector<std::string>* applied) {
+    const bool whole = applied == nullptr;
     {
       std::lock_guard<std::mutex> l(mu_);
       data_ = snap;
       sequence_ = snap->sequence();
-      // The old counters still count for readers that have not moved on: the flusher drains
-      // them until nobody else holds them.
-      if (auto old = cell_.Load()) retired_.push_back(std::move(old));
-      cell_.Publish(std::make_shared<const Published>(snap));
+      std::shared_ptr<const Counters> counters;
+      if (counting_) {
+        std::shared_ptr<const Published> current = cell_.Load();
+        if (!whole && current != nullptr && current->counters->Fits(*snap, *applied)) {
+          counters = current->counters;
+        } else {
+          counters = std::make_shared<const Counters>(*snap);
+          // The old counters still count for readers that have not moved on: the flusher
+          // drains them until nobody else holds them.
+          if (current != nullptr) retired_.push_back(current->counters);
+        }
+      }
+      cell_.Publish(std::make_shared<const Published>(Published{snap, std::move(counters)}));
       initialized_ = true;
       source_ = source;
       data_time_ = Clock::now();
@@ -462,7 +498,7 @@ class Client::Impl {
     // flags depending on changed flags as prerequisites).
     std::vector<std::string> changed;
     if (HasFlagListeners()) changed = (*next)->AffectedFlags(applied);
-    Publish(std::move(*next), DataSource::kStream, std::move(changed), /*whole=*/false);
+    Publish(std::move(*next), DataSource::kStream, std::move(changed), &applied.flags);
     return true;
   }
 
@@ -614,11 +650,11 @@ class Client::Impl {
   // Swaps every exposure counter to zero (current and retired snapshots) and posts the counts
   // with the Track events; what cannot be delivered is dropped and counted.
   void SendEvents(std::vector<Value> metrics) {
-    std::vector<std::shared_ptr<const Published>> tables;
+    std::vector<std::shared_ptr<const Counters>> tables;
     {
       std::lock_guard<std::mutex> l(mu_);
       tables = retired_;
-      if (auto current = cell_.Load()) tables.push_back(std::move(current));
+      if (auto current = cell_.Load()) tables.push_back(current->counters);
     }
     rules::Array exposures;
     for (const auto& t : tables) {
@@ -633,11 +669,11 @@ class Client::Impl {
           }
         }
       }
-      for (size_t o = 0; o < t->flags.size(); ++o) {
+      for (size_t o = 0; o < t->keys.size(); ++o) {
         for (size_t slot = t->base[o]; slot < t->base[o + 1]; ++slot) {
           if (grown[slot] == 0) continue;
           exposures.push_back(Value(rules::Object{
-              {"flag", Value(rules::FlagModel(*t->flags[o]).key)},
+              {"flag", Value(t->keys[o])},
               {"variation", Value(static_cast<int>(slot - t->base[o]) - 1)},
               {"count", Value(static_cast<int64_t>(std::min<uint64_t>(grown[slot], 1000000000)))}}));
         }
@@ -648,7 +684,7 @@ class Client::Impl {
       std::lock_guard<std::mutex> l(mu_);
       tables.clear();
       retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
-                                    [](const std::shared_ptr<const Published>& t) { return t.use_count() == 1; }),
+                                    [](const std::shared_ptr<const Counters>& t) { return t.use_count() == 1; }),
                      retired_.end());
     }
     if (exposures.empty() && metrics.empty()) return;
@@ -742,7 +778,7 @@ class Client::Impl {
   rules::PublishedCell<Published> cell_;
   const bool counting_ = false;  // set in the constructor: events on and not offline
   mutable std::mutex mu_;  // guards the fields below (never taken by evaluations)
-  std::vector<std::shared_ptr<const Published>> retired_;
+  std::vector<std::shared_ptr<const Counters>> retired_;  // replaced counters not yet drained
   std::condition_variable cv_;
   std::shared_ptr<const rules::Snapshot> data_;  // what is served (the cell's snapshot)
   int64_t sequence_ = -1;                          // the last change set applied

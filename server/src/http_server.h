@@ -30,7 +30,9 @@ struct ServerLimits {
   std::chrono::milliseconds heartbeat{15'000};
   std::chrono::milliseconds shutdown_grace{5'000};
   int io_threads = 2;
-  int worker_threads = 2;
+  // Admin writes block here (the fsync, then the wait until the change is published): they
+  // mostly wait, so enough threads let concurrent writers share one group commit.
+  int worker_threads = 32;
   bool log_requests = false;
 };
 

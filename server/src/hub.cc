@@ -115,6 +115,23 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
   return hub;
 }
 
+absl::StatusOr<size_t> Hubs::LoadAll(const std::atomic<bool>& stop) {
+  absl::StatusOr<std::vector<storage::Project>> projects = store_.ListProjects();
+  if (!projects.ok()) return projects.status();
+  size_t loaded = 0;
+  for (const storage::Project& p : *projects) {
+    absl::StatusOr<std::vector<storage::Environment>> envs = store_.ListEnvironments(p.key);
+    if (!envs.ok()) return envs.status();
+    for (const storage::Environment& e : *envs) {
+      if (stop.load()) return loaded;
+      absl::StatusOr<std::shared_ptr<EnvironmentHub>> hub = Get(p.key, e.key);
+      if (!hub.ok() && !absl::IsNotFound(hub.status())) return hub.status();  // deleted meanwhile: fine
+      loaded += hub.ok() ? 1 : 0;
+    }
+  }
+  return loaded;
+}
+
 void Hubs::Changed(const storage::AppliedChangeSet& applied) {
   std::string key = StrCat(applied.project, "/", applied.environment);
   std::shared_ptr<EnvironmentHub> hub;

@@ -103,6 +103,9 @@ class Hubs {
   // The hub of an environment, loaded and compiled on first use.
   absl::StatusOr<std::shared_ptr<EnvironmentHub>> Get(const std::string& project,
                                                       const std::string& environment);
+  // Loads every environment of every project (server start, before /readyz says ready):
+  // returns how many, or the first error. Stops early when `stop` becomes true.
+  absl::StatusOr<size_t> LoadAll(const std::atomic<bool>& stop);
   // Store listener: queues a refresh (never blocks on I/O).
   void Changed(const storage::AppliedChangeSet& applied);
   // Registers an SDK stream, sending what it lacks: the change sets after `last_event_id`

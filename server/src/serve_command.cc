@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "api.h"
 #include "gonfalon/rules/codec.h"
@@ -415,12 +416,29 @@ int RunServeCommand(const std::vector<std::string>& args) {
     std::cerr << "gonfalon serve: " << bound.status().message() << "\n";
     return 1;
   }
-  api.set_ready(true);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   std::cout << "gonfalon: listening on http://" << host << ":" << *bound << " (data in " << config.data_dir
-            << ", ready in " << ms << " ms)" << std::endl;
+            << ", open in " << ms << " ms)" << std::endl;
   Log(LogLevel::kInfo, "listening", {{"address", StrCat(host, ":", *bound)}, {"dataDir", config.data_dir}});
+  // Every environment is loaded and compiled before /readyz says ready (requests that come
+  // earlier are served too: an environment not loaded yet loads on first use).
+  std::atomic<bool> stopping{false};
+  std::thread loader([&] {
+    absl::StatusOr<size_t> loaded = hubs.LoadAll(stopping);
+    auto ready_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    if (!loaded.ok()) {
+      Log(LogLevel::kError, "loading environments failed; /readyz stays not ready",
+          {{"error", std::string(loaded.status().message())}});
+      return;
+    }
+    if (stopping.load()) return;
+    api.set_ready(true);
+    std::cout << "gonfalon: ready: " << *loaded << " environments loaded in " << ready_ms << " ms" << std::endl;
+    Log(LogLevel::kInfo, "ready", {{"environments", std::to_string(*loaded)}, {"ms", std::to_string(ready_ms)}});
+  });
   server.Run();
+  stopping = true;
+  loader.join();
   Log(LogLevel::kInfo, "stopped");
   return 0;
 }

@@ -1,0 +1,660 @@
+// Scale benchmark (issue #10): one environment of N flags behind the real server, with S SDK
+// streams open. Reports bulk load time, server RSS, restart to ready, a new stream's `put`
+// (first byte and complete), one small write's acknowledgement and its propagation to the
+// streams and to a C++ SDK listener (p50/p99), eight writers' throughput, and the SDK's
+// initialization time and memory.
+//
+//   scale --server build/release/server/gonfalon --flags 100000 [--streams 1000] [--writes 500]
+//
+// bench/scale.sh runs it for 100, 10,000 and 100,000 flags. Everything is on loopback; the
+// server runs with synced writes, as in production, on a fresh data directory under $TMPDIR.
+//
+// The data: flags of four shapes (60 % plain on/off with a fallthrough, 20 % with two or three
+// attribute rules, 10 % percentage rollouts, 10 % matching one of 20 segments of 10 to 10,000
+// keys), created in bulk (1,000 flags per request, then their targeting in change sets of
+// 1,000 items).
+//
+// The S streams connect as resuming SDKs (Last-Event-ID at the current sequence), so that the
+// benchmark measures fan-out of changes rather than S copies of the whole environment; a new
+// stream's full `put` is measured on its own connections.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "gonfalon/sdk/client.h"
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kAdmin = "gfa_scale_bench_admin_token_0123456789";
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "scale: %s\n", what.c_str());
+  std::exit(1);
+}
+
+long RssKb(int pid) {
+  std::ifstream in("/proc/" + (pid ? std::to_string(pid) : std::string("self")) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return 0;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+int Connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+// A keep-alive HTTP/1.1 client for requests with Content-Length responses.
+class Http {
+ public:
+  explicit Http(int port) : port_(port) {}
+  ~Http() {
+    if (fd_ >= 0) close(fd_);
+  }
+  // Returns the status; `body` receives the response body.
+  int Request(const std::string& method, const std::string& path, const std::string& body, std::string* out = nullptr,
+              const std::string& token = kAdmin) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (fd_ < 0) fd_ = Connect(port_);
+      if (fd_ < 0) return -1;
+      std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+                        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                        "\r\n\r\n" + body;
+      if (send(fd_, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+        Reset();
+        continue;
+      }
+      std::string resp;
+      char buf[65536];
+      while (true) {
+        ssize_t n = recv(fd_, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        resp.append(buf, static_cast<size_t>(n));
+        size_t he = resp.find("\r\n\r\n");
+        if (he == std::string::npos) continue;
+        size_t cl = resp.find("Content-Length: ");
+        if (cl == std::string::npos || cl > he) cl = resp.find("content-length: ");
+        size_t len = cl == std::string::npos || cl > he ? 0 : std::strtoul(resp.c_str() + cl + 16, nullptr, 10);
+        if (resp.size() < he + 4 + len) continue;
+        if (out != nullptr) *out = resp.substr(he + 4, len);
+        return std::atoi(resp.c_str() + 9);
+      }
+      Reset();
+    }
+    return -1;
+  }
+
+ private:
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int port_;
+  int fd_ = -1;
+};
+
+int64_t JsonInt(const std::string& body, const std::string& field) {
+  size_t at = body.find("\"" + field + "\":");
+  return at == std::string::npos ? -1 : std::atoll(body.c_str() + at + field.size() + 3);
+}
+
+// --- the server process ---
+
+struct Server {
+  pid_t pid = 0;
+  int port = 0;
+  Clock::duration start_to_listen{};
+};
+
+Server StartServer(const std::string& binary, const std::string& dir) {
+  std::string out = dir + "/server.out";
+  std::filesystem::remove(out);  // not the previous run's port
+  auto t0 = Clock::now();
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    int err = open((dir + "/server.err").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(err, 2);
+    setenv("GONFALON_ADMIN_TOKEN", kAdmin, 1);
+    execl(binary.c_str(), binary.c_str(), "serve", "--listen", "127.0.0.1:0", "--data-dir", dir.c_str(),
+          "--max-connections", "20000", "--max-streams", "20000", nullptr);
+    _exit(127);
+  }
+  Server s;
+  s.pid = pid;
+  auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    std::ifstream in(out);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t at = text.find("listening on http://127.0.0.1:");
+    if (at != std::string::npos) {
+      s.port = std::atoi(text.c_str() + at + 30);
+      s.start_to_listen = Clock::now() - t0;
+      return s;
+    }
+    if (waitpid(pid, nullptr, WNOHANG) == pid) Die("the server exited; see " + dir + "/server.err");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling a log file for the port
+  }
+  Die("the server did not listen within 120 s");
+}
+
+void StopServer(Server& s) {
+  kill(s.pid, SIGTERM);
+  waitpid(s.pid, nullptr, 0);
+  s.pid = 0;
+}
+
+// Time from process start to /readyz 200.
+double WaitReady(const Server& s, Clock::time_point t0) {
+  Http h(s.port);
+  auto deadline = Clock::now() + std::chrono::seconds(300);
+  while (Clock::now() < deadline) {
+    if (h.Request("GET", "/readyz", "") == 200) return Ms(Clock::now() - t0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling readiness, as a load balancer does
+  }
+  Die("the server did not become ready");
+}
+
+// --- data ---
+
+std::string FlagKey(int i) {
+  char b[32];
+  std::snprintf(b, sizeof b, "flag-%06d", i);
+  return b;
+}
+
+std::string SegmentJson(int s) {
+  int keys = s == 0 ? 10000 : std::max(10, 10000 >> s);
+  std::string j = "{\"included\":[";
+  for (int k = 0; k < keys; ++k) j += (k ? ",\"" : "\"") + std::string("user-") + std::to_string(k * 7 + s) + "\"";
+  return j + "]}";
+}
+
+std::string FlagTargeting(int i) {
+  int shape = i % 10;
+  if (shape < 6) {
+    return std::string("{\"on\":") + (i % 3 ? "true" : "false") + ",\"fallthrough\":{\"variation\":" +
+           std::to_string(i % 2) + "},\"offVariation\":0}";
+  }
+  if (shape < 8) {
+    return R"({"on":true,"offVariation":0,"fallthrough":{"variation":0},"rules":[)"
+           R"({"clauses":[{"contextKind":"user","attribute":"country","op":"in","values":["FR","DE","IT"]}],"variation":1},)"
+           R"({"clauses":[{"contextKind":"user","attribute":"email","op":"endsWith","values":["@example.com"]},)"
+           R"({"contextKind":"user","attribute":"plan","op":"in","values":["pro","enterprise"]}],"variation":1},)"
+           R"({"clauses":[{"contextKind":"user","attribute":"version","op":"semVerGreaterThan","values":["2.3.0"]}],"variation":0}]})";
+  }
+  if (shape == 8) {
+    return R"({"on":true,"offVariation":0,"fallthrough":{"rollout":{"variations":[{"variation":0,"weight":90000},{"variation":1,"weight":10000}]}}})";
+  }
+  return R"({"on":true,"offVariation":0,"fallthrough":{"variation":0},"rules":[{"clauses":[{"contextKind":"user","attribute":"key","op":"segmentMatch","values":["segment-)" +
+         std::to_string(i % 20) + R"("]}],"variation":1}]})";
+}
+
+// Creates the project, the segments and the flags in bulk; returns the environment's sequence.
+int64_t BulkLoad(int port, int flags) {
+  Http h(port);
+  std::string body;
+  if (h.Request("POST", "/api/v1/projects", R"({"key":"bench","environments":["production"]})", &body) != 201) {
+    Die("create project: " + body);
+  }
+  const std::string env = "/api/v1/projects/bench/environments/production";
+  std::string segs = "{\"comment\":\"segments\",\"items\":[";
+  for (int s = 0; s < 20; ++s) {
+    segs += (s ? "," : "") + std::string("{\"kind\":\"segment\",\"key\":\"segment-") + std::to_string(s) +
+            "\",\"data\":" + SegmentJson(s) + "}";
+  }
+  if (h.Request("POST", env + "/changesets", segs + "]}", &body) != 200) Die("segments: " + body);
+  constexpr int kBatch = 1000;
+  for (int first = 0; first < flags; first += kBatch) {
+    int last = std::min(flags, first + kBatch);
+    std::string create = "{\"flags\":[";
+    std::string targeting = "{\"comment\":\"bulk targeting\",\"items\":[";
+    for (int i = first; i < last; ++i) {
+      create += (i > first ? "," : "") + std::string("{\"key\":\"") + FlagKey(i) +
+                "\",\"variations\":[false,true],\"tags\":[\"scale\"],\"description\":\"a flag of the scale benchmark\"}";
+      targeting += (i > first ? "," : "") + std::string("{\"kind\":\"flag\",\"key\":\"") + FlagKey(i) +
+                   "\",\"data\":" + FlagTargeting(i) + "}";
+    }
+    if (h.Request("POST", "/api/v1/projects/bench/flags", create + "]}", &body) != 201) Die("bulk create: " + body);
+    if (h.Request("POST", env + "/changesets", targeting + "]}", &body) != 200) Die("bulk targeting: " + body);
+  }
+  h.Request("GET", env, "", &body);
+  return JsonInt(body, "sequence");
+}
+
+std::string MakeSdkKey(int port) {
+  Http h(port);
+  std::string body;
+  if (h.Request("POST", "/api/v1/keys", R"({"kind":"server","project":"bench","environment":"production"})", &body) !=
+      201) {
+    Die("create key: " + body);
+  }
+  size_t at = body.find("\"secret\":\"");
+  return body.substr(at + 10, body.find('"', at + 10) - at - 10);
+}
+
+// --- streams ---
+
+// An SSE stream read with little memory: chunked decoding, and of each event only its
+// `id:` and `event:` lines are kept.
+struct Stream {
+  int fd = -1;
+  bool headers_done = false;
+  std::string head;     // response headers until complete
+  size_t chunk_left = 0;  // data bytes left in the current chunk
+  bool in_trailer = false;  // the CRLF after a chunk's data
+  std::string size_line;
+  std::string line;       // the current SSE line (first 64 bytes)
+  size_t line_len = 0;
+  int64_t id = -1;
+  std::string event;
+  size_t bytes = 0;       // body bytes seen
+  Clock::time_point first_byte{};
+  std::vector<std::pair<std::string, int64_t>> events;  // (event, id) completed
+};
+
+void FeedSse(Stream& s, const char* p, size_t n, Clock::time_point now) {
+  if (s.bytes == 0 && n > 0) s.first_byte = now;
+  s.bytes += n;
+  for (size_t i = 0; i < n; ++i) {
+    char c = p[i];
+    if (c != '\n') {
+      if (s.line.size() < 64) s.line.push_back(c);
+      ++s.line_len;
+      continue;
+    }
+    if (s.line_len == 0) {  // blank line: the event is complete
+      if (!s.event.empty()) s.events.emplace_back(s.event, s.id);
+      s.event.clear();
+      s.id = -1;
+    } else if (s.line.rfind("id: ", 0) == 0) {
+      s.id = std::atoll(s.line.c_str() + 4);
+    } else if (s.line.rfind("event: ", 0) == 0) {
+      s.event = s.line.substr(7);
+    }
+    s.line.clear();
+    s.line_len = 0;
+  }
+}
+
+void Feed(Stream& s, const char* p, size_t n, Clock::time_point now) {
+  size_t i = 0;
+  if (!s.headers_done) {
+    s.head.append(p, n);
+    size_t end = s.head.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    if (s.head.compare(0, 12, "HTTP/1.1 200") != 0) Die("stream refused: " + s.head.substr(0, 200));
+    std::string rest = s.head.substr(end + 4);
+    s.headers_done = true;
+    s.head.clear();
+    Feed(s, rest.data(), rest.size(), now);
+    return;
+  }
+  while (i < n) {
+    if (s.chunk_left > 0) {
+      size_t take = std::min(s.chunk_left, n - i);
+      FeedSse(s, p + i, take, now);
+      s.chunk_left -= take;
+      i += take;
+      if (s.chunk_left == 0) s.in_trailer = true;
+      continue;
+    }
+    char c = p[i++];
+    if (s.in_trailer) {
+      if (c == '\n') s.in_trailer = false;
+      continue;
+    }
+    if (c == '\n') {
+      s.chunk_left = std::strtoul(s.size_line.c_str(), nullptr, 16);
+      s.size_line.clear();
+      continue;
+    }
+    if (c != '\r') s.size_line.push_back(c);
+  }
+}
+
+class Streams {
+ public:
+  Streams(int port, const std::string& key) : port_(port), key_(key), ep_(epoll_create1(0)) {}
+  ~Streams() {
+    stop_ = true;
+    if (pump_.joinable()) pump_.join();
+    for (auto& s : streams_) close(s->fd);
+    close(ep_);
+  }
+  // Opens one stream; `last_event_id` < 0: a new stream (gets a `put`).
+  size_t Open(int64_t last_event_id) {
+    int fd = Connect(port_);
+    if (fd < 0) Die("stream connect failed");
+    std::string req = "GET /sdk/v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ + "\r\n";
+    if (last_event_id >= 0) req += "Last-Event-ID: " + std::to_string(last_event_id) + "\r\n";
+    req += "\r\n";
+    send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    std::lock_guard<std::mutex> l(mu_);
+    auto s = std::make_unique<Stream>();
+    s->fd = fd;
+    streams_.push_back(std::move(s));
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = streams_.size() - 1;
+    epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &e);
+    return streams_.size() - 1;
+  }
+  void Start() {
+    pump_ = std::thread([this] {
+      while (!stop_) Pump(50);
+    });
+  }
+  // fn(streams, arrivals): arrivals maps a `changes` id to its receive times on all streams.
+  template <typename Fn>
+  void With(Fn fn) {
+    std::lock_guard<std::mutex> l(mu_);
+    fn(streams_, arrivals_);
+  }
+  void Pump(int timeout_ms) {
+    epoll_event events[256];
+    int k = epoll_wait(ep_, events, 256, timeout_ms);
+    auto now = Clock::now();
+    std::lock_guard<std::mutex> l(mu_);
+    for (int i = 0; i < k; ++i) {
+      size_t index = events[i].data.u64;
+      Stream& s = *streams_[index];
+      static thread_local std::vector<char> buf(1 << 20);
+      while (true) {
+        ssize_t r = recv(s.fd, buf.data(), buf.size(), 0);
+        if (r <= 0) break;
+        Feed(s, buf.data(), static_cast<size_t>(r), now);
+      }
+      for (auto& [event, id] : s.events) {
+        if (event == "changes") arrivals_[id].push_back(now);
+        completed_.emplace_back(index, event, now);
+      }
+      s.events.clear();
+    }
+  }
+  // The stream's completed events so far.
+  std::vector<std::tuple<size_t, std::string, Clock::time_point>> TakeCompleted() {
+    std::lock_guard<std::mutex> l(mu_);
+    return std::exchange(completed_, {});
+  }
+
+ private:
+  int port_;
+  std::string key_;
+  int ep_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Stream>> streams_;
+  std::unordered_map<int64_t, std::vector<Clock::time_point>> arrivals_;
+  std::vector<std::tuple<size_t, std::string, Clock::time_point>> completed_;
+  std::atomic<bool> stop_{false};
+  std::thread pump_;
+};
+
+// A new stream's `put`: first byte and complete, on its own connection.
+std::pair<double, double> MeasurePut(int port, const std::string& key) {
+  Streams one(port, key);
+  auto t0 = Clock::now();
+  one.Open(-1);
+  auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    one.Pump(100);
+    double first = -1;
+    one.With([&](auto& streams, auto&) {
+      if (streams[0]->bytes > 0) first = Ms(streams[0]->first_byte - t0);
+    });
+    for (auto& [i, event, when] : one.TakeCompleted()) {
+      if (event == "put") return {first, Ms(when - t0)};
+    }
+  }
+  Die("no put within 120 s");
+}
+
+struct Options {
+  std::string server = "build/release/server/gonfalon";
+  int flags = 100000;
+  int streams = 1000;
+  int writes = 500;
+  int writer_seconds = 5;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--server") o.server = argv[i + 1];
+    else if (a == "--flags") o.flags = std::atoi(argv[i + 1]);
+    else if (a == "--streams") o.streams = std::atoi(argv[i + 1]);
+    else if (a == "--writes") o.writes = std::atoi(argv[i + 1]);
+    else if (a == "--writer-seconds") o.writer_seconds = std::atoi(argv[i + 1]);
+    else Die("unknown option " + a);
+  }
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  signal(SIGPIPE, SIG_IGN);
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::string dir = std::filesystem::temp_directory_path() / ("gonfalon-scale-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::printf("== %d flags, %d streams (server %s, data in %s)\n", o.flags, o.streams, o.server.c_str(), dir.c_str());
+
+  Server server = StartServer(o.server, dir);
+  auto t_load = Clock::now();
+  int64_t seq = BulkLoad(server.port, o.flags);
+  double load_s = Ms(Clock::now() - t_load) / 1000;
+  std::string key = MakeSdkKey(server.port);
+  Http probe(server.port);
+  probe.Request("GET", "/sdk/v1/flags", "", nullptr, key);  // the environment loaded once
+  std::printf("bulk load: %.2f s (%.0f flags/s), sequence %lld\n", load_s, o.flags / load_s, static_cast<long long>(seq));
+  std::printf("server RSS after load: %.0f MB\n", RssKb(server.pid) / 1024.0);
+
+  // Restart to ready.
+  StopServer(server);
+  auto t_restart = Clock::now();
+  server = StartServer(o.server, dir);
+  double ready_ms = WaitReady(server, t_restart);
+  std::printf("restart to ready: %.0f ms (listening after %.0f ms)\n", ready_ms, Ms(server.start_to_listen));
+  std::printf("server RSS after restart: %.0f MB\n", RssKb(server.pid) / 1024.0);
+  key = MakeSdkKey(server.port);
+  {
+    Http h(server.port);
+    std::string body;
+    h.Request("GET", "/api/v1/projects/bench/environments/production", "", &body);
+    seq = JsonInt(body, "sequence");
+  }
+
+  // A new stream's put, three times (the first builds it, later ones share it until a change).
+  for (int i = 0; i < 2; ++i) {
+    auto [first, complete] = MeasurePut(server.port, key);
+    std::printf("new stream's put (%s): first byte %.1f ms, complete %.1f ms\n", i == 0 ? "built" : "shared", first,
+                complete);
+  }
+  {
+    std::string payload;
+    Http h(server.port);
+    auto t0 = Clock::now();
+    h.Request("GET", "/sdk/v1/flags", "", &payload, key);
+    std::printf("polling GET /sdk/v1/flags: %.1f ms, %.1f MB\n", Ms(Clock::now() - t0), payload.size() / 1e6);
+  }
+
+  // The C++ SDK.
+  long self_before = RssKb(0);
+  gonfalon::sdk::Config cfg;
+  cfg.base_url = "http://127.0.0.1:" + std::to_string(server.port);
+  cfg.sdk_key = key;
+  cfg.send_events = false;
+  auto t_sdk = Clock::now();
+  gonfalon::sdk::Client sdk(cfg);
+  if (!sdk.WaitForInitialization(std::chrono::seconds(120))) Die("the SDK did not initialize");
+  double sdk_init_ms = Ms(Clock::now() - t_sdk);
+  std::printf("SDK initialization: %.0f ms, RSS +%.0f MB\n", sdk_init_ms, (RssKb(0) - self_before) / 1024.0);
+  std::mutex sdk_mu;
+  std::unordered_map<std::string, Clock::time_point> sdk_heard;
+  sdk.OnFlagChange([&](const std::string& k) {
+    std::lock_guard<std::mutex> l(sdk_mu);
+    sdk_heard.emplace(k, Clock::now());
+  });
+
+  // The streams, resuming at the current sequence.
+  long rss_before_streams = RssKb(server.pid);
+  Streams streams(server.port, key);
+  for (int i = 0; i < o.streams; ++i) streams.Open(seq);
+  streams.Start();
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // let the connections settle before writing
+  std::printf("streams: %d open, server RSS %.0f MB (+%.1f KB per stream)\n", o.streams, RssKb(server.pid) / 1024.0,
+              (RssKb(server.pid) - rss_before_streams) / static_cast<double>(std::max(o.streams, 1)));
+
+  // One writer: small writes, one at a time, each to its own flag (so the SDK listener can tell
+  // them apart), 10 ms apart.
+  std::vector<double> ack_ms, stream_ms, sdk_ms;
+  std::vector<std::pair<int64_t, Clock::time_point>> sent;  // sequence, send time
+  std::vector<std::pair<std::string, Clock::time_point>> sent_keys;
+  {
+    Http h(server.port);
+    std::string body;
+    for (int i = 0; i < o.writes; ++i) {
+      std::string flag = FlagKey((i * 7919) % o.flags);
+      // A target key of its own makes every write a real change (a no-op write makes no change set).
+      std::string req = R"({"items":[{"kind":"flag","key":")" + flag +
+                        R"(","data":{"on":true,"fallthrough":{"variation":1},"offVariation":0,"targets":[{"values":["w)" +
+                        std::to_string(i) + R"("],"variation":0}]}}]})";
+      auto t0 = Clock::now();
+      int status = h.Request("POST", "/api/v1/projects/bench/environments/production/changesets", req, &body);
+      auto t1 = Clock::now();
+      if (status != 200) Die("write: " + body);
+      ack_ms.push_back(Ms(t1 - t0));
+      sent.emplace_back(JsonInt(body, "sequence"), t0);
+      sent_keys.emplace_back(flag, t0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // pacing the writes
+    }
+  }
+  // Wait (with a deadline) until every stream has every change set, then collect.
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  size_t expected = sent.size() * static_cast<size_t>(o.streams), got = 0;
+  while (Clock::now() < deadline) {
+    got = 0;
+    streams.With([&](auto&, auto& arrivals) {
+      for (auto& [s, t] : sent) {
+        auto it = arrivals.find(s);
+        if (it != arrivals.end()) got += it->second.size();
+      }
+    });
+    if (got >= expected) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling the pump's tally
+  }
+  streams.With([&](auto&, auto& arrivals) {
+    for (auto& [s, t0] : sent) {
+      for (auto t : arrivals[s]) stream_ms.push_back(Ms(t - t0));
+    }
+  });
+  {
+    auto sdk_deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < sdk_deadline) {
+      {
+        std::lock_guard<std::mutex> l(sdk_mu);
+        size_t heard = 0;
+        for (auto& [k, t0] : sent_keys) heard += sdk_heard.count(k);
+        if (heard >= sent_keys.size()) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling the listener's tally
+    }
+    std::lock_guard<std::mutex> l(sdk_mu);
+    for (auto& [k, t0] : sent_keys) {
+      auto it = sdk_heard.find(k);
+      if (it != sdk_heard.end()) sdk_ms.push_back(Ms(it->second - t0));
+    }
+  }
+  std::printf("write acknowledged (synced): p50 %.2f ms, p99 %.2f ms (%zu writes)\n", Percentile(ack_ms, 0.5),
+              Percentile(ack_ms, 0.99), ack_ms.size());
+  std::printf("propagation to %d streams: p50 %.2f ms, p99 %.2f ms (%zu of %zu events)\n", o.streams,
+              Percentile(stream_ms, 0.5), Percentile(stream_ms, 0.99), got, expected);
+  std::printf("propagation to the SDK listener: p50 %.2f ms, p99 %.2f ms (%zu of %zu)\n", Percentile(sdk_ms, 0.5),
+              Percentile(sdk_ms, 0.99), sdk_ms.size(), sent_keys.size());
+
+  // Eight writers, each toggling its own flag as fast as acknowledgements come back.
+  {
+    std::atomic<int64_t> done{0};
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> writers;
+    std::vector<std::vector<double>> lat(8);
+    for (int w = 0; w < 8; ++w) {
+      writers.emplace_back([&, w] {
+        Http h(server.port);
+        std::string body;
+        std::string flag = FlagKey((w * 104729 + 13) % o.flags);
+        for (int i = 0; !stop; ++i) {
+          std::string req = R"({"items":[{"kind":"flag","key":")" + flag +
+                            R"(","data":{"on":true,"fallthrough":{"variation":0},"offVariation":0,"targets":[{"values":["w)" +
+                            std::to_string(i) + R"("],"variation":1}]}}]})";
+          auto t0 = Clock::now();
+          if (h.Request("POST", "/api/v1/projects/bench/environments/production/changesets", req, &body) != 200) {
+            Die("writer: " + body);
+          }
+          lat[w].push_back(Ms(Clock::now() - t0));
+          ++done;
+        }
+      });
+    }
+    auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::seconds(o.writer_seconds));  // the measurement window
+    stop = true;
+    for (auto& t : writers) t.join();
+    double secs = Ms(Clock::now() - t0) / 1000;
+    std::vector<double> all;
+    for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+    std::printf("eight writers: %.0f change sets/s (acknowledged p50 %.2f ms, p99 %.2f ms)\n", done / secs,
+                Percentile(all, 0.5), Percentile(all, 0.99));
+  }
+  std::printf("server RSS after the writes: %.0f MB\n", RssKb(server.pid) / 1024.0);
+  sdk.Close();
+  StopServer(server);
+  std::filesystem::remove_all(dir);
+  return 0;
+}
