@@ -103,7 +103,8 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
     hub = slot;
   }
   if (hub->sequence() < 0) {
-    absl::Status s = Refresh(*hub);
+    absl::StatusOr<FanOut> loaded = Refresh(*hub);  // no stream can be registered yet
+    absl::Status s = loaded.status();
     if (!s.ok()) {
       std::lock_guard<std::mutex> l(mu_);
       auto it = hubs_.find(key);
@@ -162,17 +163,27 @@ void Hubs::PublisherLoop() {
     uint64_t batch_end = enqueued_;
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    std::vector<FanOut> fan_outs;
     for (const std::string& key : keys) {
       auto it = hubs_.find(key);
       if (it == hubs_.end()) continue;
       std::shared_ptr<EnvironmentHub> hub = it->second;
       l.unlock();
-      absl::Status s = Refresh(*hub);
-      if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
+      absl::StatusOr<FanOut> out = Refresh(*hub);
+      if (out.ok()) {
+        fan_outs.push_back(std::move(*out));
+      } else {
+        Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(out.status().message())}});
+      }
       l.lock();
     }
+    // Evaluations see the changes now: the writers waiting in Drain answer first, and the
+    // streams' events are queued behind their responses rather than ahead of them.
     published_ = batch_end;
     cv_.notify_all();
+    l.unlock();
+    for (const FanOut& out : fan_outs) Send(out);
+    l.lock();
   }
 }
 
@@ -232,7 +243,7 @@ absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Hubs::Load(EnvironmentHub
   return snap;
 }
 
-absl::Status Hubs::Refresh(EnvironmentHub& hub) {
+absl::StatusOr<Hubs::FanOut> Hubs::Refresh(EnvironmentHub& hub) {
   std::lock_guard<std::mutex> refresh(hub.refresh_mu_);
   int64_t previous = hub.sequence();
   std::shared_ptr<const rules::Snapshot> before = hub.cell_.Load();
@@ -248,7 +259,7 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
       if (absl::IsNotFound(since.status())) return since.status();  // the environment is gone
       repair = std::string(since.status().message());
     } else if (since->empty()) {
-      return absl::OkStatus();
+      return FanOut{};
     } else {
       snapshot = before;
       for (const std::string& c : *since) {
@@ -281,7 +292,7 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
     absl::StatusOr<std::shared_ptr<const rules::Snapshot>> loaded = Load(hub);
     if (!loaded.ok()) return loaded.status();
     snapshot = std::move(*loaded);
-    if (snapshot->sequence() <= previous) return absl::OkStatus();
+    if (snapshot->sequence() <= previous) return FanOut{};
   }
   int64_t seq = snapshot->sequence();
   // Client-side OFREP streams hear only of changes that can alter what they see: a flag
@@ -301,41 +312,48 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
       }
     }
   }
-  auto refetch = FrameEvent(seq, "message",
-                            StrCat("{\"type\":\"refetchEvaluation\",\"etag\":\"\\\"", seq,
-                                   "\\\"\",\"lastModified\":",
-                                   std::chrono::duration_cast<std::chrono::seconds>(
-                                       std::chrono::system_clock::now().time_since_epoch()).count(),
-                                   "}"));
-  // A `put` is assembled only if a stream is there to take it.
-  std::shared_ptr<const std::string> put;
-  if (reset && previous >= 0) {
+  FanOut out;
+  out.sequence = seq;
+  out.client_visible = client_visible;
+  if (previous >= 0) {
+    out.ofrep_chunk = FrameEvent(seq, "message",
+                                 StrCat("{\"type\":\"refetchEvaluation\",\"etag\":\"\\\"", seq,
+                                        "\\\"\",\"lastModified\":",
+                                        std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch()).count(),
+                                        "}"));
+  }
+  if (reset) {
+    // A `put` is assembled only if a stream is there to take it.
     bool streams;
     {
       std::lock_guard<std::mutex> l(hub.mu_);
       streams = !hub.sdk_streams_.empty();
     }
-    if (streams) put = hub.PutFor(snapshot).chunk;
+    if (streams) out.sdk_chunk = hub.PutFor(snapshot).chunk;
+  } else {
+    // Every change set of the batch in one buffer: one write per stream however many.
+    std::string all;
+    size_t size = 0;
+    for (const auto& f : frames) size += f->size();
+    all.reserve(size);
+    for (const auto& f : frames) all += *f;
+    out.sdk_chunk = std::make_shared<const std::string>(std::move(all));
   }
   auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> l(hub.mu_);
     hub.cell_.Publish(snapshot);
     hub.sequence_.store(seq, std::memory_order_release);
-    ForEachLive(hub.sdk_streams_, [&](StreamSink& s, const auto&) {
-      if (reset) {
-        // Registered before the snapshot existed: a stream that registered meanwhile got this
-        // sequence's put from AddSdkStream already, and one registered earlier needs it now.
-        if (put == nullptr) put = hub.PutFor(snapshot).chunk;
-        s.Send(put);
-      } else {
-        for (const auto& f : frames) s.Send(f);
-      }
-    });
-    if (previous >= 0) {
-      ForEachLive(hub.ofrep_streams_, [&](StreamSink& s, const auto& r) {
-        if (!r.client_side || client_visible) s.Send(refetch);
-      });
+    // The streams registered so far get this batch (Send); one registering from now on is
+    // brought to `seq` by its registration.
+    auto live = [](auto& regs, std::vector<EnvironmentHub::Registration>& into) {
+      ForEachLive(regs, [&](StreamSink&, const auto& r) { into.push_back(r); });
+    };
+    live(hub.sdk_streams_, out.sdk);
+    if (previous >= 0) live(hub.ofrep_streams_, out.ofrep);
+    if (reset && out.sdk_chunk == nullptr && !out.sdk.empty()) {
+      out.sdk_chunk = hub.PutFor(snapshot).chunk;  // a stream registered meanwhile (rare)
     }
     while (!hub.commit_times_.empty() && hub.commit_times_.front().first <= seq) {
       metrics_.RecordPropagation(std::chrono::duration<double>(now - hub.commit_times_.front().second).count());
@@ -343,7 +361,19 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
     }
   }
   metrics_.change_sets_published += frames.size();
-  return absl::OkStatus();
+  return out;
+}
+
+void Hubs::Send(const FanOut& out) {
+  for (const auto& r : out.sdk) {
+    if (r.sent_through >= out.sequence || out.sdk_chunk == nullptr) continue;
+    if (auto s = r.sink.lock()) s->Send(out.sdk_chunk);
+  }
+  if (out.ofrep_chunk == nullptr) return;
+  for (const auto& r : out.ofrep) {
+    if (r.client_side && !out.client_visible) continue;
+    if (auto s = r.sink.lock()) s->Send(out.ofrep_chunk);
+  }
 }
 
 void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,
@@ -384,7 +414,7 @@ void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& 
     } else {
       sink->Send(put.chunk);
     }
-    hub.sdk_streams_.push_back({sink, std::move(key_id), false});
+    hub.sdk_streams_.push_back({sink, std::move(key_id), false, seq});
     return;
   }
 }

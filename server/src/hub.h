@@ -85,6 +85,7 @@ class EnvironmentHub {
     std::weak_ptr<StreamSink> sink;
     std::string key_id;        // the API key that opened the stream
     bool client_side = false;  // OFREP, client-side key: notified of client-side flags only
+    int64_t sent_through = -1;  // SDK streams: the sequence its registration brought it to
   };
   std::vector<Registration> sdk_streams_;
   std::vector<Registration> ofrep_streams_;
@@ -127,8 +128,19 @@ class Hubs {
   void Drain();
 
  private:
+  // What a refresh leaves to send to the streams registered before it published.
+  struct FanOut {
+    int64_t sequence = -1;
+    std::shared_ptr<const std::string> sdk_chunk;    // the change sets (or a `put`), one chunk
+    std::shared_ptr<const std::string> ofrep_chunk;  // refetchEvaluation; null: none
+    bool client_visible = false;                     // client-side OFREP streams get it too
+    std::vector<EnvironmentHub::Registration> sdk, ofrep;
+  };
   void PublisherLoop();
-  absl::Status Refresh(EnvironmentHub& hub);
+  // Publishes the change sets committed since the hub's sequence to its snapshot; the streams'
+  // part is returned, to be sent (Send) once the writers waiting in Drain are released.
+  absl::StatusOr<FanOut> Refresh(EnvironmentHub& hub);
+  void Send(const FanOut& out);
   // The whole environment from storage, compiled: at first use, and to repair.
   absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Load(EnvironmentHub& hub);
 
