@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <map>
 
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
@@ -103,8 +104,7 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
     hub = slot;
   }
   if (hub->sequence() < 0) {
-    absl::StatusOr<FanOut> loaded = Refresh(*hub);  // no stream can be registered yet
-    absl::Status s = loaded.status();
+    absl::Status s = Refresh(*hub);  // no stream can be registered yet
     if (!s.ok()) {
       std::lock_guard<std::mutex> l(mu_);
       auto it = hubs_.find(key);
@@ -153,9 +153,13 @@ void Hubs::Changed(const storage::AppliedChangeSet& applied) {
 }
 
 void Hubs::PublisherLoop() {
+  // Under a steady stream of writes, events are held back at most this long so that several
+  // change sets share one write per stream.
+  constexpr auto kMaxHold = std::chrono::milliseconds(5);
+  std::vector<std::shared_ptr<EnvironmentHub>> pending;  // hubs with events not yet sent
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
-    cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+    cv_.wait(l, [&] { return stop_ || !queue_.empty() || !pending.empty(); });
     if (stop_) return;
     // Coalesce: one refresh per environment however many change sets queued meanwhile.
     std::vector<std::string> keys(queue_.begin(), queue_.end());
@@ -163,26 +167,32 @@ void Hubs::PublisherLoop() {
     uint64_t batch_end = enqueued_;
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    std::vector<FanOut> fan_outs;
     for (const std::string& key : keys) {
       auto it = hubs_.find(key);
       if (it == hubs_.end()) continue;
       std::shared_ptr<EnvironmentHub> hub = it->second;
       l.unlock();
-      absl::StatusOr<FanOut> out = Refresh(*hub);
-      if (out.ok()) {
-        fan_outs.push_back(std::move(*out));
-      } else {
-        Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(out.status().message())}});
-      }
+      absl::Status s = Refresh(*hub);
+      if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
+      if (std::find(pending.begin(), pending.end(), hub) == pending.end()) pending.push_back(hub);
       l.lock();
     }
     // Evaluations see the changes now: the writers waiting in Drain answer first, and the
     // streams' events are queued behind their responses rather than ahead of them.
     published_ = batch_end;
     cv_.notify_all();
+    // More changes already waiting: publish them first and send both together, unless the
+    // oldest pending events have waited kMaxHold.
+    auto now = std::chrono::steady_clock::now();
+    bool hold = !queue_.empty() && std::all_of(pending.begin(), pending.end(), [&](const auto& h) {
+      std::lock_guard<std::mutex> hl(h->mu_);
+      return now - h->pending_since_ < kMaxHold;
+    });
+    if (hold) continue;
+    std::vector<std::shared_ptr<EnvironmentHub>> sending = std::move(pending);
+    pending.clear();
     l.unlock();
-    for (const FanOut& out : fan_outs) Send(out);
+    for (const auto& hub : sending) FanOut(*hub);
     l.lock();
   }
 }
@@ -243,7 +253,7 @@ absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Hubs::Load(EnvironmentHub
   return snap;
 }
 
-absl::StatusOr<Hubs::FanOut> Hubs::Refresh(EnvironmentHub& hub) {
+absl::Status Hubs::Refresh(EnvironmentHub& hub) {
   std::lock_guard<std::mutex> refresh(hub.refresh_mu_);
   int64_t previous = hub.sequence();
   std::shared_ptr<const rules::Snapshot> before = hub.cell_.Load();
@@ -259,7 +269,7 @@ absl::StatusOr<Hubs::FanOut> Hubs::Refresh(EnvironmentHub& hub) {
       if (absl::IsNotFound(since.status())) return since.status();  // the environment is gone
       repair = std::string(since.status().message());
     } else if (since->empty()) {
-      return FanOut{};
+      return absl::OkStatus();
     } else {
       snapshot = before;
       for (const std::string& c : *since) {
@@ -292,7 +302,7 @@ absl::StatusOr<Hubs::FanOut> Hubs::Refresh(EnvironmentHub& hub) {
     absl::StatusOr<std::shared_ptr<const rules::Snapshot>> loaded = Load(hub);
     if (!loaded.ok()) return loaded.status();
     snapshot = std::move(*loaded);
-    if (snapshot->sequence() <= previous) return FanOut{};
+    if (snapshot->sequence() <= previous) return absl::OkStatus();
   }
   int64_t seq = snapshot->sequence();
   // Client-side OFREP streams hear only of changes that can alter what they see: a flag
@@ -312,48 +322,23 @@ absl::StatusOr<Hubs::FanOut> Hubs::Refresh(EnvironmentHub& hub) {
       }
     }
   }
-  FanOut out;
-  out.sequence = seq;
-  out.client_visible = client_visible;
-  if (previous >= 0) {
-    out.ofrep_chunk = FrameEvent(seq, "message",
-                                 StrCat("{\"type\":\"refetchEvaluation\",\"etag\":\"\\\"", seq,
-                                        "\\\"\",\"lastModified\":",
-                                        std::chrono::duration_cast<std::chrono::seconds>(
-                                            std::chrono::system_clock::now().time_since_epoch()).count(),
-                                        "}"));
-  }
-  if (reset) {
-    // A `put` is assembled only if a stream is there to take it.
-    bool streams;
-    {
-      std::lock_guard<std::mutex> l(hub.mu_);
-      streams = !hub.sdk_streams_.empty();
-    }
-    if (streams) out.sdk_chunk = hub.PutFor(snapshot).chunk;
-  } else {
-    // Every change set of the batch in one buffer: one write per stream however many.
-    std::string all;
-    size_t size = 0;
-    for (const auto& f : frames) size += f->size();
-    all.reserve(size);
-    for (const auto& f : frames) all += *f;
-    out.sdk_chunk = std::make_shared<const std::string>(std::move(all));
-  }
   auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> l(hub.mu_);
     hub.cell_.Publish(snapshot);
     hub.sequence_.store(seq, std::memory_order_release);
-    // The streams registered so far get this batch (Send); one registering from now on is
-    // brought to `seq` by its registration.
-    auto live = [](auto& regs, std::vector<EnvironmentHub::Registration>& into) {
-      ForEachLive(regs, [&](StreamSink&, const auto& r) { into.push_back(r); });
-    };
-    live(hub.sdk_streams_, out.sdk);
-    if (previous >= 0) live(hub.ofrep_streams_, out.ofrep);
-    if (reset && out.sdk_chunk == nullptr && !out.sdk.empty()) {
-      out.sdk_chunk = hub.PutFor(snapshot).chunk;  // a stream registered meanwhile (rare)
+    if (hub.pending_frames_.empty() && hub.pending_put_ < 0 && !hub.pending_refetch_) hub.pending_since_ = now;
+    if (reset) {
+      if (previous >= 0) {  // streams can only be registered after the first load
+        hub.pending_put_ = seq;
+        hub.pending_frames_.clear();
+      }
+    } else {
+      for (size_t i = 0; i < frames.size(); ++i) hub.pending_frames_.emplace_back(events[i].sequence, frames[i]);
+    }
+    if (previous >= 0) {
+      hub.pending_refetch_ = true;
+      hub.pending_client_visible_ = hub.pending_client_visible_ || client_visible;
     }
     while (!hub.commit_times_.empty() && hub.commit_times_.front().first <= seq) {
       metrics_.RecordPropagation(std::chrono::duration<double>(now - hub.commit_times_.front().second).count());
@@ -361,19 +346,65 @@ absl::StatusOr<Hubs::FanOut> Hubs::Refresh(EnvironmentHub& hub) {
     }
   }
   metrics_.change_sets_published += frames.size();
-  return out;
+  return absl::OkStatus();
 }
 
-void Hubs::Send(const FanOut& out) {
-  for (const auto& r : out.sdk) {
-    if (r.sent_through >= out.sequence || out.sdk_chunk == nullptr) continue;
-    if (auto s = r.sink.lock()) s->Send(out.sdk_chunk);
+void Hubs::FanOut(EnvironmentHub& hub) {
+  // A `put` is assembled (once per sequence) before the hub's lock is taken.
+  EnvironmentHub::PutEvent put;
+  {
+    std::lock_guard<std::mutex> l(hub.mu_);
+    if (hub.pending_put_ >= 0 && !hub.sdk_streams_.empty()) put.sequence = hub.pending_put_;
   }
-  if (out.ofrep_chunk == nullptr) return;
-  for (const auto& r : out.ofrep) {
-    if (r.client_side && !out.client_visible) continue;
-    if (auto s = r.sink.lock()) s->Send(out.ofrep_chunk);
+  if (put.sequence >= 0) {
+    std::shared_ptr<const rules::Snapshot> snap = hub.cell_.Load();
+    put = hub.PutFor(snap);
   }
+  std::lock_guard<std::mutex> l(hub.mu_);
+  int64_t seq = hub.sequence();
+  if (hub.pending_put_ >= 0 && put.sequence != seq && !hub.sdk_streams_.empty()) {
+    put = hub.PutFor(hub.cell_.Load());  // published again meanwhile (rare): under the lock
+  }
+  // Buffers shared by the streams that were sent the same sequence (usually all of them).
+  std::map<int64_t, std::shared_ptr<const std::string>> by_start;
+  auto chunk_after = [&](int64_t sent_through) -> std::shared_ptr<const std::string> {
+    auto& slot = by_start[sent_through];
+    if (slot != nullptr) return slot;
+    std::string all;
+    if (hub.pending_put_ > sent_through) {
+      all = *put.chunk;  // the put brings it to `seq`: no frames after it
+    } else {
+      for (const auto& [s, f] : hub.pending_frames_) {
+        if (s > sent_through) all += *f;
+      }
+    }
+    if (!all.empty()) slot = std::make_shared<const std::string>(std::move(all));
+    return slot;
+  };
+  auto& regs = hub.sdk_streams_;
+  regs.erase(std::remove_if(regs.begin(), regs.end(), [](const auto& r) { return r.sink.expired(); }), regs.end());
+  for (auto& r : regs) {
+    if (r.sent_through >= seq) continue;
+    if (auto sink = r.sink.lock()) {
+      if (auto chunk = chunk_after(r.sent_through)) sink->Send(std::move(chunk));
+    }
+    r.sent_through = seq;
+  }
+  if (hub.pending_refetch_) {
+    auto refetch = FrameEvent(seq, "message",
+                              StrCat("{\"type\":\"refetchEvaluation\",\"etag\":\"\\\"", seq,
+                                     "\\\"\",\"lastModified\":",
+                                     std::chrono::duration_cast<std::chrono::seconds>(
+                                         std::chrono::system_clock::now().time_since_epoch()).count(),
+                                     "}"));
+    ForEachLive(hub.ofrep_streams_, [&](StreamSink& s, const auto& r) {
+      if (!r.client_side || hub.pending_client_visible_) s.Send(refetch);
+    });
+  }
+  hub.pending_frames_.clear();
+  hub.pending_put_ = -1;
+  hub.pending_refetch_ = false;
+  hub.pending_client_visible_ = false;
 }
 
 void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,

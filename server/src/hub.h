@@ -89,6 +89,12 @@ class EnvironmentHub {
   };
   std::vector<Registration> sdk_streams_;
   std::vector<Registration> ofrep_streams_;
+  // Published but not yet sent to the streams (Hubs::FanOut).
+  std::vector<std::pair<int64_t, std::shared_ptr<const std::string>>> pending_frames_;
+  int64_t pending_put_ = -1;  // a `put` of this sequence supersedes the frames before it
+  bool pending_refetch_ = false;
+  bool pending_client_visible_ = false;
+  std::chrono::steady_clock::time_point pending_since_{};
   std::deque<std::pair<int64_t, std::chrono::steady_clock::time_point>> commit_times_;
 };
 
@@ -128,19 +134,13 @@ class Hubs {
   void Drain();
 
  private:
-  // What a refresh leaves to send to the streams registered before it published.
-  struct FanOut {
-    int64_t sequence = -1;
-    std::shared_ptr<const std::string> sdk_chunk;    // the change sets (or a `put`), one chunk
-    std::shared_ptr<const std::string> ofrep_chunk;  // refetchEvaluation; null: none
-    bool client_visible = false;                     // client-side OFREP streams get it too
-    std::vector<EnvironmentHub::Registration> sdk, ofrep;
-  };
   void PublisherLoop();
-  // Publishes the change sets committed since the hub's sequence to its snapshot; the streams'
-  // part is returned, to be sent (Send) once the writers waiting in Drain are released.
-  absl::StatusOr<FanOut> Refresh(EnvironmentHub& hub);
-  void Send(const FanOut& out);
+  // Publishes the change sets committed since the hub's sequence to its snapshot, and leaves
+  // their stream events pending in the hub (FanOut sends them).
+  absl::Status Refresh(EnvironmentHub& hub);
+  // Sends the hub's pending events: each SDK stream gets, in one buffer, the change sets past
+  // what it was sent (or the `put`); OFREP streams one refetchEvaluation.
+  void FanOut(EnvironmentHub& hub);
   // The whole environment from storage, compiled: at first use, and to repair.
   absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Load(EnvironmentHub& hub);
 
