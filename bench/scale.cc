@@ -653,6 +653,18 @@ int main(int argc, char** argv) {
                 Percentile(all, 0.5), Percentile(all, 0.99));
   }
   std::printf("server RSS after the writes: %.0f MB\n", RssKb(server.pid) / 1024.0);
+  {
+    Http h(server.port);
+    std::string metrics;
+    h.Request("GET", "/metrics", "", &metrics);
+    auto metric = [&](const std::string& name) {
+      size_t at = metrics.find("\n" + name + " ");
+      return at == std::string::npos ? -1.0 : std::atof(metrics.c_str() + at + name.size() + 2);
+    };
+    std::printf("server: %.0f change sets published in %.0f fan-outs; %.0f whole-environment loads, %.0f repairs\n",
+                metric("gonfalon_change_sets_published_total"), metric("gonfalon_stream_fan_outs_total"),
+                metric("gonfalon_environment_loads_total"), metric("gonfalon_environment_repairs_total"));
+  }
   sdk.Close();
   StopServer(server);
   std::filesystem::remove_all(dir);

@@ -33,7 +33,10 @@ class HttpServer::Impl {
  public:
   Impl(Api& api, Hubs& hubs, Metrics& metrics, ServerLimits limits)
       : api_(api), hubs_(hubs), metrics_(metrics), limits_(limits), acceptor_(ioc_), signals_(ioc_, SIGINT, SIGTERM),
-        heartbeat_(ioc_), sweep_(ioc_), workers_(static_cast<size_t>(std::max(1, limits.worker_threads))) {}
+        heartbeat_(ioc_), sweep_(ioc_), workers_(static_cast<size_t>(std::max(1, limits.worker_threads))) {
+    hubs_.SetIoPost([this](std::function<void()> fn) { net::post(ioc_, std::move(fn)); });
+  }
+  ~Impl() { hubs_.SetIoPost(nullptr); }
 
   absl::StatusOr<int> Listen(const std::string& host, int port) {
     beast::error_code ec;

@@ -72,6 +72,7 @@ const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub) {
 Hubs::Hubs(storage::Store& store, Metrics& metrics)
     : store_(store), metrics_(metrics), instance_(rules::NextInstanceId()) {
   publisher_ = std::thread([this] { PublisherLoop(); });
+  sender_ = std::thread([this] { SenderLoop(); });
 }
 
 Hubs::~Hubs() {
@@ -81,6 +82,7 @@ Hubs::~Hubs() {
   }
   cv_.notify_all();
   publisher_.join();
+  sender_.join();
 }
 
 absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& project,
@@ -153,13 +155,9 @@ void Hubs::Changed(const storage::AppliedChangeSet& applied) {
 }
 
 void Hubs::PublisherLoop() {
-  // Under a steady stream of writes, events are held back at most this long so that several
-  // change sets share one write per stream.
-  constexpr auto kMaxHold = std::chrono::milliseconds(5);
-  std::vector<std::shared_ptr<EnvironmentHub>> pending;  // hubs with events not yet sent
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
-    cv_.wait(l, [&] { return stop_ || !queue_.empty() || !pending.empty(); });
+    cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
     if (stop_) return;
     // Coalesce: one refresh per environment however many change sets queued meanwhile.
     std::vector<std::string> keys(queue_.begin(), queue_.end());
@@ -174,23 +172,55 @@ void Hubs::PublisherLoop() {
       l.unlock();
       absl::Status s = Refresh(*hub);
       if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
-      if (std::find(pending.begin(), pending.end(), hub) == pending.end()) pending.push_back(hub);
       l.lock();
+      if (std::find(to_send_.begin(), to_send_.end(), hub) == to_send_.end()) to_send_.push_back(hub);
     }
-    // Evaluations see the changes now: the writers waiting in Drain answer first, and the
-    // streams' events are queued behind their responses rather than ahead of them.
+    // Evaluations see the changes now: the writers waiting in Drain answer, and the sender
+    // thread queues the streams' events.
     published_ = batch_end;
     cv_.notify_all();
-    // More changes already waiting: publish them first and send both together, unless the
-    // oldest pending events have waited kMaxHold.
-    auto now = std::chrono::steady_clock::now();
-    bool hold = !queue_.empty() && std::all_of(pending.begin(), pending.end(), [&](const auto& h) {
+  }
+}
+
+void Hubs::SenderLoop() {
+  // Each fan-out costs one send per open stream, mostly the kernel's work on the socket (about
+  // 10 us each on loopback). While changes come slowly, events go out as soon as they are
+  // published. Under a burst (more than kBusyRate change sets a second), fan-outs draw on a
+  // budget of kBusySendsPerSecond stream sends, refilled continuously and holding at most a
+  // second's worth: the change sets published while one waits share the next fan-out, so a
+  // burst of writes cannot starve the writers and the requests of CPU (at 1,000 streams a
+  // fan-out every 50 ms at least).
+  constexpr double kBusyRate = 200;
+  constexpr double kBusySendsPerSecond = 20000;
+  using Clock = std::chrono::steady_clock;
+  double budget = kBusySendsPerSecond;
+  Clock::time_point refilled = Clock::now();
+  std::deque<std::pair<Clock::time_point, uint64_t>> published;  // (when, total) over the last 250 ms
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    cv_.wait(l, [&] { return stop_ || !to_send_.empty(); });
+    if (stop_) return;
+    Clock::time_point now = Clock::now();
+    uint64_t total = metrics_.change_sets_published.load();
+    published.emplace_back(now, total);
+    while (published.size() > 1 && now - published.front().first > std::chrono::milliseconds(250)) published.pop_front();
+    double rate = static_cast<double>(total - published.front().second) / 0.25;
+    budget = std::min(kBusySendsPerSecond,
+                      budget + kBusySendsPerSecond * std::chrono::duration<double>(now - refilled).count());
+    refilled = now;
+    size_t cost = 0;
+    for (const auto& h : to_send_) {
       std::lock_guard<std::mutex> hl(h->mu_);
-      return now - h->pending_since_ < kMaxHold;
-    });
-    if (hold) continue;
-    std::vector<std::shared_ptr<EnvironmentHub>> sending = std::move(pending);
-    pending.clear();
+      cost += h->sdk_streams_.size() + h->ofrep_streams_.size();
+    }
+    if (rate > kBusyRate && budget < static_cast<double>(cost) && budget < kBusySendsPerSecond) {
+      auto wait = std::chrono::duration<double>((static_cast<double>(cost) - budget) / kBusySendsPerSecond);
+      cv_.wait_for(l, std::min(wait, std::chrono::duration<double>(1.0)), [&] { return stop_; });
+      continue;  // refill, and take whatever was published meanwhile too
+    }
+    budget = std::max(budget - static_cast<double>(cost), -kBusySendsPerSecond);
+    std::vector<std::shared_ptr<EnvironmentHub>> sending = std::move(to_send_);
+    to_send_.clear();
     l.unlock();
     for (const auto& hub : sending) FanOut(*hub);
     l.lock();
@@ -360,7 +390,8 @@ void Hubs::FanOut(EnvironmentHub& hub) {
     std::shared_ptr<const rules::Snapshot> snap = hub.cell_.Load();
     put = hub.PutFor(snap);
   }
-  std::lock_guard<std::mutex> l(hub.mu_);
+  ++metrics_.stream_fan_outs;
+  std::unique_lock<std::mutex> l(hub.mu_);
   int64_t seq = hub.sequence();
   if (hub.pending_put_ >= 0 && put.sequence != seq && !hub.sdk_streams_.empty()) {
     put = hub.PutFor(hub.cell_.Load());  // published again meanwhile (rare): under the lock
@@ -381,12 +412,16 @@ void Hubs::FanOut(EnvironmentHub& hub) {
     if (!all.empty()) slot = std::make_shared<const std::string>(std::move(all));
     return slot;
   };
+  // The sends happen after the hub's lock is released (publishing and registration need it);
+  // only this thread sends events, so they still reach each stream in order.
+  std::vector<std::pair<std::shared_ptr<StreamSink>, std::shared_ptr<const std::string>>> sends;
   auto& regs = hub.sdk_streams_;
   regs.erase(std::remove_if(regs.begin(), regs.end(), [](const auto& r) { return r.sink.expired(); }), regs.end());
+  sends.reserve(regs.size() + hub.ofrep_streams_.size());
   for (auto& r : regs) {
     if (r.sent_through >= seq) continue;
     if (auto sink = r.sink.lock()) {
-      if (auto chunk = chunk_after(r.sent_through)) sink->Send(std::move(chunk));
+      if (auto chunk = chunk_after(r.sent_through)) sends.emplace_back(std::move(sink), std::move(chunk));
     }
     r.sent_through = seq;
   }
@@ -397,14 +432,43 @@ void Hubs::FanOut(EnvironmentHub& hub) {
                                      std::chrono::duration_cast<std::chrono::seconds>(
                                          std::chrono::system_clock::now().time_since_epoch()).count(),
                                      "}"));
-    ForEachLive(hub.ofrep_streams_, [&](StreamSink& s, const auto& r) {
-      if (!r.client_side || hub.pending_client_visible_) s.Send(refetch);
+    ForEachLive(hub.ofrep_streams_, [&](StreamSink&, const auto& r) {
+      if (!r.client_side || hub.pending_client_visible_) {
+        if (auto sink = r.sink.lock()) sends.emplace_back(std::move(sink), refetch);
+      }
     });
   }
   hub.pending_frames_.clear();
   hub.pending_put_ = -1;
   hub.pending_refetch_ = false;
   hub.pending_client_visible_ = false;
+  l.unlock();
+  std::function<void(std::function<void()>)> post;
+  {
+    std::lock_guard<std::mutex> hl(mu_);
+    post = io_post_;
+  }
+  constexpr size_t kBatch = 256;
+  for (size_t i = 0; i < sends.size(); ++i) {
+    sends[i].first->Send(std::move(sends[i].second));
+    if (post && (i + 1) % kBatch == 0 && i + 1 < sends.size()) {
+      // Wait (briefly at most) until the I/O threads have run this batch.
+      auto ran = std::make_shared<std::pair<std::mutex, std::condition_variable>>();
+      auto done = std::make_shared<bool>(false);
+      post([ran, done] {
+        std::lock_guard<std::mutex> g(ran->first);
+        *done = true;
+        ran->second.notify_all();
+      });
+      std::unique_lock<std::mutex> g(ran->first);
+      ran->second.wait_for(g, std::chrono::milliseconds(50), [&] { return *done; });
+    }
+  }
+}
+
+void Hubs::SetIoPost(std::function<void(std::function<void()>)> post) {
+  std::lock_guard<std::mutex> l(mu_);
+  io_post_ = std::move(post);
 }
 
 void Hubs::AddSdkStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>& sink,

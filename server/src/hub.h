@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -129,12 +130,20 @@ class Hubs {
   void CloseRevokedStreams();
   // Sends `comment` to every stream and closes them (shutdown).
   void CloseAll(std::string_view comment);
+  // Where the streams' sends run (the server's I/O threads). A fan-out then hands its sends
+  // over in batches, each once the previous one has run there, so that a response (an admin
+  // write's acknowledgement) queued meanwhile waits behind one batch, not behind every stream.
+  // Without it (tests) all sends are handed over at once.
+  void SetIoPost(std::function<void(std::function<void()>)> post);
   // Waits until every refresh queued before the call is published: an admin write returns
   // only once its change is what evaluations see. Later refreshes are not waited for.
   void Drain();
 
  private:
   void PublisherLoop();
+  // Sends the published events to the streams (FanOut), on its own thread so that publishing
+  // (and so the writers waiting in Drain) never waits for stream writes.
+  void SenderLoop();
   // Publishes the change sets committed since the hub's sequence to its snapshot, and leaves
   // their stream events pending in the hub (FanOut sends them).
   absl::Status Refresh(EnvironmentHub& hub);
@@ -154,7 +163,10 @@ class Hubs {
   uint64_t enqueued_ = 0;          // refreshes queued so far; REQUIRES: mu_
   uint64_t published_ = 0;         // the first `published_` queued refreshes are done; REQUIRES: mu_
   bool stop_ = false;              // REQUIRES: mu_
+  std::vector<std::shared_ptr<EnvironmentHub>> to_send_;  // hubs with events not yet sent; REQUIRES: mu_
+  std::function<void(std::function<void()>)> io_post_;   // REQUIRES: mu_
   std::thread publisher_;
+  std::thread sender_;
 };
 
 }  // namespace gonfalon::server

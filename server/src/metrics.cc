@@ -139,6 +139,9 @@ std::string Metrics::Render() const {
         static_cast<double>(events_dropped.load()));
   gauge("gonfalon_change_sets_published_total", "Change sets published to snapshots and streams.", "counter",
         static_cast<double>(change_sets_published.load()));
+  gauge("gonfalon_stream_fan_outs_total",
+        "Rounds of sends to an environment's streams (change sets published meanwhile share one).", "counter",
+        static_cast<double>(stream_fan_outs.load()));
   gauge("gonfalon_environment_loads_total", "Whole environments read from storage and compiled (first use and repairs).",
         "counter", static_cast<double>(environment_loads.load()));
   gauge("gonfalon_environment_repairs_total",

@@ -42,6 +42,7 @@ class Metrics {
   std::atomic<uint64_t> events_accepted{0};
   std::atomic<uint64_t> events_dropped{0};
   std::atomic<uint64_t> change_sets_published{0};
+  std::atomic<uint64_t> stream_fan_outs{0};  // rounds of sends to an environment's streams
   // Whole environments read from storage: at first use, and to repair (hub.h).
   std::atomic<uint64_t> environment_loads{0};
   std::atomic<uint64_t> environment_repairs{0};
