@@ -1,0 +1,91 @@
+// Issue #10 behaviour through the real server: bulk flag creation, changes applied to the
+// published snapshot without reading the whole environment again (counted, not timed), and
+// /readyz only once every environment is loaded.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "server_fixture.h"
+
+namespace gonfalon::e2e {
+namespace {
+
+double Metric(int port, const std::string& name) {
+  HttpResponse r = Http(port, "GET", "/metrics");
+  size_t at = r.body.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::atof(r.body.c_str() + at + name.size() + 2);
+}
+
+std::string BulkBody(int from, int to) {
+  std::string body = R"({"flags":[)";
+  for (int i = from; i < to; ++i) {
+    body += (i > from ? "," : "") + std::string(R"({"key":"bulk-)") + std::to_string(i) + R"(","variations":[false,true]})";
+  }
+  return body + "]}";
+}
+
+TEST_F(ServerTest, BulkCreationIsOneCommitAndAllOrNothing) {
+  MakeShop();
+  auto seq = [&] { return J(Admin("GET", "/api/v1/projects/shop/environments/production")).Find("sequence")->as_number(); };
+  double before = seq();
+  HttpResponse r = Admin("POST", "/api/v1/projects/shop/flags", BulkBody(0, 500));
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_EQ(J(r).Find("flags")->as_array().size(), 500u);
+  EXPECT_EQ(seq(), before + 1);  // one change set for 500 flags
+  HttpResponse flags = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_));
+  EXPECT_NE(flags.body.find("\"bulk-499\""), std::string::npos);
+
+  // An existing key in the middle: nothing is created, and the error names the item.
+  r = Admin("POST", "/api/v1/projects/shop/flags",
+            R"({"flags":[{"key":"fresh","variations":[1,2]},{"key":"bulk-3","variations":[1,2]}]})");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("flags[1].key"), std::string::npos) << r.body;
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/flags/fresh").status, 404);
+  r = Admin("POST", "/api/v1/projects/shop/flags", R"({"flags":[{"key":"x","variations":"no"}]})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("flags[0].variations"), std::string::npos) << r.body;
+  r = Admin("POST", "/api/v1/projects/shop/flags", R"({"flags":{}})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(seq(), before + 1);
+}
+
+TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
+  MakeShop();
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", BulkBody(0, 1000)).status, 201);
+  // First use of the environment: one whole read.
+  ASSERT_EQ(Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_)).status, 200);
+  double loads = Metric(port(), "gonfalon_environment_loads_total");
+  double published = Metric(port(), "gonfalon_change_sets_published_total");
+  ASSERT_GE(loads, 1);
+  for (int i = 0; i < 20; ++i) {
+    std::string body = R"({"items":[{"kind":"flag","key":"bulk-)" + std::to_string(i) +
+                       R"(","data":{"on":true,"fallthrough":{"variation":1},"offVariation":0}}]})";
+    ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/environments/production/changesets", body).status, 200);
+    // Read your writes: the evaluation right after the acknowledgement sees the change.
+    HttpResponse e = Http(port(), "POST", "/sdk/v1/evaluate",
+                          R"({"context":{"kind":"user","key":"u"},"flag":"bulk-)" + std::to_string(i) + R"("})",
+                          Bearer(server_key_));
+    ASSERT_NE(e.body.find("\"value\":true"), std::string::npos) << e.body;
+  }
+  EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), loads);
+  EXPECT_EQ(Metric(port(), "gonfalon_environment_repairs_total"), 0);
+  EXPECT_GE(Metric(port(), "gonfalon_change_sets_published_total"), published + 20);
+}
+
+TEST_F(ServerTest, ReadyOnlyOnceEveryEnvironmentIsLoaded) {
+  MakeShop();
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", BulkBody(0, 200)).status, 201);
+  server_->keep_dir();
+  std::string dir = server_->data_dir();
+  server_.reset();
+  server_ = std::make_unique<ServerProcess>(dir);
+  ASSERT_GT(port(), 0) << server_->output();
+  ASSERT_TRUE(Eventually([&] { return Http(port(), "GET", "/readyz").status == 200; }));
+  // Both environments were loaded at start, before any SDK asked for them.
+  EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), 2);
+}
+
+}  // namespace
+}  // namespace gonfalon::e2e
