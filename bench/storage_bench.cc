@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <condition_variable>
 #include <mutex>
 
 #include "gonfalon/rules/evaluator.h"
@@ -50,18 +51,35 @@ ChangeSet Toggle(const std::string& flag, bool on) {
   return cs;
 }
 
-// Per-thread acknowledgement latencies, merged for percentiles.
+// Per-thread acknowledgement latencies, merged for percentiles. Every access holds the lock,
+// and thread 0 reads only after every thread of the run has added its own (WaitForAll): the
+// threads leave the benchmark loop together, but add their latencies after it, each at its own
+// pace (reading unlocked while another thread appended crashed about half of the runs).
 struct Latencies {
   std::mutex mu;
+  std::condition_variable cv;
   std::vector<double> us;
+  int added = 0;
+  void Reset() {
+    std::lock_guard<std::mutex> l(mu);
+    us.clear();
+    added = 0;
+  }
   void Add(const std::vector<double>& v) {
     std::lock_guard<std::mutex> l(mu);
     us.insert(us.end(), v.begin(), v.end());
+    ++added;
+    cv.notify_all();
+  }
+  void WaitForAll(int threads) {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return added >= threads; });
   }
   double Percentile(double p) {
+    std::lock_guard<std::mutex> l(mu);
     if (us.empty()) return 0;
     std::sort(us.begin(), us.end());
-    return us[std::min(us.size() - 1, static_cast<size_t>(p * us.size()))];
+    return us[std::min(us.size() - 1, static_cast<size_t>(p * static_cast<double>(us.size())))];
   }
 };
 
@@ -72,7 +90,7 @@ void RunWriters(benchmark::State& state, bool sync) {
   if (state.thread_index() == 0) {
     store.reset();  // the previous run's database, before its directory is reused
     store = OpenShop(sync ? "writers-sync" : "writers-nosync", sync, 8);
-    lat.us.clear();
+    lat.Reset();
   }
   std::vector<double> mine;
   std::string flag = "flag-" + std::to_string(state.thread_index() % 8);
@@ -86,9 +104,12 @@ void RunWriters(benchmark::State& state, bool sync) {
   lat.Add(mine);
   state.SetItemsProcessed(state.iterations());
   if (state.thread_index() == 0) {
-    // Thread 0 reports after the others finished (Google Benchmark joins before counters).
+    lat.WaitForAll(state.threads());
     state.counters["p50_us"] = lat.Percentile(0.5);
     state.counters["p99_us"] = lat.Percentile(0.99);
+    // Closed here, with every thread done: a Store left to static destruction at exit would
+    // close RocksDB after RocksDB's own statics are gone (free(): invalid pointer).
+    store.reset();
   }
 }
 
@@ -100,7 +121,8 @@ BENCHMARK(BM_ChangeSetUnsynced)->Threads(1)->Threads(8)->UseRealTime()->MinTime(
 
 // Load a 10k-flag environment from RocksDB and compile its evaluation snapshot.
 void BM_LoadAndCompile10kFlags(benchmark::State& state) {
-  static auto store = OpenShop("load-10k", false, 10000);
+  // Never destroyed (see RunWriters): released to the end of the process.
+  static Store* store = OpenShop("load-10k", false, 10000).release();
   for (auto _ : state) {
     auto env = store->LoadEnvironment("shop", "production");
     if (!env.ok()) state.SkipWithError("load failed");
@@ -112,10 +134,10 @@ BENCHMARK(BM_LoadAndCompile10kFlags)->Unit(benchmark::kMillisecond)->MinTime(2);
 
 // Read the 100 change sets after a sequence (a stream resuming).
 void BM_ChangesSince100(benchmark::State& state) {
-  static auto store = [] {
+  static Store* store = [] {  // never destroyed (see RunWriters)
     auto s = OpenShop("changes", false, 1);
     for (int i = 0; i < 1000; ++i) (void)s->Apply(Toggle("flag-0", i % 2));
-    return s;
+    return s.release();
   }();
   int64_t seq = *store->Sequence("shop", "production");
   for (auto _ : state) {
