@@ -667,6 +667,6 @@ int main(int argc, char** argv) {
   }
   sdk.Close();
   StopServer(server);
-  std::filesystem::remove_all(dir);
+  if (std::getenv("GONFALON_SCALE_KEEP") == nullptr) std::filesystem::remove_all(dir);
   return 0;
 }

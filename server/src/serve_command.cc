@@ -387,7 +387,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
       return 1;
     }
   }
+  auto opened = std::chrono::steady_clock::now();
   (void)store.PruneHistory();
+  auto pruned = std::chrono::steady_clock::now();
+  auto ms_between = [](auto a, auto b) { return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count()); };
+  Log(LogLevel::kInfo, "store opened", {{"open_ms", ms_between(started, opened)}, {"prune_ms", ms_between(opened, pruned)}});
 
   Metrics metrics;
   metrics.SetGaugeSource([&store] { return store.Stats(); });
