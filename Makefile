@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 WERROR ?= OFF
 GONFALON_RUN := build/release/server/gonfalon
 
-.PHONY: run test build build-server deps bench bench-server bench-sdk fuzz asan tsan clean
+.PHONY: run test build build-server deps bench bench-server bench-sdk bench-scale fuzz asan tsan clean
 
 deps:
 	@scripts/install-deps
@@ -51,6 +51,14 @@ bench-sdk: deps
 	@cmake --build --preset release -j $(JOBS) --target gonfalon sdk_bench
 	@build/release/bench/sdk_bench --benchmark_filter=Sdk --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 	@build/release/bench/sdk_bench --benchmark_filter=Propagation
+
+# 100, 10,000 and 100,000 flags behind the real server with 1,000 streams and the C++ SDK:
+# bulk load, restart, a new stream's put, writes' acknowledgement and propagation, eight
+# writers (docs/performance.md, "Scale").
+bench-scale: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target gonfalon scale
+	@bench/scale.sh 1000
 
 # libFuzzer on the codec (clang). FUZZ_SECONDS=600 make fuzz for a longer run.
 FUZZ_SECONDS ?= 60

@@ -246,6 +246,11 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     parser_.reset();
     method_ = req.method;
     if (Api::Blocking(req)) {
+      // The request is in: a write that may commit is always answered, however long it waits
+      // for its turn, the fsync and publication; only the response's write is bounded
+      // (OnResponse re-arms the deadline).
+      DisarmDeadline();
+      blocking_ = true;
       net::post(server_.workers(), [self = shared_from_this(), req = std::move(req)] {
         Response r = self->server_.api().Handle(req);
         net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->OnResponse(std::move(r)); });
@@ -271,7 +276,12 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     }
     if (r.stream) return StartStream(*r.stream);
     SerializeResponse(r);
-    // The request's deadline (DoRead) still runs and bounds this write too.
+    // The request's deadline (DoRead) still runs and bounds this write too; after a blocking
+    // write, whose deadline was lifted, a write deadline of its own.
+    if (blocking_) {
+      blocking_ = false;
+      ArmDeadline(server_.limits().write_timeout);
+    }
     net::async_write(stream_.socket(), net::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);  // after a large response
       if (ec) return self->DoClose();
@@ -417,6 +427,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   unsigned version_ = 11;
   bool keep_alive_ = true;
   bool reading_ = false;
+  bool blocking_ = false;  // the request in progress runs on the worker pool (Api::Blocking)
   bool streaming_ = false;
   bool writing_ = false;
   bool closed_ = false;
