@@ -536,10 +536,10 @@ int main(int argc, char** argv) {
   double sdk_init_ms = Ms(Clock::now() - t_sdk);
   std::printf("SDK initialization: %.0f ms, RSS +%.0f MB\n", sdk_init_ms, (RssKb(0) - self_before) / 1024.0);
   std::mutex sdk_mu;
-  std::unordered_map<std::string, Clock::time_point> sdk_heard;
+  std::unordered_map<std::string, std::vector<Clock::time_point>> sdk_heard;  // key -> each time heard
   sdk.OnFlagChange([&](const std::string& k) {
     std::lock_guard<std::mutex> l(sdk_mu);
-    sdk_heard.emplace(k, Clock::now());
+    sdk_heard[k].push_back(Clock::now());
   });
 
   // The streams, resuming at the current sequence.
@@ -600,15 +600,18 @@ int main(int argc, char** argv) {
       {
         std::lock_guard<std::mutex> l(sdk_mu);
         size_t heard = 0;
-        for (auto& [k, t0] : sent_keys) heard += sdk_heard.count(k);
+        for (auto& [k, times] : sdk_heard) heard += times.size();
         if (heard >= sent_keys.size()) break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling the listener's tally
     }
+    // The n-th write to a flag is matched with the n-th time the listener heard of it.
     std::lock_guard<std::mutex> l(sdk_mu);
+    std::unordered_map<std::string, size_t> nth;
     for (auto& [k, t0] : sent_keys) {
+      size_t n = nth[k]++;
       auto it = sdk_heard.find(k);
-      if (it != sdk_heard.end()) sdk_ms.push_back(Ms(it->second - t0));
+      if (it != sdk_heard.end() && n < it->second.size()) sdk_ms.push_back(Ms(it->second[n] - t0));
     }
   }
   std::printf("write acknowledged (synced): p50 %.2f ms, p99 %.2f ms (%zu writes)\n", Percentile(ack_ms, 0.5),
