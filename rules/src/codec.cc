@@ -408,27 +408,32 @@ absl::Status DecodeSegmentAt(const Value& json, std::string_view path, DecodeOpt
 // Map member of the environment payload: each entry's key must equal its map key (or be
 // absent, in which case the map key is taken).
 template <typename T, typename DecodeFn>
-absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions opt,
-                       DecodeFn decode, std::map<std::string, T, std::less<>>& out) {
+absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions opt, DecodeFn decode,
+                       std::map<std::string, T, std::less<>>& out, const ParallelFor& parallel = {}) {
   const Value* m = Member(json, name);
   if (m == nullptr) return absl::OkStatus();
   if (!m->is_object()) return WrongType(name, "an object keyed by key", *m);
-  for (const auto& [key, item] : m->as_object()) {
+  const auto& members = m->as_object();
+  std::vector<T> decoded(members.size());
+  std::vector<absl::Status> errors(members.size());
+  RunEach(members.size(), parallel, [&](size_t i) {
+    const auto& [key, item] = members[i];
     std::string p = StrCat(name, ".", key);
-    Value with_key = item;
-    if (item.is_object()) {
-      const Value* k = item.Find("key");
-      if (k == nullptr || k->is_null()) {
-        with_key.Set("key", Value(key));
-      } else if (k->is_string() && !k->as_string().empty() && k->as_string() != key) {
-        return Err(Field(p, "key"),
-                   StrCat("\"", k->as_string(), "\" does not match its map key \"", key, "\""));
-      }
+    const Value* k = item.is_object() ? item.Find("key") : nullptr;
+    if (k != nullptr && k->is_string() && !k->as_string().empty() && k->as_string() != key) {
+      errors[i] = Err(Field(p, "key"), StrCat("\"", k->as_string(), "\" does not match its map key \"", key, "\""));
+      return;
     }
-    T decoded;
-    RETURN_IF_ERROR(decode(with_key, p, opt, decoded));
-    out.emplace(key, std::move(decoded));
-  }
+    if (item.is_object() && (k == nullptr || k->is_null())) {
+      Value with_key = item;  // the map key stands for a missing "key" (a copy only then)
+      with_key.Set("key", Value(key));
+      errors[i] = decode(with_key, p, opt, decoded[i]);
+    } else {
+      errors[i] = decode(item, p, opt, decoded[i]);
+    }
+  });
+  for (size_t i = 0; i < members.size(); ++i) RETURN_IF_ERROR(errors[i]);
+  for (size_t i = 0; i < members.size(); ++i) out.emplace(members[i].first, std::move(decoded[i]));
   return absl::OkStatus();
 }
 
@@ -521,19 +526,19 @@ absl::StatusOr<Segment> DecodeSegment(const Value& json, DecodeOptions options) 
   return s;
 }
 
-absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options) {
+absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options, const ParallelFor& parallel) {
   RETURN_IF_ERROR(RequireObject(json, ""));
   Environment env;
   RETURN_IF_ERROR(GetInt64(json, "sequence", "", env.sequence));
-  RETURN_IF_ERROR(DecodeMap<Flag>(json, "flags", options, DecodeFlagAt, env.flags));
-  RETURN_IF_ERROR(DecodeMap<Segment>(json, "segments", options, DecodeSegmentAt, env.segments));
+  RETURN_IF_ERROR(DecodeMap<Flag>(json, "flags", options, DecodeFlagAt, env.flags, parallel));
+  RETURN_IF_ERROR(DecodeMap<Segment>(json, "segments", options, DecodeSegmentAt, env.segments, parallel));
   if (options.strict) RETURN_IF_ERROR(CheckReferences(env));
   return env;
 }
 
-absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options) {
+absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options, const ParallelFor& parallel) {
   ASSIGN_OR_RETURN(Value json, ParseJson(text));
-  return DecodeEnvironment(json, options);
+  return DecodeEnvironment(json, options, parallel);
 }
 
 absl::Status CheckReferences(const Environment& env) {

@@ -205,14 +205,6 @@ void CompileSegmentInto(CompiledSegment& cs) {
   }
 }
 
-void Each(size_t n, const ParallelFor& parallel, const std::function<void(size_t)>& fn) {
-  if (parallel) {
-    parallel(n, fn);
-  } else {
-    for (size_t i = 0; i < n; ++i) fn(i);
-  }
-}
-
 void AppendKey(std::string& out, const std::string& key) {
   out += ToJson(Value(key));
   out += ':';
@@ -265,10 +257,10 @@ std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelF
   // indexed; the maps were in key order, and so are the vectors.
   std::vector<std::shared_ptr<const CompiledFlag>> compiled_flags(flags.size());
   std::vector<std::shared_ptr<const CompiledSegment>> compiled_segments(segments.size());
-  internal::Each(flags.size(), parallel, [&](size_t i) {
+  RunEach(flags.size(), parallel, [&](size_t i) {
     compiled_flags[i] = internal::CompileFlag(std::move(flags[i]), static_cast<uint32_t>(i));
   });
-  internal::Each(segments.size(), parallel,
+  RunEach(segments.size(), parallel,
                  [&](size_t i) { compiled_segments[i] = internal::CompileSegment(std::move(segments[i])); });
   d.ordinal_bound = static_cast<uint32_t>(compiled_flags.size());
   d.flag_order.reserve(compiled_flags.size());

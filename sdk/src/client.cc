@@ -316,7 +316,8 @@ class Client::Impl {
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    absl::StatusOr<rules::Environment> env = rules::ParseEnvironment(ss.str());
+    absl::StatusOr<rules::Environment> env =
+        rules::ParseEnvironment(ss.str(), {}, internal::ThreadsParallelFor(cfg_.compile_threads));
     if (!env.ok()) {
       err = StrCat(path, ": ", env.status().message());
       return false;
@@ -458,7 +459,8 @@ class Client::Impl {
   // Applies one SSE event; returns false if the stream must be dropped (bad data).
   bool OnEvent(const internal::SseEvent& e) {
     if (e.type == "put") {
-      absl::StatusOr<rules::Environment> env = rules::ParseEnvironment(e.data);
+      absl::StatusOr<rules::Environment> env =
+          rules::ParseEnvironment(e.data, {}, internal::ThreadsParallelFor(cfg_.compile_threads));
       if (!env.ok()) {
         SetError(StrCat("bad put event: ", env.status().message()));
         return false;

@@ -264,6 +264,15 @@ TEST(SnapshotApplyTest, ParallelBuildEqualsSerial) {
   std::vector<Context> contexts = gen.Contexts();
   EXPECT_EQ(Answers(*serial, contexts), Answers(*parallel, contexts));
   EXPECT_EQ(serial->PayloadJson(), parallel->PayloadJson());
+
+  // Decoding in any order gives the same environment, and the first error in document order.
+  std::string text = ToJson(EncodeEnvironment(env));
+  ASSERT_OK_AND_ASSIGN(Environment decoded, ParseEnvironment(text, {}, reversed));
+  EXPECT_EQ(decoded, env);
+  absl::StatusOr<Environment> bad = ParseEnvironment(
+      R"({"flags":{"a":{"variations":"x"},"b":{"variations":"y"}},"segments":{}})", {}, reversed);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("flags.a"), std::string::npos) << bad.status();
 }
 
 }  // namespace

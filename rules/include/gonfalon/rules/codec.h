@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "gonfalon/rules/model.h"
+#include "gonfalon/rules/parallel.h"
 #include "gonfalon/rules/value.h"
 
 namespace gonfalon::rules {
@@ -33,9 +34,13 @@ struct DecodeOptions {
 absl::StatusOr<Flag> DecodeFlag(const Value& json, DecodeOptions options = {});
 absl::StatusOr<Segment> DecodeSegment(const Value& json, DecodeOptions options = {});
 // {"flags":{key: flag}, "segments":{key: segment}, "sequence"?: n}; either map may be absent.
-absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options = {});
+// Items are decoded through `parallel` when given (the first error in document order wins, as
+// without it).
+absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options = {},
+                                              const ParallelFor& parallel = {});
 // Parses text and decodes; JSON syntax errors are reported as such.
-absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options = {});
+absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options = {},
+                                             const ParallelFor& parallel = {});
 
 // Strict checks that need the whole environment: prerequisites and segment references that
 // point nowhere. Returns the first problem with its path.

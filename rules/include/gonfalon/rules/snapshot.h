@@ -22,7 +22,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/model.h"
+#include "gonfalon/rules/parallel.h"
 
 namespace gonfalon::rules {
 
@@ -39,11 +39,6 @@ struct CompiledFlag;
 struct CompiledSegment;
 struct SnapshotData;
 }  // namespace internal
-
-// Runs work(i) for every i in [0, count), in any order, possibly on several threads at once,
-// and returns when all are done. Rules starts no threads itself: the server and the SDK pass
-// one that does (it pays from a few thousand items).
-using ParallelFor = std::function<void(size_t count, const std::function<void(size_t i)>& work)>;
 
 class Snapshot {
  public:
