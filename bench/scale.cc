@@ -530,6 +530,9 @@ int main(int argc, char** argv) {
   cfg.base_url = "http://127.0.0.1:" + std::to_string(server.port);
   cfg.sdk_key = key;
   cfg.send_events = false;
+  cfg.logger = [](gonfalon::sdk::LogLevel level, std::string_view msg) {
+    if (level >= gonfalon::sdk::LogLevel::kInfo) std::printf("  sdk: %.*s\n", static_cast<int>(msg.size()), msg.data());
+  };
   auto t_sdk = Clock::now();
   gonfalon::sdk::Client sdk(cfg);
   if (!sdk.WaitForInitialization(std::chrono::seconds(120))) Die("the SDK did not initialize");

@@ -459,13 +459,19 @@ class Client::Impl {
   // Applies one SSE event; returns false if the stream must be dropped (bad data).
   bool OnEvent(const internal::SseEvent& e) {
     if (e.type == "put") {
+      auto t0 = Clock::now();
       absl::StatusOr<rules::Environment> env =
           rules::ParseEnvironment(e.data, {}, internal::ThreadsParallelFor(cfg_.compile_threads));
       if (!env.ok()) {
         SetError(StrCat("bad put event: ", env.status().message()));
         return false;
       }
+      size_t flags = env->flags.size();
+      auto t1 = Clock::now();
       PublishAll(std::move(*env), DataSource::kStream);
+      auto ms = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+      Log(LogLevel::kInfo, StrCat("put: ", flags, " flags, ", e.data.size(), " bytes decoded in ", ms(t1 - t0),
+                                  " ms, compiled and published in ", ms(Clock::now() - t1), " ms"));
       return true;
     }
     if (e.type != "changes") return true;  // unknown events are ignored
@@ -518,7 +524,8 @@ class Client::Impl {
     beast::flat_buffer buffer(64 * 1024);
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(boost::none);
-    char body[16 * 1024];
+    std::vector<char> body_buffer(256 * 1024);  // a `put` can be tens of MB
+    char* body = body_buffer.data();
     bool bad_event = false;  // OnEvent refused an event (and said why): the stream is dropped
     internal::SseParser sse(
         [&](const internal::SseEvent& e) {
@@ -550,12 +557,12 @@ class Client::Impl {
     std::function<void()> read_body;
     read_body = [&] {
       parser.get().body().data = body;
-      parser.get().body().size = sizeof body;
+      parser.get().body().size = body_buffer.size();
       stream.expires_after(cfg_.read_timeout);
       // read_some: deliver each event as it arrives, not when the body buffer fills.
       http::async_read_some(stream, buffer, parser, [&](beast::error_code ec, std::size_t) {
         if (ec == http::error::need_buffer) ec = {};
-        size_t n = sizeof body - parser.get().body().size;
+        size_t n = body_buffer.size() - parser.get().body().size;
         if (n > 0) sse.Feed(std::string_view(body, n));
         if (bad_event) return;  // last_error keeps the reason, not the socket's
         if (ec) {
