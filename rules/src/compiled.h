@@ -31,6 +31,7 @@ namespace gonfalon::rules::internal {
 // One clause value, pre-parsed for its operator.
 struct ClauseValue {
   const Value* raw = nullptr;
+  std::optional<HashedKey> segment;  // segmentMatch: the segment's key, hashed once
   std::optional<double> millis;      // before / after
   std::optional<SemVer> semver;      // semVer*
   std::unique_ptr<RE2> regex;        // matches; null when the pattern does not compile
@@ -79,7 +80,8 @@ struct CompiledRule {
 };
 
 struct CompiledPrerequisite {
-  const Prerequisite* model = nullptr;  // the flag is looked up by model->key when evaluated
+  const Prerequisite* model = nullptr;  // the flag is looked up by `key` when evaluated
+  HashedKey key{""};
 };
 
 // Built in place and never moved: `model` and the clauses point into `flag`.
@@ -157,11 +159,13 @@ struct SnapshotData {
   uint32_t ordinal_bound = 0;  // every flag's ordinal is below it
 
   // For evaluation: nullptr when absent or marked deleted.
-  const CompiledFlag* FindLiveFlag(std::string_view key) const {
+  template <typename Key>
+  const CompiledFlag* FindLiveFlag(const Key& key) const {
     const CompiledFlag* f = flags.Find(key);
     return f != nullptr && !f->model->deleted ? f : nullptr;
   }
-  const CompiledSegment* FindLiveSegment(std::string_view key) const {
+  template <typename Key>
+  const CompiledSegment* FindLiveSegment(const Key& key) const {
     const CompiledSegment* s = segments.Find(key);
     return s != nullptr && !s->model->deleted ? s : nullptr;
   }

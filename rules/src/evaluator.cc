@@ -132,7 +132,7 @@ Match MatchClause(EvalState& s, const CompiledClause& c, Value* trace_out) {
     Value segs{Array{}};
     bool matched = false;
     for (const ClauseValue& cv : c.values) {
-      const CompiledSegment* seg = cv.raw->is_string() ? s.d.FindLiveSegment(cv.raw->as_string()) : nullptr;
+      const CompiledSegment* seg = cv.segment.has_value() ? s.d.FindLiveSegment(*cv.segment) : nullptr;
       if (seg == nullptr) continue;  // unknown or deleted segment: no match
       Value seg_trace;
       Match m = MatchSegment(s, *seg, trace_out ? &seg_trace : nullptr);
@@ -353,7 +353,7 @@ void EvaluateFlag(EvalState& s, const CompiledFlag& f, Detail& out) {
   }
   for (const internal::CompiledPrerequisite& p : f.prerequisites) {
     bool ok = false;
-    const CompiledFlag* prerequisite = s.d.FindLiveFlag(p.model->key);
+    const CompiledFlag* prerequisite = s.d.FindLiveFlag(p.key);
     if (prerequisite == nullptr) {
       AddStepLazy(s.trace, [&] {
         return Value(Object{{"step", Value("prerequisite")},

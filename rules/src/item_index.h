@@ -14,12 +14,24 @@
 #include <bitset>
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 
 namespace gonfalon::rules::internal {
+
+// A key with its hash computed once (at compile time for references): the index picks the
+// shard and probes the shard's map with the same hash.
+struct HashedKey {
+  explicit HashedKey(absl::string_view k) : key(k), hash(absl::Hash<absl::string_view>{}(key)) {}
+  explicit HashedKey(std::string_view k) : HashedKey(absl::string_view(k.data(), k.size())) {}
+  explicit HashedKey(const std::string& k) : HashedKey(absl::string_view(k)) {}
+  explicit HashedKey(const char* k) : HashedKey(absl::string_view(k)) {}
+  absl::string_view key;
+  size_t hash;
+};
 
 template <typename Node>
 class ItemIndex {
@@ -35,46 +47,48 @@ class ItemIndex {
     return *this;
   }
 
-  const Node* Find(std::string_view key) const {
-    absl::string_view k(key.data(), key.size());
-    const std::shared_ptr<Shard>& shard = shards_[ShardOf(k)];
+  const Node* Find(std::string_view key) const { return Find(HashedKey(key)); }
+  const Node* Find(const HashedKey& key) const {
+    const std::shared_ptr<Shard>& shard = shards_[ShardOf(key.hash)];
     if (shard == nullptr) return nullptr;
-    auto it = shard->find(k);
+    auto it = shard->find(key);
     return it == shard->end() ? nullptr : it->second.get();
-  }
-  // The shared node, for a snapshot that keeps it.
-  std::shared_ptr<const Node> FindShared(std::string_view key) const {
-    absl::string_view k(key.data(), key.size());
-    const std::shared_ptr<Shard>& shard = shards_[ShardOf(k)];
-    if (shard == nullptr) return nullptr;
-    auto it = shard->find(k);
-    return it == shard->end() ? nullptr : it->second;
   }
   size_t size() const { return size_; }
 
   // Inserts or replaces the node of node->key().
   void Put(std::shared_ptr<const Node> node) {
     absl::string_view k(node->key().data(), node->key().size());
-    Shard& shard = Own(ShardOf(k));
+    Shard& shard = Own(ShardOf(HashedKey(k).hash));
     // Erase first: the stored key views the old node's key, which dies with the old node.
     if (shard.erase(k) == 0) ++size_;
     shard.emplace(k, std::move(node));
   }
   void Erase(std::string_view key) {
     absl::string_view k(key.data(), key.size());
-    size_t i = ShardOf(k);
+    size_t i = ShardOf(HashedKey(k).hash);
     if (shards_[i] == nullptr || !shards_[i]->contains(k)) return;
     Own(i).erase(k);
     --size_;
   }
 
  private:
-  using Shard = absl::flat_hash_map<absl::string_view, std::shared_ptr<const Node>>;
+  // The shard's map hashes keys as HashedKey does, so a HashedKey probes it without hashing.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(absl::string_view k) const { return absl::Hash<absl::string_view>{}(k); }
+    size_t operator()(const HashedKey& k) const { return k.hash; }
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    static absl::string_view View(absl::string_view k) { return k; }
+    static absl::string_view View(const HashedKey& k) { return k.key; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const { return View(a) == View(b); }
+  };
+  using Shard = absl::flat_hash_map<absl::string_view, std::shared_ptr<const Node>, KeyHash, KeyEq>;
 
-  static size_t ShardOf(absl::string_view key) {
-    // The map hashes the key again with its own seed-mixed low bits; the shard takes high bits.
-    return (absl::Hash<absl::string_view>{}(key) >> 40) % kShards;
-  }
+  static size_t ShardOf(size_t hash) { return (hash >> 40) % kShards; }
   Shard& Own(size_t i) {
     if (!owned_[i]) {
       shards_[i] = shards_[i] == nullptr ? std::make_shared<Shard>() : std::make_shared<Shard>(*shards_[i]);

@@ -78,6 +78,9 @@ CompiledClause CompileClause(const Clause& c) {
           if (re->ok()) cv.regex = std::move(re);
         }
         break;
+      case Op::kSegmentMatch:
+        if (v.is_string()) cv.segment.emplace(v.as_string());
+        break;
       default:
         break;
     }
@@ -148,6 +151,7 @@ void CompileFlagInto(CompiledFlag& cf) {
   for (const Prerequisite& p : f.prerequisites) {
     CompiledPrerequisite cp;
     cp.model = &p;
+    cp.key = HashedKey(p.key);
     cf.prerequisites.push_back(cp);
   }
   // LaunchDarkly's order: contextTargets in order, where an entry of kind "user" stands for the
