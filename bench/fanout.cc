@@ -24,33 +24,16 @@
 #include <unordered_map>
 #include <vector>
 
+#include "loopback.h"
+
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
+using gonfalon::bench::ConnectLoopback;
+using gonfalon::bench::RssKb;
 
-long RssKb(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  }
-  return 0;
-}
+
 
 struct Stream {
   int fd;
@@ -90,7 +73,7 @@ void Parse(Stream& s, std::vector<int64_t>& ids) {
 }
 
 std::string Post(int& fd, int port, const std::string& path, const std::string& token, const std::string& body) {
-  if (fd < 0) fd = Connect(port);
+  if (fd < 0) fd = ConnectLoopback(port);
   std::string req = "POST " + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
                     "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   send(fd, req.data(), req.size(), MSG_NOSIGNAL);
@@ -137,7 +120,7 @@ int main(int argc, char** argv) {
   std::string req = "GET /sdk/v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + sdk + "\r\n\r\n";
   auto t_open = Clock::now();
   for (int i = 0; i < n; ++i) {
-    int fd = Connect(port);
+    int fd = ConnectLoopback(port);
     if (fd < 0) {
       std::fprintf(stderr, "connect %d failed\n", i);
       return 1;
@@ -193,7 +176,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 20; ++i) pump(50);  // settle
   int64_t next_seq = 1;
   {
-    int fd = Connect(port);
+    int fd = ConnectLoopback(port);
     std::string get = "GET /api/v1/projects/bench/environments/production HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer " + admin + "\r\n\r\n";
     send(fd, get.data(), get.size(), MSG_NOSIGNAL);
     std::string resp;

@@ -44,9 +44,14 @@
 
 #include "gonfalon/sdk/client.h"
 
+#include "loopback.h"
+
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using gonfalon::bench::ConnectLoopback;
+using gonfalon::bench::RssKb;
 
 constexpr const char* kAdmin = "gfa_scale_bench_admin_token_0123456789";
 
@@ -57,14 +62,6 @@ double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
   std::exit(1);
 }
 
-long RssKb(int pid) {
-  std::ifstream in("/proc/" + (pid ? std::to_string(pid) : std::string("self")) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  }
-  return 0;
-}
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -72,20 +69,6 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
 
 // A keep-alive HTTP/1.1 client for requests with Content-Length responses.
 class Http {
@@ -98,7 +81,7 @@ class Http {
   int Request(const std::string& method, const std::string& path, const std::string& body, std::string* out = nullptr,
               const std::string& token = kAdmin) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      if (fd_ < 0) fd_ = Connect(port_);
+      if (fd_ < 0) fd_ = ConnectLoopback(port_);
       if (fd_ < 0) return -1;
       std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
                         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
@@ -368,7 +351,7 @@ class Streams {
   }
   // Opens one stream; `last_event_id` < 0: a new stream (gets a `put`).
   size_t Open(int64_t last_event_id) {
-    int fd = Connect(port_);
+    int fd = ConnectLoopback(port_);
     if (fd < 0) Die("stream connect failed");
     std::string req = "GET /sdk/v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ + "\r\n";
     if (last_event_id >= 0) req += "Last-Event-ID: " + std::to_string(last_event_id) + "\r\n";

@@ -16,9 +16,9 @@
 #include <unordered_map>
 
 #include "backoff.h"
-#include "parallel_for.h"
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/parallel_threads.h"
 #include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/snapshot_cell.h"
 #include "gonfalon/rules/str_cat.h"
@@ -317,7 +317,7 @@ class Client::Impl {
     std::stringstream ss;
     ss << in.rdbuf();
     absl::StatusOr<rules::Environment> env =
-        rules::ParseEnvironment(ss.str(), {}, internal::ThreadsParallelFor(cfg_.compile_threads));
+        rules::ParseEnvironment(ss.str(), {}, rules::ThreadsParallelFor(cfg_.compile_threads));
     if (!env.ok()) {
       err = StrCat(path, ": ", env.status().message());
       return false;
@@ -329,7 +329,7 @@ class Client::Impl {
   // Makes a whole new data set current (a `put`, the cache, the flag file): every flag whose
   // version differs from what was served counts as changed.
   void PublishAll(rules::Environment env, DataSource source) {
-    auto snap = rules::Snapshot::Build(std::move(env), internal::ThreadsParallelFor(cfg_.compile_threads));
+    auto snap = rules::Snapshot::Build(std::move(env), rules::ThreadsParallelFor(cfg_.compile_threads));
     std::shared_ptr<const rules::Snapshot> old;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -461,7 +461,7 @@ class Client::Impl {
     if (e.type == "put") {
       auto t0 = Clock::now();
       absl::StatusOr<rules::Environment> env =
-          rules::ParseEnvironment(e.data, {}, internal::ThreadsParallelFor(cfg_.compile_threads));
+          rules::ParseEnvironment(e.data, {}, rules::ThreadsParallelFor(cfg_.compile_threads));
       if (!env.ok()) {
         SetError(StrCat("bad put event: ", env.status().message()));
         return false;

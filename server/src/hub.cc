@@ -8,10 +8,10 @@
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
+#include "gonfalon/rules/parallel_threads.h"
 #include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
-#include "parallel_for.h"
 
 namespace gonfalon::server {
 namespace {
@@ -271,7 +271,7 @@ absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Hubs::Load(EnvironmentHub
   size_t flags = env->flags.size();
   auto loaded = std::chrono::steady_clock::now();
   std::shared_ptr<const rules::Snapshot> snap =
-      rules::Snapshot::Build(std::move(*env), ThreadsParallelFor(static_cast<int>(std::thread::hardware_concurrency())));
+      rules::Snapshot::Build(std::move(*env), rules::ThreadsParallelFor(static_cast<int>(std::thread::hardware_concurrency())));
   auto compiled = std::chrono::steady_clock::now();
   ++metrics_.environment_loads;
   auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };

@@ -1,6 +1,7 @@
 #pragma once
-// ParallelFor: how rules spreads independent work (decoding or compiling many items) without
-// starting threads itself. The server and the SDK pass one that runs on threads.
+// ParallelFor: how rules spreads independent work (decoding or compiling many items). Rules'
+// own code never starts a thread: the server and the SDK pass ThreadsParallelFor
+// (parallel_threads.h).
 
 #include <cstddef>
 #include <functional>
