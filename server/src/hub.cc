@@ -69,8 +69,8 @@ const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub) {
   return reader->Get();
 }
 
-Hubs::Hubs(storage::Store& store, Metrics& metrics)
-    : store_(store), metrics_(metrics), instance_(rules::NextInstanceId()) {
+Hubs::Hubs(storage::Store& store, Metrics& metrics, FanOutOptions fan_out)
+    : store_(store), metrics_(metrics), fan_out_(fan_out), instance_(rules::NextInstanceId()) {
   publisher_ = std::thread([this] { PublisherLoop(); });
   sender_ = std::thread([this] { SenderLoop(); });
 }
@@ -185,13 +185,13 @@ void Hubs::PublisherLoop() {
 void Hubs::SenderLoop() {
   // Each fan-out costs one send per open stream, mostly the kernel's work on the socket (about
   // 10 us each on loopback). While changes come slowly, events go out as soon as they are
-  // published. Under a burst (more than kBusyRate change sets a second), fan-outs draw on a
-  // budget of kBusySendsPerSecond stream sends, refilled continuously and holding at most a
+  // published. Under a burst (more than busy_rate change sets a second), fan-outs draw on a
+  // budget of busy_sends_per_second stream sends, refilled continuously and holding at most a
   // second's worth: the change sets published while one waits share the next fan-out, so a
-  // burst of writes cannot starve the writers and the requests of CPU (at 1,000 streams a
-  // fan-out every 50 ms at least).
-  constexpr double kBusyRate = 200;
-  constexpr double kBusySendsPerSecond = 20000;
+  // burst of writes cannot starve the writers and the requests of CPU (by default, at 1,000
+  // streams a fan-out every 50 ms at least).
+  const double kBusyRate = fan_out_.busy_rate;
+  const double kBusySendsPerSecond = fan_out_.busy_sends_per_second;
   using Clock = std::chrono::steady_clock;
   double budget = kBusySendsPerSecond;
   Clock::time_point refilled = Clock::now();

@@ -103,9 +103,16 @@ class EnvironmentHub {
 // thread and hub, one atomic load. Valid until the same thread calls it again for that hub.
 const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub);
 
+// How streams are fed under a burst of change sets (Hubs::SenderLoop).
+struct HubFanOutOptions {
+  double busy_rate = 200;                // change sets a second above which rounds are budgeted
+  double busy_sends_per_second = 20000;  // the budget: stream writes a second
+};
+
 class Hubs {
  public:
-  Hubs(storage::Store& store, Metrics& metrics);
+  using FanOutOptions = HubFanOutOptions;
+  Hubs(storage::Store& store, Metrics& metrics, FanOutOptions fan_out = {});
   ~Hubs();
 
   // The hub of an environment, loaded and compiled on first use.
@@ -155,6 +162,7 @@ class Hubs {
 
   storage::Store& store_;
   Metrics& metrics_;
+  const FanOutOptions fan_out_;
   const uint64_t instance_;  // distinguishes Hubs objects in per-thread caches (Get)
   std::mutex mu_;
   std::condition_variable cv_;

@@ -36,14 +36,17 @@ class RecordingSink : public StreamSink {
     std::lock_guard<std::mutex> l(mu_);
     return closed_;
   }
-  // The SSE event names sent so far ("put", "changes", ...), with their ids.
+  // The SSE event names sent so far ("put", "changes", ...), with their ids; a chunk may carry
+  // several events (a fan-out round gives a stream everything it lacks in one buffer).
   std::vector<std::string> Events() const {
     std::vector<std::string> out;
     for (const std::string& c : chunks()) {
-      size_t id = c.find("id: ");
-      size_t ev = c.find("event: ");
-      if (id == std::string::npos || ev == std::string::npos) continue;
-      out.push_back(c.substr(ev + 7, c.find('\n', ev) - ev - 7) + "@" + c.substr(id + 4, c.find('\n', id) - id - 4));
+      for (size_t id = c.find("id: "); id != std::string::npos; id = c.find("id: ", id + 1)) {
+        if (id > 0 && c[id - 1] != '\n') continue;  // "id: " inside data
+        size_t ev = c.find("event: ", id);
+        if (ev == std::string::npos) break;
+        out.push_back(c.substr(ev + 7, c.find('\n', ev) - ev - 7) + "@" + c.substr(id + 4, c.find('\n', id) - id - 4));
+      }
     }
     return out;
   }
@@ -72,7 +75,7 @@ class HubTest : public ::testing::Test {
     auto store = storage::Store::Open({.path = dir_.string(), .sync = false, .min_free_bytes = 0});
     ASSERT_OK(store);
     store_ = std::move(*store);
-    hubs_ = std::make_unique<Hubs>(*store_, metrics_);
+    hubs_ = std::make_unique<Hubs>(*store_, metrics_, FanOutOptions());
     store_->SetChangeListener([this](const storage::AppliedChangeSet& a) { hubs_->Changed(a); });
     storage::Actor actor{"test"};
     ASSERT_OK(store_->CreateProject({.key = "shop"}, actor));
@@ -100,6 +103,8 @@ class HubTest : public ::testing::Test {
     return applied.ok() ? applied->sequence : -1;
   }
   EnvironmentHub& Hub() { return **hubs_->Get("shop", "production"); }
+
+  virtual Hubs::FanOutOptions FanOutOptions() const { return {}; }
 
   std::filesystem::path dir_;
   Metrics metrics_;
@@ -181,6 +186,78 @@ TEST(MetricsTest, RequestsAreCountedPerRouteMethodAndStatusWithCumulativeBuckets
   EXPECT_NE(text.find(R"(gonfalon_http_requests_total{route="/healthz",method="POST",status="405"} 1)"), std::string::npos);
   EXPECT_NE(text.find(R"(gonfalon_http_request_duration_seconds_bucket{route="/healthz",le="+Inf"} 3)"), std::string::npos) << text;
   EXPECT_NE(text.find(R"(gonfalon_http_request_duration_seconds_count{route="/healthz"} 3)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gonfalon::server
+
+namespace gonfalon::server {
+namespace {
+
+// A small budget, so that events wait in the hub while streams join.
+class BusyHubTest : public HubTest {
+ protected:
+  Hubs::FanOutOptions FanOutOptions() const override { return {.busy_rate = 0, .busy_sends_per_second = 400}; }
+};
+
+// Concurrent writers, and streams joining at random moments (new, or resuming from a recent
+// sequence) while events wait to be sent: every stream gets each change set after its starting
+// point exactly once, in order, however the publisher and the sender group them.
+TEST_F(BusyHubTest, StreamsJoiningDuringABurstGetEverySequenceOnceInOrder) {
+  int64_t first = Hub().sequence();
+  std::vector<std::thread> writers;
+  std::atomic<bool> done{false};
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 60; ++i) {
+        storage::ChangeSet cs{"shop", "production", {}, {"test"}, ""};
+        cs.items.push_back({storage::ItemKind::kFlag, w % 2 ? "checkout" : "banner", std::nullopt,
+                            *rules::ParseJson(StrCat(R"({"on":true,"fallthrough":{"variation":1},"targets":[{"values":["w)",
+                                                     w, "-", i, R"("],"variation":0}]})")),
+                            false});
+        EXPECT_OK(store_->Apply(cs));
+      }
+    });
+  }
+  struct Joined {
+    std::shared_ptr<RecordingSink> sink;
+    std::optional<int64_t> from;
+  };
+  std::vector<Joined> streams;
+  for (int i = 0; i < 40; ++i) {
+    Joined j{std::make_shared<RecordingSink>(), std::nullopt};
+    int64_t now = Hub().sequence();
+    if (i % 2 == 1 && now - 3 >= first) j.from = now - 3;
+    hubs_->AddSdkStream(Hub(), j.sink, j.from);
+    streams.push_back(std::move(j));
+    std::this_thread::sleep_for(1ms);  // spreading the joins over the burst
+  }
+  for (auto& t : writers) t.join();
+  hubs_->Drain();
+  int64_t last = Hub().sequence();
+  ASSERT_EQ(last, first + 240);
+  for (size_t s = 0; s < streams.size(); ++s) {
+    SCOPED_TRACE(StrCat("stream ", s));
+    const Joined& j = streams[s];
+    ASSERT_TRUE(Eventually([&] {
+      auto ev = j.sink->Events();
+      return !ev.empty() && ev.back() == StrCat(ev.back().rfind("put@", 0) == 0 ? "put@" : "changes@", last);
+    })) << ::testing::PrintToString(j.sink->Events());
+    std::vector<std::string> events = j.sink->Events();
+    int64_t expect;
+    size_t i = 0;
+    if (events[0].rfind("put@", 0) == 0) {
+      expect = std::stoll(events[0].substr(4)) + 1;
+      i = 1;
+    } else {
+      ASSERT_TRUE(j.from.has_value()) << "a new stream starts with a put";
+      expect = *j.from + 1;
+    }
+    for (; i < events.size(); ++i) ASSERT_EQ(events[i], StrCat("changes@", expect++));
+    EXPECT_EQ(expect, last + 1);
+  }
+  // The burst was grouped: fewer rounds than change sets times streams would need.
+  EXPECT_LT(metrics_.stream_fan_outs.load(), 240u);
 }
 
 }  // namespace
