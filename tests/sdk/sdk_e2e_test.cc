@@ -4,6 +4,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <map>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "../e2e/e2e_util.h"
@@ -338,6 +340,121 @@ TEST_F(SdkTest, OfflineModeEvaluatesAFlagFile) {
   auto alice = rules::Context::Builder("user", "alice").Build();
   EXPECT_TRUE(client.BoolVariation(alice, "new-checkout", false));  // a beta tester
   EXPECT_EQ(client.IntVariation(alice, "max-upload-mb", 0), 10);
+}
+
+}  // namespace
+}  // namespace gonfalon::sdk
+
+namespace gonfalon::sdk {
+namespace {
+
+// The SDK applies `changes` incrementally (Snapshot::Apply). After every step of a random
+// sequence of change sets through the real server (flag targeting with rules, segment matches
+// and prerequisites; segment edits used by many flags; archives), once the SDK has the server's
+// sequence, its answers equal the server's for every flag and context, and its flag listener
+// has heard of every flag whose answer changed.
+TEST_F(SdkTest, RandomChangeSetsLeaveTheSdkAnsweringAsTheServerDoes) {
+  constexpr int kFlags = 8;
+  constexpr int kSegments = 3;
+  std::mt19937 rng(7);
+  auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+  auto flag_key = [](int i) { return "p" + std::to_string(i); };
+  for (int i = 0; i < kFlags; ++i) {
+    Admin("POST", "/api/v1/projects/shop/flags", R"({"key":")" + flag_key(i) + R"(","variations":["a","b","c"]})");
+  }
+  std::string segs = R"({"items":[)";
+  for (int s = 0; s < kSegments; ++s) {
+    segs += (s ? "," : "") + std::string(R"({"kind":"segment","key":"seg)") + std::to_string(s) + R"(","data":{"included":["u1"]}})";
+  }
+  Admin("POST", "/api/v1/projects/shop/environments/production/changesets", segs + "]}");
+  Client client(MakeConfig());
+  ASSERT_TRUE(client.WaitForInitialization(10s));
+  std::mutex mu;
+  std::set<std::string> heard;
+  client.OnFlagChange([&](const std::string& key) {
+    std::lock_guard<std::mutex> l(mu);
+    heard.insert(key);
+  });
+  std::vector<std::string> contexts;  // as JSON, for the server; ContextFromJson for the SDK
+  for (int u = 0; u < 6; ++u) {
+    contexts.push_back(R"({"kind":"user","key":"u)" + std::to_string(u) + R"(","country":")" + (u % 2 ? "FR" : "DE") + "\"}");
+  }
+  auto sdk_answers = [&](const std::string& json) {
+    rules::Context ctx = rules::ContextFromJson(*rules::ParseJson(json));
+    std::map<std::string, std::string> out;
+    for (int i = 0; i < kFlags; ++i) {
+      Detail<rules::Value> d = client.JsonVariationDetail(ctx, flag_key(i), rules::Value());
+      rules::Value v(rules::Object{{"value", d.value}});
+      if (d.variation_index >= 0) v.Set("variationIndex", rules::Value(d.variation_index));
+      v.Set("reason", rules::ReasonToValue(d.reason));
+      out[flag_key(i)] = rules::ToJson(v);
+    }
+    return out;
+  };
+  auto server_answers = [&](const std::string& ctx, double& sequence) {
+    auto r = Http(server_->port(), "POST", "/sdk/v1/evaluate", R"({"context":)" + ctx + "}", Bearer(sdk_key_));
+    rules::Value body = *rules::ParseJson(r.body);
+    sequence = body.Find("sequence")->as_number();
+    std::map<std::string, std::string> out;
+    for (const auto& [key, detail] : body.Find("flags")->as_object()) {
+      if (key.rfind("p", 0) == 0) out[key] = rules::ToJson(detail);
+    }
+    return out;
+  };
+  std::map<std::string, std::map<std::string, std::string>> before;  // context -> answers
+  for (int step = 0; step < 25; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    std::string items = R"({"items":[)";
+    int n = 1 + pick(3);
+    std::set<std::string> named;
+    for (int k = 0; k < n; ++k) {
+      std::string item;
+      if (pick(4) == 0) {
+        int s = pick(kSegments);
+        if (!named.insert("seg" + std::to_string(s)).second) continue;
+        item = R"({"kind":"segment","key":"seg)" + std::to_string(s) + R"(","data":{"included":["u)" +
+               std::to_string(pick(6)) + R"(","u)" + std::to_string(pick(6)) + R"("]}})";
+      } else {
+        int f = pick(kFlags);
+        if (!named.insert(flag_key(f)).second) continue;
+        std::string rules = R"([{"clauses":[{"contextKind":"user","attribute":"key","op":"segmentMatch","values":["seg)" +
+                            std::to_string(pick(kSegments)) + R"("]}],"variation":1},)" +
+                            R"({"clauses":[{"contextKind":"user","attribute":"country","op":"in","values":["FR"]}],"variation":2}])";
+        std::string prereq = f > 0 && pick(2) == 0
+                                 ? R"(,"prerequisites":[{"key":")" + flag_key(pick(f)) + R"(","variation":)" + std::to_string(pick(3)) + "}]"
+                                 : "";
+        item = R"({"kind":"flag","key":")" + flag_key(f) + R"(","data":{"on":)" + (pick(5) ? "true" : "false") +
+               R"(,"offVariation":0,"fallthrough":{"variation":)" + std::to_string(pick(3)) + R"(},"rules":)" + rules +
+               prereq + "}}";
+      }
+      items += (items.back() == '[' ? "" : ",") + item;
+    }
+    Admin("POST", "/api/v1/projects/shop/environments/production/changesets", items + "]}");
+    double sequence = 0;
+    server_answers(contexts[0], sequence);
+    ASSERT_TRUE(Eventually([&] { return client.GetStatus().sequence == static_cast<int64_t>(sequence); }));
+    for (const std::string& ctx : contexts) {
+      double seq = 0;
+      std::map<std::string, std::string> server = server_answers(ctx, seq);
+      ASSERT_EQ(seq, sequence);
+      std::map<std::string, std::string> sdk = sdk_answers(ctx);
+      ASSERT_EQ(sdk, server);
+      const std::string& who = ctx;
+      if (before.count(who)) {
+        for (const auto& [key, answer] : sdk) {
+          if (before[who][key] == answer) continue;
+          // Listeners run right after the data is published: wait for this one, with a deadline.
+          EXPECT_TRUE(Eventually([&, k = key] {
+            std::lock_guard<std::mutex> l(mu);
+            return heard.count(k) > 0;
+          }, 2s)) << key << " changed unheard";
+        }
+      }
+      before[who] = sdk;
+    }
+    std::lock_guard<std::mutex> l(mu);
+    heard.clear();
+  }
 }
 
 }  // namespace
