@@ -222,7 +222,10 @@ void Hubs::SenderLoop() {
     std::vector<std::shared_ptr<EnvironmentHub>> sending = std::move(to_send_);
     to_send_.clear();
     l.unlock();
-    for (const auto& hub : sending) FanOut(*hub);
+    {
+      std::lock_guard<std::mutex> s(sending_mu_);
+      for (const auto& hub : sending) FanOut(*hub);
+    }
     l.lock();
   }
 }
@@ -467,6 +470,7 @@ void Hubs::FanOut(EnvironmentHub& hub) {
 }
 
 void Hubs::SetIoPost(std::function<void(std::function<void()>)> post) {
+  std::lock_guard<std::mutex> s(sending_mu_);
   std::lock_guard<std::mutex> l(mu_);
   io_post_ = std::move(post);
 }

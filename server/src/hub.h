@@ -173,6 +173,9 @@ class Hubs {
   bool stop_ = false;              // REQUIRES: mu_
   std::vector<std::shared_ptr<EnvironmentHub>> to_send_;  // hubs with events not yet sent; REQUIRES: mu_
   std::function<void(std::function<void()>)> io_post_;   // REQUIRES: mu_
+  // Held by the sender thread while it sends, and by SetIoPost: once SetIoPost(nullptr)
+  // returns, nothing posts to the old I/O context any more (the server is being destroyed).
+  std::mutex sending_mu_;
   std::thread publisher_;
   std::thread sender_;
 };
