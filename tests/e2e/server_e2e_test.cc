@@ -18,7 +18,8 @@ using rules::Value;
 
 TEST_F(ServerTest, HealthReadyAndValidPrometheusMetrics) {
   EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
-  EXPECT_EQ(Http(port(), "GET", "/readyz").status, 200);
+  // Ready once every environment is loaded, which happens after the server listens.
+  EXPECT_TRUE(Eventually([&] { return Http(port(), "GET", "/readyz").status == 200; }));
   MakeShop();
   Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", R"({"context":{"targetingKey":"u1"}})", Bearer(server_key_));
   auto m = Http(port(), "GET", "/metrics");
