@@ -5,11 +5,13 @@
 // The store's change listener only queues "environment changed"; one publisher thread then
 // reads the change sets committed since the published sequence from the change log, applies
 // them to the published snapshot (Snapshot::Apply compiles only the items they name), publishes
-// the result, and frames each change set once into a shared buffer that every stream of the
-// environment queues (DESIGN §4, the Beast chat-multi model). The whole environment is read
-// from storage only when a hub is first used, or to repair when a change set cannot be applied
-// (logged, and counted in gonfalon_environment_repairs_total). A stream registers under the
-// hub's lock together with what it has been sent, so it never misses or repeats a change set.
+// the result (the writers waiting in Drain are released here), and leaves each change set's
+// framed event pending in the hub. A sender thread then gives every stream, in one shared
+// buffer, the events past what it was sent (DESIGN §4, the Beast chat-multi model); under a
+// burst it paces these rounds (SenderLoop). The whole environment is read from storage only
+// when a hub is first used, or to repair when a change set cannot be applied (logged, and
+// counted in gonfalon_environment_repairs_total). A stream registers under the hub's lock with
+// the sequence its registration brought it to, so it never misses or repeats a change set.
 //
 // The `put` (the whole environment, for new streams and polling) is assembled from the items'
 // JSON only when someone asks for it, once per sequence.
