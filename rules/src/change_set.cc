@@ -83,6 +83,13 @@ absl::StatusOr<ChangeSetEvent> DecodeChangeSetEvent(std::string_view json) {
   return out;
 }
 
+void AppliedChanges::SortAndDedup() {
+  for (auto* v : {&flags, &segments}) {
+    std::sort(v->begin(), v->end());
+    v->erase(std::unique(v->begin(), v->end()), v->end());
+  }
+}
+
 absl::StatusOr<std::vector<DecodedChange>> DecodeChanges(const ChangeSetEvent& event) {
   std::vector<DecodedChange> decoded;
   decoded.reserve(event.items.size());
@@ -134,10 +141,7 @@ absl::StatusOr<AppliedChanges> ApplyChangeSet(const ChangeSetEvent& event, Envir
     }
   }
   env.sequence = std::max(env.sequence, event.sequence);
-  for (auto* v : {&out.flags, &out.segments}) {
-    std::sort(v->begin(), v->end());
-    v->erase(std::unique(v->begin(), v->end()), v->end());
-  }
+  out.SortAndDedup();
   return out;
 }
 

@@ -84,18 +84,28 @@ struct CompiledPrerequisite {
   HashedKey key{""};
 };
 
-// Built in place and never moved: `model` and the clauses point into `flag`.
-struct CompiledFlag {
-  explicit CompiledFlag(Flag f) : flag(std::move(f)) {}
-  CompiledFlag(const CompiledFlag&) = delete;
-  CompiledFlag& operator=(const CompiledFlag&) = delete;
-  const std::string& key() const { return flag.key; }
-  // The item's JSON (codec's EncodeFlag), encoded on first use and kept: payloads are
-  // assembled from these.
+// What compiled flags and segments have in common: the model they own, their key, and their
+// JSON. Built in place and never moved: `model` and the compiled parts point into `item`.
+template <typename Model>
+struct CompiledItem {
+  explicit CompiledItem(Model m) : item(std::move(m)) {}
+  CompiledItem(const CompiledItem&) = delete;
+  CompiledItem& operator=(const CompiledItem&) = delete;
+  const std::string& key() const { return item.key; }
+  // The item's JSON (codec's EncodeFlag or EncodeSegment), encoded on first use and kept:
+  // payloads are assembled from these.
   const std::string& Json() const;
 
-  const Flag flag;
-  const Flag* const model = &flag;
+  const Model item;
+  const Model* const model = &item;
+
+ private:
+  mutable std::once_flag json_once_;
+  mutable std::string json_;
+};
+
+struct CompiledFlag : CompiledItem<Flag> {
+  using CompiledItem::CompiledItem;
   // Stable for a key across the snapshots that share it (exposure counters index by it).
   uint32_t ordinal = 0;
   // Prerequisites or segmentMatch clauses: its answer can change when another item changes.
@@ -105,10 +115,6 @@ struct CompiledFlag {
   std::vector<CompiledTarget> targets;  // in LaunchDarkly's order (contextTargets, user deferral)
   std::vector<CompiledRule> rules;
   CompiledVariationOrRollout fallthrough;
-
- private:
-  mutable std::once_flag json_once_;
-  mutable std::string json_;
 };
 
 struct CompiledSegmentRule {
@@ -119,25 +125,14 @@ struct CompiledSegmentRule {
   AttributeRef bucket_by;
 };
 
-struct CompiledSegment {
-  explicit CompiledSegment(Segment s) : segment(std::move(s)) {}
-  CompiledSegment(const CompiledSegment&) = delete;
-  CompiledSegment& operator=(const CompiledSegment&) = delete;
-  const std::string& key() const { return segment.key; }
-  const std::string& Json() const;
-
-  const Segment segment;
-  const Segment* const model = &segment;
+struct CompiledSegment : CompiledItem<Segment> {
+  using CompiledItem::CompiledItem;
   bool has_references = false;  // segmentMatch clauses in its rules
   // kind -> keys
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> included;
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> excluded;
   std::vector<CompiledSegmentRule> rules;
   BucketHasher hasher;
-
- private:
-  mutable std::once_flag json_once_;
-  mutable std::string json_;
 };
 
 std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal);

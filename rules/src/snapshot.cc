@@ -18,7 +18,7 @@ constexpr size_t kStringSetThreshold = 8;
 // changed keys are copied whole, and positions found by binary search, so the cost is a copy
 // of the pointers plus O(k log n) key comparisons.
 template <typename Node, typename Keep>
-std::vector<const Node*> MergeOrder(const std::vector<const Node*>& before, const std::vector<std::string_view>& keys,
+std::vector<const Node*> MergeOrder(const std::vector<const Node*>& before, const std::vector<std::string>& keys,
                                     const ItemIndex<Node>& index, Keep keep) {
   std::vector<const Node*> out;
   out.reserve(before.size() + keys.size());
@@ -35,7 +35,6 @@ std::vector<const Node*> MergeOrder(const std::vector<const Node*>& before, cons
   return out;
 }
 
-bool Always(const auto&) { return true; }
 bool IsLive(const CompiledFlag& f) { return !f.model->deleted; }
 bool IsReferring(const CompiledFlag& f) { return !f.model->deleted && f.has_references; }
 bool IsReferringSegment(const CompiledSegment& s) { return !s.model->deleted && s.has_references; }
@@ -142,7 +141,7 @@ void AddTarget(const std::string& kind, const std::vector<std::string>& values, 
 }
 
 void CompileFlagInto(CompiledFlag& cf) {
-  const Flag& f = cf.flag;
+  const Flag& f = cf.item;
   cf.has_references = !f.prerequisites.empty();
   for (const FlagRule& r : f.rules) cf.has_references = cf.has_references || HasSegmentMatch(r.clauses);
   // Anything that can make the answer depend on the context or on other flags (OFREP STATIC
@@ -190,7 +189,7 @@ void AddKeys(absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>&
 }
 
 void CompileSegmentInto(CompiledSegment& cs) {
-  const Segment& s = cs.segment;
+  const Segment& s = cs.item;
   for (const SegmentRule& r : s.rules) cs.has_references = cs.has_references || HasSegmentMatch(r.clauses);
   if (!s.included.empty()) AddKeys(cs.included, "user", s.included);
   if (!s.excluded.empty()) AddKeys(cs.excluded, "user", s.excluded);
@@ -216,15 +215,18 @@ void AppendKey(std::string& out, const std::string& key) {
 
 }  // namespace
 
-const std::string& CompiledFlag::Json() const {
-  std::call_once(json_once_, [this] { json_ = ToJson(EncodeFlag(flag)); });
-  return json_;
-}
+namespace {
+Value EncodeItem(const Flag& f) { return EncodeFlag(f); }
+Value EncodeItem(const Segment& s) { return EncodeSegment(s); }
+}  // namespace
 
-const std::string& CompiledSegment::Json() const {
-  std::call_once(json_once_, [this] { json_ = ToJson(EncodeSegment(segment)); });
+template <typename Model>
+const std::string& CompiledItem<Model>::Json() const {
+  std::call_once(json_once_, [this] { json_ = ToJson(EncodeItem(item)); });
   return json_;
 }
+template struct CompiledItem<Flag>;
+template struct CompiledItem<Segment>;
 
 std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal) {
   auto cf = std::make_shared<CompiledFlag>(std::move(f));
@@ -297,8 +299,6 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
   n.ordinal_bound = d.ordinal_bound;
   n.sequence = std::max(d.sequence, event.sequence);
   AppliedChanges applied;
-  std::vector<std::string_view> flag_keys;
-  std::vector<std::string_view> segment_keys;
   for (DecodedChange& c : *decoded) {
     if (c.kind == ChangedKind::kFlag) {
       const CompiledFlag* old = n.flags.Find(c.key);
@@ -321,13 +321,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
       applied.segments.push_back(c.key);
     }
   }
-  for (auto* v : {&applied.flags, &applied.segments}) {
-    std::sort(v->begin(), v->end());
-    v->erase(std::unique(v->begin(), v->end()), v->end());
-  }
-  flag_keys.assign(applied.flags.begin(), applied.flags.end());
-  segment_keys.assign(applied.segments.begin(), applied.segments.end());
-  auto all = [](const auto& node) { return internal::Always(node); };
+  applied.SortAndDedup();
+  const std::vector<std::string>& flag_keys = applied.flags;
+  const std::vector<std::string>& segment_keys = applied.segments;
+  auto all = [](const auto&) { return true; };
   if (flag_keys.empty()) {
     n.flag_order = d.flag_order;
     n.live_flags = d.live_flags;
@@ -382,8 +379,8 @@ std::string Snapshot::PayloadJson() const {
 Environment Snapshot::ToEnvironment() const {
   Environment env;
   env.sequence = d_->sequence;
-  for (const CompiledFlag* f : d_->flag_order) env.flags.emplace_hint(env.flags.end(), f->key(), f->flag);
-  for (const CompiledSegment* s : d_->segment_order) env.segments.emplace_hint(env.segments.end(), s->key(), s->segment);
+  for (const CompiledFlag* f : d_->flag_order) env.flags.emplace_hint(env.flags.end(), f->key(), f->item);
+  for (const CompiledSegment* s : d_->segment_order) env.segments.emplace_hint(env.segments.end(), s->key(), s->item);
   return env;
 }
 

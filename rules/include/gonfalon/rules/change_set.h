@@ -58,13 +58,16 @@ absl::StatusOr<std::vector<DecodedChange>> DecodeChanges(const ChangeSetEvent& e
 struct AppliedChanges {
   std::vector<std::string> flags;     // flags written or deleted, sorted
   std::vector<std::string> segments;  // segments written or deleted, sorted
+  void SortAndDedup();
 };
 
 // Applies `event` to `env`: each item replaces or removes the item of that key unless `env`
 // already holds it at the same or a newer version; env.sequence becomes event.sequence. All
 // or nothing: when an item's data does not decode, `env` is left as it was and the error names
 // the item. Decoding is lenient, as every reader of stored data is (codec.h).
-// Snapshot::Apply applies a change set to a compiled snapshot by the same rules.
+// The same rules on plain data. The server and the SDK apply change sets to their compiled
+// snapshots with Snapshot::Apply; this form is the reference its property test checks it
+// against (tests/rules/snapshot_apply_test.cc), and serves tools that hold an Environment.
 absl::StatusOr<AppliedChanges> ApplyChangeSet(const ChangeSetEvent& event, Environment& env);
 
 }  // namespace gonfalon::rules
