@@ -1,3 +1,4 @@
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/change_set.h"
 
 #include <algorithm>
@@ -6,7 +7,14 @@
 #include "gonfalon/rules/str_cat.h"
 
 namespace gonfalon::rules {
+
 namespace {
+
+// An item's data that does not decode: the field inside items[i].data, the item named in words.
+absl::Status ItemError(const absl::Status& s, size_t i, std::string_view kind, std::string_view key) {
+  absl::Status inner = WithFieldPrefix(s, StrCat("items[", i, "].data"));
+  return FieldError(inner.code(), ErrorField(inner), StrCat(ErrorText(inner), " (", kind, " \"", key, "\")"));
+}
 
 std::string_view KindName(ChangedKind k) { return k == ChangedKind::kFlag ? "flag" : "segment"; }
 
@@ -40,16 +48,16 @@ std::string EncodeChangeSetEvent(const ChangeSetEvent& event) {
 absl::StatusOr<ChangeSetEvent> DecodeChangeSetEvent(std::string_view json) {
   absl::StatusOr<Value> parsed = ParseJson(json);
   if (!parsed.ok()) return parsed.status();
-  if (!parsed->is_object()) return absl::InvalidArgumentError("(root): expected an object");
+  if (!parsed->is_object()) return absl::InvalidArgumentError("expected an object");
   ChangeSetEvent out;
   if (!AsCount(parsed->Find("sequence"), out.sequence)) {
-    return absl::InvalidArgumentError("sequence: expected an integer >= 0");
+    return InvalidField("sequence", "expected an integer >= 0");
   }
   if (const Value* t = parsed->Find("time"); t != nullptr && !AsCount(t, out.time_ms)) {
-    return absl::InvalidArgumentError("time: expected Unix milliseconds");
+    return InvalidField("time", "expected Unix milliseconds");
   }
   const Value* items = parsed->Find("items");
-  if (items == nullptr || !items->is_array()) return absl::InvalidArgumentError("items: expected an array");
+  if (items == nullptr || !items->is_array()) return InvalidField("items", "expected an array");
   out.items.reserve(items->as_array().size());
   for (size_t i = 0; i < items->as_array().size(); ++i) {
     const Value& item = items->as_array()[i];
@@ -58,24 +66,24 @@ absl::StatusOr<ChangeSetEvent> DecodeChangeSetEvent(std::string_view json) {
     const Value* key = item.Find("key");
     ChangedItem c;
     if (kind == nullptr || !kind->is_string() || (kind->as_string() != "flag" && kind->as_string() != "segment")) {
-      return absl::InvalidArgumentError(StrCat(path, ".kind: expected \"flag\" or \"segment\""));
+      return InvalidField(StrCat(path, ".kind"), "expected \"flag\" or \"segment\"");
     }
     c.kind = kind->as_string() == "flag" ? ChangedKind::kFlag : ChangedKind::kSegment;
     if (key == nullptr || !key->is_string() || key->as_string().empty()) {
-      return absl::InvalidArgumentError(StrCat(path, ".key: expected a non-empty string"));
+      return InvalidField(StrCat(path, ".key"), "expected a non-empty string");
     }
     c.key = key->as_string();
     if (!AsCount(item.Find("version"), c.version)) {
-      return absl::InvalidArgumentError(StrCat(path, ".version: expected an integer >= 0"));
+      return InvalidField(StrCat(path, ".version"), "expected an integer >= 0");
     }
     const Value* deleted = item.Find("deleted");
     const Value* data = item.Find("data");
     bool is_deleted = deleted != nullptr && deleted->as_bool();
     if (is_deleted == (data != nullptr && !data->is_null())) {
-      return absl::InvalidArgumentError(StrCat(path, ": expected exactly one of \"data\" and \"deleted\":true"));
+      return InvalidField(path, "expected exactly one of \"data\" and \"deleted\":true");
     }
     if (!is_deleted) {
-      if (!data->is_object()) return absl::InvalidArgumentError(StrCat(path, ".data: expected an object"));
+      if (!data->is_object()) return InvalidField(StrCat(path, ".data"), "expected an object");
       c.data = *data;
     }
     out.items.push_back(std::move(c));
@@ -99,13 +107,13 @@ absl::StatusOr<std::vector<DecodedChange>> DecodeChanges(const ChangeSetEvent& e
     if (it.data.has_value()) {
       if (it.kind == ChangedKind::kFlag) {
         absl::StatusOr<Flag> f = DecodeFlag(*it.data);
-        if (!f.ok()) return absl::InvalidArgumentError(StrCat("items[", i, "] (flag \"", it.key, "\"): ", f.status().message()));
+        if (!f.ok()) return ItemError(f.status(), i, "flag", it.key);
         f->key = it.key;
         f->version = it.version;
         d.flag = std::move(*f);
       } else {
         absl::StatusOr<Segment> s = DecodeSegment(*it.data);
-        if (!s.ok()) return absl::InvalidArgumentError(StrCat("items[", i, "] (segment \"", it.key, "\"): ", s.status().message()));
+        if (!s.ok()) return ItemError(s.status(), i, "segment", it.key);
         s->key = it.key;
         s->version = it.version;
         d.segment = std::move(*s);

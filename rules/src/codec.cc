@@ -6,6 +6,7 @@
 
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/rules/context.h"
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/status_macros.h"
 #include "re2/re2.h"
 
@@ -18,9 +19,7 @@ std::string Field(std::string_view path, std::string_view name) {
   return path.empty() ? std::string(name) : StrCat(path, ".", name);
 }
 std::string Index(std::string_view path, size_t i) { return StrCat(path, "[", i, "]"); }
-absl::Status Err(std::string_view path, std::string_view message) {
-  return absl::InvalidArgumentError(StrCat(path, ": ", message));
-}
+absl::Status Err(std::string_view path, std::string_view message) { return InvalidField(path, message); }
 absl::Status WrongType(std::string_view path, std::string_view want, const Value& got) {
   return Err(path, StrCat("expected ", want, ", got ", TypeName(got.type())));
 }

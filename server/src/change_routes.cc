@@ -1,5 +1,6 @@
 // Change sets, history and restore of an environment.
 
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/dates.h"
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
@@ -20,22 +21,22 @@ absl::Status ParseItems(const Value& items, std::vector<storage::ItemChange>& ou
   for (size_t i = 0; i < items.as_array().size(); ++i) {
     const Value& it = items.as_array()[i];
     std::string path = StrCat("items[", i, "]");
-    if (!it.is_object()) return absl::InvalidArgumentError(StrCat(path, ": expected an object"));
+    if (!it.is_object()) return rules::InvalidField(path, "expected an object");
     storage::ItemChange change;
     const Value* f;
     absl::Status st = Want(it, "kind", Value::Type::kString, &f);
     if (!st.ok() || f == nullptr || (f->as_string() != "flag" && f->as_string() != "segment")) {
-      return absl::InvalidArgumentError(StrCat(path, ".kind: expected \"flag\" or \"segment\""));
+      return rules::InvalidField(StrCat(path, ".kind"), "expected \"flag\" or \"segment\"");
     }
     change.kind = f->as_string() == "flag" ? storage::ItemKind::kFlag : storage::ItemKind::kSegment;
     st = Want(it, "key", Value::Type::kString, &f);
-    if (!st.ok() || f == nullptr) return absl::InvalidArgumentError(StrCat(path, ".key: expected a string"));
+    if (!st.ok() || f == nullptr) return rules::InvalidField(StrCat(path, ".key"), "expected a string");
     change.key = f->as_string();
     RETURN_IF_ERROR(Want(it, "expectVersion", Value::Type::kNumber, &f, StrCat(path, ".")));
     if (f) {
       change.expect_version = rules::IntegerIn(*f, 0, rules::kMaxJsonInteger);
       if (!change.expect_version.has_value()) {
-        return absl::InvalidArgumentError(StrCat(path, ".expectVersion: expected a version (an integer >= 0)"));
+        return rules::InvalidField(StrCat(path, ".expectVersion"), "expected a version (an integer >= 0)");
       }
     }
     RETURN_IF_ERROR(Want(it, "delete", Value::Type::kBool, &f, StrCat(path, ".")));

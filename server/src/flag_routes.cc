@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
@@ -17,22 +18,20 @@ using rules::Value;
 namespace {
 
 // A single-item write goes through a one-item change set, whose errors name "items[0]...".
-// The client sent the item itself: "items[0].data.rules[1].op: ..." becomes "rules[1].op: ...",
-// "items[0].key: ..." becomes "key: ...", and "items[0]: version conflict" and
-// "items[0].delete: ..." lose their prefix.
+// The client sent the item itself: field "items[0].data.rules[1].op" becomes "rules[1].op" and
+// "items[0].key" becomes "key"; "items[0].delete" and "items[0].expectVersion" (If-Match) name
+// no field of the request.
 absl::Status AsSingleItem(const absl::Status& st) {
-  std::string msg(st.message());
-  size_t strip = 0;
-  if (msg.rfind("items[0].data.", 0) == 0) {
-    strip = 14;
-  } else if (msg.rfind("items[0].", 0) == 0) {
-    strip = 9;
-  } else if (msg.rfind("items[0]: ", 0) == 0) {
-    strip = 10;
+  std::string field = rules::ErrorField(st);
+  std::string_view inner = field;
+  for (std::string_view prefix : {"items[0].data.", "items[0].data", "items[0].", "items[0]"}) {
+    if (inner.substr(0, prefix.size()) == prefix) {
+      inner.remove_prefix(prefix.size());
+      break;
+    }
   }
-  // A refused delete names no field of the request: "delete: segment \"s\" is used by ...".
-  if (msg.compare(strip, 8, "delete: ") == 0) strip += 8;
-  return absl::Status(st.code(), msg.substr(strip));
+  if (inner == "delete" || inner == "expectVersion") inner = {};
+  return rules::FieldError(st.code(), inner, rules::ErrorText(st));
 }
 
 // Applies one item as a change set in the call's environment.
@@ -61,7 +60,7 @@ absl::Status CheckNoProjectLevelChange(const Value& current, const Value& doc, s
     const Value* wanted = doc.Find(field);
     if (wanted == nullptr) continue;  // absent: keeps the project's
     if (now != nullptr ? *now == *wanted : wanted->is_null()) continue;
-    return absl::InvalidArgumentError(StrCat(field, ": is set for the whole project; change it with PATCH /api/v1/projects/",
+    return rules::InvalidField(field, StrCat("is set for the whole project; change it with PATCH /api/v1/projects/",
                                              project, "/flags/", flag));
   }
   return absl::OkStatus();
@@ -106,7 +105,7 @@ void AddFlagRoutes(Router& router, Services& s) {
       for (size_t i = 0; i < list->as_array().size(); ++i) {
         absl::StatusOr<storage::FlagMeta> meta = storage::FlagMetaFromJson(list->as_array()[i]);
         if (!meta.ok()) {
-          return ErrorResponse(absl::Status(meta.status().code(), StrCat("flags[", i, "].", meta.status().message())));
+          return ErrorResponse(rules::WithFieldPrefix(meta.status(), StrCat("flags[", i, "]")));
         }
         metas.push_back(std::move(*meta));
       }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
 #include "responses.h"
@@ -41,7 +42,7 @@ class HttpServer::Impl {
   absl::StatusOr<int> Listen(const std::string& host, int port) {
     beast::error_code ec;
     auto address = net::ip::make_address(host, ec);
-    if (ec) return absl::InvalidArgumentError(StrCat("listen: \"", host, "\" is not an IP address"));
+    if (ec) return rules::InvalidField("listen", StrCat("\"", host, "\" is not an IP address"));
     tcp::endpoint ep(address, static_cast<unsigned short>(port));
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);

@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/str_cat.h"
 
 namespace gonfalon::server {
@@ -35,13 +36,7 @@ Response ErrorResponse(int http_status, std::string_view code, std::string_view 
 
 Response ErrorResponse(const absl::Status& s, bool if_match) {
   std::string message(s.message());
-  // Messages start with the field's path when there is one: "rules[2].op: unknown ...".
-  std::string field;
-  size_t colon = message.find(": ");
-  if (colon != std::string::npos && message.substr(0, colon).find(' ') == std::string::npos) {
-    field = message.substr(0, colon);
-    if (field == "(body)" || field == "(root)") field.clear();
-  }
+  std::string field = rules::ErrorField(s);  // carried by the status (rules/field_error.h)
   switch (s.code()) {
     case absl::StatusCode::kInvalidArgument:
       return ErrorResponse(400, "invalid_argument", message, field);
@@ -96,22 +91,22 @@ absl::StatusOr<std::optional<int64_t>> IfMatch(const Request& req) {
   int64_t n = -1;
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < 0) {
-    return absl::InvalidArgumentError(StrCat("If-Match: expected an ETag such as \"3\", got ", *h));
+    return rules::InvalidField("If-Match", StrCat("expected an ETag such as \"3\", got ", *h));
   }
   return std::optional<int64_t>(n);
 }
 
 absl::StatusOr<Value> Body(const Request& req) {
-  if (req.body.empty()) return absl::InvalidArgumentError("(body): a JSON body is required");
+  if (req.body.empty()) return absl::InvalidArgumentError("a JSON body is required");
   absl::StatusOr<Value> v = rules::ParseJson(req.body);
-  if (!v.ok()) return absl::InvalidArgumentError(StrCat("(body): ", v.status().message()));
+  if (!v.ok()) return absl::InvalidArgumentError(v.status().message());
   return v;
 }
 
 absl::StatusOr<Value> ObjectBody(const Request& req) {
   absl::StatusOr<Value> v = Body(req);
   if (v.ok() && !v->is_object()) {
-    return absl::InvalidArgumentError(StrCat("(body): expected a JSON object, got ", rules::TypeName(v->type())));
+    return absl::InvalidArgumentError(StrCat("expected a JSON object, got ", rules::TypeName(v->type())));
   }
   return v;
 }
@@ -122,8 +117,7 @@ absl::Status Want(const Value& obj, std::string_view name, Value::Type type, con
   const Value* v = obj.Find(name);
   if (v == nullptr || v->is_null()) return absl::OkStatus();
   if (v->type() != type) {
-    return absl::InvalidArgumentError(
-        StrCat(prefix, name, ": expected ", rules::TypeName(type), ", got ", rules::TypeName(v->type())));
+    return rules::InvalidField(StrCat(prefix, name), StrCat("expected ", rules::TypeName(type), ", got ", rules::TypeName(v->type())));
   }
   *out = v;
   return absl::OkStatus();
@@ -136,7 +130,7 @@ absl::StatusOr<int64_t> QueryInt(const Request& req, std::string_view name, int6
   int64_t n = 0;
   auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
   if (text->empty() || ec != std::errc() || end != text->data() + text->size() || n < min || n > max) {
-    return absl::InvalidArgumentError(StrCat(name, ": expected an integer in ", min, "..", max));
+    return rules::InvalidField(name, StrCat("expected an integer in ", min, "..", max));
   }
   return n;
 }

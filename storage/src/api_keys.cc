@@ -19,10 +19,10 @@ std::string Sha256Hex(std::string_view s) {
 absl::StatusOr<NewApiKey> RocksStore::CreateApiKey(const ApiKey& spec) {
   RETURN_IF_ERROR(CheckWritable());
   if (spec.kind != KeyKind::kAdmin || !spec.project.empty()) {
-    RETURN_IF_ERROR(Prefixed(GetProject(spec.project).status(), "project: "));
+    RETURN_IF_ERROR(rules::WithFieldPrefix(GetProject(spec.project).status(), "project"));
   }
   if (spec.kind != KeyKind::kAdmin) {
-    RETURN_IF_ERROR(Prefixed(GetEnvironment(spec.project, spec.environment).status(), "environment: "));
+    RETURN_IF_ERROR(rules::WithFieldPrefix(GetEnvironment(spec.project, spec.environment).status(), "environment"));
   }
   std::lock_guard<std::mutex> l(keys_mu_);
   return WriteNewKey(spec, {});
@@ -30,10 +30,10 @@ absl::StatusOr<NewApiKey> RocksStore::CreateApiKey(const ApiKey& spec) {
 
 absl::StatusOr<NewApiKey> RocksStore::ImportApiKey(const ApiKey& spec, std::string_view secret) {
   RETURN_IF_ERROR(CheckWritable());
-  if (secret.size() < 16) return absl::InvalidArgumentError("secret: at least 16 characters");
+  if (secret.size() < 16) return rules::InvalidField("secret", "at least 16 characters");
   std::lock_guard<std::mutex> l(keys_mu_);
   ASSIGN_OR_RETURN(auto existing, Get(kKeys, StrCat("hash/", Sha256Hex(secret))));
-  if (existing.has_value()) return absl::AlreadyExistsError("secret: already in use");
+  if (existing.has_value()) return rules::FieldError(absl::StatusCode::kAlreadyExists, "secret", "already in use");
   return WriteNewKey(spec, {}, std::string(secret));
 }
 

@@ -25,7 +25,7 @@ bool SameExceptVersion(const std::optional<Value>& before, const std::optional<V
 absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
   RETURN_IF_ERROR(CheckWritable());
   if (cs.items.empty()) {
-    return absl::InvalidArgumentError("items: a change set needs at least one item");
+    return rules::InvalidField("items", "a change set needs at least one item");
   }
   std::set<std::pair<ItemKind, std::string>> seen;
   for (size_t i = 0; i < cs.items.size(); ++i) {
@@ -33,15 +33,14 @@ absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
     std::string path = StrCat("items[", i, "]");
     RETURN_IF_ERROR(ValidateKey(it.key, StrCat(path, ".key")));
     if (!seen.insert({it.kind, it.key}).second) {
-      return absl::InvalidArgumentError(
-          StrCat(path, ".key: ", ItemKindName(it.kind), " \"", it.key, "\" appears twice in the change set"));
+      return rules::InvalidField(StrCat(path, ".key"), StrCat(ItemKindName(it.kind), " \"", it.key, "\" appears twice in the change set"));
     }
     if (it.remove == it.data.has_value()) {
-      return absl::InvalidArgumentError(StrCat(path, ": give exactly one of \"data\" and \"delete\""));
+      return rules::InvalidField(path, "give exactly one of \"data\" and \"delete\"");
     }
     if (it.remove && it.kind == ItemKind::kFlag) {
-      return absl::InvalidArgumentError(StrCat(
-          path, ".delete: a flag exists in every environment; archive or delete it at the project level"));
+      return rules::InvalidField(StrCat(
+          path, ".delete"), "a flag exists in every environment; archive or delete it at the project level");
     }
   }
   EnvState& env = Env(cs.project, cs.environment);
@@ -54,12 +53,13 @@ absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
     ASSIGN_OR_RETURN(auto before, ReadItem(env, it.kind, it.key));
     int64_t version = VersionOf(before);
     if (it.expect_version.has_value() && *it.expect_version != version) {
-      return VersionConflict(StrCat(path, ": ", ItemKindName(it.kind), " \"", it.key, "\""), version,
-                             *it.expect_version);
+      return rules::WithFieldPrefix(
+          VersionConflict(StrCat(ItemKindName(it.kind), " \"", it.key, "\""), version, *it.expect_version),
+          StrCat(path, ".expectVersion"));
     }
     if (it.remove) {
       if (!before.has_value()) {
-        return absl::NotFoundError(StrCat(path, ": segment \"", it.key, "\" does not exist"));
+        return rules::FieldError(absl::StatusCode::kNotFound, path, StrCat("segment \"", it.key, "\" does not exist"));
       }
       prepared.push_back({it.kind, it.key, before, std::nullopt});
       continue;
@@ -109,13 +109,13 @@ absl::StatusOr<Value> RocksStore::PrepareUpsert(std::string_view project, const 
   const Value& data = *it.data;
   std::string dpath = StrCat(path, ".data");
   if (!data.is_object()) {
-    return absl::InvalidArgumentError(StrCat(dpath, ": expected an object, got ", rules::TypeName(data.type())));
+    return rules::InvalidField(dpath, StrCat("expected an object, got ", rules::TypeName(data.type())));
   }
   if (int depth = rules::JsonDepth(data); depth > rules::kMaxItemDepth) {
-    return absl::InvalidArgumentError(StrCat(dpath, ": nests ", depth, " levels deep; at most ", rules::kMaxItemDepth));
+    return rules::InvalidField(dpath, StrCat("nests ", depth, " levels deep; at most ", rules::kMaxItemDepth));
   }
   if (const Value* k = data.Find("key"); k != nullptr && !k->is_null() && !(k->is_string() && k->as_string() == it.key)) {
-    return absl::InvalidArgumentError(StrCat(dpath, ".key: ", rules::ToJson(*k), " does not match the item key \"", it.key, "\""));
+    return rules::InvalidField(StrCat(dpath, ".key"), StrCat(rules::ToJson(*k), " does not match the item key \"", it.key, "\""));
   }
   Value merged = data;
   merged.Set("key", Value(it.key));
@@ -142,14 +142,14 @@ absl::StatusOr<Value> RocksStore::PrepareUpsert(std::string_view project, const 
   }
   if (it.kind == ItemKind::kSegment) {
     absl::StatusOr<rules::Segment> seg = rules::DecodeSegment(merged, {.strict = true});
-    if (!seg.ok()) return Prefixed(seg.status(), StrCat(dpath, "."));
+    if (!seg.ok()) return rules::WithFieldPrefix(seg.status(), dpath);
     seg->version = version;
     seg->deleted = false;
     return rules::EncodeSegment(*seg);
   }
   absl::StatusOr<FlagMeta> meta = GetFlagMeta(project, it.key);
   if (absl::IsNotFound(meta.status())) {
-    return absl::NotFoundError(StrCat(path, ".key: flag \"", it.key, "\" does not exist in project \"",
+    return rules::FieldError(absl::StatusCode::kNotFound, StrCat(path, ".key"), StrCat("flag \"", it.key, "\" does not exist in project \"",
                                       project, "\"; create it at the project level first"));
   }
   if (!meta.ok()) return meta.status();
@@ -160,7 +160,7 @@ absl::StatusOr<Value> RocksStore::PrepareUpsert(std::string_view project, const 
   }
   merged.Set("deleted", Value(meta->archived));
   absl::StatusOr<rules::Flag> flag = rules::DecodeFlag(merged, {.strict = true});
-  if (!flag.ok()) return Prefixed(flag.status(), StrCat(dpath, "."));
+  if (!flag.ok()) return rules::WithFieldPrefix(flag.status(), dpath);
   flag->version = version;
   return rules::EncodeFlag(*flag);
 }

@@ -46,7 +46,7 @@ absl::StatusOr<Project> RocksStore::CreateProject(const Project& in, const Actor
   std::lock_guard<std::mutex> l(ps.mu);
   ASSIGN_OR_RETURN(auto existing, Get(kProjects, in.key));
   if (existing.has_value()) {
-    return absl::AlreadyExistsError(StrCat("key: project \"", in.key, "\" already exists"));
+    return rules::FieldError(absl::StatusCode::kAlreadyExists, "key", StrCat("project \"", in.key, "\" already exists"));
   }
   Project p = in;
   p.version = 1;
@@ -110,8 +110,7 @@ absl::StatusOr<Environment> RocksStore::CreateEnvironment(std::string_view proje
   std::lock_guard<std::mutex> l(env.mu);
   RETURN_IF_ERROR(LoadEnv(env, project, in.key));
   if (env.exists) {
-    return absl::AlreadyExistsError(
-        StrCat("key: environment \"", in.key, "\" already exists in project \"", project, "\""));
+    return rules::FieldError(absl::StatusCode::kAlreadyExists, "key", StrCat("environment \"", in.key, "\" already exists in project \"", project, "\""));
   }
   ASSIGN_OR_RETURN(std::vector<FlagMeta> metas, ListFlagMeta(project));
   env.record = Environment{};
@@ -203,13 +202,13 @@ absl::StatusOr<FlagMeta> RocksStore::CreateFlag(std::string_view project, const 
 absl::StatusOr<std::vector<FlagMeta>> RocksStore::CreateFlags(std::string_view project, const std::vector<FlagMeta>& in, const Actor& actor, std::string_view comment) {
   RETURN_IF_ERROR(CheckWritable());
   if (in.empty() || in.size() > kMaxBulkFlags) {
-    return absl::InvalidArgumentError(StrCat("flags: expected 1 to ", kMaxBulkFlags, " flags, got ", in.size()));
+    return rules::InvalidField("flags", StrCat("expected 1 to ", kMaxBulkFlags, " flags, got ", in.size()));
   }
   absl::flat_hash_set<std::string_view> keys;
   for (size_t i = 0; i < in.size(); ++i) {
-    RETURN_IF_ERROR(Prefixed(CheckNewFlag(in[i]), StrCat("flags[", i, "].")));
+    RETURN_IF_ERROR(rules::WithFieldPrefix(CheckNewFlag(in[i]), StrCat("flags[", i, "]")));
     if (!keys.insert(in[i].key).second) {
-      return absl::InvalidArgumentError(StrCat("flags[", i, "].key: \"", in[i].key, "\" appears twice in the request"));
+      return rules::InvalidField(StrCat("flags[", i, "].key"), StrCat("\"", in[i].key, "\" appears twice in the request"));
     }
   }
   ProjectState& ps = ProjectLock(project);
@@ -219,7 +218,7 @@ absl::StatusOr<std::vector<FlagMeta>> RocksStore::CreateFlags(std::string_view p
   metas.reserve(in.size());
   std::vector<const FlagMeta*> refs;
   for (size_t i = 0; i < in.size(); ++i) {
-    RETURN_IF_ERROR(Prefixed(CheckFlagAbsent(project, in[i].key), StrCat("flags[", i, "].")));
+    RETURN_IF_ERROR(rules::WithFieldPrefix(CheckFlagAbsent(project, in[i].key), StrCat("flags[", i, "]")));
     metas.push_back(NewFlagMeta(in[i]));
   }
   for (const FlagMeta& m : metas) refs.push_back(&m);
@@ -233,8 +232,7 @@ absl::Status RocksStore::CheckNewFlag(const FlagMeta& in) {
   for (auto [field, v] : {std::pair{"defaults.offVariation", in.default_off_variation},
                           std::pair{"defaults.onVariation", in.default_on_variation}}) {
     if (v.has_value() && (*v < 0 || static_cast<size_t>(*v) >= in.variations.size())) {
-      return absl::InvalidArgumentError(
-          StrCat(field, ": variation ", *v, " does not exist (the flag has ", in.variations.size(), " variations)"));
+      return rules::InvalidField(field, StrCat("variation ", *v, " does not exist (the flag has ", in.variations.size(), " variations)"));
     }
   }
   return absl::OkStatus();
@@ -243,7 +241,7 @@ absl::Status RocksStore::CheckNewFlag(const FlagMeta& in) {
 absl::Status RocksStore::CheckFlagAbsent(std::string_view project, const std::string& key) {
   ASSIGN_OR_RETURN(auto existing, Get(kFlagMeta, StrCat(project, "/", key)));
   if (existing.has_value()) {
-    return absl::AlreadyExistsError(StrCat("key: flag \"", key, "\" already exists in project \"", project, "\""));
+    return rules::FieldError(absl::StatusCode::kAlreadyExists, "key", StrCat("flag \"", key, "\" already exists in project \"", project, "\""));
   }
   return absl::OkStatus();
 }
@@ -312,12 +310,12 @@ absl::Status RocksStore::DeleteFlag(std::string_view project, std::string_view k
 
 absl::Status RocksStore::CheckVariations(const FlagMeta& m) {
   if (m.variations.empty()) {
-    return absl::InvalidArgumentError("variations: a flag needs at least one variation");
+    return rules::InvalidField("variations", "a flag needs at least one variation");
   }
   for (size_t i = 0; i < m.variations.size(); ++i) {
     // Inside a flag, a variation sits two levels down.
     if (int depth = rules::JsonDepth(m.variations[i]); depth > rules::kMaxItemDepth - 2) {
-      return absl::InvalidArgumentError(StrCat("variations[", i, "]: nests ", depth, " levels deep; at most ",
+      return rules::InvalidField(StrCat("variations[", i, "]"), StrCat("nests ", depth, " levels deep; at most ",
                                                rules::kMaxItemDepth - 2));
     }
   }
@@ -353,7 +351,7 @@ absl::Status RocksStore::WriteFlagsEverywhere(std::string_view project, const st
       f.version = VersionOf(before) + 1;
       Value encoded = rules::EncodeFlag(f);
       absl::StatusOr<rules::Flag> strict = rules::DecodeFlag(encoded, {.strict = true});
-      if (!strict.ok()) return Prefixed(strict.status(), StrCat("environments.", env->record.key, "."));
+      if (!strict.ok()) return rules::WithFieldPrefix(strict.status(), StrCat("environments.", env->record.key));
       items.push_back({ItemKind::kFlag, meta->key, std::move(before), std::move(encoded)});
     }
     applied.push_back(AppendChangeSet(*env, items, actor, comment, ops));

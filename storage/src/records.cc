@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/codec.h"
 
 namespace gonfalon::storage {
@@ -13,16 +14,15 @@ using rules::Object;
 using rules::Value;
 
 absl::Status ValidateKey(std::string_view key, std::string_view field) {
-  if (key.empty()) return absl::InvalidArgumentError(StrCat(field, ": is required"));
+  if (key.empty()) return rules::InvalidField(field, "is required");
   if (key.size() > 128) {
-    return absl::InvalidArgumentError(StrCat(field, ": longer than 128 characters"));
+    return rules::InvalidField(field, "longer than 128 characters");
   }
   for (char c : key) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-';
     if (!ok) {
-      return absl::InvalidArgumentError(
-          StrCat(field, ": \"", key, "\" may only contain letters, digits, '.', '_' and '-'"));
+      return rules::InvalidField(field, StrCat("\"", key, "\" may only contain letters, digits, '.', '_' and '-'"));
     }
   }
   return absl::OkStatus();
@@ -64,8 +64,7 @@ struct Reader {
     const Value* m = v.Find(name);
     if (m == nullptr || m->is_null()) return nullptr;
     if (m->type() != want && status.ok()) {
-      status = absl::InvalidArgumentError(
-          StrCat(Field(name), ": expected ", want_name, ", got ", rules::TypeName(m->type())));
+      status = rules::InvalidField(Field(name), StrCat("expected ", want_name, ", got ", rules::TypeName(m->type())));
       return nullptr;
     }
     return m->type() == want ? m : nullptr;
@@ -92,7 +91,7 @@ struct Reader {
         const Value& e = m->as_array()[i];
         if (!e.is_string()) {
           if (status.ok()) {
-            status = absl::InvalidArgumentError(StrCat(Field(name), "[", i, "]: expected a string, got ",
+            status = rules::InvalidField(StrCat(Field(name), "[", i, "]"), StrCat("expected a string, got ",
                                                        rules::TypeName(e.type())));
           }
           return;
@@ -104,7 +103,7 @@ struct Reader {
 };
 
 absl::Status NotObject(std::string_view what) {
-  return absl::InvalidArgumentError(StrCat(what, ": expected an object"));
+  return rules::InvalidField(what, "expected an object");
 }
 
 }  // namespace

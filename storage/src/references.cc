@@ -105,7 +105,7 @@ absl::Status RocksStore::CheckReferencesAfter(EnvState& env, const std::vector<P
         RETURN_IF_ERROR(ForEachItemAfter(env, prepared, kind, [&](const std::string& user, const Value& v) {
           return ForEachSegmentRef(v, [&](const std::string& seg, const std::string& where) -> absl::Status {
             if (seg != item.key) return absl::OkStatus();
-            return absl::FailedPreconditionError(StrCat(path, ".delete: segment \"", item.key, "\" is used by ",
+            return rules::FieldError(absl::StatusCode::kFailedPrecondition, StrCat(path, ".delete"), StrCat("segment \"", item.key, "\" is used by ",
                                                         ItemKindName(kind), " \"", user, "\" (", where, ")"));
           });
         }));
@@ -115,19 +115,19 @@ absl::Status RocksStore::CheckReferencesAfter(EnvState& env, const std::vector<P
     std::string dpath = StrCat(path, ".data");
     RETURN_IF_ERROR(ForEachSegmentRef(*item.after, [&](const std::string& seg, const std::string& where) -> absl::Status {
       ASSIGN_OR_RETURN(auto found, lookup(ItemKind::kSegment, seg));
-      if (!found.has_value()) return absl::InvalidArgumentError(StrCat(dpath, ".", where, ": no segment \"", seg, "\""));
+      if (!found.has_value()) return rules::InvalidField(StrCat(dpath, ".", where), StrCat("no segment \"", seg, "\""));
       return absl::OkStatus();
     }));
     if (item.kind != ItemKind::kFlag) continue;
     RETURN_IF_ERROR(ForEachPrerequisite(*item.after, [&](size_t j, const std::string& key, double variation) -> absl::Status {
       std::string ppath = StrCat(dpath, ".prerequisites[", j, "]");
-      if (key == item.key) return absl::InvalidArgumentError(StrCat(ppath, ".key: a flag cannot be its own prerequisite"));
+      if (key == item.key) return rules::InvalidField(StrCat(ppath, ".key"), "a flag cannot be its own prerequisite");
       ASSIGN_OR_RETURN(auto prereq, lookup(ItemKind::kFlag, key));
-      if (!prereq.has_value()) return absl::InvalidArgumentError(StrCat(ppath, ".key: no flag \"", key, "\""));
+      if (!prereq.has_value()) return rules::InvalidField(StrCat(ppath, ".key"), StrCat("no flag \"", key, "\""));
       const Value* variations = prereq->Find("variations");
       size_t n = variations != nullptr && variations->is_array() ? variations->as_array().size() : 0;
       if (variation >= static_cast<double>(n)) {
-        return absl::InvalidArgumentError(StrCat(ppath, ".variation: flag \"", key, "\" has ", n, " variations"));
+        return rules::InvalidField(StrCat(ppath, ".variation"), StrCat("flag \"", key, "\" has ", n, " variations"));
       }
       // Follow the prerequisites from here: reaching this flag again is a cycle.
       std::vector<std::vector<std::string>> stack = {{item.key, key}};
@@ -144,7 +144,7 @@ absl::Status RocksStore::CheckReferencesAfter(EnvState& env, const std::vector<P
           if (next == item.key) {
             std::string loop;
             for (size_t n = 0; n < longer.size(); ++n) StrAppend(&loop, n == 0 ? "" : " -> ", longer[n]);
-            return absl::InvalidArgumentError(StrCat(ppath, ".key: prerequisite cycle: ", loop));
+            return rules::InvalidField(StrCat(ppath, ".key"), StrCat("prerequisite cycle: ", loop));
           }
           stack.push_back(std::move(longer));
           return absl::OkStatus();
@@ -224,7 +224,7 @@ absl::Status RocksStore::CheckChainLength(EnvState& env, const std::vector<Prepa
     }
     StrAppend(&shown, n == 0 ? "" : " -> ", chain[n]);
   }
-  return absl::InvalidArgumentError(StrCat("items[", i, "].data.prerequisites: a prerequisite chain of ", total,
+  return rules::InvalidField(StrCat("items[", i, "].data.prerequisites"), StrCat("a prerequisite chain of ", total,
                                            " flags is longer than the ", kLimit, " that evaluate: ", shown));
 }
 

@@ -43,11 +43,6 @@ int64_t VersionOf(const std::optional<Value>& item) {
   return v == nullptr ? 0 : static_cast<int64_t>(v->as_number());
 }
 
-absl::Status Prefixed(const absl::Status& s, std::string_view prefix) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), StrCat(prefix, s.message()));
-}
-
 absl::Status RocksStore::Init() {
   ASSIGN_OR_RETURN(auto v, Get(kMeta, "schema_version"));
   if (!v.has_value()) {

@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "commit_queue.h"
 #include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/status_macros.h"
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/storage/store.h"
@@ -47,8 +48,6 @@ absl::StatusOr<std::string> RandomHex(size_t bytes);
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what);
 // The "version" of a stored item's JSON; 0 when absent.
 int64_t VersionOf(const std::optional<Value>& item);
-// `s` with its message prefixed (a field path, e.g. "flags[3]."); OK stays OK.
-absl::Status Prefixed(const absl::Status& s, std::string_view prefix);
 
 // One item of a change set being written: its kind and key, and the stored JSON before and
 // after (nullopt: absent, i.e. created or deleted).

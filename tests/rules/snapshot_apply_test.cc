@@ -11,6 +11,7 @@
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/snapshot.h"
 #include "gonfalon/rules/str_cat.h"
 #include "status_testing.h"
@@ -242,8 +243,7 @@ TEST(SnapshotApplyTest, AllOrNothingWhenAnItemDoesNotDecode) {
                          {ChangedKind::kFlag, "bad", 1, Value(Object{{"variations", Value("not an array")}})}}};
   absl::StatusOr<std::shared_ptr<const Snapshot>> next = snap->Apply(e);
   ASSERT_FALSE(next.ok());
-  EXPECT_NE(std::string(next.status().message()).find("items[1] (flag \"bad\")"), std::string::npos)
-      << next.status();
+  EXPECT_EQ(ErrorField(next.status()), "items[1].data.key") << next.status();
   EXPECT_EQ(snap->FindFlag("good"), nullptr);
 }
 

@@ -71,7 +71,7 @@ TEST(SdkStreamEventsTest, BadEventIsRejectedWholeAndTheStreamResumes) {
   std::lock_guard<std::mutex> l(mu);
   bool reported = false;
   for (const std::string& line : logs) {
-    if (line.find("bad changes event: items[1] (flag \"checkout\"): on: expected a boolean") != std::string::npos) reported = true;
+    if (line.find("bad changes event: items[1].data.on: expected a boolean, got string (flag \"checkout\")") != std::string::npos) reported = true;
   }
   EXPECT_TRUE(reported);
 }

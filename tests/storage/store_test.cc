@@ -114,7 +114,7 @@ TEST_F(StoreTest, VersionConflictRejectsTheWholeChangeSet) {
   cs.items.push_back({ItemKind::kSegment, "beta", 7, Json(R"({"included":["b"]})"), false});
   auto r = store_->Apply(cs);
   ASSERT_EQ(r.status().code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(std::string(r.status().message()), "items[1]: segment \"beta\" is at version 1, not 7");
+  EXPECT_EQ(std::string(r.status().message()), "items[1].expectVersion: segment \"beta\" is at version 1, not 7");
   EXPECT_FALSE(store_->GetFlag("shop", "production", "checkout")->on);
   EXPECT_EQ(*store_->Sequence("shop", "production"), 2);
   // Creating what exists (expect 0) is a conflict too.
