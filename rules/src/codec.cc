@@ -7,6 +7,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/rules/context.h"
 #include "gonfalon/rules/field_error.h"
+#include "gonfalon/rules/json_fields.h"
 #include "gonfalon/rules/status_macros.h"
 #include "re2/re2.h"
 
@@ -15,116 +16,9 @@ namespace {
 
 constexpr int kMaxWeight = 100000;
 
-std::string Field(std::string_view path, std::string_view name) {
-  return path.empty() ? std::string(name) : StrCat(path, ".", name);
-}
+std::string Field(std::string_view path, std::string_view name) { return FieldPath(path, name); }
 std::string Index(std::string_view path, size_t i) { return StrCat(path, "[", i, "]"); }
 absl::Status Err(std::string_view path, std::string_view message) { return InvalidField(path, message); }
-absl::Status WrongType(std::string_view path, std::string_view want, const Value& got) {
-  return Err(path, StrCat("expected ", want, ", got ", TypeName(got.type())));
-}
-
-// Each getter treats an absent member and a null member alike: the field keeps its default.
-const Value* Member(const Value& obj, std::string_view name) {
-  const Value* v = obj.Find(name);
-  return (v == nullptr || v->is_null()) ? nullptr : v;
-}
-
-absl::Status GetString(const Value& obj, std::string_view name, std::string_view path,
-                       std::string& out) {
-  const Value* v = Member(obj, name);
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_string()) return WrongType(Field(path, name), "a string", *v);
-  out = v->as_string();
-  return absl::OkStatus();
-}
-
-absl::Status GetOptString(const Value& obj, std::string_view name, std::string_view path,
-                          std::optional<std::string>& out) {
-  const Value* v = Member(obj, name);
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_string()) return WrongType(Field(path, name), "a string", *v);
-  out = v->as_string();
-  return absl::OkStatus();
-}
-
-absl::Status GetBool(const Value& obj, std::string_view name, std::string_view path, bool& out) {
-  const Value* v = Member(obj, name);
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_bool()) return WrongType(Field(path, name), "a boolean", *v);
-  out = v->as_bool();
-  return absl::OkStatus();
-}
-
-absl::Status ToInt64(const Value& v, std::string_view path, int64_t& out) {
-  if (!v.is_number()) return WrongType(path, "an integer", v);
-  std::optional<int64_t> n = IntegerIn(v, -kMaxJsonInteger, kMaxJsonInteger);
-  if (!n.has_value()) return Err(path, StrCat("expected an integer, got ", ToJson(v)));
-  out = *n;
-  return absl::OkStatus();
-}
-
-absl::Status GetInt64(const Value& obj, std::string_view name, std::string_view path,
-                      int64_t& out) {
-  const Value* v = Member(obj, name);
-  if (v == nullptr) return absl::OkStatus();
-  return ToInt64(*v, Field(path, name), out);
-}
-
-absl::Status GetOptInt64(const Value& obj, std::string_view name, std::string_view path,
-                         std::optional<int64_t>& out) {
-  const Value* v = Member(obj, name);
-  if (v == nullptr) return absl::OkStatus();
-  int64_t n = 0;
-  RETURN_IF_ERROR(ToInt64(*v, Field(path, name), n));
-  out = n;
-  return absl::OkStatus();
-}
-
-absl::Status GetOptInt(const Value& obj, std::string_view name, std::string_view path,
-                       std::optional<int>& out) {
-  std::optional<int64_t> n;
-  RETURN_IF_ERROR(GetOptInt64(obj, name, path, n));
-  if (n.has_value()) {
-    if (*n < INT32_MIN || *n > INT32_MAX) return Err(Field(path, name), "integer out of range");
-    out = static_cast<int>(*n);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status GetInt(const Value& obj, std::string_view name, std::string_view path, int& out) {
-  std::optional<int> n;
-  RETURN_IF_ERROR(GetOptInt(obj, name, path, n));
-  if (n.has_value()) out = *n;
-  return absl::OkStatus();
-}
-
-absl::Status RequireObject(const Value& v, std::string_view path) {
-  if (!v.is_object()) return WrongType(path.empty() ? "(root)" : path, "an object", v);
-  return absl::OkStatus();
-}
-
-// An array member, or nullptr when absent.
-absl::StatusOr<const Array*> GetArray(const Value& obj, std::string_view name,
-                                      std::string_view path) {
-  const Value* v = Member(obj, name);
-  if (v == nullptr) return static_cast<const Array*>(nullptr);
-  if (!v->is_array()) return WrongType(Field(path, name), "an array", *v);
-  return &v->as_array();
-}
-
-absl::Status GetStrings(const Value& obj, std::string_view name, std::string_view path,
-                        std::vector<std::string>& out) {
-  ASSIGN_OR_RETURN(const Array* arr, GetArray(obj, name, path));
-  if (arr == nullptr) return absl::OkStatus();
-  std::string p = Field(path, name);
-  out.reserve(arr->size());
-  for (size_t i = 0; i < arr->size(); ++i) {
-    if (!(*arr)[i].is_string()) return WrongType(Index(p, i), "a string", (*arr)[i]);
-    out.push_back((*arr)[i].as_string());
-  }
-  return absl::OkStatus();
-}
 
 absl::Status CheckKey(const std::string& key, std::string_view path) {
   if (key.empty()) return Err(Field(path, "key"), "is required");

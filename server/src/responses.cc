@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "gonfalon/rules/field_error.h"
+#include "gonfalon/rules/json_fields.h"
 #include "gonfalon/rules/str_cat.h"
 
 namespace gonfalon::server {
@@ -113,14 +114,8 @@ absl::StatusOr<Value> ObjectBody(const Request& req) {
 
 absl::Status Want(const Value& obj, std::string_view name, Value::Type type, const Value** out,
                   std::string_view prefix) {
-  *out = nullptr;
-  const Value* v = obj.Find(name);
-  if (v == nullptr || v->is_null()) return absl::OkStatus();
-  if (v->type() != type) {
-    return rules::InvalidField(StrCat(prefix, name), StrCat("expected ", rules::TypeName(type), ", got ", rules::TypeName(v->type())));
-  }
-  *out = v;
-  return absl::OkStatus();
+  if (!prefix.empty() && prefix.back() == '.') prefix.remove_suffix(1);
+  return rules::GetMember(obj, name, prefix, type, *out);
 }
 
 absl::StatusOr<int64_t> QueryInt(const Request& req, std::string_view name, int64_t min, int64_t max,

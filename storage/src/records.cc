@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "gonfalon/rules/field_error.h"
+#include "gonfalon/rules/json_fields.h"
 #include "gonfalon/rules/codec.h"
 
 namespace gonfalon::storage {
@@ -50,55 +51,33 @@ Value Strings(const std::vector<std::string>& v) {
   return Value(std::move(a));
 }
 
-// Strict field readers for the store's own records and the admin API's inputs: a wrong type
-// is an InvalidArgument naming the field.
+// Reads a record's or a request's members with the shared strict readers
+// (rules/json_fields.h); the first error is kept and later reads do nothing.
 struct Reader {
   const Value& v;
   std::string path;
   absl::Status status;
 
-  std::string Field(std::string_view name) const {
-    return path.empty() ? std::string(name) : StrCat(path, ".", name);
-  }
-  const Value* Get(std::string_view name, Value::Type want, std::string_view want_name) {
-    const Value* m = v.Find(name);
-    if (m == nullptr || m->is_null()) return nullptr;
-    if (m->type() != want && status.ok()) {
-      status = rules::InvalidField(Field(name), StrCat("expected ", want_name, ", got ", rules::TypeName(m->type())));
-      return nullptr;
-    }
-    return m->type() == want ? m : nullptr;
-  }
   void String(std::string_view name, std::string& out) {
-    if (const Value* m = Get(name, Value::Type::kString, "a string")) out = m->as_string();
+    if (status.ok()) status = rules::GetString(v, name, path, out);
   }
   void Bool(std::string_view name, bool& out) {
-    if (const Value* m = Get(name, Value::Type::kBool, "a boolean")) out = m->as_bool();
+    if (status.ok()) status = rules::GetBool(v, name, path, out);
   }
   void Int(std::string_view name, int64_t& out) {
-    if (const Value* m = Get(name, Value::Type::kNumber, "an integer")) {
-      out = static_cast<int64_t>(m->as_number());
-    }
+    if (status.ok()) status = rules::GetInt64(v, name, path, out);
   }
   void OptInt(std::string_view name, std::optional<int>& out) {
-    if (const Value* m = Get(name, Value::Type::kNumber, "an integer")) {
-      out = static_cast<int>(m->as_number());
-    }
+    if (status.ok()) status = rules::GetOptInt(v, name, path, out);
   }
   void Strings(std::string_view name, std::vector<std::string>& out) {
-    if (const Value* m = Get(name, Value::Type::kArray, "an array of strings")) {
-      for (size_t i = 0; i < m->as_array().size(); ++i) {
-        const Value& e = m->as_array()[i];
-        if (!e.is_string()) {
-          if (status.ok()) {
-            status = rules::InvalidField(StrCat(Field(name), "[", i, "]"), StrCat("expected a string, got ",
-                                                       rules::TypeName(e.type())));
-          }
-          return;
-        }
-        out.push_back(e.as_string());
-      }
-    }
+    if (status.ok()) status = rules::GetStrings(v, name, path, out);
+  }
+  // The member if it has `type`; nullptr when absent, null or (an error kept) of another type.
+  const Value* Get(std::string_view name, Value::Type type) {
+    const Value* m = nullptr;
+    if (status.ok()) status = rules::GetMember(v, name, path, type, m);
+    return status.ok() ? m : nullptr;
   }
 };
 
@@ -139,16 +118,16 @@ absl::StatusOr<FlagMeta> FlagMetaFromJson(const Value& json) {
   r.Bool("archived", m.archived);
   r.Int("version", m.version);
   r.Int("createdMs", m.created_ms);
-  if (const Value* vars = r.Get("variations", Value::Type::kArray, "an array")) {
+  if (const Value* vars = r.Get("variations", Value::Type::kArray)) {
     m.variations = vars->as_array();
   }
-  if (const Value* csa = r.Get("clientSideAvailability", Value::Type::kObject, "an object")) {
+  if (const Value* csa = r.Get("clientSideAvailability", Value::Type::kObject)) {
     Reader c{*csa, "clientSideAvailability"};
     c.Bool("usingMobileKey", m.client_side_availability.using_mobile_key);
     c.Bool("usingEnvironmentId", m.client_side_availability.using_environment_id);
     if (!c.status.ok()) return c.status;
   }
-  if (const Value* d = r.Get("defaults", Value::Type::kObject, "an object")) {
+  if (const Value* d = r.Get("defaults", Value::Type::kObject)) {
     Reader c{*d, "defaults"};
     c.OptInt("offVariation", m.default_off_variation);
     c.OptInt("onVariation", m.default_on_variation);
