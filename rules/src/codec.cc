@@ -4,10 +4,12 @@
 #include <functional>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/rules/context.h"
 #include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/json_fields.h"
+#include "gonfalon/rules/references.h"
 #include "gonfalon/rules/status_macros.h"
 #include "re2/re2.h"
 
@@ -435,69 +437,29 @@ absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOption
 }
 
 absl::Status CheckReferences(const Environment& env) {
-  auto check_clauses = [&](const std::vector<Clause>& clauses, const std::string& path) {
-    for (size_t i = 0; i < clauses.size(); ++i) {
-      if (clauses[i].op != Op::kSegmentMatch) continue;
-      for (size_t j = 0; j < clauses[i].values.size(); ++j) {
-        const std::string& key = clauses[i].values[j].as_string();
-        if (env.segments.find(key) == env.segments.end()) {
-          return Err(StrCat(path, ".clauses[", i, "].values[", j, "]"),
-                     StrCat("no segment \"", key, "\""));
-        }
-      }
-    }
-    return absl::OkStatus();
+  absl::flat_hash_map<std::string_view, ItemReferences> flags, segments;
+  flags.reserve(env.flags.size());
+  segments.reserve(env.segments.size());
+  for (const auto& [key, flag] : env.flags) flags.emplace(key, ReferencesOf(flag));
+  for (const auto& [key, segment] : env.segments) segments.emplace(key, ReferencesOf(segment));
+  auto lookup = [&](ChangedKind kind, std::string_view key) -> absl::StatusOr<const ItemReferences*> {
+    const auto& items = kind == ChangedKind::kFlag ? flags : segments;
+    auto it = items.find(key);
+    return it == items.end() ? nullptr : &it->second;
   };
   for (const auto& [key, flag] : env.flags) {
-    std::string fp = StrCat("flags.", key);
-    for (size_t i = 0; i < flag.prerequisites.size(); ++i) {
-      const Prerequisite& p = flag.prerequisites[i];
-      std::string pp = StrCat(fp, ".prerequisites[", i, "]");
-      auto it = env.flags.find(p.key);
-      if (it == env.flags.end()) {
-        return Err(Field(pp, "key"), StrCat("no flag \"", p.key, "\""));
-      }
-      RETURN_IF_ERROR(CheckVariation(p.variation, it->second.variations.size(),
-                                     Field(pp, "variation"), DecodeOptions{.strict = true}));
-    }
-    for (size_t r = 0; r < flag.rules.size(); ++r) {
-      RETURN_IF_ERROR(check_clauses(flag.rules[r].clauses, StrCat(fp, ".rules[", r, "]")));
-    }
+    RETURN_IF_ERROR(WithFieldPrefix(CheckReferences(ChangedKind::kFlag, key, flags.at(key), lookup), StrCat("flags.", key)));
   }
-  for (const auto& [key, seg] : env.segments) {
-    for (size_t r = 0; r < seg.rules.size(); ++r) {
-      RETURN_IF_ERROR(check_clauses(seg.rules[r].clauses,
-                                    StrCat("segments.", key, ".rules[", r, "]")));
-    }
+  for (const auto& [key, segment] : env.segments) {
+    RETURN_IF_ERROR(
+        WithFieldPrefix(CheckReferences(ChangedKind::kSegment, key, segments.at(key), lookup), StrCat("segments.", key)));
   }
-  // Prerequisite cycles: depth-first search with colours.
-  std::map<std::string_view, int> colour;  // 0 new, 1 on the stack, 2 done
-  std::vector<std::string_view> stack;
-  std::function<absl::Status(const Flag&)> visit = [&](const Flag& f) -> absl::Status {
-    colour[f.key] = 1;
-    stack.push_back(f.key);
-    for (size_t i = 0; i < f.prerequisites.size(); ++i) {
-      const Prerequisite& p = f.prerequisites[i];
-      auto it = env.flags.find(p.key);
-      if (it == env.flags.end()) continue;
-      int c = colour[it->second.key];
-      if (c == 1) {
-        std::string cycle;
-        for (std::string_view k : stack) StrAppend(&cycle, k, " -> ");
-        StrAppend(&cycle, p.key);
-        return Err(StrCat("flags.", f.key, ".prerequisites[", i, "].key"),
-                   StrCat("prerequisite cycle ", cycle));
-      }
-      if (c == 0) RETURN_IF_ERROR(visit(it->second));
-    }
-    stack.pop_back();
-    colour[f.key] = 2;
-    return absl::OkStatus();
-  };
-  for (const auto& [key, flag] : env.flags) {
-    if (colour[flag.key] == 0) RETURN_IF_ERROR(visit(flag));
-  }
-  return absl::OkStatus();
+  std::vector<std::string> roots;
+  roots.reserve(env.flags.size());
+  for (const auto& [key, flag] : env.flags) roots.push_back(key);
+  return CheckNoPrerequisiteCycle(roots, lookup, [](std::string_view flag, size_t j) {
+    return StrCat("flags.", flag, ".prerequisites[", j, "].key");
+  });
 }
 
 Value EncodeFlag(const Flag& f) {

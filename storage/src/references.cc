@@ -1,6 +1,9 @@
 #include "rocks_store.h"
 
+#include <algorithm>
+
 #include "gonfalon/rules/evaluator.h"
+#include "gonfalon/rules/references.h"
 
 namespace gonfalon::storage::internal {
 
@@ -15,45 +18,8 @@ bool PrerequisitesChanged(const std::optional<Value>& before, const Value& after
   return has_now && !(*was == *now);
 }
 
-// Calls fn(segment key, where) for every segmentMatch value in an item's rules, `where` being
-// its path inside the item ("rules[0].clauses[1].values[0]"); stops at fn's first error.
-template <typename Fn>
-absl::Status ForEachSegmentRef(const Value& item, Fn fn) {
-  const Value* rules = item.Find("rules");
-  if (rules == nullptr || !rules->is_array()) return absl::OkStatus();
-  for (size_t r = 0; r < rules->as_array().size(); ++r) {
-    const Value* clauses = rules->as_array()[r].Find("clauses");
-    if (clauses == nullptr || !clauses->is_array()) continue;
-    for (size_t c = 0; c < clauses->as_array().size(); ++c) {
-      const Value& clause = clauses->as_array()[c];
-      const Value* op = clause.Find("op");
-      const Value* values = clause.Find("values");
-      if (op == nullptr || !op->is_string() || op->as_string() != "segmentMatch") continue;
-      if (values == nullptr || !values->is_array()) continue;
-      for (size_t v = 0; v < values->as_array().size(); ++v) {
-        const Value& key = values->as_array()[v];
-        if (!key.is_string()) continue;
-        RETURN_IF_ERROR(fn(key.as_string(), StrCat("rules[", r, "].clauses[", c, "].values[", v, "]")));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
-// Calls fn(index, prerequisite flag key, variation) for each of a flag's prerequisites.
-template <typename Fn>
-absl::Status ForEachPrerequisite(const Value& flag, Fn fn) {
-  const Value* prereqs = flag.Find("prerequisites");
-  if (prereqs == nullptr || !prereqs->is_array()) return absl::OkStatus();
-  for (size_t j = 0; j < prereqs->as_array().size(); ++j) {
-    const Value& p = prereqs->as_array()[j];
-    const Value* key = p.Find("key");
-    const Value* variation = p.Find("variation");
-    if (key == nullptr || !key->is_string()) continue;
-    double v = variation != nullptr && variation->is_number() ? variation->as_number() : 0;
-    RETURN_IF_ERROR(fn(j, key->as_string(), v));
-  }
-  return absl::OkStatus();
+rules::ChangedKind Changed(ItemKind kind) {
+  return kind == ItemKind::kFlag ? rules::ChangedKind::kFlag : rules::ChangedKind::kSegment;
 }
 
 }  // namespace
@@ -83,78 +49,64 @@ absl::Status RocksStore::ForEachItemAfter(EnvState& env, const std::vector<Prepa
 }
 
 absl::Status RocksStore::CheckReferencesAfter(EnvState& env, const std::vector<PreparedItem>& prepared) {
-  // Each item is read (and parsed) at most once, however many paths lead to it.
-  std::map<std::pair<ItemKind, std::string>, std::optional<Value>> read;
-  auto lookup = [&](ItemKind kind, const std::string& key) -> absl::StatusOr<std::optional<Value>> {
-    for (const PreparedItem& p : prepared) {
-      if (p.kind == kind && p.key == key) return p.after;
+  // Each item's references, as it will be, found (and parsed) at most once however many paths
+  // lead to it; nullopt: it will not exist.
+  std::map<std::pair<ItemKind, std::string>, std::optional<rules::ItemReferences>> found;
+  auto lookup = [&](rules::ChangedKind changed, std::string_view key) -> absl::StatusOr<const rules::ItemReferences*> {
+    ItemKind kind = changed == rules::ChangedKind::kFlag ? ItemKind::kFlag : ItemKind::kSegment;
+    auto it = found.find(std::make_pair(kind, std::string(key)));
+    if (it == found.end()) {
+      std::optional<rules::ItemReferences> refs;
+      auto p = std::find_if(prepared.begin(), prepared.end(), [&](const PreparedItem& p) { return p.kind == kind && p.key == key; });
+      if (p != prepared.end()) {
+        if (p->after.has_value()) refs = rules::ReferencesOf(*p->after, changed);
+      } else {
+        ASSIGN_OR_RETURN(auto item, ReadItem(env, kind, key));
+        if (item.has_value()) refs = rules::ReferencesOf(*item, changed);
+      }
+      it = found.emplace(std::make_pair(kind, std::string(key)), std::move(refs)).first;
     }
-    auto it = read.find({kind, key});
-    if (it == read.end()) {
-      ASSIGN_OR_RETURN(auto item, ReadItem(env, kind, key));
-      it = read.emplace(std::make_pair(kind, key), std::move(item)).first;
-    }
-    return it->second;
+    return it->second.has_value() ? &*it->second : nullptr;
   };
+  std::vector<std::string> flags;  // the flags written: any new prerequisite loop passes through one
   for (size_t i = 0; i < prepared.size(); ++i) {
     const PreparedItem& item = prepared[i];
     std::string path = StrCat("items[", i, "]");
     if (!item.after.has_value()) {
       if (item.kind != ItemKind::kSegment) continue;
       for (ItemKind kind : {ItemKind::kFlag, ItemKind::kSegment}) {
-        RETURN_IF_ERROR(ForEachItemAfter(env, prepared, kind, [&](const std::string& user, const Value& v) {
-          return ForEachSegmentRef(v, [&](const std::string& seg, const std::string& where) -> absl::Status {
-            if (seg != item.key) return absl::OkStatus();
-            return rules::FieldError(absl::StatusCode::kFailedPrecondition, StrCat(path, ".delete"), StrCat("segment \"", item.key, "\" is used by ",
-                                                        ItemKindName(kind), " \"", user, "\" (", where, ")"));
-          });
+        RETURN_IF_ERROR(ForEachItemAfter(env, prepared, kind, [&](const std::string& user, const Value& v) -> absl::Status {
+          for (const auto& use : rules::ReferencesOf(v, Changed(kind)).segments) {
+            if (use.key != item.key) continue;
+            return rules::FieldError(absl::StatusCode::kFailedPrecondition, StrCat(path, ".delete"),
+                                     StrCat("segment \"", item.key, "\" is used by ", ItemKindName(kind), " \"", user,
+                                            "\" (", use.where, ")"));
+          }
+          return absl::OkStatus();
         }));
       }
       continue;
     }
-    std::string dpath = StrCat(path, ".data");
-    RETURN_IF_ERROR(ForEachSegmentRef(*item.after, [&](const std::string& seg, const std::string& where) -> absl::Status {
-      ASSIGN_OR_RETURN(auto found, lookup(ItemKind::kSegment, seg));
-      if (!found.has_value()) return rules::InvalidField(StrCat(dpath, ".", where), StrCat("no segment \"", seg, "\""));
-      return absl::OkStatus();
-    }));
-    if (item.kind != ItemKind::kFlag) continue;
-    RETURN_IF_ERROR(ForEachPrerequisite(*item.after, [&](size_t j, const std::string& key, double variation) -> absl::Status {
-      std::string ppath = StrCat(dpath, ".prerequisites[", j, "]");
-      if (key == item.key) return rules::InvalidField(StrCat(ppath, ".key"), "a flag cannot be its own prerequisite");
-      ASSIGN_OR_RETURN(auto prereq, lookup(ItemKind::kFlag, key));
-      if (!prereq.has_value()) return rules::InvalidField(StrCat(ppath, ".key"), StrCat("no flag \"", key, "\""));
-      const Value* variations = prereq->Find("variations");
-      size_t n = variations != nullptr && variations->is_array() ? variations->as_array().size() : 0;
-      if (variation >= static_cast<double>(n)) {
-        return rules::InvalidField(StrCat(ppath, ".variation"), StrCat("flag \"", key, "\" has ", n, " variations"));
+    ASSIGN_OR_RETURN(const rules::ItemReferences* refs, lookup(Changed(item.kind), item.key));
+    RETURN_IF_ERROR(rules::WithFieldPrefix(rules::CheckReferences(Changed(item.kind), item.key, *refs, lookup),
+                                           StrCat(path, ".data")));
+    if (item.kind == ItemKind::kFlag) flags.push_back(item.key);
+  }
+  RETURN_IF_ERROR(rules::CheckNoPrerequisiteCycle(flags, lookup, [&](std::string_view flag, size_t j) -> std::string {
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      if (prepared[i].kind == ItemKind::kFlag && prepared[i].key == flag) {
+        return StrCat("items[", i, "].data.prerequisites[", j, "].key");
       }
-      // Follow the prerequisites from here: reaching this flag again is a cycle.
-      std::vector<std::vector<std::string>> stack = {{item.key, key}};
-      std::set<std::string> visited;
-      while (!stack.empty()) {
-        std::vector<std::string> chain = std::move(stack.back());
-        stack.pop_back();
-        if (!visited.insert(chain.back()).second) continue;
-        ASSIGN_OR_RETURN(auto flag, lookup(ItemKind::kFlag, chain.back()));
-        if (!flag.has_value()) continue;
-        RETURN_IF_ERROR(ForEachPrerequisite(*flag, [&](size_t, const std::string& next, double) -> absl::Status {
-          std::vector<std::string> longer = chain;
-          longer.push_back(next);
-          if (next == item.key) {
-            std::string loop;
-            for (size_t n = 0; n < longer.size(); ++n) StrAppend(&loop, n == 0 ? "" : " -> ", longer[n]);
-            return rules::InvalidField(StrCat(ppath, ".key"), StrCat("prerequisite cycle: ", loop));
-          }
-          stack.push_back(std::move(longer));
-          return absl::OkStatus();
-        }));
-      }
-      return absl::OkStatus();
-    }));
+    }
+    return "";  // a stored flag: the loop's link from a written one is named instead
+  }));
+  for (size_t i = 0; i < prepared.size(); ++i) {
+    const PreparedItem& item = prepared[i];
     // Every flag carries "prerequisites" (often empty): only a write that gives the flag new
     // ones can make a chain through it longer, and only that pays for the chain check.
-    if (PrerequisitesChanged(item.before, *item.after)) RETURN_IF_ERROR(CheckChainLength(env, prepared, i, lookup));
+    if (item.kind == ItemKind::kFlag && item.after.has_value() && PrerequisitesChanged(item.before, *item.after)) {
+      RETURN_IF_ERROR(CheckChainLength(env, prepared, i, lookup));
+    }
   }
   return absl::OkStatus();
 }
@@ -168,18 +120,17 @@ absl::Status RocksStore::CheckChainLength(EnvState& env, const std::vector<Prepa
   std::function<absl::StatusOr<int>(const std::string&, int)> down = [&](const std::string& key, int depth) -> absl::StatusOr<int> {
     if (auto it = below.find(key); it != below.end()) return it->second.first;
     if (depth > kLimit) return 1;  // the path here is already too long: refused whatever lies below
-    ASSIGN_OR_RETURN(auto flag, lookup(ItemKind::kFlag, key));
+    ASSIGN_OR_RETURN(const rules::ItemReferences* flag, lookup(rules::ChangedKind::kFlag, key));
     int best = 1;
     std::string next;
-    if (flag.has_value()) {
-      RETURN_IF_ERROR(ForEachPrerequisite(*flag, [&](size_t, const std::string& p, double) -> absl::Status {
-        ASSIGN_OR_RETURN(int d, down(p, depth + 1));
+    if (flag != nullptr) {
+      for (const auto& p : flag->prerequisites) {
+        ASSIGN_OR_RETURN(int d, down(p.key, depth + 1));
         if (d + 1 > best) {
           best = d + 1;
-          next = p;
+          next = p.key;
         }
-        return absl::OkStatus();
-      }));
+      }
     }
     below[key] = {best, next};
     return best;
@@ -188,10 +139,8 @@ absl::Status RocksStore::CheckChainLength(EnvState& env, const std::vector<Prepa
   // Above: dependents, from every flag as it will be.
   std::map<std::string, std::vector<std::string>> dependents;
   RETURN_IF_ERROR(ForEachItemAfter(env, prepared, ItemKind::kFlag, [&](const std::string& key, const Value& flag) {
-    return ForEachPrerequisite(flag, [&](size_t, const std::string& p, double) -> absl::Status {
-      dependents[p].push_back(key);
-      return absl::OkStatus();
-    });
+    for (const auto& p : rules::ReferencesOf(flag, rules::ChangedKind::kFlag).prerequisites) dependents[p.key].push_back(key);
+    return absl::OkStatus();
   }));
   std::map<std::string, std::pair<int, std::string>> above;
   std::function<int(const std::string&, int)> up = [&](const std::string& key, int depth) -> int {
@@ -232,12 +181,14 @@ absl::Status RocksStore::CheckNotPrerequisite(const EnvLocks& locks, std::string
   for (EnvState* env : locks.states) {
     RETURN_IF_ERROR(ForEachItemAfter(*env, {}, ItemKind::kFlag, [&](const std::string& other, const Value& item) {
       if (other == key) return absl::OkStatus();
-      return ForEachPrerequisite(item, [&](size_t j, const std::string& prereq, double) -> absl::Status {
-        if (prereq != key) return absl::OkStatus();
+      const auto prereqs = rules::ReferencesOf(item, rules::ChangedKind::kFlag).prerequisites;
+      for (size_t j = 0; j < prereqs.size(); ++j) {
+        if (prereqs[j].key != key) continue;
         return absl::FailedPreconditionError(StrCat("flag \"", key, "\" is a prerequisite of flag \"", other,
                                                     "\" in environment \"", env->record.key, "\" (prerequisites[", j,
                                                     "]); ", advice));
-      });
+      }
+      return absl::OkStatus();
     }));
   }
   return absl::OkStatus();

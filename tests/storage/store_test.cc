@@ -214,7 +214,7 @@ TEST_F(StoreTest, ReferencesMustResolveAndPrerequisitesMustNotLoop) {
     const char* message;
   } cases[] = {
       {"a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"nope","variation":1}]})", "items[0].data.prerequisites[0].key: no flag \"nope\""},
-      {"a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"b","variation":2}]})", "items[0].data.prerequisites[0].variation: flag \"b\" has 2 variations"},
+      {"a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"b","variation":2}]})", "items[0].data.prerequisites[0].variation: variation 2 does not exist (flag \"b\" has 2 variations)"},
       {"a", R"({"fallthrough":{"variation":0},"prerequisites":[{"key":"a","variation":1}]})", "items[0].data.prerequisites[0].key: a flag cannot be its own prerequisite"},
       {"a", R"({"fallthrough":{"variation":0},"rules":[{"id":"r","variation":1,"clauses":[{"attribute":"key","op":"in","values":["x"]},{"attribute":"key","op":"segmentMatch","values":["beta"]}]}]})",
        "items[0].data.rules[0].clauses[1].values[0]: no segment \"beta\""},
