@@ -176,24 +176,6 @@ TEST_F(HubTest, StreamsOfARevokedKeyAreClosedAndOthersStay) {
   EXPECT_EQ(a->chunks().size(), sent);
 }
 
-TEST(MetricsTest, RequestsAreCountedPerRouteMethodAndStatusWithCumulativeBuckets) {
-  Metrics m;
-  m.RecordRequest("/healthz", "GET", 200, 0.0001);
-  m.RecordRequest("/healthz", "GET", 200, 0.2);
-  m.RecordRequest("/healthz", "POST", 405, 0.0001);
-  std::string text = m.Render();
-  EXPECT_NE(text.find(R"(gonfalon_http_requests_total{route="/healthz",method="GET",status="200"} 2)"), std::string::npos) << text;
-  EXPECT_NE(text.find(R"(gonfalon_http_requests_total{route="/healthz",method="POST",status="405"} 1)"), std::string::npos);
-  EXPECT_NE(text.find(R"(gonfalon_http_request_duration_seconds_bucket{route="/healthz",le="+Inf"} 3)"), std::string::npos) << text;
-  EXPECT_NE(text.find(R"(gonfalon_http_request_duration_seconds_count{route="/healthz"} 3)"), std::string::npos);
-}
-
-}  // namespace
-}  // namespace gonfalon::server
-
-namespace gonfalon::server {
-namespace {
-
 // A small budget, so that events wait in the hub while streams join.
 class BusyHubTest : public HubTest {
  protected:

@@ -1,0 +1,207 @@
+#pragma once
+// A Store for handler tests: every call goes to a real store (in a temporary directory) unless
+// the test has made that method fail, so handlers meet exactly the errors storage can return
+// (a full disk, corruption, an outage) without sockets or a broken disk.
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "gonfalon/rules/status_macros.h"
+#include "gonfalon/storage/store.h"
+
+namespace gonfalon::storage {
+
+class FaultyStore final : public Store {
+ public:
+  explicit FaultyStore(Store& inner) : inner_(inner) {}
+
+  // Calls of `method` (e.g. "GetFlag") return `status` until Heal(method).
+  void Fail(const std::string& method, absl::Status status) {
+    std::lock_guard<std::mutex> l(mu_);
+    faults_[method] = std::move(status);
+  }
+  void Heal(const std::string& method) {
+    std::lock_guard<std::mutex> l(mu_);
+    faults_.erase(method);
+  }
+
+  void SetChangeListener(std::function<void(const AppliedChangeSet&)> listener) override {
+    inner_.SetChangeListener(std::move(listener));
+  }
+  absl::StatusOr<Project> CreateProject(const Project& in, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("CreateProject"));
+    return inner_.CreateProject(in, actor);
+  }
+  absl::StatusOr<Project> GetProject(std::string_view key) override {
+    RETURN_IF_ERROR(Fault("GetProject"));
+    return inner_.GetProject(key);
+  }
+  absl::StatusOr<std::vector<Project>> ListProjects() override {
+    RETURN_IF_ERROR(Fault("ListProjects"));
+    return inner_.ListProjects();
+  }
+  absl::StatusOr<Project> UpdateProject(const Project& in, int64_t expect_version, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("UpdateProject"));
+    return inner_.UpdateProject(in, expect_version, actor);
+  }
+  absl::Status DeleteProject(std::string_view key, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("DeleteProject"));
+    return inner_.DeleteProject(key, actor);
+  }
+  absl::StatusOr<Environment> CreateEnvironment(std::string_view project, const Environment& in, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("CreateEnvironment"));
+    return inner_.CreateEnvironment(project, in, actor);
+  }
+  absl::StatusOr<Environment> GetEnvironment(std::string_view project, std::string_view key) override {
+    RETURN_IF_ERROR(Fault("GetEnvironment"));
+    return inner_.GetEnvironment(project, key);
+  }
+  absl::StatusOr<std::vector<Environment>> ListEnvironments(std::string_view project) override {
+    RETURN_IF_ERROR(Fault("ListEnvironments"));
+    return inner_.ListEnvironments(project);
+  }
+  absl::StatusOr<Environment> UpdateEnvironment(std::string_view project, const Environment& in, int64_t expect_version, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("UpdateEnvironment"));
+    return inner_.UpdateEnvironment(project, in, expect_version, actor);
+  }
+  absl::Status DeleteEnvironment(std::string_view project, std::string_view key, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("DeleteEnvironment"));
+    return inner_.DeleteEnvironment(project, key, actor);
+  }
+  absl::StatusOr<FlagMeta> CreateFlag(std::string_view project, const FlagMeta& in, const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(Fault("CreateFlag"));
+    return inner_.CreateFlag(project, in, actor, comment);
+  }
+  absl::StatusOr<std::vector<FlagMeta>> CreateFlags(std::string_view project, const std::vector<FlagMeta>& in, const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(Fault("CreateFlags"));
+    return inner_.CreateFlags(project, in, actor, comment);
+  }
+  absl::StatusOr<FlagMeta> GetFlagMeta(std::string_view project, std::string_view key) override {
+    RETURN_IF_ERROR(Fault("GetFlagMeta"));
+    return inner_.GetFlagMeta(project, key);
+  }
+  absl::StatusOr<std::vector<FlagMeta>> ListFlagMeta(std::string_view project) override {
+    RETURN_IF_ERROR(Fault("ListFlagMeta"));
+    return inner_.ListFlagMeta(project);
+  }
+  absl::StatusOr<FlagMeta> UpdateFlagMeta(std::string_view project, const FlagMeta& in, int64_t expect_version, const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(Fault("UpdateFlagMeta"));
+    return inner_.UpdateFlagMeta(project, in, expect_version, actor, comment);
+  }
+  absl::Status DeleteFlag(std::string_view project, std::string_view key, const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(Fault("DeleteFlag"));
+    return inner_.DeleteFlag(project, key, actor, comment);
+  }
+  absl::StatusOr<AppliedChangeSet> Apply(const ChangeSet& cs) override {
+    RETURN_IF_ERROR(Fault("Apply"));
+    return inner_.Apply(cs);
+  }
+  absl::StatusOr<rules::Flag> GetFlag(std::string_view project, std::string_view env, std::string_view key) override {
+    RETURN_IF_ERROR(Fault("GetFlag"));
+    return inner_.GetFlag(project, env, key);
+  }
+  absl::StatusOr<rules::Segment> GetSegment(std::string_view project, std::string_view env, std::string_view key) override {
+    RETURN_IF_ERROR(Fault("GetSegment"));
+    return inner_.GetSegment(project, env, key);
+  }
+  absl::StatusOr<rules::Environment> LoadEnvironment(std::string_view project, std::string_view env) override {
+    RETURN_IF_ERROR(Fault("LoadEnvironment"));
+    return inner_.LoadEnvironment(project, env);
+  }
+  absl::StatusOr<int64_t> Sequence(std::string_view project, std::string_view env) override {
+    RETURN_IF_ERROR(Fault("Sequence"));
+    return inner_.Sequence(project, env);
+  }
+  absl::StatusOr<std::vector<std::string>> ChangesSince(std::string_view project, std::string_view env, int64_t after) override {
+    RETURN_IF_ERROR(Fault("ChangesSince"));
+    return inner_.ChangesSince(project, env, after);
+  }
+  absl::StatusOr<HistoryPage> History(std::string_view project, std::string_view env, std::optional<ItemKind> kind, std::optional<std::string> item_key, std::optional<int64_t> before, int limit) override {
+    RETURN_IF_ERROR(Fault("History"));
+    return inner_.History(project, env, kind, item_key, before, limit);
+  }
+  absl::StatusOr<rules::Environment> EnvironmentAt(std::string_view project, std::string_view env, int64_t sequence) override {
+    RETURN_IF_ERROR(Fault("EnvironmentAt"));
+    return inner_.EnvironmentAt(project, env, sequence);
+  }
+  absl::StatusOr<int64_t> SequenceAtTime(std::string_view project, std::string_view env, int64_t time_ms) override {
+    RETURN_IF_ERROR(Fault("SequenceAtTime"));
+    return inner_.SequenceAtTime(project, env, time_ms);
+  }
+  absl::StatusOr<RestorePlan> Restore(std::string_view project, std::string_view env, int64_t sequence, std::optional<ItemKind> only_kind, std::optional<std::string> only_key, bool dry_run, const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(Fault("Restore"));
+    return inner_.Restore(project, env, sequence, only_kind, only_key, dry_run, actor, comment);
+  }
+  absl::StatusOr<NewApiKey> CreateApiKey(const ApiKey& spec) override {
+    RETURN_IF_ERROR(Fault("CreateApiKey"));
+    return inner_.CreateApiKey(spec);
+  }
+  absl::StatusOr<NewApiKey> ImportApiKey(const ApiKey& spec, std::string_view secret) override {
+    RETURN_IF_ERROR(Fault("ImportApiKey"));
+    return inner_.ImportApiKey(spec, secret);
+  }
+  absl::StatusOr<std::vector<ApiKey>> ListApiKeys() override {
+    RETURN_IF_ERROR(Fault("ListApiKeys"));
+    return inner_.ListApiKeys();
+  }
+  absl::StatusOr<ApiKey> GetApiKey(std::string_view id) override {
+    RETURN_IF_ERROR(Fault("GetApiKey"));
+    return inner_.GetApiKey(id);
+  }
+  absl::Status RevokeApiKey(std::string_view id) override {
+    RETURN_IF_ERROR(Fault("RevokeApiKey"));
+    return inner_.RevokeApiKey(id);
+  }
+  absl::StatusOr<NewApiKey> RotateApiKey(std::string_view id, int64_t overlap_ms) override {
+    RETURN_IF_ERROR(Fault("RotateApiKey"));
+    return inner_.RotateApiKey(id, overlap_ms);
+  }
+  absl::StatusOr<ApiKey> Authenticate(std::string_view secret) override {
+    RETURN_IF_ERROR(Fault("Authenticate"));
+    return inner_.Authenticate(secret);
+  }
+  std::string StreamToken(std::string_view key_id) override {
+    return inner_.StreamToken(key_id);
+  }
+  absl::StatusOr<ApiKey> AuthenticateStreamToken(std::string_view token) override {
+    RETURN_IF_ERROR(Fault("AuthenticateStreamToken"));
+    return inner_.AuthenticateStreamToken(token);
+  }
+  absl::Status AddEventCounts(std::string_view project, std::string_view env, const std::vector<ExposureCount>& exposures, const std::vector<MetricCount>& metrics) override {
+    RETURN_IF_ERROR(Fault("AddEventCounts"));
+    return inner_.AddEventCounts(project, env, exposures, metrics);
+  }
+  absl::StatusOr<std::vector<ExposureCount>> GetExposureCounts(std::string_view project, std::string_view env, std::string_view flag) override {
+    RETURN_IF_ERROR(Fault("GetExposureCounts"));
+    return inner_.GetExposureCounts(project, env, flag);
+  }
+  absl::StatusOr<std::vector<MetricCount>> GetMetricCounts(std::string_view project, std::string_view env, std::string_view event) override {
+    RETURN_IF_ERROR(Fault("GetMetricCounts"));
+    return inner_.GetMetricCounts(project, env, event);
+  }
+  absl::Status PruneHistory() override {
+    RETURN_IF_ERROR(Fault("PruneHistory"));
+    return inner_.PruneHistory();
+  }
+  absl::Status Checkpoint(const std::string& dir) override {
+    RETURN_IF_ERROR(Fault("Checkpoint"));
+    return inner_.Checkpoint(dir);
+  }
+  std::vector<std::pair<std::string, int64_t>> Stats() override {
+    return inner_.Stats();
+  }
+
+ private:
+  absl::Status Fault(const std::string& method) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = faults_.find(method);
+    return it == faults_.end() ? absl::OkStatus() : it->second;
+  }
+
+  Store& inner_;
+  std::mutex mu_;
+  std::map<std::string, absl::Status> faults_;
+};
+
+}  // namespace gonfalon::storage
