@@ -196,13 +196,18 @@ AppliedChangeSet RocksStore::AppendChangeSet(EnvState& env, const std::vector<Pr
     }
     event.items.push_back(std::move(ev));
     applied.items.push_back({it.kind, it.key, version, !it.after.has_value()});
-    audit.items.push_back({it.kind, it.key, it.before.value_or(Value()), it.after.value_or(Value())});
+    audit.items.push_back({it.kind, it.key, it.before.value_or(Value()), Value()});
     ops.push_back(Put(kAuditIndex, StrCat(AuditIndexPrefix(p, e, it.kind, it.key), SeqKey(seq)), ""));
   }
   applied.event_json = rules::EncodeChangeSetEvent(event);
   std::string prefix = EnvPrefix(p, e);
   ops.push_back(Put(kChangeLog, StrCat(prefix, SeqKey(seq)), applied.event_json));
-  ops.push_back(Put(kAudit, StrCat(prefix, SeqKey(seq)), ToJson(AuditRecordToJson(audit))));
+  // The after images are the change log entry's data (the same sequence, pruned with it), so the
+  // audit keeps only the before images: a write's history holds each item twice, not three times
+  // (ReadAudit puts the record back together).
+  Value audit_json = AuditRecordToJson(audit);
+  for (Value& item : audit_json.FindMutable("items")->mutable_array()) item.Erase("after");
+  ops.push_back(Put(kAudit, StrCat(prefix, SeqKey(seq)), ToJson(audit_json)));
   env.record.sequence = seq;
   ops.push_back(Put(kEnvironments, EnvKey(env), ToJson(EnvironmentToJson(env.record))));
   // Retention by count: the entry that falls out of the window goes in the same batch.

@@ -35,7 +35,7 @@ absl::StatusOr<HistoryPage> RocksStore::History(std::string_view project, std::s
     page.next_after = seqs.back();
   }
   for (int64_t s : seqs) {
-    ASSIGN_OR_RETURN(auto rec, ReadAudit(project, env, s, snap.get()));
+    ASSIGN_OR_RETURN(auto rec, ReadAudit(project, env, s, snap.get(), /*with_after=*/true));
     if (rec.has_value()) page.records.push_back(std::move(*rec));
   }
   return page;
@@ -127,10 +127,37 @@ absl::StatusOr<RestorePlan> RocksStore::Restore(std::string_view project, std::s
   return plan;
 }
 
-absl::StatusOr<std::optional<AuditRecord>> RocksStore::ReadAudit(std::string_view p, std::string_view e, int64_t seq, const rocksdb::Snapshot* snap) {
+absl::StatusOr<std::optional<AuditRecord>> RocksStore::ReadAudit(std::string_view p, std::string_view e, int64_t seq,
+                                                                   const rocksdb::Snapshot* snap, bool with_after) {
   std::string key = StrCat(EnvPrefix(p, e), SeqKey(seq));
   ASSIGN_OR_RETURN(auto v, GetJson(kAudit, key, snap));
   if (!v.has_value()) return std::optional<AuditRecord>();
+  Value* items = v->FindMutable("items");
+  bool missing_after = false;
+  if (items != nullptr && items->is_array()) {
+    for (const Value& item : items->as_array()) missing_after = missing_after || item.Find("after") == nullptr;
+  }
+  if (with_after && missing_after) {
+    ASSIGN_OR_RETURN(auto log, Get(kChangeLog, key, snap));
+    if (!log.has_value()) return absl::DataLossError(StrCat("change log entry \"", key, "\" is missing for its audit record"));
+    absl::StatusOr<rules::ChangeSetEvent> event = rules::DecodeChangeSetEvent(*log);
+    if (!event.ok()) return absl::DataLossError(StrCat("corrupt value in change_log at key \"", key, "\": ", event.status().message()));
+    for (Value& item : items->mutable_array()) {
+      if (item.Find("after") != nullptr) continue;
+      const Value* kind = item.Find("kind");
+      const Value* item_key = item.Find("key");
+      Value after;  // null: deleted
+      for (const rules::ChangedItem& changed : event->items) {
+        bool same_kind = kind != nullptr && kind->is_string() &&
+                         kind->as_string() == (changed.kind == rules::ChangedKind::kFlag ? "flag" : "segment");
+        if (same_kind && item_key != nullptr && item_key->is_string() && item_key->as_string() == changed.key) {
+          if (changed.data.has_value()) after = *changed.data;
+          break;
+        }
+      }
+      item.Set("after", std::move(after));
+    }
+  }
   ASSIGN_OR_RETURN(AuditRecord rec, Decoded(AuditRecordFromJson(*v), kAudit, key));
   return std::optional<AuditRecord>(std::move(rec));
 }

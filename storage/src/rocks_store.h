@@ -321,8 +321,11 @@ class RocksStore final : public Store {
                                    std::vector<WriteOp>& ops);
   void AppendPrune(std::string_view p, std::string_view e, const AuditRecord& rec,
                    std::vector<WriteOp>& ops);
+  // The audit record of change set `seq`, if retained. Records written since the after images
+  // moved to the change log carry only the before images: with_after fills the after images in
+  // from the change log entry of the same sequence (the two are kept and pruned together).
   absl::StatusOr<std::optional<AuditRecord>> ReadAudit(std::string_view p, std::string_view e, int64_t seq,
-                                                       const rocksdb::Snapshot* snap);
+                                                       const rocksdb::Snapshot* snap, bool with_after = false);
   absl::StatusOr<Environment> GetEnvironmentAt(std::string_view project, std::string_view env,
                                                const rocksdb::Snapshot* snap);
   absl::StatusOr<rules::Environment> LoadAt(std::string_view project, std::string_view env,

@@ -1,5 +1,6 @@
 #include "testing.h"
 
+#include <functional>
 #include <vector>
 
 #include "records.h"
@@ -7,8 +8,11 @@
 
 namespace gonfalon::storage::testing {
 
-absl::Status PutRaw(const std::string& path, std::string_view cf, std::string_view key,
-                    std::string_view value) {
+namespace {
+
+// Opens the database at `path` with every column family, calls fn(db, handle of `cf`), closes.
+absl::Status WithFamily(const std::string& path, std::string_view cf,
+                        const std::function<rocksdb::Status(rocksdb::DB*, rocksdb::ColumnFamilyHandle*)>& fn) {
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const char* name : internal::kCfNames) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -16,13 +20,33 @@ absl::Status PutRaw(const std::string& path, std::string_view cf, std::string_vi
   rocksdb::DBOptions options;
   rocksdb::Status s = rocksdb::DB::Open(options, path, descriptors, &handles, &db);
   if (!s.ok()) return absl::InternalError(s.ToString());
+  s = rocksdb::Status::InvalidArgument("no column family ", std::string(cf));
   for (size_t i = 0; i < handles.size(); ++i) {
-    if (cf == internal::kCfNames[i]) s = db->Put(rocksdb::WriteOptions(), handles[i], std::string(key), std::string(value));
+    if (cf == internal::kCfNames[i]) s = fn(db, handles[i]);
   }
   for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   db->Close();
   delete db;
   return s.ok() ? absl::OkStatus() : absl::InternalError(s.ToString());
+}
+
+}  // namespace
+
+absl::Status PutRaw(const std::string& path, std::string_view cf, std::string_view key,
+                    std::string_view value) {
+  return WithFamily(path, cf, [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* h) {
+    return db->Put(rocksdb::WriteOptions(), h, std::string(key), std::string(value));
+  });
+}
+
+absl::StatusOr<std::string> GetRaw(const std::string& path, std::string_view cf, std::string_view key) {
+  std::string value;
+  absl::Status s = WithFamily(path, cf, [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* h) {
+    rocksdb::Status g = db->Get(rocksdb::ReadOptions(), h, std::string(key), &value);
+    return g.IsNotFound() ? rocksdb::Status::OK() : g;
+  });
+  if (!s.ok()) return s;
+  return value;
 }
 
 }  // namespace gonfalon::storage::testing

@@ -339,6 +339,44 @@ TEST_F(StoreTest, ChangesSinceResumesOrSaysTooOld) {
   EXPECT_EQ(h->records.size(), 5u);
 }
 
+// Defect 13 (history size): a write's history held each item three times (the change log's
+// copy, and the audit's before and after). The audit now keeps only the before image and
+// takes the after image from the change log; records in the old form still read.
+TEST_F(StoreTest, HistoryKeepsEachWrittenItemTwiceAndReadsOldRecords) {
+  MakeShop();
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "beta", R"({"key":"beta","included":["u1"]})"));
+  auto second = ApplyOne(ItemKind::kSegment, "beta", R"({"key":"beta","included":["u1","u2"]})");
+  ASSERT_OK(second);
+  ASSERT_OK(store_->Apply({"shop", "production", {{ItemKind::kSegment, "beta", std::nullopt, std::nullopt, true}}, actor_, ""}));
+  auto history = store_->History("shop", "production", ItemKind::kSegment, "beta", std::nullopt, 10);
+  ASSERT_OK(history);
+  ASSERT_EQ(history->records.size(), 3u);
+  const auto& deleted = history->records[0].items[0];
+  EXPECT_EQ(deleted.before.Find("included")->as_array().size(), 2u);
+  EXPECT_TRUE(deleted.after.is_null());
+  const auto& updated = history->records[1].items[0];
+  EXPECT_EQ(updated.before.Find("included")->as_array().size(), 1u);
+  EXPECT_EQ(updated.after.Find("included")->as_array().size(), 2u);
+  EXPECT_TRUE(history->records[2].items[0].before.is_null());
+  int64_t seq = second->sequence;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(seq));  // records.h SeqKey
+  std::string key = std::string("shop/production/") + hex;
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(std::string raw, testing::GetRaw(dir_ + "/db", "audit", key));
+  ASSERT_FALSE(raw.empty());
+  EXPECT_EQ(raw.find("\"after\""), std::string::npos) << raw;
+  // A record written before the change keeps its own after image, and it wins.
+  ASSERT_OK(testing::PutRaw(dir_ + "/db", "audit", key,
+                            R"({"sequence":)" + std::to_string(seq) +
+                                R"(,"time":1,"actor":"old","comment":"","items":[{"kind":"segment","key":"beta","before":null,"after":{"key":"beta","included":["old"]}}]})"));
+  Reopen();
+  history = store_->History("shop", "production", ItemKind::kSegment, "beta", std::nullopt, 10);
+  ASSERT_OK(history);
+  EXPECT_EQ(history->records[1].actor, "old");
+  EXPECT_EQ(history->records[1].items[0].after.Find("included")->as_array()[0].as_string(), "old");
+}
+
 TEST_F(StoreTest, HistoryPagesNewestFirst) {
   MakeShop();
   for (int i = 0; i < 7; ++i) ASSERT_TRUE(ApplyOne(ItemKind::kSegment, "s", StrCat(R"({"included":["u)", i, R"("]})").c_str()).ok());
