@@ -19,6 +19,7 @@
 #include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
+#include "memory_trimmer.h"
 #include "responses.h"
 
 namespace gonfalon::server {
@@ -26,6 +27,13 @@ namespace gonfalon::server {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+
+namespace {
+
+// Request bodies from this size on ask for free memory to be handed back (memory_trimmer.h).
+constexpr size_t kLargeBody = 256 * 1024;
+
+}  // namespace
 using tcp = net::ip::tcp;
 
 class Session;
@@ -94,6 +102,7 @@ class HttpServer::Impl {
   Metrics& metrics() { return metrics_; }
   const ServerLimits& limits() const { return limits_; }
   net::thread_pool& workers() { return workers_; }
+  MemoryTrimmer& trimmer() { return trimmer_; }
 
  private:
   void DoAccept();
@@ -117,6 +126,7 @@ class HttpServer::Impl {
   net::steady_timer heartbeat_;
   net::steady_timer sweep_;  // closes connections past their request deadline
   net::thread_pool workers_;
+  MemoryTrimmer trimmer_;
   std::atomic<bool> stopping_{false};
   std::mutex mu_;
   std::condition_variable cv_;
@@ -252,9 +262,12 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
       // (OnResponse re-arms the deadline).
       DisarmDeadline();
       blocking_ = true;
-      net::post(server_.workers(), [self = shared_from_this(), req = std::move(req)] {
+      net::post(server_.workers(), [self = shared_from_this(), req = std::move(req)]() mutable {
         Response r = self->server_.api().Handle(req);
         net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->OnResponse(std::move(r)); });
+        size_t body_bytes = req.body.size();
+        req = Request();
+        if (body_bytes >= kLargeBody) self->server_.trimmer().Request();
       });
       return;
     }

@@ -355,10 +355,6 @@ int RunServeCommand(const std::vector<std::string>& args) {
   // Dozens of threads (I/O, 32 blocking workers, RocksDB) would each get a malloc arena of
   // their own and keep its free memory: a few arenas hold the server's RSS down.
   mallopt(M_ARENA_MAX, 4);
-  // Blocks of 256 KiB and more (a large segment's JSON and its parse buffers) are mapped and
-  // unmapped on their own, so freeing them gives the memory back; otherwise glibc raises this
-  // threshold as they are freed, serves them from the arenas and keeps them there.
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
