@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -29,12 +30,23 @@
 namespace gonfalon::rules::internal {
 
 // One clause value, pre-parsed for its operator.
+// What each operator needs is parsed once; one variant holds whichever it is (100,000 flags
+// carry hundreds of thousands of these).
 struct ClauseValue {
   const Value* raw = nullptr;
-  std::optional<HashedKey> segment;  // segmentMatch: the segment's key, hashed once
-  std::optional<double> millis;      // before / after
-  std::optional<SemVer> semver;      // semVer*
-  std::unique_ptr<RE2> regex;        // matches; null when the pattern does not compile
+  std::variant<std::monostate, HashedKey, double, SemVer, std::unique_ptr<RE2>> parsed;
+
+  // segmentMatch: the segment's key, hashed once (null: not a string).
+  const HashedKey* segment() const { return std::get_if<HashedKey>(&parsed); }
+  // before / after: Unix milliseconds (null: not a date).
+  const double* millis() const { return std::get_if<double>(&parsed); }
+  // semVer*: the version (null: not a version).
+  const SemVer* semver() const { return std::get_if<SemVer>(&parsed); }
+  // matches: the pattern (null when it does not compile).
+  const RE2* regex() const {
+    const auto* re = std::get_if<std::unique_ptr<RE2>>(&parsed);
+    return re != nullptr ? re->get() : nullptr;
+  }
 };
 
 struct CompiledClause {
@@ -64,7 +76,7 @@ struct CompiledRollout {
 
 struct CompiledVariationOrRollout {
   int variation = -1;
-  std::optional<CompiledRollout> rollout;
+  std::unique_ptr<const CompiledRollout> rollout;  // on the heap: most results are a fixed variation
 };
 
 struct CompiledTarget {

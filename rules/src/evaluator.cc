@@ -65,7 +65,7 @@ bool MatchOne(Op op, const Value& u, const ClauseValue& cv) {
       return u.is_string() && v.is_string() &&
              u.as_string().find(v.as_string()) != std::string::npos;
     case Op::kMatches:
-      return u.is_string() && cv.regex != nullptr && RE2::PartialMatch(u.as_string(), *cv.regex);
+      return u.is_string() && cv.regex() != nullptr && RE2::PartialMatch(u.as_string(), *cv.regex());
     case Op::kLessThan:
       return u.is_number() && v.is_number() && u.as_number() < v.as_number();
     case Op::kLessThanOrEqual:
@@ -76,18 +76,20 @@ bool MatchOne(Op op, const Value& u, const ClauseValue& cv) {
       return u.is_number() && v.is_number() && u.as_number() >= v.as_number();
     case Op::kBefore:
     case Op::kAfter: {
-      if (!cv.millis.has_value()) return false;
+      const double* millis = cv.millis();
+      if (millis == nullptr) return false;
       std::optional<double> um = internal::ToUnixMillis(u);
       if (!um.has_value()) return false;
-      return op == Op::kBefore ? *um < *cv.millis : *um > *cv.millis;
+      return op == Op::kBefore ? *um < *millis : *um > *millis;
     }
     case Op::kSemVerEqual:
     case Op::kSemVerLessThan:
     case Op::kSemVerGreaterThan: {
-      if (!cv.semver.has_value() || !u.is_string()) return false;
+      const internal::SemVer* version = cv.semver();
+      if (version == nullptr || !u.is_string()) return false;
       std::optional<internal::SemVer> us = internal::ParseSemVer(u.as_string());
       if (!us.has_value()) return false;
-      int c = internal::CompareSemVer(*us, *cv.semver);
+      int c = internal::CompareSemVer(*us, *version);
       return op == Op::kSemVerEqual ? c == 0 : (op == Op::kSemVerLessThan ? c < 0 : c > 0);
     }
     case Op::kSegmentMatch:
@@ -132,7 +134,7 @@ Match MatchClause(EvalState& s, const CompiledClause& c, Value* trace_out) {
     Value segs{Array{}};
     bool matched = false;
     for (const ClauseValue& cv : c.values) {
-      const CompiledSegment* seg = cv.segment.has_value() ? s.d.FindLiveSegment(*cv.segment) : nullptr;
+      const CompiledSegment* seg = cv.segment() != nullptr ? s.d.FindLiveSegment(*cv.segment()) : nullptr;
       if (seg == nullptr) continue;  // unknown or deleted segment: no match
       Value seg_trace;
       Match m = MatchSegment(s, *seg, trace_out ? &seg_trace : nullptr);
@@ -303,7 +305,7 @@ void ServeResult(EvalState& s, const CompiledFlag& f, const CompiledVariationOrR
     Serve(f, r.variation, out);
     return;
   }
-  if (!r.rollout.has_value()) {
+  if (r.rollout == nullptr) {
     SetError(out, ErrorKind::kMalformedFlag);
     return;
   }

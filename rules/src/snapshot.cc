@@ -62,23 +62,25 @@ CompiledClause CompileClause(const Clause& c) {
     switch (c.op) {
       case Op::kBefore:
       case Op::kAfter:
-        cv.millis = ToUnixMillis(v);
+        if (std::optional<double> millis = ToUnixMillis(v)) cv.parsed = *millis;
         break;
       case Op::kSemVerEqual:
       case Op::kSemVerLessThan:
       case Op::kSemVerGreaterThan:
-        if (v.is_string()) cv.semver = ParseSemVer(v.as_string());
+        if (v.is_string()) {
+          if (std::optional<SemVer> version = ParseSemVer(v.as_string())) cv.parsed = std::move(*version);
+        }
         break;
       case Op::kMatches:
         if (v.is_string()) {
           RE2::Options options;
           options.set_log_errors(false);
           auto re = std::make_unique<RE2>(v.as_string(), options);
-          if (re->ok()) cv.regex = std::move(re);
+          if (re->ok()) cv.parsed = std::move(re);
         }
         break;
       case Op::kSegmentMatch:
-        if (v.is_string()) cv.segment.emplace(v.as_string());
+        if (v.is_string()) cv.parsed.emplace<HashedKey>(v.as_string());
         break;
       default:
         break;
@@ -126,7 +128,7 @@ CompiledVariationOrRollout CompileResult(const VariationOrRollout& vr, const Fla
     sum += static_cast<double>(w.weight) / 100000.0;
     cr.buckets.push_back({w.variation, sum, w.untracked});
   }
-  out.rollout = std::move(cr);
+  out.rollout = std::make_unique<const CompiledRollout>(std::move(cr));
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gonfalon/rules/heap_optional.h"
 #include "gonfalon/rules/value.h"
 
 namespace gonfalon::rules {
@@ -74,7 +75,7 @@ struct Rollout {
 // Either a fixed variation or a rollout (a flag with neither is malformed when reached).
 struct VariationOrRollout {
   std::optional<int> variation;
-  std::optional<Rollout> rollout;
+  HeapOptional<Rollout> rollout;  // on the heap: most rules serve a fixed variation
   bool operator==(const VariationOrRollout&) const = default;
 };
 
