@@ -41,6 +41,39 @@ struct WelchResult {
 };
 WelchResult Welch(const ArmSummary& treatment, const ArmSummary& control, double confidence = 0.95);
 
+// The difference relative to control, (treatment - control) / control, with a delta-method
+// interval at `confidence`; invalid when the control mean is 0 or Welch is invalid.
+struct RelativeResult {
+  double difference = 0;
+  Interval interval;
+  bool valid = false;
+};
+RelativeResult Relative(const ArmSummary& treatment, const ArmSummary& control, double confidence = 0.95);
+
+// An always-valid confidence sequence for treatment - control: intervals that hold at every
+// sample size simultaneously with probability 1 - alpha, so an experimenter may look at them
+// after every batch and stop whenever (Howard, Ramdas, McAuliffe & Sekhon 2021, the Gaussian
+// mixture boundary, in its asymptotic form of Waudby-Smith et al. 2023). With N = the units of
+// both arms and se Welch's standard error, the interval is difference ± se·√N·m(N), where
+//   m(N) = sqrt( 2 (N ρ² + 1) / (N² ρ²) · ln( sqrt(N ρ² + 1) / alpha ) )
+// and ρ² is chosen so that m is narrowest at N = expected_units (the tuning parameter).
+Interval SequentialInterval(const ArmSummary& treatment, const ArmSummary& control, double alpha = 0.05,
+                            double expected_units = 5000);
+// m(N) above, and the ρ² that minimizes it at N = expected_units.
+double MixtureMargin(double n, double rho2, double alpha);
+double MixtureRho2(double expected_units, double alpha);
+
+// Bayesian read of the same summaries: with a flat prior and the normal approximation the
+// difference is distributed N(difference, se²). The chance that treatment beats control (is
+// higher, or lower when lower_is_better) and the expected loss of shipping treatment if it is
+// in fact worse, E[max(0, -difference)] (sign flipped when lower_is_better), in metric units.
+struct BayesResult {
+  double chance_to_beat = 0.5;
+  double expected_loss = 0;
+  bool valid = false;
+};
+BayesResult Bayes(const ArmSummary& treatment, const ArmSummary& control, bool lower_is_better = false);
+
 // Pearson's chi-square goodness-of-fit of observed unit counts per variation against the
 // configured weights (any positive scale): a sample-ratio mismatch when p < threshold.
 struct SampleRatioResult {
