@@ -24,11 +24,12 @@ enum Cf : int {
   kAuditIndex,    // {p}/{e}/{f|s}/{key}/{seq:016x}: empty; per-item history
   kKeys,          // id/{id}: ApiKey; hash/{sha256}: id
   kEvents,        // {p}/{e}/x/{flag}/{hour:016x}/{variation}, {p}/{e}/m/{event}/{hour:016x}
+  kExperiments,   // metrics, iterations, unit states and sums (experiments.cc)
   kCfCount,
 };
 inline constexpr const char* kCfNames[kCfCount] = {
     "default", "projects", "environments", "flag_meta", "items",
-    "changelog", "audit", "audit_index", "api_keys", "event_counts"};
+    "changelog", "audit", "audit_index", "api_keys", "event_counts", "experiments"};
 
 inline constexpr int kSchemaVersion = 1;
 

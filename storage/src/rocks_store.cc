@@ -72,6 +72,7 @@ void RocksStore::SetChangeListener(std::function<void(const AppliedChangeSet&)> 
 
 absl::Status RocksStore::PruneHistory() {
   RETURN_IF_ERROR(CheckWritable());
+  RETURN_IF_ERROR(PruneExperimentBatches());
   int64_t cutoff_time = Now() - options_.retain_ms;
   ASSIGN_OR_RETURN(std::vector<Project> projects, ListProjects());
   for (const Project& p : projects) {

@@ -9,6 +9,7 @@
 //   history.cc       audit history, an environment at a past sequence, restore
 //   api_keys.cc      API keys and OFREP stream tokens
 //   event_counts.cc  SDK exposure and metric event counts
+//   experiments.cc   metrics, experiment iterations, units joined to their variation, sums
 // Internal to gonfalon::storage; nothing outside storage/src includes it.
 
 #include <atomic>
@@ -27,6 +28,7 @@
 #include "commit_queue.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/field_error.h"
+#include "gonfalon/rules/json_fields.h"
 #include "gonfalon/rules/status_macros.h"
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/storage/store.h"
@@ -155,6 +157,23 @@ class RocksStore final : public Store {
                                                                std::string_view flag) override;
   absl::StatusOr<std::vector<MetricCount>> GetMetricCounts(std::string_view project, std::string_view env,
                                                            std::string_view event) override;
+
+  // Experiments (experiments.cc).
+  absl::StatusOr<Metric> PutMetric(std::string_view project, const Metric& metric) override;
+  absl::StatusOr<std::vector<Metric>> ListMetrics(std::string_view project) override;
+  absl::Status DeleteMetric(std::string_view project, std::string_view key) override;
+  absl::StatusOr<Iteration> StartIteration(std::string_view project, std::string_view env, std::string_view flag,
+                                           const Iteration& spec) override;
+  absl::StatusOr<Iteration> StopIteration(std::string_view project, std::string_view env,
+                                          std::string_view flag) override;
+  absl::StatusOr<std::vector<Iteration>> ListIterations(std::string_view project, std::string_view env,
+                                                        std::string_view flag) override;
+  absl::StatusOr<bool> RecordExperimentBatch(std::string_view project, std::string_view env, std::string_view batch_id,
+                                             const std::vector<UnitExposure>& exposures,
+                                             const std::vector<UnitEvent>& events) override;
+  absl::StatusOr<IterationSums> GetIterationSums(std::string_view project, std::string_view env,
+                                                 std::string_view flag, int64_t number) override;
+  absl::Status PruneExperimentBatches();  // by PruneHistory
 
   // Maintenance (rocks_store.cc).
   absl::Status PruneHistory() override;
@@ -355,6 +374,7 @@ class RocksStore final : public Store {
   std::mutex keys_mu_;    // orders API key writes
   std::string stream_secret_;  // set by Init(), then read-only
   std::mutex events_mu_;  // orders event counter updates
+  std::mutex experiments_mu_;  // orders experiment writes (metrics, iterations, unit batches)
 };
 
 }  // namespace gonfalon::storage::internal

@@ -180,6 +180,38 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(Fault("GetMetricCounts"));
     return inner_.GetMetricCounts(project, env, event);
   }
+  absl::StatusOr<Metric> PutMetric(std::string_view project, const Metric& metric) override {
+    RETURN_IF_ERROR(Fault("PutMetric"));
+    return inner_.PutMetric(project, metric);
+  }
+  absl::StatusOr<std::vector<Metric>> ListMetrics(std::string_view project) override {
+    RETURN_IF_ERROR(Fault("ListMetrics"));
+    return inner_.ListMetrics(project);
+  }
+  absl::Status DeleteMetric(std::string_view project, std::string_view key) override {
+    RETURN_IF_ERROR(Fault("DeleteMetric"));
+    return inner_.DeleteMetric(project, key);
+  }
+  absl::StatusOr<Iteration> StartIteration(std::string_view project, std::string_view env, std::string_view flag, const Iteration& spec) override {
+    RETURN_IF_ERROR(Fault("StartIteration"));
+    return inner_.StartIteration(project, env, flag, spec);
+  }
+  absl::StatusOr<Iteration> StopIteration(std::string_view project, std::string_view env, std::string_view flag) override {
+    RETURN_IF_ERROR(Fault("StopIteration"));
+    return inner_.StopIteration(project, env, flag);
+  }
+  absl::StatusOr<std::vector<Iteration>> ListIterations(std::string_view project, std::string_view env, std::string_view flag) override {
+    RETURN_IF_ERROR(Fault("ListIterations"));
+    return inner_.ListIterations(project, env, flag);
+  }
+  absl::StatusOr<bool> RecordExperimentBatch(std::string_view project, std::string_view env, std::string_view batch_id, const std::vector<UnitExposure>& exposures, const std::vector<UnitEvent>& events) override {
+    RETURN_IF_ERROR(Fault("RecordExperimentBatch"));
+    return inner_.RecordExperimentBatch(project, env, batch_id, exposures, events);
+  }
+  absl::StatusOr<IterationSums> GetIterationSums(std::string_view project, std::string_view env, std::string_view flag, int64_t number) override {
+    RETURN_IF_ERROR(Fault("GetIterationSums"));
+    return inner_.GetIterationSums(project, env, flag, number);
+  }
   absl::Status PruneHistory() override {
     RETURN_IF_ERROR(Fault("PruneHistory"));
     return inner_.PruneHistory();

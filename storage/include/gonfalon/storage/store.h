@@ -212,6 +212,69 @@ struct MetricCount {
   double sum = 0;  // of the events' numeric values
 };
 
+// --- Experiments (DESIGN §8): metrics, iterations, and per-unit results ---
+
+enum class MetricKind : uint8_t { kConversion, kCount, kSum, kMean };
+std::string_view MetricKindName(MetricKind k);  // "conversion", "count", "sum", "mean"
+
+// A metric of a project: what a unit's value is, from the metric events with `event_key`
+// that follow the unit's first exposure. conversion: 1 if it fired at least once, else 0;
+// count: how many; sum: the sum of their values; mean: their mean (0 without events).
+struct Metric {
+  std::string key;
+  std::string name;
+  std::string event_key;
+  MetricKind kind = MetricKind::kConversion;
+  bool lower_is_better = false;
+  std::optional<double> cap;  // a unit's value is at most this (winsorized)
+  int64_t version = 0;
+  int64_t created_ms = 0;
+};
+
+// One run of an experiment on a flag in an environment, from start to stop.
+struct Iteration {
+  int64_t number = 0;      // 1, 2, ... per flag and environment
+  int64_t started_ms = 0;
+  int64_t ended_ms = 0;    // 0: running
+  int control = 0;         // the control variation
+  std::vector<std::string> metrics;  // metric keys; the first is the primary metric
+  std::vector<double> weights;       // the configured split, per variation (any scale)
+  std::string unit_kind = "user";    // whose key is the unit
+};
+
+// A unit (a context key of the iteration's unit kind) was served a variation.
+struct UnitExposure {
+  std::string flag;
+  int variation = 0;
+  std::string unit_kind = "user";
+  std::string unit_key;
+  int64_t time_ms = 0;
+};
+
+// A metric event, for every unit of the context that sent it (kind -> key).
+struct UnitEvent {
+  std::string event_key;
+  std::vector<std::pair<std::string, std::string>> units;
+  double value = 1;
+  int64_t time_ms = 0;
+};
+
+// Running sums of one metric for one variation over its units (each unit's value once).
+struct MetricSums {
+  double units = 0;
+  double sum = 0;
+  double sum_of_squares = 0;
+};
+
+// What results are computed from: O(variations × metrics), whatever the number of units.
+struct IterationSums {
+  Iteration iteration;
+  std::vector<int64_t> units;  // per variation: units exposed to that variation only
+  int64_t multiple_exposures = 0;  // units exposed to more than one variation (left out)
+  // metric key -> per variation
+  std::vector<std::pair<std::string, std::vector<MetricSums>>> metrics;
+};
+
 class Store {
  public:
   static absl::StatusOr<std::unique_ptr<Store>> Open(Options options);
@@ -330,6 +393,30 @@ class Store {
   virtual absl::StatusOr<std::vector<MetricCount>> GetMetricCounts(std::string_view project,
                                                                    std::string_view env,
                                                                    std::string_view event) = 0;
+
+  // --- experiments (each call durable before it returns) ---
+  virtual absl::StatusOr<Metric> PutMetric(std::string_view project, const Metric& metric) = 0;
+  virtual absl::StatusOr<std::vector<Metric>> ListMetrics(std::string_view project) = 0;
+  virtual absl::Status DeleteMetric(std::string_view project, std::string_view key) = 0;
+  // Starts a new iteration (stopping the running one) with `spec`'s control, metrics, weights
+  // and unit kind; its number and start time are filled in. The metrics must exist and the
+  // control and weights fit the flag's variations.
+  virtual absl::StatusOr<Iteration> StartIteration(std::string_view project, std::string_view env,
+                                                   std::string_view flag, const Iteration& spec) = 0;
+  // Stops the running iteration; FailedPrecondition when none runs.
+  virtual absl::StatusOr<Iteration> StopIteration(std::string_view project, std::string_view env,
+                                                  std::string_view flag) = 0;
+  virtual absl::StatusOr<std::vector<Iteration>> ListIterations(std::string_view project, std::string_view env,
+                                                                std::string_view flag) = 0;
+  // Joins a batch of exposures and metric events to the units of the running iterations and
+  // updates their sums, all in one write. A batch id seen before (in the last day) is not
+  // applied again: false. Exposures and events outside a running iteration are ignored.
+  virtual absl::StatusOr<bool> RecordExperimentBatch(std::string_view project, std::string_view env,
+                                                     std::string_view batch_id,
+                                                     const std::vector<UnitExposure>& exposures,
+                                                     const std::vector<UnitEvent>& events) = 0;
+  virtual absl::StatusOr<IterationSums> GetIterationSums(std::string_view project, std::string_view env,
+                                                         std::string_view flag, int64_t number) = 0;
 
   // --- operations ---
   // Drops change-log and audit entries older than Options::retain_ms.

@@ -1,0 +1,452 @@
+// Experiments (DESIGN §8): metric definitions, iterations, and the join of exposures and
+// metric events to units, with per-variation running sums kept in the same write as the unit
+// states, so that results cost O(variations × metrics).
+//
+// Keys in the `experiments` column family:
+//   m/{p}/{metric}                                  metric definition
+//   i/{p}/{e}/{flag}/{n:016x}                       iteration n
+//   h/{p}/{e}/{flag}/{n:016x}                       {"units":[per variation],"multiple":k}
+//   s/{p}/{e}/{flag}/{n:016x}/{metric}/{variation}  [units, sum, sum of squares]
+//   u/{p}/{e}/{flag}/{n:016x}/{kind}:{key}          a unit: {"v","t","x","c":{metric:[count,sum]}}
+//   b/{p}/{e}/{batch id}                            time the batch was applied (pruned after a day)
+#include <algorithm>
+#include <charconv>
+#include <map>
+
+#include "rocks_store.h"
+
+namespace gonfalon::storage::internal {
+
+namespace {
+
+std::string IterationPrefix(std::string_view p, std::string_view e, std::string_view flag) {
+  return StrCat("i/", p, "/", e, "/", flag, "/");
+}
+std::string Under(char kind, std::string_view p, std::string_view e, std::string_view flag, int64_t n) {
+  return StrCat(std::string(1, kind), "/", p, "/", e, "/", flag, "/", SeqKey(n));
+}
+
+Value IterationToJson(const Iteration& it) {
+  Array metrics, weights;
+  for (const auto& m : it.metrics) metrics.emplace_back(m);
+  for (double w : it.weights) weights.emplace_back(w);
+  return Value(Object{{"number", Value(it.number)}, {"startedMs", Value(it.started_ms)}, {"endedMs", Value(it.ended_ms)},
+                      {"control", Value(it.control)}, {"metrics", Value(std::move(metrics))},
+                      {"weights", Value(std::move(weights))}, {"unitKind", Value(it.unit_kind)}});
+}
+
+absl::StatusOr<Iteration> IterationFromJson(const Value& v) {
+  Iteration it;
+  RETURN_IF_ERROR(rules::GetInt64(v, "number", "", it.number));
+  RETURN_IF_ERROR(rules::GetInt64(v, "startedMs", "", it.started_ms));
+  RETURN_IF_ERROR(rules::GetInt64(v, "endedMs", "", it.ended_ms));
+  RETURN_IF_ERROR(rules::GetInt(v, "control", "", it.control));
+  RETURN_IF_ERROR(rules::GetStrings(v, "metrics", "", it.metrics));
+  RETURN_IF_ERROR(rules::GetString(v, "unitKind", "", it.unit_kind));
+  ASSIGN_OR_RETURN(const Array* weights, rules::GetArray(v, "weights", ""));
+  if (weights != nullptr) {
+    for (const Value& w : *weights) it.weights.push_back(w.as_number());
+  }
+  return it;
+}
+
+Value MetricToJson(const Metric& m) {
+  Value v(Object{{"key", Value(m.key)}, {"name", Value(m.name)}, {"eventKey", Value(m.event_key)},
+                 {"kind", Value(MetricKindName(m.kind))},
+                 {"successCriteria", Value(m.lower_is_better ? "lower" : "higher")},
+                 {"version", Value(m.version)}, {"createdMs", Value(m.created_ms)}});
+  if (m.cap.has_value()) v.Set("capValue", Value(*m.cap));
+  return v;
+}
+
+absl::StatusOr<Metric> MetricFromJson(const Value& v) {
+  Metric m;
+  std::string kind, criteria;
+  RETURN_IF_ERROR(rules::GetString(v, "key", "", m.key));
+  RETURN_IF_ERROR(rules::GetString(v, "name", "", m.name));
+  RETURN_IF_ERROR(rules::GetString(v, "eventKey", "", m.event_key));
+  RETURN_IF_ERROR(rules::GetString(v, "kind", "", kind));
+  RETURN_IF_ERROR(rules::GetString(v, "successCriteria", "", criteria));
+  RETURN_IF_ERROR(rules::GetInt64(v, "version", "", m.version));
+  RETURN_IF_ERROR(rules::GetInt64(v, "createdMs", "", m.created_ms));
+  if (const Value* cap = rules::Member(v, "capValue")) m.cap = cap->as_number();
+  if (kind == "conversion") m.kind = MetricKind::kConversion;
+  else if (kind == "count") m.kind = MetricKind::kCount;
+  else if (kind == "sum") m.kind = MetricKind::kSum;
+  else if (kind == "mean") m.kind = MetricKind::kMean;
+  else return rules::InvalidField("kind", StrCat("expected conversion, count, sum or mean, got \"", kind, "\""));
+  if (criteria != "higher" && criteria != "lower") {
+    return rules::InvalidField("successCriteria", "expected \"higher\" or \"lower\"");
+  }
+  m.lower_is_better = criteria == "lower";
+  return m;
+}
+
+// A unit's value for a metric from its events after first exposure.
+double UnitValue(const Metric& m, double count, double sum) {
+  double v = 0;
+  switch (m.kind) {
+    case MetricKind::kConversion:
+      v = count > 0 ? 1 : 0;
+      break;
+    case MetricKind::kCount:
+      v = count;
+      break;
+    case MetricKind::kSum:
+      v = sum;
+      break;
+    case MetricKind::kMean:
+      v = count > 0 ? sum / count : 0;
+      break;
+  }
+  return m.cap.has_value() ? std::min(v, *m.cap) : v;
+}
+
+struct UnitState {
+  int variation = 0;
+  int64_t first_ms = 0;
+  bool multiple = false;
+  std::map<std::string, std::pair<double, double>> totals;  // metric -> (count, sum)
+};
+
+Value UnitToJson(const UnitState& u) {
+  Object totals;
+  for (const auto& [m, cs] : u.totals) totals.emplace_back(m, Value(Array{Value(cs.first), Value(cs.second)}));
+  return Value(Object{{"v", Value(u.variation)}, {"t", Value(u.first_ms)}, {"x", Value(u.multiple)}, {"c", Value(std::move(totals))}});
+}
+
+UnitState UnitFromJson(const Value& v) {
+  UnitState u;
+  if (const Value* x = v.Find("v")) u.variation = static_cast<int>(x->as_number());
+  if (const Value* x = v.Find("t")) u.first_ms = static_cast<int64_t>(x->as_number());
+  if (const Value* x = v.Find("x")) u.multiple = x->as_bool();
+  if (const Value* c = v.Find("c"); c != nullptr && c->is_object()) {
+    for (const auto& [m, cs] : c->as_object()) {
+      if (cs.is_array() && cs.as_array().size() == 2) u.totals[m] = {cs.as_array()[0].as_number(), cs.as_array()[1].as_number()};
+    }
+  }
+  return u;
+}
+
+}  // namespace
+
+absl::Status RocksStore::PruneExperimentBatches() {
+  // Batch ids are remembered for a day: a client retries a batch within minutes.
+  constexpr int64_t kBatchMemoryMs = 24 * 3600 * 1000;
+  int64_t cutoff = Now() - kBatchMemoryMs;
+  std::vector<WriteOp> ops;
+  RETURN_IF_ERROR(Scan(kExperiments, "b/", nullptr, [&](std::string_view k, std::string_view v) {
+    int64_t at = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), at);
+    if (ec != std::errc() || at < cutoff) ops.push_back(Delete(kExperiments, std::string(k)));
+    return absl::OkStatus();
+  }));
+  return ops.empty() ? absl::OkStatus() : WriteNow(std::move(ops));
+}
+
+absl::StatusOr<Metric> RocksStore::PutMetric(std::string_view project, const Metric& in) {
+  RETURN_IF_ERROR(CheckWritable());
+  RETURN_IF_ERROR(ValidateKey(in.key, "key"));
+  RETURN_IF_ERROR(ValidateKey(in.event_key, "eventKey"));
+  if (in.cap.has_value() && !(*in.cap >= 0)) return rules::InvalidField("capValue", "expected a number >= 0");
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  RETURN_IF_ERROR(GetProject(project).status());
+  std::string key = StrCat("m/", project, "/", in.key);
+  ASSIGN_OR_RETURN(auto existing, GetJson(kExperiments, key));
+  Metric m = in;
+  m.version = 1;
+  m.created_ms = Now();
+  if (existing.has_value()) {
+    ASSIGN_OR_RETURN(Metric old, Decoded(MetricFromJson(*existing), kExperiments, key));
+    m.version = old.version + 1;
+    m.created_ms = old.created_ms;
+  }
+  if (m.name.empty()) m.name = m.key;
+  RETURN_IF_ERROR(WriteNow({Put(kExperiments, key, ToJson(MetricToJson(m)))}));
+  return m;
+}
+
+absl::StatusOr<std::vector<Metric>> RocksStore::ListMetrics(std::string_view project) {
+  RETURN_IF_ERROR(GetProject(project).status());
+  return ScanDecoded<Metric>(kExperiments, StrCat("m/", project, "/"), MetricFromJson);
+}
+
+absl::Status RocksStore::DeleteMetric(std::string_view project, std::string_view key) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  std::string k = StrCat("m/", project, "/", key);
+  ASSIGN_OR_RETURN(auto existing, Get(kExperiments, k));
+  if (!existing.has_value()) return absl::NotFoundError(StrCat("metric \"", key, "\" does not exist in project \"", project, "\""));
+  return WriteNow({Delete(kExperiments, k)});
+}
+
+absl::StatusOr<std::vector<Iteration>> RocksStore::ListIterations(std::string_view project, std::string_view env,
+                                                                  std::string_view flag) {
+  RETURN_IF_ERROR(GetFlag(project, env, flag).status());
+  return ScanDecoded<Iteration>(kExperiments, IterationPrefix(project, env, flag), IterationFromJson);
+}
+
+absl::StatusOr<Iteration> RocksStore::StartIteration(std::string_view project, std::string_view env,
+                                                     std::string_view flag, const Iteration& spec) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  ASSIGN_OR_RETURN(rules::Flag f, GetFlag(project, env, flag));
+  size_t n = f.variations.size();
+  if (spec.control < 0 || static_cast<size_t>(spec.control) >= n) {
+    return rules::InvalidField("control", StrCat("variation ", spec.control, " does not exist (the flag has ", n, " variations)"));
+  }
+  if (spec.weights.size() != n) {
+    return rules::InvalidField("weights", StrCat("expected one weight per variation (", n, "), got ", spec.weights.size()));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!(spec.weights[i] >= 0)) return rules::InvalidField(StrCat("weights[", i, "]"), "expected a number >= 0");
+  }
+  if (spec.metrics.empty()) return rules::InvalidField("metrics", "an experiment needs at least one metric");
+  ASSIGN_OR_RETURN(std::vector<Metric> defined, ListMetrics(project));
+  for (size_t i = 0; i < spec.metrics.size(); ++i) {
+    bool known = std::any_of(defined.begin(), defined.end(), [&](const Metric& m) { return m.key == spec.metrics[i]; });
+    if (!known) return rules::FieldError(absl::StatusCode::kNotFound, StrCat("metrics[", i, "]"), StrCat("no metric \"", spec.metrics[i], "\""));
+  }
+  RETURN_IF_ERROR(ValidateKey(spec.unit_kind, "unitKind"));
+  ASSIGN_OR_RETURN(std::vector<Iteration> all, ScanDecoded<Iteration>(kExperiments, IterationPrefix(project, env, flag), IterationFromJson));
+  std::vector<WriteOp> ops;
+  int64_t now = Now();
+  if (!all.empty() && all.back().ended_ms == 0) {
+    Iteration running = all.back();
+    running.ended_ms = now;
+    ops.push_back(Put(kExperiments, Under('i', project, env, flag, running.number), ToJson(IterationToJson(running))));
+  }
+  Iteration it = spec;
+  it.number = all.empty() ? 1 : all.back().number + 1;
+  it.started_ms = now;
+  it.ended_ms = 0;
+  ops.push_back(Put(kExperiments, Under('i', project, env, flag, it.number), ToJson(IterationToJson(it))));
+  RETURN_IF_ERROR(WriteNow(std::move(ops)));
+  return it;
+}
+
+absl::StatusOr<Iteration> RocksStore::StopIteration(std::string_view project, std::string_view env,
+                                                    std::string_view flag) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  ASSIGN_OR_RETURN(std::vector<Iteration> all, ListIterations(project, env, flag));
+  if (all.empty() || all.back().ended_ms != 0) {
+    return absl::FailedPreconditionError(StrCat("flag \"", flag, "\" has no running experiment iteration"));
+  }
+  Iteration it = all.back();
+  it.ended_ms = Now();
+  RETURN_IF_ERROR(WriteNow({Put(kExperiments, Under('i', project, env, flag, it.number), ToJson(IterationToJson(it)))}));
+  return it;
+}
+
+absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project, std::string_view env,
+                                                       std::string_view batch_id,
+                                                       const std::vector<UnitExposure>& exposures,
+                                                       const std::vector<UnitEvent>& events) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  int64_t now = Now();
+  std::string batch_key = StrCat("b/", project, "/", env, "/", batch_id);
+  if (!batch_id.empty()) {
+    ASSIGN_OR_RETURN(auto seen, Get(kExperiments, batch_key));
+    if (seen.has_value()) return false;
+  }
+  // The running iterations of the environment, by flag, and the metrics they use.
+  std::map<std::string, Iteration, std::less<>> running;
+  RETURN_IF_ERROR(Scan(kExperiments, StrCat("i/", project, "/", env, "/"), nullptr, [&](std::string_view k, std::string_view v) -> absl::Status {
+    ASSIGN_OR_RETURN(Value json, ParseStored(kExperiments, k, v));
+    ASSIGN_OR_RETURN(Iteration it, Decoded(IterationFromJson(json), kExperiments, k));
+    if (it.ended_ms != 0) return absl::OkStatus();
+    // "i/{p}/{e}/{flag}/{n}": the flag is the segment before the number.
+    std::string_view rest = k.substr(StrCat("i/", project, "/", env, "/").size());
+    running[std::string(rest.substr(0, rest.rfind('/')))] = std::move(it);
+    return absl::OkStatus();
+  }));
+  if (running.empty()) {
+    if (!batch_id.empty()) RETURN_IF_ERROR(WriteNow({Put(kExperiments, batch_key, std::to_string(now))}));
+    return true;
+  }
+  std::map<std::string, Metric, std::less<>> metrics;
+  {
+    ASSIGN_OR_RETURN(std::vector<Metric> all, ListMetrics(project));
+    for (Metric& m : all) metrics.emplace(m.key, std::move(m));
+  }
+  // The working set: unit states, headers and sums read once, written once.
+  std::map<std::string, std::optional<UnitState>> units;
+  std::map<std::string, std::pair<std::vector<int64_t>, int64_t>> headers;  // key -> (units, multiple)
+  std::map<std::string, MetricSums> sums;
+  auto unit = [&](const std::string& key) -> absl::StatusOr<std::optional<UnitState>*> {
+    auto it = units.find(key);
+    if (it == units.end()) {
+      ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key));
+      it = units.emplace(key, json.has_value() ? std::optional<UnitState>(UnitFromJson(*json)) : std::nullopt).first;
+    }
+    return &it->second;
+  };
+  auto header = [&](const std::string& key, size_t variations) -> absl::StatusOr<std::pair<std::vector<int64_t>, int64_t>*> {
+    auto it = headers.find(key);
+    if (it == headers.end()) {
+      std::pair<std::vector<int64_t>, int64_t> h{std::vector<int64_t>(variations, 0), 0};
+      ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key));
+      if (json.has_value()) {
+        if (const Value* u = json->Find("units"); u != nullptr && u->is_array()) {
+          for (size_t i = 0; i < u->as_array().size() && i < variations; ++i) h.first[i] = static_cast<int64_t>(u->as_array()[i].as_number());
+        }
+        if (const Value* m = json->Find("multiple")) h.second = static_cast<int64_t>(m->as_number());
+      }
+      it = headers.emplace(key, std::move(h)).first;
+    }
+    return &it->second;
+  };
+  auto sum = [&](const std::string& key) -> absl::StatusOr<MetricSums*> {
+    auto it = sums.find(key);
+    if (it == sums.end()) {
+      MetricSums s;
+      ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key));
+      if (json.has_value() && json->is_array() && json->as_array().size() == 3) {
+        s = {json->as_array()[0].as_number(), json->as_array()[1].as_number(), json->as_array()[2].as_number()};
+      }
+      it = sums.emplace(key, s).first;
+    }
+    return &it->second;
+  };
+  auto sum_key = [&](const std::string& flag, const Iteration& it, const std::string& metric, int variation) {
+    return StrCat(Under('s', project, env, flag, it.number), "/", metric, "/", variation);
+  };
+  // Adds (sign +1) or removes (-1) a unit's contribution to its variation's sums.
+  auto contribute = [&](const std::string& flag, const Iteration& it, const UnitState& u, double sign) -> absl::Status {
+    for (const std::string& m : it.metrics) {
+      auto def = metrics.find(m);
+      if (def == metrics.end()) continue;
+      auto t = u.totals.find(m);
+      double value = UnitValue(def->second, t == u.totals.end() ? 0 : t->second.first, t == u.totals.end() ? 0 : t->second.second);
+      ASSIGN_OR_RETURN(MetricSums* s, sum(sum_key(flag, it, m, u.variation)));
+      s->units += sign;
+      s->sum += sign * value;
+      s->sum_of_squares += sign * value * value;
+    }
+    return absl::OkStatus();
+  };
+  for (const UnitExposure& e : exposures) {
+    auto r = running.find(e.flag);
+    if (r == running.end()) continue;
+    const Iteration& it = r->second;
+    if (e.time_ms < it.started_ms || e.unit_kind != it.unit_kind || e.variation < 0 ||
+        static_cast<size_t>(e.variation) >= it.weights.size()) {
+      continue;
+    }
+    std::string base = Under('u', project, env, e.flag, it.number);
+    ASSIGN_OR_RETURN(std::optional<UnitState>* state, unit(StrCat(base, "/", e.unit_kind, ":", e.unit_key)));
+    ASSIGN_OR_RETURN(auto* h, header(Under('h', project, env, e.flag, it.number), it.weights.size()));
+    if (!state->has_value()) {
+      UnitState u;
+      u.variation = e.variation;
+      u.first_ms = e.time_ms;
+      h->first[e.variation] += 1;
+      RETURN_IF_ERROR(contribute(e.flag, it, u, +1));
+      *state = std::move(u);
+    } else if (!(*state)->multiple && (*state)->variation != e.variation) {
+      // Seen with two variations: out of the analysis, and counted.
+      RETURN_IF_ERROR(contribute(e.flag, it, **state, -1));
+      h->first[(*state)->variation] -= 1;
+      h->second += 1;
+      (*state)->multiple = true;
+    } else if (!(*state)->multiple && e.time_ms < (*state)->first_ms) {
+      (*state)->first_ms = e.time_ms;  // batches may arrive out of order
+    }
+  }
+  for (const UnitEvent& ev : events) {
+    for (const auto& [flag, it] : running) {
+      std::vector<const Metric*> affected;
+      for (const std::string& m : it.metrics) {
+        auto def = metrics.find(m);
+        if (def != metrics.end() && def->second.event_key == ev.event_key) affected.push_back(&def->second);
+      }
+      if (affected.empty() || ev.time_ms < it.started_ms) continue;
+      auto who = std::find_if(ev.units.begin(), ev.units.end(), [&](const auto& u) { return u.first == it.unit_kind; });
+      if (who == ev.units.end()) continue;
+      ASSIGN_OR_RETURN(std::optional<UnitState>* state,
+                       unit(StrCat(Under('u', project, env, flag, it.number), "/", who->first, ":", who->second)));
+      // Only events after the unit's first exposure count; a unit never exposed is not in it.
+      if (!state->has_value() || (*state)->multiple || ev.time_ms < (*state)->first_ms) continue;
+      for (const Metric* m : affected) {
+        auto& [count, total] = (*state)->totals[m->key];
+        double before = UnitValue(*m, count, total);
+        count += 1;
+        total += ev.value;
+        double after = UnitValue(*m, count, total);
+        ASSIGN_OR_RETURN(MetricSums* s, sum(sum_key(flag, it, m->key, (*state)->variation)));
+        s->sum += after - before;
+        s->sum_of_squares += after * after - before * before;
+      }
+    }
+  }
+  std::vector<WriteOp> ops;
+  for (const auto& [key, state] : units) {
+    if (state.has_value()) ops.push_back(Put(kExperiments, key, ToJson(UnitToJson(*state))));
+  }
+  for (const auto& [key, h] : headers) {
+    Array counts;
+    for (int64_t c : h.first) counts.emplace_back(c);
+    ops.push_back(Put(kExperiments, key, ToJson(Value(Object{{"units", Value(std::move(counts))}, {"multiple", Value(h.second)}}))));
+  }
+  for (const auto& [key, s] : sums) {
+    ops.push_back(Put(kExperiments, key, ToJson(Value(Array{Value(s.units), Value(s.sum), Value(s.sum_of_squares)}))));
+  }
+  if (!batch_id.empty()) ops.push_back(Put(kExperiments, batch_key, std::to_string(now)));
+  RETURN_IF_ERROR(WriteNow(std::move(ops)));
+  return true;
+}
+
+absl::StatusOr<IterationSums> RocksStore::GetIterationSums(std::string_view project, std::string_view env,
+                                                           std::string_view flag, int64_t number) {
+  SnapshotHolder snap(db_);
+  std::string key = Under('i', project, env, flag, number);
+  ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key, snap.get()));
+  if (!json.has_value()) {
+    RETURN_IF_ERROR(GetFlag(project, env, flag).status());
+    return absl::NotFoundError(StrCat("flag \"", flag, "\" has no experiment iteration ", number));
+  }
+  IterationSums out;
+  ASSIGN_OR_RETURN(out.iteration, Decoded(IterationFromJson(*json), kExperiments, key));
+  size_t variations = out.iteration.weights.size();
+  out.units.assign(variations, 0);
+  ASSIGN_OR_RETURN(auto h, GetJson(kExperiments, Under('h', project, env, flag, number), snap.get()));
+  if (h.has_value()) {
+    if (const Value* u = h->Find("units"); u != nullptr && u->is_array()) {
+      for (size_t i = 0; i < u->as_array().size() && i < variations; ++i) out.units[i] = static_cast<int64_t>(u->as_array()[i].as_number());
+    }
+    if (const Value* m = h->Find("multiple")) out.multiple_exposures = static_cast<int64_t>(m->as_number());
+  }
+  for (const std::string& m : out.iteration.metrics) {
+    std::vector<MetricSums> per(variations);
+    for (size_t v = 0; v < variations; ++v) {
+      ASSIGN_OR_RETURN(auto s, GetJson(kExperiments, StrCat(Under('s', project, env, flag, number), "/", m, "/", v), snap.get()));
+      if (s.has_value() && s->is_array() && s->as_array().size() == 3) {
+        per[v] = {s->as_array()[0].as_number(), s->as_array()[1].as_number(), s->as_array()[2].as_number()};
+      }
+    }
+    out.metrics.emplace_back(m, std::move(per));
+  }
+  return out;
+}
+
+}  // namespace gonfalon::storage::internal
+
+namespace gonfalon::storage {
+
+std::string_view MetricKindName(MetricKind k) {
+  switch (k) {
+    case MetricKind::kConversion:
+      return "conversion";
+    case MetricKind::kCount:
+      return "count";
+    case MetricKind::kSum:
+      return "sum";
+    case MetricKind::kMean:
+      return "mean";
+  }
+  return "conversion";
+}
+
+}  // namespace gonfalon::storage

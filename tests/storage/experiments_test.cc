@@ -1,0 +1,189 @@
+// Experiments in the store: metric definitions, iterations, and the join of exposures and
+// metric events to units, checked against a brute-force model of the same rules on seeded
+// random data.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "gonfalon/rules/field_error.h"
+#include "store_test_util.h"
+
+namespace gonfalon::storage {
+namespace {
+
+class ExperimentsTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    MakeShop();
+    FlagMeta m;
+    m.key = "banner";
+    m.variations = {rules::Value("a"), rules::Value("b"), rules::Value("c")};
+    ASSERT_OK(store_->CreateFlag("shop", m, actor_, ""));
+    ASSERT_OK(store_->PutMetric("shop", {.key = "buy", .event_key = "purchase", .kind = MetricKind::kConversion}));
+    ASSERT_OK(store_->PutMetric("shop", {.key = "revenue", .event_key = "purchase", .kind = MetricKind::kSum, .cap = 50.0}));
+    ASSERT_OK(store_->PutMetric("shop", {.key = "clicks", .event_key = "click", .kind = MetricKind::kCount}));
+    ASSERT_OK(store_->PutMetric("shop", {.key = "basket", .event_key = "purchase", .kind = MetricKind::kMean,
+                                         .lower_is_better = true}));
+  }
+  Iteration Spec() {
+    Iteration it;
+    it.control = 0;
+    it.metrics = {"buy", "revenue", "clicks", "basket"};
+    it.weights = {1, 1, 1};
+    return it;
+  }
+};
+
+TEST_F(ExperimentsTest, IterationsStartStopAndRefuseWhatDoesNotFit) {
+  Iteration bad = Spec();
+  bad.control = 3;
+  EXPECT_EQ(rules::ErrorField(store_->StartIteration("shop", "production", "banner", bad).status()), "control");
+  bad = Spec();
+  bad.weights = {1, 1};
+  EXPECT_EQ(rules::ErrorField(store_->StartIteration("shop", "production", "banner", bad).status()), "weights");
+  bad = Spec();
+  bad.metrics = {"buy", "nope"};
+  auto unknown = store_->StartIteration("shop", "production", "banner", bad);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(rules::ErrorField(unknown.status()), "metrics[1]");
+  EXPECT_EQ(store_->StartIteration("shop", "production", "nope", Spec()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->StopIteration("shop", "production", "banner").status().code(), absl::StatusCode::kFailedPrecondition);
+
+  clock_ = 1000;
+  ASSERT_OK_AND_ASSIGN(Iteration first, store_->StartIteration("shop", "production", "banner", Spec()));
+  EXPECT_EQ(first.number, 1);
+  EXPECT_EQ(first.started_ms, 1000);
+  clock_ = 2000;
+  ASSERT_OK_AND_ASSIGN(Iteration second, store_->StartIteration("shop", "production", "banner", Spec()));
+  EXPECT_EQ(second.number, 2);
+  clock_ = 3000;
+  ASSERT_OK_AND_ASSIGN(Iteration stopped, store_->StopIteration("shop", "production", "banner"));
+  EXPECT_EQ(stopped.ended_ms, 3000);
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(std::vector<Iteration> all, store_->ListIterations("shop", "production", "banner"));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].ended_ms, 2000);  // starting the second ended the first
+  EXPECT_EQ(all[1].ended_ms, 3000);
+  EXPECT_EQ(all[1].metrics, Spec().metrics);
+  ASSERT_OK_AND_ASSIGN(std::vector<Metric> metrics, store_->ListMetrics("shop"));
+  EXPECT_EQ(metrics.size(), 4u);
+}
+
+// What a unit contributes, by the rules of DESIGN §8, computed from the raw events.
+struct Model {
+  struct Unit {
+    std::set<int> variations;
+    int64_t first = INT64_MAX;
+    std::vector<std::pair<int64_t, std::pair<std::string, double>>> events;  // time, (event, value)
+  };
+  std::map<std::string, Unit> units;
+  MetricSums Sums(const Metric& m, int variation) const {
+    MetricSums s;
+    for (const auto& [key, u] : units) {
+      if (u.variations.size() != 1 || *u.variations.begin() != variation) continue;
+      double count = 0, total = 0;
+      for (const auto& [t, ev] : u.events) {
+        if (t < u.first || ev.first != m.event_key) continue;
+        count += 1;
+        total += ev.second;
+      }
+      double v = m.kind == MetricKind::kConversion ? (count > 0) : m.kind == MetricKind::kCount ? count
+                 : m.kind == MetricKind::kSum ? total : (count > 0 ? total / count : 0);
+      if (m.cap.has_value()) v = std::min(v, *m.cap);
+      s.units += 1;
+      s.sum += v;
+      s.sum_of_squares += v * v;
+    }
+    return s;
+  }
+};
+
+TEST_F(ExperimentsTest, UnitsJoinedAcrossBatchesMatchABruteForceModel) {
+  clock_ = 10000;
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
+  std::mt19937_64 rng(99);
+  Model model;
+  std::vector<UnitExposure> exposures;
+  std::vector<UnitEvent> events;
+  for (int u = 0; u < 400; ++u) {
+    std::string key = "u" + std::to_string(u);
+    int variation = static_cast<int>(rng() % 3);
+    int64_t first = 10000 + static_cast<int64_t>(rng() % 1000);
+    exposures.push_back({"banner", variation, "user", key, first});
+    model.units[key].variations.insert(variation);
+    model.units[key].first = first;
+    if (u % 25 == 0) {  // seen again with another variation: left out
+      int other = (variation + 1) % 3;
+      exposures.push_back({"banner", other, "user", key, first + 5});
+      model.units[key].variations.insert(other);
+    } else if (u % 7 == 0) {
+      exposures.push_back({"banner", variation, "user", key, first + 50});  // again, same one
+    }
+    for (int e = static_cast<int>(rng() % 4); e > 0; --e) {
+      // Some events come before the unit's first exposure (not counted).
+      int64_t t = first - 200 + static_cast<int64_t>(rng() % 800);
+      bool purchase = rng() % 2 == 0;
+      double value = purchase ? static_cast<double>(rng() % 40) : 1;
+      events.push_back({purchase ? "purchase" : "click", {{"device", "d1"}, {"user", key}}, value, t});
+      model.units[key].events.push_back({t, {purchase ? "purchase" : "click", value}});
+    }
+  }
+  // Units never exposed, events before the iteration, and exposures of another kind count for nothing.
+  events.push_back({"purchase", {{"user", "stranger"}}, 10, 10500});
+  events.push_back({"purchase", {{"user", "u1"}}, 10, 5000});
+  exposures.push_back({"banner", 1, "device", "d1", 10500});
+  // In batches, in random order; one batch is sent twice.
+  std::shuffle(exposures.begin(), exposures.end(), rng);
+  std::shuffle(events.begin(), events.end(), rng);
+  size_t batches = 7;
+  for (size_t b = 0; b < batches; ++b) {
+    std::vector<UnitExposure> ex(exposures.begin() + b * exposures.size() / batches, exposures.begin() + (b + 1) * exposures.size() / batches);
+    std::vector<UnitEvent> ev;
+    // Exposures of a batch travel with the events sent after them: all events go in the last batch.
+    if (b + 1 == batches) ev = events;
+    ASSERT_OK_AND_ASSIGN(bool applied, store_->RecordExperimentBatch("shop", "production", "batch-" + std::to_string(b), ex, ev));
+    EXPECT_TRUE(applied);
+  }
+  ASSERT_OK_AND_ASSIGN(bool again, store_->RecordExperimentBatch("shop", "production", "batch-3", {exposures[0]}, {}));
+  EXPECT_FALSE(again);
+  Reopen();  // durable
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
+  int64_t multiple = 0;
+  std::vector<int64_t> units(3, 0);
+  for (const auto& [key, u] : model.units) {
+    if (u.variations.size() > 1) ++multiple; else ++units[*u.variations.begin()];
+  }
+  EXPECT_EQ(sums.multiple_exposures, multiple);
+  EXPECT_EQ(sums.units, units);
+  ASSERT_OK_AND_ASSIGN(std::vector<Metric> metrics, store_->ListMetrics("shop"));
+  ASSERT_EQ(sums.metrics.size(), 4u);
+  for (const auto& [key, per] : sums.metrics) {
+    const Metric& m = *std::find_if(metrics.begin(), metrics.end(), [&](const Metric& d) { return d.key == key; });
+    for (int v = 0; v < 3; ++v) {
+      MetricSums want = model.Sums(m, v);
+      EXPECT_EQ(per[v].units, want.units) << key << " " << v;
+      EXPECT_NEAR(per[v].sum, want.sum, 1e-9) << key << " " << v;
+      EXPECT_NEAR(per[v].sum_of_squares, want.sum_of_squares, 1e-6) << key << " " << v;
+    }
+  }
+}
+
+TEST_F(ExperimentsTest, NothingRunsNothingCountsAndOldBatchIdsAreForgottenAfterADay) {
+  clock_ = 1000;
+  ASSERT_OK_AND_ASSIGN(bool applied, store_->RecordExperimentBatch("shop", "production", "b1",
+                                                                   {{"banner", 0, "user", "u1", 1000}}, {}));
+  EXPECT_TRUE(applied);
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
+  EXPECT_EQ(sums.units, (std::vector<int64_t>{0, 0, 0}));
+  EXPECT_FALSE(*store_->RecordExperimentBatch("shop", "production", "b1", {}, {}));
+  clock_ = 1000 + 25 * 3600 * 1000;
+  ASSERT_OK(store_->PruneHistory());
+  EXPECT_TRUE(*store_->RecordExperimentBatch("shop", "production", "b1", {}, {}));
+}
+
+}  // namespace
+}  // namespace gonfalon::storage
