@@ -31,6 +31,7 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
   AddKeyRoutes(router_, *services_);
   AddSdkRoutes(router_, *services_);
   AddOfrepRoutes(router_, *services_);
+  AddExperimentRoutes(router_, *services_);
 }
 
 Api::~Api() = default;

@@ -7,6 +7,7 @@
 //   change_routes.cc      change sets, history, restore
 //   key_routes.cc         API keys
 //   sdk_routes.cc         /sdk/v1: stream, polling, evaluation, events
+//   experiment_routes.cc  metrics, experiment iterations and their results
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -37,6 +38,7 @@ void AddChangeRoutes(Router& router, Services& s);
 void AddKeyRoutes(Router& router, Services& s);
 void AddSdkRoutes(Router& router, Services& s);
 void AddOfrepRoutes(Router& router, Services& s);
+void AddExperimentRoutes(Router& router, Services& s);
 
 // The audit actor of a call: "key:<id> (<name>)".
 storage::Actor ActorOf(const storage::ApiKey& key);

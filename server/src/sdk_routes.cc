@@ -66,6 +66,8 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
   const rules::Snapshot* snap = CurrentSnapshot(hub);
   std::vector<storage::ExposureCount> exposures;
   std::vector<storage::MetricCount> metrics;
+  std::vector<storage::UnitExposure> unit_exposures;
+  std::vector<storage::UnitEvent> unit_events;
   std::vector<Rejection> rejected;
   int64_t now_ms = NowMs();
   auto hour_of = [](int64_t ms) { return ms - ms % 3600000; };
@@ -99,15 +101,63 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
     }
     int64_t time_ms;
     if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
+    // Optional, for experiments: the context's keys by kind, to join the event to its units.
+    const Value* units = e.Find("units");
+    if (units != nullptr && !units->is_null()) {
+      if (!units->is_object()) return Rejection{path + ".units", "expected an object of context kind -> key"};
+      storage::UnitEvent unit_event{name->as_string(), {}, value && value->is_number() ? value->as_number() : 1, time_ms};
+      for (const auto& [kind, key] : units->as_object()) {
+        if (!key.is_string() || key.as_string().empty()) return Rejection{StrCat(path, ".units.", kind), "expected a context key"};
+        unit_event.units.emplace_back(kind, key.as_string());
+      }
+      unit_events.push_back(std::move(unit_event));
+    }
     metrics.push_back({name->as_string(), hour_of(time_ms), 1, value && value->is_number() ? value->as_number() : 0});
     return std::nullopt;
   }));
+  // Experiments: which variation each unit was served (DESIGN §8).
+  TRY(ForEachEvent(body, "exposedUnits", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
+    const Value* f = e.Find("flag");
+    const Value* var = e.Find("variation");
+    const Value* kind = e.Find("unitKind");
+    const Value* key = e.Find("unitKey");
+    if (f == nullptr || !f->is_string() || f->as_string().empty()) return Rejection{path + ".flag", "expected a flag key"};
+    const auto* flag = snap->FindFlag(f->as_string());
+    if (flag == nullptr) return Rejection{path + ".flag", StrCat("no flag \"", f->as_string(), "\" in this environment")};
+    int64_t variations = static_cast<int64_t>(rules::FlagModel(*flag).variations.size());
+    std::optional<int64_t> variation = var != nullptr ? rules::IntegerIn(*var, 0, variations - 1) : std::nullopt;
+    if (!variation.has_value()) return Rejection{path + ".variation", StrCat("expected a variation index 0..", variations - 1)};
+    if (kind != nullptr && !(kind->is_string() && storage::ValidateKey(kind->as_string(), "unitKind").ok())) {
+      return Rejection{path + ".unitKind", "expected a context kind"};
+    }
+    if (key == nullptr || !key->is_string() || key->as_string().empty() || key->as_string().size() > 1024) {
+      return Rejection{path + ".unitKey", "expected a context key of 1..1024 characters"};
+    }
+    int64_t time_ms;
+    if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
+    unit_exposures.push_back({f->as_string(), static_cast<int>(*variation), kind != nullptr ? kind->as_string() : "user",
+                              key->as_string(), time_ms});
+    return std::nullopt;
+  }));
+  const Value* batch;
+  TRY(Want(body, "batchId", Value::Type::kString, &batch));
+  std::string batch_id = batch != nullptr ? batch->as_string() : "";
+  if (batch_id.size() > 128) return ErrorResponse(400, "invalid_argument", "batchId: at most 128 characters", "batchId");
   s.metrics.events_dropped += rejected.size();
-  size_t accepted = exposures.size() + metrics.size();
+  size_t accepted = exposures.size() + metrics.size() + unit_exposures.size();
   if (accepted == 0 && !rejected.empty()) {
     // Nothing usable: the batch itself is wrong.
     Response r = ErrorResponse(400, "invalid_argument", StrCat(rejected[0].field, ": ", rejected[0].reason), rejected[0].field);
     return r;
+  }
+  // The experiment join first: it is durable and remembers the batch id, so a batch retried
+  // after a timeout is applied once (its hourly counts are then skipped too).
+  bool fresh = true;
+  if (!unit_exposures.empty() || !unit_events.empty() || !batch_id.empty()) {
+    TRY_ASSIGN(fresh, s.store.RecordExperimentBatch(hub.project(), hub.environment(), batch_id, unit_exposures, unit_events));
+  }
+  if (!fresh) {
+    return Json(202, Value(Object{{"accepted", Value(int64_t{0})}, {"rejected", Value(Array{})}, {"duplicate", Value(true)}}));
   }
   TRY(s.store.AddEventCounts(hub.project(), hub.environment(), exposures, metrics));
   s.metrics.events_accepted += accepted;

@@ -1,0 +1,245 @@
+// Metrics and experiments (DESIGN §8; docs/experiments.md):
+//   /api/v1/projects/{p}/metrics[/{m}]                                 metric definitions
+//   /api/v1/projects/{p}/environments/{e}/flags/{f}/experiment          iterations; start, stop
+//   /api/v1/projects/{p}/environments/{e}/flags/{f}/experiment/results  ?iteration=N&format=csv
+
+#include <cmath>
+
+#include "gonfalon/rules/field_error.h"
+#include "gonfalon/rules/json_fields.h"
+#include "gonfalon/rules/str_cat.h"
+#include "gonfalon/stats/analysis.h"
+#include "responses.h"
+#include "routes.h"
+
+namespace gonfalon::server {
+
+using rules::Array;
+using rules::Object;
+using rules::Value;
+
+namespace {
+
+Value MetricJson(const storage::Metric& m) {
+  Value v(Object{{"key", Value(m.key)}, {"name", Value(m.name)}, {"eventKey", Value(m.event_key)},
+                 {"kind", Value(storage::MetricKindName(m.kind))},
+                 {"successCriteria", Value(m.lower_is_better ? "lower" : "higher")}, {"version", Value(m.version)}});
+  if (m.cap.has_value()) v.Set("capValue", Value(*m.cap));
+  return v;
+}
+
+Value IterationJson(const storage::Iteration& it) {
+  Array metrics, weights;
+  for (const std::string& m : it.metrics) metrics.emplace_back(m);
+  for (double w : it.weights) weights.emplace_back(w);
+  Value v(Object{{"iteration", Value(it.number)}, {"startedAt", Value(it.started_ms)}, {"controlVariation", Value(it.control)},
+                 {"metrics", Value(std::move(metrics))}, {"primaryMetric", Value(it.metrics.empty() ? "" : it.metrics[0])},
+                 {"weights", Value(std::move(weights))}, {"unitKind", Value(it.unit_kind)}});
+  if (it.ended_ms != 0) v.Set("endedAt", Value(it.ended_ms));
+  return v;
+}
+
+absl::StatusOr<storage::Metric> MetricFromBody(const Value& body, std::string key) {
+  storage::Metric m;
+  m.key = std::move(key);
+  std::string kind = "conversion", criteria = "higher";
+  RETURN_IF_ERROR(rules::GetString(body, "name", "", m.name));
+  RETURN_IF_ERROR(rules::GetString(body, "eventKey", "", m.event_key));
+  RETURN_IF_ERROR(rules::GetString(body, "kind", "", kind));
+  RETURN_IF_ERROR(rules::GetString(body, "successCriteria", "", criteria));
+  if (kind == "conversion") m.kind = storage::MetricKind::kConversion;
+  else if (kind == "count") m.kind = storage::MetricKind::kCount;
+  else if (kind == "sum") m.kind = storage::MetricKind::kSum;
+  else if (kind == "mean") m.kind = storage::MetricKind::kMean;
+  else return rules::InvalidField("kind", "expected \"conversion\", \"count\", \"sum\" or \"mean\"");
+  if (criteria != "higher" && criteria != "lower") return rules::InvalidField("successCriteria", "expected \"higher\" or \"lower\"");
+  m.lower_is_better = criteria == "lower";
+  const Value* cap = nullptr;
+  RETURN_IF_ERROR(rules::GetMember(body, "capValue", "", Value::Type::kNumber, cap));
+  if (cap != nullptr) m.cap = cap->as_number();
+  if (m.event_key.empty()) return rules::InvalidField("eventKey", "is required");
+  return m;
+}
+
+std::string Number(double v) {
+  if (!std::isfinite(v)) return "";
+  return rules::ToJson(Value(v));
+}
+
+// The results of one iteration: every metric analysed by gonfalon::stats from the sums.
+struct Results {
+  storage::IterationSums sums;
+  std::vector<std::pair<storage::Metric, stats::MetricAnalysis>> metrics;
+};
+
+Value Pair(const stats::Interval& i) {
+  Array a;
+  a.emplace_back(std::isfinite(i.low) ? Value(i.low) : Value());
+  a.emplace_back(std::isfinite(i.high) ? Value(i.high) : Value());
+  return Value(std::move(a));
+}
+
+Value ResultsJson(const Results& r) {
+  Array units;
+  for (int64_t u : r.sums.units) units.emplace_back(u);
+  Array metrics;
+  stats::SampleRatioResult srm;
+  for (const auto& [metric, analysis] : r.metrics) {
+    srm = analysis.sample_ratio;
+    Array variations;
+    for (size_t v = 0; v < analysis.variations.size(); ++v) {
+      const stats::VariationAnalysis& a = analysis.variations[v];
+      Value row(Object{{"variation", Value(static_cast<int64_t>(v))}, {"control", Value(a.is_control)},
+                       {"units", Value(a.summary.n)}, {"mean", Value(a.summary.mean)},
+                       {"standardDeviation", Value(a.standard_deviation)}});
+      if (!a.is_control && a.welch.valid) {
+        row.Set("difference", Value(a.welch.difference));
+        row.Set("differenceInterval", Pair(a.welch.interval));
+        row.Set("pValue", Value(a.welch.p_value));
+        row.Set("sequentialInterval", Pair(a.sequential));
+      }
+      if (!a.is_control && a.relative.valid) {
+        row.Set("relativeDifference", Value(a.relative.difference));
+        row.Set("relativeInterval", Pair(a.relative.interval));
+      }
+      if (!a.is_control && a.bayes.valid) {
+        row.Set("chanceToBeatControl", Value(a.bayes.chance_to_beat));
+        row.Set("expectedLoss", Value(a.bayes.expected_loss));
+      }
+      variations.push_back(std::move(row));
+    }
+    metrics.push_back(Value(Object{{"key", Value(metric.key)}, {"kind", Value(storage::MetricKindName(metric.kind))},
+                                   {"successCriteria", Value(metric.lower_is_better ? "lower" : "higher")},
+                                   {"variations", Value(std::move(variations))}}));
+  }
+  Value sample_ratio(Object{{"checked", Value(srm.valid)}});
+  if (srm.valid) {
+    sample_ratio.Set("chiSquare", Value(srm.chi_square));
+    sample_ratio.Set("pValue", Value(srm.p_value));
+    sample_ratio.Set("mismatch", Value(srm.mismatch));
+  }
+  return Value(Object{{"iteration", IterationJson(r.sums.iteration)}, {"units", Value(std::move(units))},
+                      {"multipleExposures", Value(r.sums.multiple_exposures)}, {"sampleRatio", std::move(sample_ratio)},
+                      {"metrics", Value(std::move(metrics))}});
+}
+
+std::string ResultsCsv(const Results& r) {
+  std::string out =
+      "metric,variation,control,units,mean,standard_deviation,difference,difference_low,difference_high,p_value,"
+      "relative_difference,relative_low,relative_high,sequential_low,sequential_high,chance_to_beat_control,expected_loss\n";
+  for (const auto& [metric, analysis] : r.metrics) {
+    for (size_t v = 0; v < analysis.variations.size(); ++v) {
+      const stats::VariationAnalysis& a = analysis.variations[v];
+      bool compared = !a.is_control && a.welch.valid;
+      bool relative = !a.is_control && a.relative.valid;
+      StrAppend(&out, metric.key, ",", v, ",", a.is_control ? "true" : "false", ",", Number(a.summary.n), ",",
+                Number(a.summary.mean), ",", Number(a.standard_deviation), ",",
+                compared ? Number(a.welch.difference) : "", ",", compared ? Number(a.welch.interval.low) : "", ",",
+                compared ? Number(a.welch.interval.high) : "", ",", compared ? Number(a.welch.p_value) : "", ",",
+                relative ? Number(a.relative.difference) : "", ",", relative ? Number(a.relative.interval.low) : "", ",",
+                relative ? Number(a.relative.interval.high) : "", ",", compared ? Number(a.sequential.low) : "", ",",
+                compared ? Number(a.sequential.high) : "", ",", a.bayes.valid ? Number(a.bayes.chance_to_beat) : "", ",",
+                a.bayes.valid ? Number(a.bayes.expected_loss) : "", "\n");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void AddExperimentRoutes(Router& router, Services& s) {
+  storage::Store& store = s.store;
+
+  router.Add("GET", "/api/v1/projects/{p}/metrics", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(std::vector<storage::Metric> metrics, store.ListMetrics(c.Param("p")));
+    Array a;
+    for (const auto& m : metrics) a.push_back(MetricJson(m));
+    return Json(200, Items(std::move(a)));
+  });
+  router.Add("GET", "/api/v1/projects/{p}/metrics/{m}", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(std::vector<storage::Metric> metrics, store.ListMetrics(c.Param("p")));
+    for (const auto& m : metrics) {
+      if (m.key == c.Param("m")) return Json(200, MetricJson(m));
+    }
+    return ErrorResponse(404, "not_found", StrCat("metric \"", c.Param("m"), "\" does not exist in project \"", c.Param("p"), "\""));
+  });
+  router.Add("PUT", "/api/v1/projects/{p}/metrics/{m}", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(Value body, ObjectBody(c.req));
+    TRY_ASSIGN(storage::Metric m, MetricFromBody(body, c.Param("m")));
+    TRY_ASSIGN(storage::Metric stored, store.PutMetric(c.Param("p"), m));
+    return Json(stored.version == 1 ? 201 : 200, MetricJson(stored));
+  });
+  router.Add("DELETE", "/api/v1/projects/{p}/metrics/{m}", Access::kAdmin, [&store](const Call& c) {
+    TRY(store.DeleteMetric(c.Param("p"), c.Param("m")));
+    return NoContent();
+  });
+
+  const char* experiment = "/api/v1/projects/{p}/environments/{e}/flags/{f}/experiment";
+  router.Add("GET", experiment, Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(std::vector<storage::Iteration> all, store.ListIterations(c.Param("p"), c.Param("e"), c.Param("f")));
+    Array a;
+    for (const auto& it : all) a.push_back(IterationJson(it));
+    return Json(200, Value(Object{{"flag", Value(c.Param("f"))}, {"iterations", Value(std::move(a))}}));
+  });
+  // {"action":"start","controlVariation":0,"metrics":["buy"],"weights":[50,50],"unitKind":"user"}
+  // (the first metric is the primary one) or {"action":"stop"}.
+  router.Add("POST", experiment, Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(Value body, ObjectBody(c.req));
+    std::string action;
+    TRY(rules::GetString(body, "action", "", action));
+    if (action == "stop") {
+      TRY_ASSIGN(storage::Iteration it, store.StopIteration(c.Param("p"), c.Param("e"), c.Param("f")));
+      return Json(200, IterationJson(it));
+    }
+    if (action != "start") return ErrorResponse(400, "invalid_argument", "action: expected \"start\" or \"stop\"", "action");
+    storage::Iteration spec;
+    TRY(rules::GetInt(body, "controlVariation", "", spec.control));
+    TRY(rules::GetStrings(body, "metrics", "", spec.metrics));
+    TRY(rules::GetString(body, "unitKind", "", spec.unit_kind));
+    TRY_ASSIGN(const Array* weights, rules::GetArray(body, "weights", ""));
+    if (weights == nullptr) return ErrorResponse(400, "invalid_argument", "weights: is required (one per variation)", "weights");
+    for (size_t i = 0; i < weights->size(); ++i) {
+      if (!(*weights)[i].is_number()) return ErrorResponse(400, "invalid_argument", StrCat("weights[", i, "]: expected a number"), StrCat("weights[", i, "]"));
+      spec.weights.push_back((*weights)[i].as_number());
+    }
+    TRY_ASSIGN(storage::Iteration it, store.StartIteration(c.Param("p"), c.Param("e"), c.Param("f"), spec));
+    return Json(201, IterationJson(it));
+  });
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/flags/{f}/experiment/results", Access::kAdmin, [&store](const Call& c) {
+    TRY_ASSIGN(std::vector<storage::Iteration> all, store.ListIterations(c.Param("p"), c.Param("e"), c.Param("f")));
+    if (all.empty()) return ErrorResponse(404, "not_found", StrCat("flag \"", c.Param("f"), "\" has no experiment iteration"));
+    TRY_ASSIGN(int64_t number, QueryInt(c.req, "iteration", 1, all.back().number, all.back().number));
+    Results r;
+    TRY_ASSIGN(r.sums, store.GetIterationSums(c.Param("p"), c.Param("e"), c.Param("f"), number));
+    TRY_ASSIGN(std::vector<storage::Metric> defined, store.ListMetrics(c.Param("p")));
+    for (const auto& [key, per] : r.sums.metrics) {
+      storage::Metric metric;
+      metric.key = key;
+      for (const auto& m : defined) {
+        if (m.key == key) metric = m;
+      }
+      std::vector<stats::VariationSums> sums;
+      for (const storage::MetricSums& m : per) sums.push_back({m.units, m.sum, m.sum_of_squares});
+      stats::AnalysisOptions options;
+      options.control = static_cast<size_t>(r.sums.iteration.control);
+      options.lower_is_better = metric.lower_is_better;
+      r.metrics.emplace_back(metric, stats::AnalyzeMetric(sums, options));
+    }
+    // The sample-ratio check is on the units exposed, whatever the metric.
+    std::vector<double> units(r.sums.units.begin(), r.sums.units.end());
+    stats::SampleRatioResult srm = stats::SampleRatio(units, r.sums.iteration.weights);
+    for (auto& [metric, analysis] : r.metrics) analysis.sample_ratio = srm;
+    const std::string* format = c.req.Query("format");
+    if (format != nullptr && *format == "csv") {
+      Response out;
+      out.status = 200;
+      out.content_type = "text/csv; charset=utf-8";
+      out.body = ResultsCsv(r);
+      return out;
+    }
+    if (format != nullptr && *format != "json") return ErrorResponse(400, "invalid_argument", "format: expected \"json\" or \"csv\"", "format");
+    return Json(200, ResultsJson(r));
+  });
+}
+
+}  // namespace gonfalon::server

@@ -1,0 +1,124 @@
+// Experiments through the real server (issue 11): a metric, an iteration started on a flag,
+// simulated users' exposures and conversions sent as SDK event batches, and the results route.
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include "gonfalon/rules/str_cat.h"
+#include "server_fixture.h"
+
+namespace gonfalon::e2e {
+namespace {
+
+constexpr char kExperiment[] = "/api/v1/projects/shop/environments/production/flags/checkout/experiment";
+
+class ExperimentsE2eTest : public ServerTest {
+ protected:
+  HttpResponse Events(const std::string& body) {
+    return Http(port(), "POST", "/sdk/v1/events", body, Bearer(server_key_));
+  }
+};
+
+TEST_F(ExperimentsE2eTest, SimulatedUsersWithAKnownEffectGiveResultsThatCoverIt) {
+  MakeShop();
+  auto metric = Admin("PUT", "/api/v1/projects/shop/metrics/buy", R"({"eventKey":"purchase","kind":"conversion"})");
+  ASSERT_EQ(metric.status, 201) << metric.body;
+  auto started = Admin("POST", kExperiment, R"({"action":"start","controlVariation":0,"metrics":["buy"],"weights":[50,50]})");
+  ASSERT_EQ(started.status, 201) << started.body;
+  EXPECT_EQ(J(started).Find("iteration")->as_number(), 1);
+
+  // 4,000 users split at random; variation 1 converts at 20 %, variation 0 at 10 %.
+  std::mt19937_64 rng(2026);
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  int units[2] = {0, 0};
+  for (int batch = 0; batch < 4; ++batch) {
+    std::string exposed, metrics;
+    for (int i = 0; i < 1000; ++i) {
+      std::string user = StrCat("user-", batch, "-", i);
+      int v = static_cast<int>(rng() % 2);
+      ++units[v];
+      StrAppend(&exposed, exposed.empty() ? "" : ",", R"({"flag":"checkout","variation":)", v,
+                       R"(,"unitKey":")", user, R"(","time":)", now + 1000, "}");
+      if (std::uniform_real_distribution<double>(0, 1)(rng) < (v == 1 ? 0.20 : 0.10)) {
+        StrAppend(&metrics, metrics.empty() ? "" : ",", R"({"event":"purchase","units":{"user":")", user,
+                         R"("},"time":)", now + 2000, "}");
+      }
+    }
+    std::string body = StrCat(R"({"batchId":"b)", batch, R"(","exposedUnits":[)", exposed, R"(],"metrics":[)", metrics, "]}");
+    auto r = Events(body);
+    ASSERT_EQ(r.status, 202) << r.body;
+    EXPECT_EQ(J(r).Find("rejected")->as_array().size(), 0u) << r.body;
+    if (batch == 2) {
+      // Sent again after a timeout: applied once.
+      auto again = Events(body);
+      ASSERT_EQ(again.status, 202);
+      EXPECT_TRUE(J(again).Find("duplicate")->as_bool()) << again.body;
+    }
+  }
+  auto results = Admin("GET", std::string(kExperiment) + "/results");
+  ASSERT_EQ(results.status, 200) << results.body;
+  rules::Value res = J(results);
+  EXPECT_EQ(res.Find("units")->as_array()[0].as_number(), units[0]);
+  EXPECT_EQ(res.Find("units")->as_array()[1].as_number(), units[1]);
+  EXPECT_FALSE(res.Find("sampleRatio")->Find("mismatch")->as_bool());
+  const rules::Value& treatment = res.Find("metrics")->as_array()[0].Find("variations")->as_array()[1];
+  const rules::Array& interval = treatment.Find("differenceInterval")->as_array();
+  EXPECT_LT(interval[0].as_number(), 0.10) << results.body;  // covers the true lift of 0.10
+  EXPECT_GT(interval[1].as_number(), 0.10) << results.body;
+  EXPECT_LT(treatment.Find("pValue")->as_number(), 1e-6);
+  EXPECT_GT(treatment.Find("chanceToBeatControl")->as_number(), 0.999);
+  const rules::Array& sequential = treatment.Find("sequentialInterval")->as_array();
+  EXPECT_LT(sequential[0].as_number(), interval[0].as_number());  // wider: it may be peeked at
+  EXPECT_GT(sequential[0].as_number(), 0);
+
+  auto csv = Admin("GET", std::string(kExperiment) + "/results?format=csv");
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_EQ(csv.body.rfind("metric,variation,control,units,", 0), 0u) << csv.body;
+  EXPECT_NE(csv.body.find(StrCat("\nbuy,1,false,", units[1], ",")), std::string::npos) << csv.body;
+  EXPECT_EQ(Admin("GET", std::string(kExperiment) + "/results?iteration=9").status, 400);
+
+  auto stopped = Admin("POST", kExperiment, R"({"action":"stop"})");
+  ASSERT_EQ(stopped.status, 200) << stopped.body;
+  EXPECT_NE(J(stopped).Find("endedAt"), nullptr);
+  // After the stop nothing more counts.
+  auto late = Events(R"({"exposedUnits":[{"flag":"checkout","variation":0,"unitKey":"late"}]})");
+  ASSERT_EQ(late.status, 202);
+  EXPECT_EQ(J(Admin("GET", std::string(kExperiment) + "/results")).Find("units")->as_array()[0].as_number(), units[0]);
+}
+
+TEST_F(ExperimentsE2eTest, BadItemsAreRefusedOneByOneAndBadRequestsNameTheirField) {
+  MakeShop();
+  ASSERT_EQ(Admin("PUT", "/api/v1/projects/shop/metrics/buy", R"({"eventKey":"purchase"})").status, 201);
+  auto r = Events(R"({"exposedUnits":[{"flag":"checkout","variation":5,"unitKey":"u1"},
+                                       {"flag":"nope","variation":0,"unitKey":"u1"},
+                                       {"flag":"checkout","variation":1},
+                                       {"flag":"checkout","variation":1,"unitKey":"u2"}],
+                      "metrics":[{"event":"purchase","units":"u1"}]})");
+  ASSERT_EQ(r.status, 202) << r.body;
+  rules::Value answer = J(r);
+  ASSERT_NE(answer.Find("rejected"), nullptr) << r.body;
+  const rules::Array& rejected = answer.Find("rejected")->as_array();
+  ASSERT_EQ(rejected.size(), 4u) << r.body;
+  EXPECT_EQ(rejected[0].Find("field")->as_string(), "metrics[0].units");
+  EXPECT_EQ(rejected[1].Find("field")->as_string(), "exposedUnits[0].variation");
+  EXPECT_EQ(rejected[2].Find("field")->as_string(), "exposedUnits[1].flag");
+  EXPECT_EQ(rejected[3].Find("field")->as_string(), "exposedUnits[2].unitKey");
+  EXPECT_EQ(answer.Find("accepted")->as_number(), 1);
+
+  auto bad = Admin("PUT", "/api/v1/projects/shop/metrics/x", R"({"eventKey":"e","kind":"median"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(J(bad).Find("error")->Find("field")->as_string(), "kind");
+  auto no_metric = Admin("POST", kExperiment, R"({"action":"start","metrics":["nope"],"weights":[1,1]})");
+  EXPECT_EQ(no_metric.status, 404) << no_metric.body;
+  EXPECT_EQ(J(no_metric).Find("error")->Find("field")->as_string(), "metrics[0]");
+  auto weights = Admin("POST", kExperiment, R"({"action":"start","metrics":["buy"],"weights":[1]})");
+  EXPECT_EQ(weights.status, 400);
+  EXPECT_EQ(J(weights).Find("error")->Find("field")->as_string(), "weights");
+  EXPECT_EQ(Admin("POST", kExperiment, R"({"action":"stop"})").status, 409);
+  EXPECT_EQ(Admin("GET", std::string(kExperiment) + "/results").status, 404);
+}
+
+}  // namespace
+}  // namespace gonfalon::e2e
