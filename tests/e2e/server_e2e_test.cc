@@ -597,7 +597,7 @@ TEST_F(ServerTest, EveryOpenApiPathAndMethodIsRouted) {
     if (line.size() > 3 && line.rfind("  /", 0) == 0 && line.back() == ':') {
       path = line.substr(2, line.size() - 3);
       for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
-               {"{p}", "shop"}, {"{e}", "production"}, {"{f}", "checkout"}, {"{s}", "beta"}, {"{key}", "checkout"}, {"{id}", key_id}}) {
+               {"{p}", "shop"}, {"{e}", "production"}, {"{f}", "checkout"}, {"{s}", "beta"}, {"{key}", "checkout"}, {"{id}", key_id}, {"{m}", "buy"}}) {
         for (size_t at; (at = path.find(from)) != std::string::npos;) path.replace(at, from.size(), to);
       }
       continue;
