@@ -47,11 +47,9 @@ absl::StatusOr<storage::Metric> MetricFromBody(const Value& body, std::string ke
   RETURN_IF_ERROR(rules::GetString(body, "eventKey", "", m.event_key));
   RETURN_IF_ERROR(rules::GetString(body, "kind", "", kind));
   RETURN_IF_ERROR(rules::GetString(body, "successCriteria", "", criteria));
-  if (kind == "conversion") m.kind = storage::MetricKind::kConversion;
-  else if (kind == "count") m.kind = storage::MetricKind::kCount;
-  else if (kind == "sum") m.kind = storage::MetricKind::kSum;
-  else if (kind == "mean") m.kind = storage::MetricKind::kMean;
-  else return rules::InvalidField("kind", "expected \"conversion\", \"count\", \"sum\" or \"mean\"");
+  std::optional<storage::MetricKind> parsed = storage::ParseMetricKind(kind);
+  if (!parsed.has_value()) return rules::InvalidField("kind", "expected \"conversion\", \"count\", \"sum\" or \"mean\"");
+  m.kind = *parsed;
   if (criteria != "higher" && criteria != "lower") return rules::InvalidField("successCriteria", "expected \"higher\" or \"lower\"");
   m.lower_is_better = criteria == "lower";
   const Value* cap = nullptr;

@@ -70,11 +70,9 @@ absl::StatusOr<Metric> MetricFromJson(const Value& v) {
   RETURN_IF_ERROR(rules::GetInt64(v, "version", "", m.version));
   RETURN_IF_ERROR(rules::GetInt64(v, "createdMs", "", m.created_ms));
   if (const Value* cap = rules::Member(v, "capValue")) m.cap = cap->as_number();
-  if (kind == "conversion") m.kind = MetricKind::kConversion;
-  else if (kind == "count") m.kind = MetricKind::kCount;
-  else if (kind == "sum") m.kind = MetricKind::kSum;
-  else if (kind == "mean") m.kind = MetricKind::kMean;
-  else return rules::InvalidField("kind", StrCat("expected conversion, count, sum or mean, got \"", kind, "\""));
+  std::optional<MetricKind> parsed = ParseMetricKind(kind);
+  if (!parsed.has_value()) return rules::InvalidField("kind", StrCat("expected conversion, count, sum or mean, got \"", kind, "\""));
+  m.kind = *parsed;
   if (criteria != "higher" && criteria != "lower") {
     return rules::InvalidField("successCriteria", "expected \"higher\" or \"lower\"");
   }
@@ -447,6 +445,13 @@ std::string_view MetricKindName(MetricKind k) {
       return "mean";
   }
   return "conversion";
+}
+
+std::optional<MetricKind> ParseMetricKind(std::string_view name) {
+  for (MetricKind k : {MetricKind::kConversion, MetricKind::kCount, MetricKind::kSum, MetricKind::kMean}) {
+    if (MetricKindName(k) == name) return k;
+  }
+  return std::nullopt;
 }
 
 }  // namespace gonfalon::storage

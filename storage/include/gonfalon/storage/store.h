@@ -216,6 +216,7 @@ struct MetricCount {
 
 enum class MetricKind : uint8_t { kConversion, kCount, kSum, kMean };
 std::string_view MetricKindName(MetricKind k);  // "conversion", "count", "sum", "mean"
+std::optional<MetricKind> ParseMetricKind(std::string_view name);  // nullopt: none of the four
 
 // A metric of a project: what a unit's value is, from the metric events with `event_key`
 // that follow the unit's first exposure. conversion: 1 if it fired at least once, else 0;
