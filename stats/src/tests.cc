@@ -123,6 +123,13 @@ SampleRatioResult SampleRatio(const std::vector<double>& observed, const std::ve
   }
   r.degrees_of_freedom = static_cast<double>(arms - 1);
   r.p_value = ChiSquareSurvival(r.chi_square, r.degrees_of_freedom);
+  // Units in a variation the split gives no weight cannot happen by chance: a mismatch.
+  for (size_t i = 0; i < observed.size(); ++i) {
+    if (weights[i] <= 0 && observed[i] > 0) {
+      r.chi_square = HUGE_VAL;
+      r.p_value = 0;
+    }
+  }
   r.mismatch = r.p_value < threshold;
   r.valid = true;
   return r;

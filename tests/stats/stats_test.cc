@@ -103,6 +103,10 @@ TEST(SampleRatioTest, TheExpectedSplitPassesAndA52To48SplitOfFiftyFiftyIsAMismat
   SampleRatioResult three = SampleRatio({500, 300, 200, 0}, {0.5, 0.3, 0.2, 0});
   EXPECT_EQ(three.degrees_of_freedom, 2);
   EXPECT_NEAR(three.chi_square, 0, 1e-12);
+  // Units where the split sends none: the assignment is broken.
+  SampleRatioResult stray = SampleRatio({500, 300, 200, 3}, {0.5, 0.3, 0.2, 0});
+  EXPECT_TRUE(stray.mismatch);
+  EXPECT_EQ(stray.p_value, 0);
   EXPECT_FALSE(SampleRatio({10}, {1}).valid);
   EXPECT_FALSE(SampleRatio({0, 0}, {1, 1}).valid);
 }

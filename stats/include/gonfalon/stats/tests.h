@@ -76,6 +76,7 @@ BayesResult Bayes(const ArmSummary& treatment, const ArmSummary& control, bool l
 
 // Pearson's chi-square goodness-of-fit of observed unit counts per variation against the
 // configured weights (any positive scale): a sample-ratio mismatch when p < threshold.
+// Variations with weight 0 are left out of the test; units seen in one are a mismatch (p = 0).
 struct SampleRatioResult {
   double chi_square = 0;
   double degrees_of_freedom = 0;
