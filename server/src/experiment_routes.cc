@@ -106,9 +106,16 @@ Value ResultsJson(const Results& r) {
       }
       variations.push_back(std::move(row));
     }
-    metrics.push_back(Value(Object{{"key", Value(metric.key)}, {"kind", Value(storage::MetricKindName(metric.kind))},
-                                   {"successCriteria", Value(metric.lower_is_better ? "lower" : "higher")},
-                                   {"variations", Value(std::move(variations))}}));
+    Value entry(Object{{"key", Value(metric.key)}});
+    if (metric.version == 0) {
+      // Deleted since the iteration started: its sums stopped moving then.
+      entry.Set("definitionDeleted", Value(true));
+    } else {
+      entry.Set("kind", Value(storage::MetricKindName(metric.kind)));
+      entry.Set("successCriteria", Value(metric.lower_is_better ? "lower" : "higher"));
+    }
+    entry.Set("variations", Value(std::move(variations)));
+    metrics.push_back(std::move(entry));
   }
   Value sample_ratio(Object{{"checked", Value(srm.valid)}});
   if (srm.valid) {
@@ -211,7 +218,7 @@ void AddExperimentRoutes(Router& router, Services& s) {
     TRY_ASSIGN(r.sums, store.GetIterationSums(c.Param("p"), c.Param("e"), c.Param("f"), number));
     TRY_ASSIGN(std::vector<storage::Metric> defined, store.ListMetrics(c.Param("p")));
     for (const auto& [key, per] : r.sums.metrics) {
-      storage::Metric metric;
+      storage::Metric metric;  // version 0: no longer defined
       metric.key = key;
       for (const auto& m : defined) {
         if (m.key == key) metric = m;

@@ -86,6 +86,13 @@ TEST_F(ExperimentsE2eTest, SimulatedUsersWithAKnownEffectGiveResultsThatCoverIt)
   auto late = Events(R"({"exposedUnits":[{"flag":"checkout","variation":0,"unitKey":"late"}]})");
   ASSERT_EQ(late.status, 202);
   EXPECT_EQ(J(Admin("GET", std::string(kExperiment) + "/results")).Find("units")->as_array()[0].as_number(), units[0]);
+  // A metric deleted afterwards still shows the sums it had, marked.
+  ASSERT_EQ(Admin("DELETE", "/api/v1/projects/shop/metrics/buy").status, 204);
+  rules::Value after = J(Admin("GET", std::string(kExperiment) + "/results"));
+  const rules::Value& buy = after.Find("metrics")->as_array()[0];
+  EXPECT_TRUE(buy.Find("definitionDeleted")->as_bool());
+  EXPECT_EQ(buy.Find("kind"), nullptr);
+  EXPECT_EQ(buy.Find("variations")->as_array()[1].Find("units")->as_number(), units[1]);
 }
 
 TEST_F(ExperimentsE2eTest, BadItemsAreRefusedOneByOneAndBadRequestsNameTheirField) {
