@@ -1,5 +1,6 @@
 #include "rocks_store.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "gonfalon/rules/change_set.h"
 
 namespace gonfalon::storage::internal {
@@ -142,18 +143,19 @@ absl::StatusOr<std::optional<AuditRecord>> RocksStore::ReadAudit(std::string_vie
     if (!log.has_value()) return absl::DataLossError(StrCat("change log entry \"", key, "\" is missing for its audit record"));
     absl::StatusOr<rules::ChangeSetEvent> event = rules::DecodeChangeSetEvent(*log);
     if (!event.ok()) return absl::DataLossError(StrCat("corrupt value in change_log at key \"", key, "\": ", event.status().message()));
+    // The change set's items by "kind/key" (a bulk change set holds thousands).
+    absl::flat_hash_map<std::string, rules::ChangedItem*> by_item;
+    for (rules::ChangedItem& changed : event->items) {
+      by_item[StrCat(changed.kind == rules::ChangedKind::kFlag ? "flag" : "segment", "/", changed.key)] = &changed;
+    }
     for (Value& item : items->mutable_array()) {
       if (item.Find("after") != nullptr) continue;
       const Value* kind = item.Find("kind");
       const Value* item_key = item.Find("key");
       Value after;  // null: deleted
-      for (const rules::ChangedItem& changed : event->items) {
-        bool same_kind = kind != nullptr && kind->is_string() &&
-                         kind->as_string() == (changed.kind == rules::ChangedKind::kFlag ? "flag" : "segment");
-        if (same_kind && item_key != nullptr && item_key->is_string() && item_key->as_string() == changed.key) {
-          if (changed.data.has_value()) after = *changed.data;
-          break;
-        }
+      if (kind != nullptr && kind->is_string() && item_key != nullptr && item_key->is_string()) {
+        auto it = by_item.find(StrCat(kind->as_string(), "/", item_key->as_string()));
+        if (it != by_item.end() && it->second->data.has_value()) after = std::move(*it->second->data);
       }
       item.Set("after", std::move(after));
     }
