@@ -164,8 +164,8 @@ double StudentTSurvival(double t, double df) {
 }
 
 double StudentTCdf(double t, double df) {
-  double s = StudentTSurvival(t, df);
-  return std::isnan(s) ? s : (t >= 0.0 ? 1.0 - s : StudentTSurvival(-t, df));
+  // By symmetry, from the tail on the side of t (NaN in, NaN out).
+  return t < 0.0 ? StudentTSurvival(-t, df) : 1.0 - StudentTSurvival(t, df);
 }
 
 double StudentTQuantile(double p, double df) {
