@@ -45,6 +45,25 @@ std::optional<Rejection> CheckTime(const Value* time, const std::string& path, i
   return std::nullopt;
 }
 
+// An item's "flag" and "variation": a flag of the environment, and a variation index from
+// `lowest` (-1: the caller's default was served) to its last. `fallback` stands for an absent
+// variation (nullopt: required).
+std::optional<Rejection> CheckFlagVariation(const Value& e, const std::string& path, const rules::Snapshot& snap,
+                                            int64_t lowest, std::optional<int64_t> fallback, std::string& flag_out,
+                                            int& variation_out) {
+  const Value* f = e.Find("flag");
+  const Value* var = e.Find("variation");
+  if (f == nullptr || !f->is_string() || f->as_string().empty()) return Rejection{path + ".flag", "expected a flag key"};
+  const auto* flag = snap.FindFlag(f->as_string());
+  if (flag == nullptr) return Rejection{path + ".flag", StrCat("no flag \"", f->as_string(), "\" in this environment")};
+  int64_t variations = static_cast<int64_t>(rules::FlagModel(*flag).variations.size());
+  std::optional<int64_t> variation = var != nullptr ? rules::IntegerIn(*var, lowest, variations - 1) : fallback;
+  if (!variation.has_value()) return Rejection{path + ".variation", StrCat("expected a variation index ", lowest, "..", variations - 1)};
+  flag_out = f->as_string();
+  variation_out = static_cast<int>(*variation);
+  return std::nullopt;
+}
+
 // Reads each item of the batch's list `name` with read(item, path), which returns why it
 // refuses the item or nullopt; refusals (and items that are not objects) go to `rejected`.
 template <typename Read>
@@ -73,21 +92,16 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
   auto hour_of = [](int64_t ms) { return ms - ms % 3600000; };
 
   TRY(ForEachEvent(body, "exposures", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
-    const Value* f = e.Find("flag");
-    const Value* var = e.Find("variation");
+    std::string flag;
+    int variation;
+    // -1 (also when absent): the caller's default was served.
+    if (auto bad = CheckFlagVariation(e, path, *snap, -1, -1, flag, variation)) return bad;
     const Value* count = e.Find("count");
-    if (f == nullptr || !f->is_string() || f->as_string().empty()) return Rejection{path + ".flag", "expected a flag key"};
-    const auto* flag = snap->FindFlag(f->as_string());
-    if (flag == nullptr) return Rejection{path + ".flag", StrCat("no flag \"", f->as_string(), "\" in this environment")};
-    // -1: the caller's default was served.
-    int64_t variations = static_cast<int64_t>(rules::FlagModel(*flag).variations.size());
-    std::optional<int64_t> variation = var != nullptr ? rules::IntegerIn(*var, -1, variations - 1) : -1;
-    if (!variation.has_value()) return Rejection{path + ".variation", StrCat("expected a variation index -1..", variations - 1)};
     std::optional<int64_t> n = count != nullptr ? rules::IntegerIn(*count, 1, 1'000'000'000) : 1;
     if (!n.has_value()) return Rejection{path + ".count", "expected an integer 1..1e9"};
     int64_t time_ms;
     if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
-    exposures.push_back({f->as_string(), static_cast<int>(*variation), hour_of(time_ms), *n});
+    exposures.push_back({flag, variation, hour_of(time_ms), *n});
     return std::nullopt;
   }));
   TRY(ForEachEvent(body, "metrics", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
@@ -117,16 +131,11 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
   }));
   // Experiments: which variation each unit was served (DESIGN §8).
   TRY(ForEachEvent(body, "exposedUnits", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
-    const Value* f = e.Find("flag");
-    const Value* var = e.Find("variation");
+    std::string flag;
+    int variation;
+    if (auto bad = CheckFlagVariation(e, path, *snap, 0, std::nullopt, flag, variation)) return bad;
     const Value* kind = e.Find("unitKind");
     const Value* key = e.Find("unitKey");
-    if (f == nullptr || !f->is_string() || f->as_string().empty()) return Rejection{path + ".flag", "expected a flag key"};
-    const auto* flag = snap->FindFlag(f->as_string());
-    if (flag == nullptr) return Rejection{path + ".flag", StrCat("no flag \"", f->as_string(), "\" in this environment")};
-    int64_t variations = static_cast<int64_t>(rules::FlagModel(*flag).variations.size());
-    std::optional<int64_t> variation = var != nullptr ? rules::IntegerIn(*var, 0, variations - 1) : std::nullopt;
-    if (!variation.has_value()) return Rejection{path + ".variation", StrCat("expected a variation index 0..", variations - 1)};
     if (kind != nullptr && !(kind->is_string() && storage::ValidateKey(kind->as_string(), "unitKind").ok())) {
       return Rejection{path + ".unitKind", "expected a context kind"};
     }
@@ -135,8 +144,7 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
     }
     int64_t time_ms;
     if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
-    unit_exposures.push_back({f->as_string(), static_cast<int>(*variation), kind != nullptr ? kind->as_string() : "user",
-                              key->as_string(), time_ms});
+    unit_exposures.push_back({flag, variation, kind != nullptr ? kind->as_string() : "user", key->as_string(), time_ms});
     return std::nullopt;
   }));
   const Value* batch;
