@@ -126,6 +126,37 @@ UnitState UnitFromJson(const Value& v) {
   return u;
 }
 
+// An iteration's header: units exposed to one variation only, per variation, and the units
+// exposed to several.
+struct Header {
+  std::vector<int64_t> units;
+  int64_t multiple = 0;
+};
+
+Header HeaderFromJson(const std::optional<Value>& json, size_t variations) {
+  Header h{std::vector<int64_t>(variations, 0), 0};
+  if (!json.has_value()) return h;
+  if (const Value* u = json->Find("units"); u != nullptr && u->is_array()) {
+    for (size_t i = 0; i < u->as_array().size() && i < variations; ++i) h.units[i] = static_cast<int64_t>(u->as_array()[i].as_number());
+  }
+  if (const Value* m = json->Find("multiple")) h.multiple = static_cast<int64_t>(m->as_number());
+  return h;
+}
+
+Value HeaderToJson(const Header& h) {
+  Array counts;
+  for (int64_t c : h.units) counts.emplace_back(c);
+  return Value(Object{{"units", Value(std::move(counts))}, {"multiple", Value(h.multiple)}});
+}
+
+// One metric's sums for one variation: [units, sum, sum of squares]; zero when absent.
+MetricSums SumsFromJson(const std::optional<Value>& json) {
+  if (!json.has_value() || !json->is_array() || json->as_array().size() != 3) return {};
+  return {json->as_array()[0].as_number(), json->as_array()[1].as_number(), json->as_array()[2].as_number()};
+}
+
+Value SumsToJson(const MetricSums& s) { return Value(Array{Value(s.units), Value(s.sum), Value(s.sum_of_squares)}); }
+
 }  // namespace
 
 absl::Status RocksStore::PruneExperimentBatches() {
@@ -271,7 +302,7 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
   }
   // The working set: unit states, headers and sums read once, written once.
   std::map<std::string, std::optional<UnitState>> units;
-  std::map<std::string, std::pair<std::vector<int64_t>, int64_t>> headers;  // key -> (units, multiple)
+  std::map<std::string, Header> headers;
   std::map<std::string, MetricSums> sums;
   auto unit = [&](const std::string& key) -> absl::StatusOr<std::optional<UnitState>*> {
     auto it = units.find(key);
@@ -281,30 +312,19 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
     }
     return &it->second;
   };
-  auto header = [&](const std::string& key, size_t variations) -> absl::StatusOr<std::pair<std::vector<int64_t>, int64_t>*> {
+  auto header = [&](const std::string& key, size_t variations) -> absl::StatusOr<Header*> {
     auto it = headers.find(key);
     if (it == headers.end()) {
-      std::pair<std::vector<int64_t>, int64_t> h{std::vector<int64_t>(variations, 0), 0};
       ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key));
-      if (json.has_value()) {
-        if (const Value* u = json->Find("units"); u != nullptr && u->is_array()) {
-          for (size_t i = 0; i < u->as_array().size() && i < variations; ++i) h.first[i] = static_cast<int64_t>(u->as_array()[i].as_number());
-        }
-        if (const Value* m = json->Find("multiple")) h.second = static_cast<int64_t>(m->as_number());
-      }
-      it = headers.emplace(key, std::move(h)).first;
+      it = headers.emplace(key, HeaderFromJson(json, variations)).first;
     }
     return &it->second;
   };
   auto sum = [&](const std::string& key) -> absl::StatusOr<MetricSums*> {
     auto it = sums.find(key);
     if (it == sums.end()) {
-      MetricSums s;
       ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key));
-      if (json.has_value() && json->is_array() && json->as_array().size() == 3) {
-        s = {json->as_array()[0].as_number(), json->as_array()[1].as_number(), json->as_array()[2].as_number()};
-      }
-      it = sums.emplace(key, s).first;
+      it = sums.emplace(key, SumsFromJson(json)).first;
     }
     return &it->second;
   };
@@ -340,14 +360,14 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
       UnitState u;
       u.variation = e.variation;
       u.first_ms = e.time_ms;
-      h->first[e.variation] += 1;
+      h->units[e.variation] += 1;
       RETURN_IF_ERROR(contribute(e.flag, it, u, +1));
       *state = std::move(u);
     } else if (!(*state)->multiple && (*state)->variation != e.variation) {
       // Seen with two variations: out of the analysis, and counted.
       RETURN_IF_ERROR(contribute(e.flag, it, **state, -1));
-      h->first[(*state)->variation] -= 1;
-      h->second += 1;
+      h->units[(*state)->variation] -= 1;
+      h->multiple += 1;
       (*state)->multiple = true;
     } else if (!(*state)->multiple && e.time_ms < (*state)->first_ms) {
       (*state)->first_ms = e.time_ms;  // batches may arrive out of order
@@ -383,14 +403,8 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
   for (const auto& [key, state] : units) {
     if (state.has_value()) ops.push_back(Put(kExperiments, key, ToJson(UnitToJson(*state))));
   }
-  for (const auto& [key, h] : headers) {
-    Array counts;
-    for (int64_t c : h.first) counts.emplace_back(c);
-    ops.push_back(Put(kExperiments, key, ToJson(Value(Object{{"units", Value(std::move(counts))}, {"multiple", Value(h.second)}}))));
-  }
-  for (const auto& [key, s] : sums) {
-    ops.push_back(Put(kExperiments, key, ToJson(Value(Array{Value(s.units), Value(s.sum), Value(s.sum_of_squares)}))));
-  }
+  for (const auto& [key, h] : headers) ops.push_back(Put(kExperiments, key, ToJson(HeaderToJson(h))));
+  for (const auto& [key, s] : sums) ops.push_back(Put(kExperiments, key, ToJson(SumsToJson(s))));
   if (!batch_id.empty()) ops.push_back(Put(kExperiments, batch_key, std::to_string(now)));
   RETURN_IF_ERROR(WriteNow(std::move(ops)));
   return true;
@@ -408,21 +422,15 @@ absl::StatusOr<IterationSums> RocksStore::GetIterationSums(std::string_view proj
   IterationSums out;
   ASSIGN_OR_RETURN(out.iteration, Decoded(IterationFromJson(*json), kExperiments, key));
   size_t variations = out.iteration.weights.size();
-  out.units.assign(variations, 0);
   ASSIGN_OR_RETURN(auto h, GetJson(kExperiments, Under('h', project, env, flag, number), snap.get()));
-  if (h.has_value()) {
-    if (const Value* u = h->Find("units"); u != nullptr && u->is_array()) {
-      for (size_t i = 0; i < u->as_array().size() && i < variations; ++i) out.units[i] = static_cast<int64_t>(u->as_array()[i].as_number());
-    }
-    if (const Value* m = h->Find("multiple")) out.multiple_exposures = static_cast<int64_t>(m->as_number());
-  }
+  Header header = HeaderFromJson(h, variations);
+  out.units = std::move(header.units);
+  out.multiple_exposures = header.multiple;
   for (const std::string& m : out.iteration.metrics) {
     std::vector<MetricSums> per(variations);
     for (size_t v = 0; v < variations; ++v) {
       ASSIGN_OR_RETURN(auto s, GetJson(kExperiments, StrCat(Under('s', project, env, flag, number), "/", m, "/", v), snap.get()));
-      if (s.has_value() && s->is_array() && s->as_array().size() == 3) {
-        per[v] = {s->as_array()[0].as_number(), s->as_array()[1].as_number(), s->as_array()[2].as_number()};
-      }
+      per[v] = SumsFromJson(s);
     }
     out.metrics.emplace_back(m, std::move(per));
   }
