@@ -68,6 +68,7 @@ std::string Number(double v) {
 struct Results {
   storage::IterationSums sums;
   std::vector<std::pair<storage::Metric, stats::MetricAnalysis>> metrics;
+  stats::SampleRatioResult sample_ratio;  // on the units exposed, whatever the metric
 };
 
 Value Pair(const stats::Interval& i) {
@@ -81,9 +82,7 @@ Value ResultsJson(const Results& r) {
   Array units;
   for (int64_t u : r.sums.units) units.emplace_back(u);
   Array metrics;
-  stats::SampleRatioResult srm;
   for (const auto& [metric, analysis] : r.metrics) {
-    srm = analysis.sample_ratio;
     Array variations;
     for (size_t v = 0; v < analysis.variations.size(); ++v) {
       const stats::VariationAnalysis& a = analysis.variations[v];
@@ -117,6 +116,7 @@ Value ResultsJson(const Results& r) {
     entry.Set("variations", Value(std::move(variations)));
     metrics.push_back(std::move(entry));
   }
+  const stats::SampleRatioResult& srm = r.sample_ratio;
   Value sample_ratio(Object{{"checked", Value(srm.valid)}});
   if (srm.valid) {
     sample_ratio.Set("chiSquare", Value(srm.chi_square));
@@ -230,10 +230,8 @@ void AddExperimentRoutes(Router& router, Services& s) {
       options.lower_is_better = metric.lower_is_better;
       r.metrics.emplace_back(metric, stats::AnalyzeMetric(sums, options));
     }
-    // The sample-ratio check is on the units exposed, whatever the metric.
     std::vector<double> units(r.sums.units.begin(), r.sums.units.end());
-    stats::SampleRatioResult srm = stats::SampleRatio(units, r.sums.iteration.weights);
-    for (auto& [metric, analysis] : r.metrics) analysis.sample_ratio = srm;
+    r.sample_ratio = stats::SampleRatio(units, r.sums.iteration.weights);
     const std::string* format = c.req.Query("format");
     if (format != nullptr && *format == "csv") {
       Response out;
