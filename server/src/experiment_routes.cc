@@ -20,14 +20,6 @@ using rules::Value;
 
 namespace {
 
-Value MetricJson(const storage::Metric& m) {
-  Value v(Object{{"key", Value(m.key)}, {"name", Value(m.name)}, {"eventKey", Value(m.event_key)},
-                 {"kind", Value(storage::MetricKindName(m.kind))},
-                 {"successCriteria", Value(m.lower_is_better ? "lower" : "higher")}, {"version", Value(m.version)}});
-  if (m.cap.has_value()) v.Set("capValue", Value(*m.cap));
-  return v;
-}
-
 Value IterationJson(const storage::Iteration& it) {
   Array metrics, weights;
   for (const std::string& m : it.metrics) metrics.emplace_back(m);
@@ -37,26 +29,6 @@ Value IterationJson(const storage::Iteration& it) {
                  {"weights", Value(std::move(weights))}, {"unitKind", Value(it.unit_kind)}});
   if (it.ended_ms != 0) v.Set("endedAt", Value(it.ended_ms));
   return v;
-}
-
-absl::StatusOr<storage::Metric> MetricFromBody(const Value& body, std::string key) {
-  storage::Metric m;
-  m.key = std::move(key);
-  std::string kind = "conversion", criteria = "higher";
-  RETURN_IF_ERROR(rules::GetString(body, "name", "", m.name));
-  RETURN_IF_ERROR(rules::GetString(body, "eventKey", "", m.event_key));
-  RETURN_IF_ERROR(rules::GetString(body, "kind", "", kind));
-  RETURN_IF_ERROR(rules::GetString(body, "successCriteria", "", criteria));
-  std::optional<storage::MetricKind> parsed = storage::ParseMetricKind(kind);
-  if (!parsed.has_value()) return rules::InvalidField("kind", "expected \"conversion\", \"count\", \"sum\" or \"mean\"");
-  m.kind = *parsed;
-  if (criteria != "higher" && criteria != "lower") return rules::InvalidField("successCriteria", "expected \"higher\" or \"lower\"");
-  m.lower_is_better = criteria == "lower";
-  const Value* cap = nullptr;
-  RETURN_IF_ERROR(rules::GetMember(body, "capValue", "", Value::Type::kNumber, cap));
-  if (cap != nullptr) m.cap = cap->as_number();
-  if (m.event_key.empty()) return rules::InvalidField("eventKey", "is required");
-  return m;
 }
 
 std::string Number(double v) {
@@ -158,21 +130,22 @@ void AddExperimentRoutes(Router& router, Services& s) {
   router.Add("GET", "/api/v1/projects/{p}/metrics", Access::kAdmin, [&store](const Call& c) {
     TRY_ASSIGN(std::vector<storage::Metric> metrics, store.ListMetrics(c.Param("p")));
     Array a;
-    for (const auto& m : metrics) a.push_back(MetricJson(m));
+    for (const auto& m : metrics) a.push_back(storage::MetricToJson(m));
     return Json(200, Items(std::move(a)));
   });
   router.Add("GET", "/api/v1/projects/{p}/metrics/{m}", Access::kAdmin, [&store](const Call& c) {
     TRY_ASSIGN(std::vector<storage::Metric> metrics, store.ListMetrics(c.Param("p")));
     for (const auto& m : metrics) {
-      if (m.key == c.Param("m")) return Json(200, MetricJson(m));
+      if (m.key == c.Param("m")) return Json(200, storage::MetricToJson(m));
     }
     return ErrorResponse(404, "not_found", StrCat("metric \"", c.Param("m"), "\" does not exist in project \"", c.Param("p"), "\""));
   });
   router.Add("PUT", "/api/v1/projects/{p}/metrics/{m}", Access::kAdmin, [&store](const Call& c) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
-    TRY_ASSIGN(storage::Metric m, MetricFromBody(body, c.Param("m")));
+    TRY_ASSIGN(storage::Metric m, storage::MetricFromJson(body));
+    m.key = c.Param("m");  // the path names the metric; the store fills in version and creation
     TRY_ASSIGN(storage::Metric stored, store.PutMetric(c.Param("p"), m));
-    return Json(stored.version == 1 ? 201 : 200, MetricJson(stored));
+    return Json(stored.version == 1 ? 201 : 200, storage::MetricToJson(stored));
   });
   router.Add("DELETE", "/api/v1/projects/{p}/metrics/{m}", Access::kAdmin, [&store](const Call& c) {
     TRY(store.DeleteMetric(c.Param("p"), c.Param("m")));

@@ -50,36 +50,6 @@ absl::StatusOr<Iteration> IterationFromJson(const Value& v) {
   return it;
 }
 
-Value MetricToJson(const Metric& m) {
-  Value v(Object{{"key", Value(m.key)}, {"name", Value(m.name)}, {"eventKey", Value(m.event_key)},
-                 {"kind", Value(MetricKindName(m.kind))},
-                 {"successCriteria", Value(m.lower_is_better ? "lower" : "higher")},
-                 {"version", Value(m.version)}, {"createdMs", Value(m.created_ms)}});
-  if (m.cap.has_value()) v.Set("capValue", Value(*m.cap));
-  return v;
-}
-
-absl::StatusOr<Metric> MetricFromJson(const Value& v) {
-  Metric m;
-  std::string kind, criteria;
-  RETURN_IF_ERROR(rules::GetString(v, "key", "", m.key));
-  RETURN_IF_ERROR(rules::GetString(v, "name", "", m.name));
-  RETURN_IF_ERROR(rules::GetString(v, "eventKey", "", m.event_key));
-  RETURN_IF_ERROR(rules::GetString(v, "kind", "", kind));
-  RETURN_IF_ERROR(rules::GetString(v, "successCriteria", "", criteria));
-  RETURN_IF_ERROR(rules::GetInt64(v, "version", "", m.version));
-  RETURN_IF_ERROR(rules::GetInt64(v, "createdMs", "", m.created_ms));
-  if (const Value* cap = rules::Member(v, "capValue")) m.cap = cap->as_number();
-  std::optional<MetricKind> parsed = ParseMetricKind(kind);
-  if (!parsed.has_value()) return rules::InvalidField("kind", StrCat("expected conversion, count, sum or mean, got \"", kind, "\""));
-  m.kind = *parsed;
-  if (criteria != "higher" && criteria != "lower") {
-    return rules::InvalidField("successCriteria", "expected \"higher\" or \"lower\"");
-  }
-  m.lower_is_better = criteria == "lower";
-  return m;
-}
-
 // A unit's value for a metric from its events after first exposure.
 double UnitValue(const Metric& m, double count, double sum) {
   double v = 0;
@@ -453,6 +423,42 @@ std::string_view MetricKindName(MetricKind k) {
       return "mean";
   }
   return "conversion";
+}
+
+using rules::Array;
+using rules::Object;
+using rules::Value;
+
+rules::Value MetricToJson(const Metric& m) {
+  Value v(Object{{"key", Value(m.key)}, {"name", Value(m.name)}, {"eventKey", Value(m.event_key)},
+                 {"kind", Value(MetricKindName(m.kind))},
+                 {"successCriteria", Value(m.lower_is_better ? "lower" : "higher")},
+                 {"version", Value(m.version)}, {"createdMs", Value(m.created_ms)}});
+  if (m.cap.has_value()) v.Set("capValue", Value(*m.cap));
+  return v;
+}
+
+absl::StatusOr<Metric> MetricFromJson(const rules::Value& v) {
+  Metric m;
+  std::string kind = "conversion", criteria = "higher";
+  RETURN_IF_ERROR(rules::GetString(v, "key", "", m.key));
+  RETURN_IF_ERROR(rules::GetString(v, "name", "", m.name));
+  RETURN_IF_ERROR(rules::GetString(v, "eventKey", "", m.event_key));
+  RETURN_IF_ERROR(rules::GetString(v, "kind", "", kind));  // stays "conversion" when absent
+  RETURN_IF_ERROR(rules::GetString(v, "successCriteria", "", criteria));
+  RETURN_IF_ERROR(rules::GetInt64(v, "version", "", m.version));
+  RETURN_IF_ERROR(rules::GetInt64(v, "createdMs", "", m.created_ms));
+  const Value* cap = nullptr;
+  RETURN_IF_ERROR(rules::GetMember(v, "capValue", "", Value::Type::kNumber, cap));
+  if (cap != nullptr) m.cap = cap->as_number();
+  std::optional<MetricKind> parsed = ParseMetricKind(kind);
+  if (!parsed.has_value()) return rules::InvalidField("kind", StrCat("expected conversion, count, sum or mean, got \"", kind, "\""));
+  m.kind = *parsed;
+  if (criteria != "higher" && criteria != "lower") {
+    return rules::InvalidField("successCriteria", "expected \"higher\" or \"lower\"");
+  }
+  m.lower_is_better = criteria == "lower";
+  return m;
 }
 
 std::optional<MetricKind> ParseMetricKind(std::string_view name) {

@@ -231,6 +231,12 @@ struct Metric {
   int64_t version = 0;
   int64_t created_ms = 0;
 };
+// A metric as JSON, stored and answered by the API alike ({"key","name","eventKey","kind",
+// "successCriteria","capValue"?,"version","createdMs"}), and back: an absent kind or
+// successCriteria is "conversion" or "higher"; a member of the wrong type is InvalidArgument
+// naming it.
+rules::Value MetricToJson(const Metric& m);
+absl::StatusOr<Metric> MetricFromJson(const rules::Value& v);
 
 // One run of an experiment on a flag in an environment, from start to stop.
 struct Iteration {
