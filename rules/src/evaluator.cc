@@ -342,6 +342,7 @@ void ServeResult(EvalState& s, const CompiledFlag& f, const CompiledVariationOrR
     AddStep(s.trace, std::move(bt));
   }
   out.reason.in_experiment = ro.kind == RolloutKind::kExperiment && found && !bucket.untracked;
+  if (out.reason.in_experiment) out.experiment_kind = ro.context_kind;
   out.via_rollout = true;
   Serve(f, bucket.variation, out);
 }

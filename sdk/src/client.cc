@@ -65,6 +65,7 @@ Detail<T> Client::Impl::Eval(const rules::Context& ctx, std::string_view key, T 
     std::atomic<uint64_t>& c =
         ShardFor(counters)->counts[counters.base[p->snap->FlagOrdinal(*flag)] + static_cast<size_t>(d.variation_index + 1)];
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
+    if (d.variation_index >= 0) RecordExposure(*flag, ctx, d);
   }
   out.reason = d.reason;
   if (d.value == nullptr) return out;  // an error, or off with no off variation: the default
@@ -78,6 +79,28 @@ Detail<T> Client::Impl::Eval(const rules::Context& ctx, std::string_view key, T 
   // The reason's string_views point into the snapshot, which this thread's reader keeps
   // alive until its next Get(); callers that keep a Detail longer should copy them.
   return out;
+}
+
+void Client::Impl::RecordExposure(const rules::internal::CompiledFlag& flag, const rules::Context& ctx,
+                                  const rules::Detail& d) {
+  const rules::Flag& model = rules::FlagModel(flag);
+  if (d.reason.in_experiment) {
+    // The unit is the key of the kind the rollout bucketed by.
+    if (const rules::Context::Single* unit = ctx.Find(d.experiment_kind)) {
+      exposure_log_.Record(model.key, d.variation_index, model.version, d.experiment_kind, unit->key.as_string());
+    }
+    return;
+  }
+  bool tracked = model.track_events;
+  if (!tracked && d.reason.kind == rules::ReasonKind::kRuleMatch && d.reason.rule_index >= 0 &&
+      static_cast<size_t>(d.reason.rule_index) < model.rules.size()) {
+    tracked = model.rules[static_cast<size_t>(d.reason.rule_index)].track_events;
+  }
+  if (!tracked && d.reason.kind == rules::ReasonKind::kFallthrough) tracked = model.track_events_fallthrough;
+  if (!tracked) return;
+  for (const rules::Context::Single& unit : ctx.kinds()) {
+    exposure_log_.Record(model.key, d.variation_index, model.version, unit.kind.as_string(), unit.key.as_string());
+  }
 }
 
 Value Client::Impl::AllFlags(const rules::Context& ctx) {
@@ -158,6 +181,31 @@ void Client::Track(std::string_view event, const rules::Context& ctx, std::optio
   impl_->Track(event, ctx, value);
 }
 void Client::Flush() { impl_->Flush(); }
+void Client::TrackError(const rules::Context& ctx, std::string_view flag) {
+  if (flag.empty()) {
+    impl_->Track("error", ctx, 1.0);
+    return;
+  }
+  std::string event = "error.";
+  event.append(flag);
+  impl_->Track(event, ctx, 1.0);
+}
+
+Client::LatencyTimer::LatencyTimer(Client* client, std::string event, rules::Context ctx)
+    : client_(client), event_(std::move(event)), ctx_(std::move(ctx)), start_(std::chrono::steady_clock::now()) {}
+Client::LatencyTimer::LatencyTimer(LatencyTimer&& other) noexcept
+    : client_(std::exchange(other.client_, nullptr)),
+      event_(std::move(other.event_)),
+      ctx_(std::move(other.ctx_)),
+      start_(other.start_) {}
+void Client::LatencyTimer::Stop() {
+  if (client_ == nullptr) return;
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+  std::exchange(client_, nullptr)->Track(event_, ctx_, ms);
+}
+Client::LatencyTimer Client::StartTimer(std::string_view event, rules::Context ctx) {
+  return LatencyTimer(this, std::string(event), std::move(ctx));
+}
 Client::ListenerId Client::OnFlagChange(std::function<void(const std::string&)> l) { return impl_->AddFlagListener(std::move(l)); }
 Client::ListenerId Client::OnValueChange(std::string key, rules::Context ctx,
                                          std::function<void(const Value&, const Value&)> l) {

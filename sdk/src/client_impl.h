@@ -6,8 +6,9 @@
 //   data_updates.cc       making new data current: a put, a change set, the cache or flag file
 //   data_file.cc          reading the flag or cache file; writing the cache
 //   listeners.cc          flag and value change listeners
-//   event_sender.cc       custom events and exposure counts sent to the server
-// exposure_counters.h holds the per-thread exposure counters. Internal to the SDK.
+//   event_sender.cc       custom events, exposure counts and unit exposures sent to the server
+// exposure_counters.h holds the per-thread exposure counters, exposure_log.h the per-unit
+// exposures of experiments. Internal to the SDK.
 
 #include "gonfalon/sdk/client.h"
 
@@ -24,6 +25,7 @@
 
 #include "backoff.h"
 #include "exposure_counters.h"
+#include "exposure_log.h"
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/parallel_threads.h"
@@ -43,10 +45,23 @@ using rules::Value;
 using internal::Counters;
 using internal::Published;
 
+// A Track() call waiting for the next flush: the event, its value, and every key of the context
+// by kind (the server joins it to the units of running experiments).
+struct TrackEvent {
+  std::string event;
+  double value = 0;
+  bool has_value = false;
+  int64_t time_ms = 0;
+  std::vector<std::pair<std::string, std::string>> units;  // kind, key
+};
+
 class Client::Impl {
  public:
   explicit Impl(Config cfg)
-      : cfg_(std::move(cfg)), id_(rules::NextInstanceId()), counting_(cfg_.send_events && !cfg_.offline) {
+      : cfg_(std::move(cfg)),
+        id_(rules::NextInstanceId()),
+        counting_(cfg_.send_events && !cfg_.offline),
+        exposure_log_(cfg_.event_capacity) {
     if (!cfg_.logger) {
       cfg_.logger = [](LogLevel level, std::string_view msg) {
         if (level >= LogLevel::kWarn) std::fprintf(stderr, "gonfalon sdk: %.*s\n", static_cast<int>(msg.size()), msg.data());
@@ -145,12 +160,24 @@ class Client::Impl {
   // Sending events (event_sender.cc).
   void FlushLoop();
 
-  // Swaps every exposure counter to zero (current and retired snapshots) and posts the counts
-  // with the Track events; what cannot be delivered is dropped and counted.
-  void SendEvents(std::vector<Value> metrics);
+  // Records the unit's exposure when the evaluation came through an experiment rollout or a
+  // flag or rule with trackEvents (client.cc).
+  void RecordExposure(const rules::internal::CompiledFlag& flag, const rules::Context& ctx, const rules::Detail& d);
+
+  // Swaps every exposure counter to zero (current and retired snapshots) and posts the counts,
+  // the unit exposures and the Track events, in batches of at most kBatchItems items; what
+  // cannot be delivered is dropped and counted.
+  void SendEvents(std::vector<TrackEvent> metrics);
+  static constexpr size_t kBatchItems = 2000;
+
+  // Posts one batch under a fresh batch id; a batch that failed for a reason a retry can fix
+  // (no connection, a timeout, 429, 5xx) is sent once more, with the same id, after a second,
+  // so the server never counts it twice. Returns an error message, empty when delivered.
+  std::string PostBatch(rules::Value body);
 
   // One POST with connect and read deadlines; returns an error message, empty on 2xx.
-  std::string Post(const std::string& target, const std::string& body);
+  // `retry` says whether the failure is one a retry may fix.
+  std::string Post(const std::string& target, const std::string& body, bool* retry = nullptr);
 
   Config cfg_;
   const uint64_t id_;
@@ -174,7 +201,8 @@ class Client::Impl {
   std::thread thread_;
   mutable std::mutex events_mu_;  // guards the event fields below (Track, Flush, the flusher)
   std::condition_variable flush_cv_;
-  std::vector<Value> pending_metrics_;
+  std::vector<TrackEvent> pending_metrics_;
+  internal::ExposureLog exposure_log_;
   int64_t events_dropped_ = 0;
   uint64_t flushes_done_ = 0;
   bool flush_requested_ = false;

@@ -3,6 +3,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <random>
+
 #include "client_impl.h"
 
 namespace gonfalon::sdk {
@@ -12,17 +14,34 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+namespace {
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// 128 random bits as hex: a batch id that no other client or batch shares.
+std::string NewBatchId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+}  // namespace
+
 void Client::Impl::Track(std::string_view event, const rules::Context& ctx, std::optional<double> value) {
+  TrackEvent e;
+  e.event.assign(event);
+  e.has_value = value.has_value();
+  e.value = value.value_or(0);
+  e.time_ms = NowMs();
+  e.units.reserve(ctx.kinds().size());
+  for (const rules::Context::Single& part : ctx.kinds()) e.units.emplace_back(part.kind.as_string(), part.key.as_string());
   std::lock_guard<std::mutex> l(events_mu_);
   if (!counting_ || pending_metrics_.size() >= cfg_.event_capacity) {
     ++events_dropped_;
     return;
   }
-  Value e(rules::Object{{"event", Value(event)},
-                        {"time", Value(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch()).count())}});
-  if (value.has_value()) e.Set("value", Value(*value));
-  (void)ctx;  // counted per environment; contexts are not sent (privacy by default)
   pending_metrics_.push_back(std::move(e));
 }
 
@@ -42,7 +61,7 @@ void Client::Impl::FlushLoop() {
     flush_cv_.wait_for(l, cfg_.flush_interval, [&] { return flush_requested_ || stopping_events_; });
     bool last = stopping_events_;
     flush_requested_ = false;
-    std::vector<Value> metrics = std::move(pending_metrics_);
+    std::vector<TrackEvent> metrics = std::move(pending_metrics_);
     pending_metrics_.clear();
     l.unlock();
     SendEvents(std::move(metrics));
@@ -57,7 +76,7 @@ void Client::Impl::FlushLoop() {
   }
 }
 
-void Client::Impl::SendEvents(std::vector<Value> metrics) {
+void Client::Impl::SendEvents(std::vector<TrackEvent> metrics) {
   std::vector<std::shared_ptr<const Counters>> tables;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -95,19 +114,66 @@ void Client::Impl::SendEvents(std::vector<Value> metrics) {
                                   [](const std::shared_ptr<const Counters>& t) { return t.use_count() == 1; }),
                    retired_.end());
   }
-  if (exposures.empty() && metrics.empty()) return;
-  size_t count = metrics.size();
-  std::string body = rules::ToJson(Value(rules::Object{{"exposures", Value(std::move(exposures))},
-                                                       {"metrics", Value(rules::Array(std::move(metrics)))}}));
-  std::string error = Post("/sdk/v1/events", body);
-  if (!error.empty()) {
-    Log(LogLevel::kWarn, StrCat("events dropped: ", error));
+  int64_t dropped = 0;
+  std::vector<internal::UnitExposureEvent> units = exposure_log_.Drain(dropped);
+  if (dropped > 0) {
     std::lock_guard<std::mutex> l(events_mu_);
-    events_dropped_ += static_cast<int64_t>(count);
+    events_dropped_ += dropped;
+  }
+  // Batches of at most kBatchItems items: the hourly counts go with the first.
+  size_t next_metric = 0, next_unit = 0;
+  bool first = true;
+  while (first || next_metric < metrics.size() || next_unit < units.size()) {
+    rules::Array metric_items, unit_items;
+    size_t room = kBatchItems;
+    for (; next_unit < units.size() && room > 0; ++next_unit, --room) {
+      const auto& u = units[next_unit];
+      unit_items.push_back(Value(rules::Object{{"flag", Value(u.flag)},
+                                               {"variation", Value(u.variation)},
+                                               {"flagVersion", Value(u.flag_version)},
+                                               {"unitKind", Value(u.unit_kind)},
+                                               {"unitKey", Value(u.unit_key)},
+                                               {"time", Value(u.time_ms)}}));
+    }
+    for (; next_metric < metrics.size() && room > 0; ++next_metric, --room) {
+      TrackEvent& m = metrics[next_metric];
+      rules::Object keys;
+      keys.reserve(m.units.size());
+      for (auto& [kind, key] : m.units) keys.emplace_back(std::move(kind), Value(std::move(key)));
+      Value e(rules::Object{{"event", Value(std::move(m.event))}, {"time", Value(m.time_ms)}, {"units", Value(std::move(keys))}});
+      if (m.has_value) e.Set("value", Value(m.value));
+      metric_items.push_back(std::move(e));
+    }
+    if (first && exposures.empty() && metric_items.empty() && unit_items.empty()) return;
+    size_t count = metric_items.size() + unit_items.size();
+    Value body(rules::Object{{"exposures", Value(first ? std::move(exposures) : rules::Array{})},
+                             {"metrics", Value(std::move(metric_items))},
+                             {"exposedUnits", Value(std::move(unit_items))}});
+    first = false;
+    std::string error = PostBatch(std::move(body));
+    if (!error.empty()) {
+      Log(LogLevel::kWarn, StrCat("events dropped: ", error));
+      std::lock_guard<std::mutex> l(events_mu_);
+      events_dropped_ += static_cast<int64_t>(count);
+    }
   }
 }
 
-std::string Client::Impl::Post(const std::string& target, const std::string& body) {
+std::string Client::Impl::PostBatch(Value body) {
+  body.Set("batchId", Value(NewBatchId()));
+  std::string json = rules::ToJson(body);
+  bool retry = false;
+  std::string error = Post("/sdk/v1/events", json, &retry);
+  if (error.empty() || !retry) return error;
+  {
+    // Once more after a second, unless the client is closing.
+    std::unique_lock<std::mutex> l(events_mu_);
+    if (!stopping_events_) flush_cv_.wait_for(l, std::chrono::seconds(1), [&] { return stopping_events_; });
+  }
+  return Post("/sdk/v1/events", json);
+}
+
+std::string Client::Impl::Post(const std::string& target, const std::string& body, bool* retry) {
   auto [host, port] = HostPort();
   net::io_context ioc;
   beast::tcp_stream stream(ioc);
@@ -144,7 +210,14 @@ std::string Client::Impl::Post(const std::string& target, const std::string& bod
     });
   });
   ioc.run();
-  if (error.empty() && res.result_int() / 100 != 2) error = StrCat("HTTP ", res.result_int(), ": ", res.body());
+  if (!error.empty()) {
+    if (retry != nullptr) *retry = true;  // no connection, or no answer in time
+    return error;
+  }
+  if (res.result_int() / 100 != 2) {
+    error = StrCat("HTTP ", res.result_int(), ": ", res.body());
+    if (retry != nullptr) *retry = res.result_int() == 429 || res.result_int() >= 500;
+  }
   return error;
 }
 

@@ -27,10 +27,13 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// One refused item of an events batch.
+// One refused item of an events batch: `field` names the list, the index and the member
+// ("exposedUnits[3].time"); ForEachEvent fills in `list` and `index`.
 struct Rejection {
   std::string field;
   std::string reason;
+  std::string list;
+  size_t index = 0;
 };
 
 // The time of an event: Unix milliseconds in the accepted window.
@@ -64,7 +67,7 @@ std::optional<Rejection> CheckFlagVariation(const Value& e, const std::string& p
   return std::nullopt;
 }
 
-// Reads each item of the batch's list `name` with read(item, path), which returns why it
+// Reads each item of the batch's list `name` with read(item, path, index), which returns why it
 // refuses the item or nullopt; refusals (and items that are not objects) go to `rejected`.
 template <typename Read>
 absl::Status ForEachEvent(const Value& body, std::string_view name, std::vector<Rejection>& rejected, Read read) {
@@ -74,8 +77,12 @@ absl::Status ForEachEvent(const Value& body, std::string_view name, std::vector<
   for (size_t i = 0; i < list->as_array().size(); ++i) {
     const Value& e = list->as_array()[i];
     std::string path = StrCat(name, "[", i, "]");
-    std::optional<Rejection> refused = e.is_object() ? read(e, path) : Rejection{path, "expected an object"};
-    if (refused.has_value()) rejected.push_back(std::move(*refused));
+    std::optional<Rejection> refused = e.is_object() ? read(e, path, i) : Rejection{path, "expected an object"};
+    if (refused.has_value()) {
+      refused->list = std::string(name);
+      refused->index = i;
+      rejected.push_back(std::move(*refused));
+    }
   }
   return absl::OkStatus();
 }
@@ -91,7 +98,7 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
   int64_t now_ms = NowMs();
   auto hour_of = [](int64_t ms) { return ms - ms % 3600000; };
 
-  TRY(ForEachEvent(body, "exposures", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
+  TRY(ForEachEvent(body, "exposures", rejected, [&](const Value& e, const std::string& path, size_t) -> std::optional<Rejection> {
     std::string flag;
     int variation;
     // -1 (also when absent): the caller's default was served.
@@ -104,7 +111,7 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
     exposures.push_back({flag, variation, hour_of(time_ms), *n});
     return std::nullopt;
   }));
-  TRY(ForEachEvent(body, "metrics", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
+  TRY(ForEachEvent(body, "metrics", rejected, [&](const Value& e, const std::string& path, size_t) -> std::optional<Rejection> {
     const Value* name = e.Find("event");
     const Value* value = e.Find("value");
     if (name == nullptr || !name->is_string() || !storage::ValidateKey(name->as_string(), "event").ok()) {
@@ -130,10 +137,15 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
     return std::nullopt;
   }));
   // Experiments: which variation each unit was served (DESIGN §8).
-  TRY(ForEachEvent(body, "exposedUnits", rejected, [&](const Value& e, const std::string& path) -> std::optional<Rejection> {
+  std::vector<size_t> unit_exposure_index;  // of each unit exposure in the list
+  TRY(ForEachEvent(body, "exposedUnits", rejected, [&](const Value& e, const std::string& path, size_t index) -> std::optional<Rejection> {
     std::string flag;
     int variation;
     if (auto bad = CheckFlagVariation(e, path, *snap, 0, std::nullopt, flag, variation)) return bad;
+    // Informational (the flag's version the SDK evaluated); checked for type only.
+    if (const Value* version = e.Find("flagVersion"); version != nullptr && !rules::IntegerIn(*version, 0, INT64_MAX)) {
+      return Rejection{path + ".flagVersion", "expected an integer >= 0"};
+    }
     const Value* kind = e.Find("unitKind");
     const Value* key = e.Find("unitKey");
     if (kind != nullptr && !(kind->is_string() && storage::ValidateKey(kind->as_string(), "unitKind").ok())) {
@@ -145,33 +157,40 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
     int64_t time_ms;
     if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
     unit_exposures.push_back({flag, variation, kind != nullptr ? kind->as_string() : "user", key->as_string(), time_ms});
+    unit_exposure_index.push_back(index);
     return std::nullopt;
   }));
   const Value* batch;
   TRY(Want(body, "batchId", Value::Type::kString, &batch));
   std::string batch_id = batch != nullptr ? batch->as_string() : "";
   if (batch_id.size() > 128) return ErrorResponse(400, "invalid_argument", "batchId: at most 128 characters", "batchId");
-  s.metrics.events_dropped += rejected.size();
   size_t accepted = exposures.size() + metrics.size() + unit_exposures.size();
   if (accepted == 0 && !rejected.empty()) {
     // Nothing usable: the batch itself is wrong.
-    Response r = ErrorResponse(400, "invalid_argument", StrCat(rejected[0].field, ": ", rejected[0].reason), rejected[0].field);
-    return r;
+    s.metrics.events_dropped += rejected.size();
+    return ErrorResponse(400, "invalid_argument", StrCat(rejected[0].field, ": ", rejected[0].reason), rejected[0].field);
   }
   // The experiment join first: it is durable and remembers the batch id, so a batch retried
   // after a timeout is applied once (its hourly counts are then skipped too).
-  bool fresh = true;
   if (!unit_exposures.empty() || !unit_events.empty() || !batch_id.empty()) {
-    TRY_ASSIGN(fresh, s.store.RecordExperimentBatch(hub.project(), hub.environment(), batch_id, unit_exposures, unit_events));
-  }
-  if (!fresh) {
-    return Json(202, Value(Object{{"accepted", Value(int64_t{0})}, {"rejected", Value(Array{})}, {"duplicate", Value(true)}}));
+    TRY_ASSIGN(storage::ExperimentBatchResult joined,
+               s.store.RecordExperimentBatch(hub.project(), hub.environment(), batch_id, unit_exposures, unit_events));
+    if (joined.duplicate) {
+      return Json(202, Value(Object{{"accepted", Value(int64_t{0})}, {"rejected", Value(Array{})}, {"duplicate", Value(true)}}));
+    }
+    for (const auto& [i, reason] : joined.refused) {
+      size_t index = unit_exposure_index[i];
+      rejected.push_back({StrCat("exposedUnits[", index, "].time"), reason, "exposedUnits", index});
+    }
+    accepted -= joined.refused.size();
   }
   TRY(s.store.AddEventCounts(hub.project(), hub.environment(), exposures, metrics));
   s.metrics.events_accepted += accepted;
+  s.metrics.events_dropped += rejected.size();
   Array refused;
   for (const Rejection& r : rejected) {
-    refused.push_back(Value(Object{{"field", Value(r.field)}, {"reason", Value(r.reason)}}));
+    refused.push_back(Value(Object{{"list", Value(r.list)}, {"index", Value(static_cast<int64_t>(r.index))},
+                                   {"field", Value(r.field)}, {"reason", Value(r.reason)}}));
   }
   return Json(202, Value(Object{{"accepted", Value(static_cast<int64_t>(accepted))}, {"rejected", Value(std::move(refused))}}));
 }

@@ -238,7 +238,7 @@ absl::StatusOr<Iteration> RocksStore::StopIteration(std::string_view project, st
   return it;
 }
 
-absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project, std::string_view env,
+absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::string_view project, std::string_view env,
                                                        std::string_view batch_id,
                                                        const std::vector<UnitExposure>& exposures,
                                                        const std::vector<UnitEvent>& events) {
@@ -248,7 +248,7 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
   std::string batch_key = StrCat("b/", project, "/", env, "/", batch_id);
   if (!batch_id.empty()) {
     ASSIGN_OR_RETURN(auto seen, Get(kExperiments, batch_key));
-    if (seen.has_value()) return false;
+    if (seen.has_value()) return ExperimentBatchResult{.duplicate = true};
   }
   // The running iterations of the environment, by flag, and the metrics they use.
   std::map<std::string, Iteration, std::less<>> running;
@@ -263,7 +263,7 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
   }));
   if (running.empty()) {
     if (!batch_id.empty()) RETURN_IF_ERROR(WriteNow({Put(kExperiments, batch_key, std::to_string(now))}));
-    return true;
+    return ExperimentBatchResult{};
   }
   std::map<std::string, Metric, std::less<>> metrics;
   {
@@ -315,11 +315,17 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
     }
     return absl::OkStatus();
   };
-  for (const UnitExposure& e : exposures) {
+  ExperimentBatchResult result;
+  for (size_t i = 0; i < exposures.size(); ++i) {
+    const UnitExposure& e = exposures[i];
     auto r = running.find(e.flag);
     if (r == running.end()) continue;
     const Iteration& it = r->second;
-    if (e.time_ms < it.started_ms || e.unit_kind != it.unit_kind || e.variation < 0 ||
+    if (e.time_ms < it.started_ms) {
+      result.refused.emplace_back(i, StrCat("before iteration ", it.number, " of the experiment started"));
+      continue;
+    }
+    if (e.unit_kind != it.unit_kind || e.variation < 0 ||
         static_cast<size_t>(e.variation) >= it.weights.size()) {
       continue;
     }
@@ -377,7 +383,7 @@ absl::StatusOr<bool> RocksStore::RecordExperimentBatch(std::string_view project,
   for (const auto& [key, s] : sums) ops.push_back(Put(kExperiments, key, ToJson(SumsToJson(s))));
   if (!batch_id.empty()) ops.push_back(Put(kExperiments, batch_key, std::to_string(now)));
   RETURN_IF_ERROR(WriteNow(std::move(ops)));
-  return true;
+  return result;
 }
 
 absl::StatusOr<IterationSums> RocksStore::GetIterationSums(std::string_view project, std::string_view env,

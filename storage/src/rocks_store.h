@@ -168,7 +168,7 @@ class RocksStore final : public Store {
                                           std::string_view flag) override;
   absl::StatusOr<std::vector<Iteration>> ListIterations(std::string_view project, std::string_view env,
                                                         std::string_view flag) override;
-  absl::StatusOr<bool> RecordExperimentBatch(std::string_view project, std::string_view env, std::string_view batch_id,
+  absl::StatusOr<ExperimentBatchResult> RecordExperimentBatch(std::string_view project, std::string_view env, std::string_view batch_id,
                                              const std::vector<UnitExposure>& exposures,
                                              const std::vector<UnitEvent>& events) override;
   absl::StatusOr<IterationSums> GetIterationSums(std::string_view project, std::string_view env,

@@ -57,6 +57,19 @@ TEST_F(ExperimentsE2eTest, SimulatedUsersWithAKnownEffectGiveResultsThatCoverIt)
       EXPECT_TRUE(J(again).Find("duplicate")->as_bool()) << again.body;
     }
   }
+  // An exposure from before the iteration started is refused by index; the rest of its batch counts.
+  auto early = Events(StrCat(R"({"exposedUnits":[{"flag":"checkout","variation":0,"unitKey":"late-comer"},)",
+                             R"({"flag":"checkout","variation":1,"unitKey":"early-bird","time":)", now - 600000, "}]}"));
+  ASSERT_EQ(early.status, 202) << early.body;
+  ++units[0];
+  rules::Value early_answer = J(early);
+  EXPECT_EQ(early_answer.Find("accepted")->as_number(), 1) << early.body;
+  ASSERT_EQ(early_answer.Find("rejected")->as_array().size(), 1u) << early.body;
+  const rules::Value& refused = early_answer.Find("rejected")->as_array()[0];
+  EXPECT_EQ(refused.Find("list")->as_string(), "exposedUnits");
+  EXPECT_EQ(refused.Find("index")->as_number(), 1);
+  EXPECT_EQ(refused.Find("reason")->as_string(), "before iteration 1 of the experiment started");
+
   auto results = Admin("GET", std::string(kExperiment) + "/results");
   ASSERT_EQ(results.status, 200) << results.body;
   rules::Value res = J(results);
@@ -112,6 +125,9 @@ TEST_F(ExperimentsE2eTest, BadItemsAreRefusedOneByOneAndBadRequestsNameTheirFiel
   EXPECT_EQ(rejected[1].Find("field")->as_string(), "exposedUnits[0].variation");
   EXPECT_EQ(rejected[2].Find("field")->as_string(), "exposedUnits[1].flag");
   EXPECT_EQ(rejected[3].Find("field")->as_string(), "exposedUnits[2].unitKey");
+  EXPECT_EQ(rejected[3].Find("list")->as_string(), "exposedUnits");
+  EXPECT_EQ(rejected[3].Find("index")->as_number(), 2);
+  EXPECT_EQ(rejected[0].Find("index")->as_number(), 0);
   EXPECT_EQ(answer.Find("accepted")->as_number(), 1);
 
   auto bad = Admin("PUT", "/api/v1/projects/shop/metrics/x", R"({"eventKey":"e","kind":"median"})");

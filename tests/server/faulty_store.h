@@ -204,7 +204,7 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(Fault("ListIterations"));
     return inner_.ListIterations(project, env, flag);
   }
-  absl::StatusOr<bool> RecordExperimentBatch(std::string_view project, std::string_view env, std::string_view batch_id, const std::vector<UnitExposure>& exposures, const std::vector<UnitEvent>& events) override {
+  absl::StatusOr<ExperimentBatchResult> RecordExperimentBatch(std::string_view project, std::string_view env, std::string_view batch_id, const std::vector<UnitExposure>& exposures, const std::vector<UnitEvent>& events) override {
     RETURN_IF_ERROR(Fault("RecordExperimentBatch"));
     return inner_.RecordExperimentBatch(project, env, batch_id, exposures, events);
   }

@@ -144,11 +144,12 @@ TEST_F(ExperimentsTest, UnitsJoinedAcrossBatchesMatchABruteForceModel) {
     std::vector<UnitEvent> ev;
     // Exposures of a batch travel with the events sent after them: all events go in the last batch.
     if (b + 1 == batches) ev = events;
-    ASSERT_OK_AND_ASSIGN(bool applied, store_->RecordExperimentBatch("shop", "production", "batch-" + std::to_string(b), ex, ev));
-    EXPECT_TRUE(applied);
+    ASSERT_OK_AND_ASSIGN(storage::ExperimentBatchResult applied, store_->RecordExperimentBatch("shop", "production", "batch-" + std::to_string(b), ex, ev));
+    EXPECT_FALSE(applied.duplicate);
+    EXPECT_TRUE(applied.refused.empty());
   }
-  ASSERT_OK_AND_ASSIGN(bool again, store_->RecordExperimentBatch("shop", "production", "batch-3", {exposures[0]}, {}));
-  EXPECT_FALSE(again);
+  ASSERT_OK_AND_ASSIGN(ExperimentBatchResult again, store_->RecordExperimentBatch("shop", "production", "batch-3", {exposures[0]}, {}));
+  EXPECT_TRUE(again.duplicate);
   Reopen();  // durable
   ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
   int64_t multiple = 0;
@@ -173,16 +174,33 @@ TEST_F(ExperimentsTest, UnitsJoinedAcrossBatchesMatchABruteForceModel) {
 
 TEST_F(ExperimentsTest, NothingRunsNothingCountsAndOldBatchIdsAreForgottenAfterADay) {
   clock_ = 1000;
-  ASSERT_OK_AND_ASSIGN(bool applied, store_->RecordExperimentBatch("shop", "production", "b1",
+  ASSERT_OK_AND_ASSIGN(ExperimentBatchResult applied, store_->RecordExperimentBatch("shop", "production", "b1",
                                                                    {{"banner", 0, "user", "u1", 1000}}, {}));
-  EXPECT_TRUE(applied);
+  EXPECT_FALSE(applied.duplicate);
+  EXPECT_TRUE(applied.refused.empty());  // no iteration runs: nothing to be early for
   ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
   ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
   EXPECT_EQ(sums.units, (std::vector<int64_t>{0, 0, 0}));
-  EXPECT_FALSE(*store_->RecordExperimentBatch("shop", "production", "b1", {}, {}));
+  EXPECT_TRUE(store_->RecordExperimentBatch("shop", "production", "b1", {}, {})->duplicate);
   clock_ = 1000 + 25 * 3600 * 1000;
   ASSERT_OK(store_->PruneHistory());
-  EXPECT_TRUE(*store_->RecordExperimentBatch("shop", "production", "b1", {}, {}));
+  EXPECT_FALSE(store_->RecordExperimentBatch("shop", "production", "b1", {}, {})->duplicate);
+}
+
+TEST_F(ExperimentsTest, ExposuresBeforeTheRunningIterationAreRefusedByIndex) {
+  clock_ = 50000;
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
+  ASSERT_OK_AND_ASSIGN(ExperimentBatchResult r,
+                       store_->RecordExperimentBatch("shop", "production", "b2",
+                                                     {{"banner", 0, "user", "u1", 50001},
+                                                      {"banner", 1, "user", "u2", 49999},
+                                                      {"banner", 2, "user", "u3", 50000}},
+                                                     {}));
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].first, 1u);
+  EXPECT_EQ(r.refused[0].second, "before iteration 1 of the experiment started");
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
+  EXPECT_EQ(sums.units, (std::vector<int64_t>{1, 0, 1}));
 }
 
 }  // namespace

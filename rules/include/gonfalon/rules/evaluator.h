@@ -68,6 +68,9 @@ struct Detail {
   bool via_rollout = false;
   bool flag_has_targeting = false;
   int64_t flag_version = 0;
+  // With reason.in_experiment: the context kind the rollout bucketed by (the experiment's unit
+  // kind); points into the snapshot.
+  std::string_view experiment_kind;
 };
 
 // Collects the explain trace (ext): each prerequisite, target list, rule and clause tried, the

@@ -51,9 +51,12 @@ struct Config {
   std::string cache_file;
   // Threads that compile a whole data set (a `put`, the cache, the flag file).
   int compile_threads = 2;
-  // Events: exposure counts (per flag and variation) and Track() events, posted to
-  // /sdk/v1/events in the background every flush_interval, at most event_capacity Track events
-  // held; what cannot be sent is dropped and counted (Status::events_dropped).
+  // Events, posted to /sdk/v1/events in the background every flush_interval: exposure counts
+  // (per flag and variation), the Track() events (at most event_capacity held), and the units
+  // exposed to experiment flags (and flags or rules with trackEvents), each (flag, variation,
+  // unit) once per interval, at most event_capacity per interval. A batch that fails is
+  // retried once with the same id; what cannot be sent is dropped and counted
+  // (Status::events_dropped).
   bool send_events = true;
   std::chrono::milliseconds flush_interval{10000};
   size_t event_capacity = 10000;
@@ -118,9 +121,37 @@ class Client {
   // Every flag's value for the context: {"key": value, ...} (flags with no value are left out).
   rules::Value AllFlags(const rules::Context& ctx);
 
-  // A custom metric event (e.g. "purchase", 9.5), sent with the next flush. Never blocks on
-  // the network; over event_capacity it is dropped and counted.
+  // A custom metric event (e.g. "purchase", 9.5), sent with the next flush with every key of
+  // the context by kind, so that the server joins it to the units of running experiments.
+  // Never blocks on the network; over event_capacity it is dropped and counted.
   void Track(std::string_view event, const rules::Context& ctx, std::optional<double> value = std::nullopt);
+
+  // Release health, both plain Track underneath (define metrics on these event keys):
+  // An error the application met while serving `ctx`: event "error", or "error.<flag>" when
+  // the error is put down to one flag.
+  void TrackError(const rules::Context& ctx, std::string_view flag = {});
+
+  // Measures until destroyed (or Stop()), then tracks `event` with the elapsed milliseconds as
+  // its value:   { auto t = client.StartTimer("checkout-latency", ctx); ...work... }
+  class LatencyTimer {
+   public:
+    LatencyTimer(LatencyTimer&& other) noexcept;
+    LatencyTimer& operator=(LatencyTimer&&) = delete;
+    LatencyTimer(const LatencyTimer&) = delete;
+    ~LatencyTimer() { Stop(); }
+    // Tracks now (once); later calls and the destructor do nothing.
+    void Stop();
+
+   private:
+    friend class Client;
+    LatencyTimer(Client* client, std::string event, rules::Context ctx);
+    Client* client_;
+    std::string event_;
+    rules::Context ctx_;
+    std::chrono::steady_clock::time_point start_;
+  };
+  // The context is copied; the client must outlive the timer.
+  [[nodiscard]] LatencyTimer StartTimer(std::string_view event, rules::Context ctx);
   // Sends what is pending now and waits for it (at most about two connect timeouts).
   void Flush();
 

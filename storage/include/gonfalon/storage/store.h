@@ -274,6 +274,11 @@ struct MetricSums {
 };
 
 // What results are computed from: O(variations × metrics), whatever the number of units.
+struct ExperimentBatchResult {
+  bool duplicate = false;
+  std::vector<std::pair<size_t, std::string>> refused;  // index into the exposures, reason
+};
+
 struct IterationSums {
   Iteration iteration;
   std::vector<int64_t> units;  // per variation: units exposed to that variation only
@@ -417,8 +422,10 @@ class Store {
                                                                 std::string_view flag) = 0;
   // Joins a batch of exposures and metric events to the units of the running iterations and
   // updates their sums, all in one write. A batch id seen before (in the last day) is not
-  // applied again: false. Exposures and events outside a running iteration are ignored.
-  virtual absl::StatusOr<bool> RecordExperimentBatch(std::string_view project, std::string_view env,
+  // applied again (`duplicate`). Exposures to a flag whose running iteration started after
+  // them are refused (`refused`); other exposures and events outside a running iteration are
+  // ignored.
+  virtual absl::StatusOr<ExperimentBatchResult> RecordExperimentBatch(std::string_view project, std::string_view env,
                                                      std::string_view batch_id,
                                                      const std::vector<UnitExposure>& exposures,
                                                      const std::vector<UnitEvent>& events) = 0;
