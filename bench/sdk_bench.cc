@@ -19,6 +19,7 @@
 
 #include "../tests/e2e/e2e_util.h"
 #include "gonfalon/rules/value.h"
+#include "exposure_log.h"
 #include "gonfalon/sdk/client.h"
 
 namespace {
@@ -34,7 +35,9 @@ constexpr char kFlags[] = R"({"flags":{
    {"id":"prefix","variation":0,"clauses":[{"contextKind":"user","attribute":"email","op":"startsWith","values":["qa-"]}]},
    {"id":"older","variation":1,"clauses":[{"contextKind":"user","attribute":"age","op":"greaterThan","values":[30]}]}]},
  "c-rollout":{"key":"c-rollout","on":true,"salt":"s","variations":[false,true],"offVariation":0,
-  "fallthrough":{"rollout":{"variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}}}}})";
+  "fallthrough":{"rollout":{"variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}}},
+ "d-experiment":{"key":"d-experiment","on":true,"salt":"s","variations":[false,true],"offVariation":0,
+  "fallthrough":{"rollout":{"kind":"experiment","seed":3,"variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}}}}})";
 
 // An online client (exposure counting on) whose server is unreachable, serving the flags from
 // its cache file: what is measured is evaluation plus counting, no network.
@@ -71,21 +74,96 @@ void BM_SdkThreeRulesMatchLast(benchmark::State& state) {
 }
 BENCHMARK(BM_SdkThreeRulesMatchLast)->ThreadRange(1, 2)->UseRealTime();
 
-void BM_SdkRollout5050(benchmark::State& state) {
-  auto& client = TheClient();
+const std::vector<Context>& Users() {
   static std::vector<Context>* users = [] {
     auto* v = new std::vector<Context>();
     for (int i = 0; i < 100000; ++i) v->push_back(User("user-" + std::to_string(i)));
     return v;
   }();
-  size_t i = state.thread_index() * 50000;
+  return *users;
+}
+
+// A 50/50 rollout over range(0) distinct users (1,000: units evaluated again and again, as in
+// an application; 100,000: the first evaluations of new units).
+void Rollout(benchmark::State& state, const char* flag) {
+  auto& client = TheClient();
+  const std::vector<Context>& users = Users();
+  const size_t n = static_cast<size_t>(state.range(0));
+  size_t i = state.thread_index() * n / 2;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(client.BoolVariation((*users)[i], "c-rollout", false));
-    if (++i == users->size()) i = 0;
+    benchmark::DoNotOptimize(client.BoolVariation(users[i], flag, false));
+    if (++i == n) i = 0;
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_SdkRollout5050)->ThreadRange(1, 2)->UseRealTime();
+void BM_SdkRollout5050(benchmark::State& state) { Rollout(state, "c-rollout"); }
+BENCHMARK(BM_SdkRollout5050)->Arg(1000)->Arg(100000)->ThreadRange(1, 2)->UseRealTime();
+
+// The same rollout as an experiment: each evaluation also records the unit's exposure (a hit
+// in the thread's LRU for a unit already recorded in this flush interval).
+void BM_SdkExperiment5050(benchmark::State& state) { Rollout(state, "d-experiment"); }
+BENCHMARK(BM_SdkExperiment5050)->Arg(1000)->Arg(100000)->ThreadRange(1, 2)->UseRealTime();
+
+// The same experiment flag through a client with events off (no counting, no exposures): the
+// difference to BM_SdkExperiment5050 is what events cost an evaluation.
+void BM_SdkExperiment5050EventsOff(benchmark::State& state) {
+  static gonfalon::sdk::Client* client = [] {
+    std::string path = (std::filesystem::temp_directory_path() / "gonfalon-sdk-bench-flags-off.json").string();
+    std::ofstream(path) << kFlags;
+    auto* c = new gonfalon::sdk::Client({.base_url = "http://127.0.0.1:9", .sdk_key = "gfs_bench", .cache_file = path,
+                                         .send_events = false, .logger = [](auto, auto) {}});
+    c->WaitForInitialization(std::chrono::milliseconds(200));
+    return c;
+  }();
+  const std::vector<Context>& users = Users();
+  const size_t n = static_cast<size_t>(state.range(0));
+  size_t i = state.thread_index() * n / 2;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(client->BoolVariation(users[i], "d-experiment", false));
+    if (++i == n) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SdkExperiment5050EventsOff)->Arg(1000)->ThreadRange(1, 2)->UseRealTime();
+
+// ExposureLog::Record alone, for units already recorded in this interval (the common case):
+// the hash of flag, kind and key and one probe of the thread's LRU.
+void BM_ExposureRecordHit(benchmark::State& state) {
+  static auto* log = new gonfalon::sdk::internal::ExposureLog(1'000'000);
+  static const uint64_t flag_hash = gonfalon::sdk::internal::ExposureLog::FlagHash("d-experiment");
+  std::vector<std::string> keys;
+  for (int k = 0; k < state.range(0); ++k) keys.push_back("user-" + std::to_string(k));
+  for (const auto& k : keys) log->Record(flag_hash, "d-experiment", 1, 1, "user", k);
+  size_t i = 0;
+  for (auto _ : state) {
+    log->Record(flag_hash, "d-experiment", 1, 1, "user", keys[i]);
+    if (++i == keys.size()) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ExposureRecordHit)->Arg(1)->Arg(1000)->ThreadRange(1, 2)->UseRealTime();
+
+// Track() on the caller's thread: builds the event (name, value, time, the context's keys)
+// and queues it. A client of its own with the default capacity (10,000) that flushes only when
+// asked, after each run of 4,000 calls per thread (outside the timed loop), so the queue never
+// fills, its memory is reused as in an application's steady state, and no flusher competes
+// for the CPU while Track is timed. (The server is unreachable: the flush is a refused
+// connection, a retry a second later, and a drop.) Run with --benchmark_repetitions=10.
+void BM_SdkTrack(benchmark::State& state) {
+  static gonfalon::sdk::Client* client = [] {
+    return new gonfalon::sdk::Client({.base_url = "http://127.0.0.1:9", .sdk_key = "gfs_bench",
+                                      .flush_interval = std::chrono::hours(1), .logger = [](auto, auto) {}});
+  }();
+  const std::vector<Context>& users = Users();
+  size_t i = state.thread_index() * 500;
+  for (auto _ : state) {
+    client->Track("purchase", users[i], 9.5);
+    if (++i == 1000) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) client->Flush();
+}
+BENCHMARK(BM_SdkTrack)->Iterations(4000)->ThreadRange(1, 2)->UseRealTime();
 
 void BM_Propagation(benchmark::State& state) {
   using namespace gonfalon::e2e;

@@ -65,7 +65,7 @@ Detail<T> Client::Impl::Eval(const rules::Context& ctx, std::string_view key, T 
     std::atomic<uint64_t>& c =
         ShardFor(counters)->counts[counters.base[p->snap->FlagOrdinal(*flag)] + static_cast<size_t>(d.variation_index + 1)];
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
-    if (d.variation_index >= 0) RecordExposure(*flag, ctx, d);
+    if (d.variation_index >= 0) RecordExposure(*flag, counters.key_hashes[p->snap->FlagOrdinal(*flag)], ctx, d);
   }
   out.reason = d.reason;
   if (d.value == nullptr) return out;  // an error, or off with no off variation: the default
@@ -81,13 +81,13 @@ Detail<T> Client::Impl::Eval(const rules::Context& ctx, std::string_view key, T 
   return out;
 }
 
-void Client::Impl::RecordExposure(const rules::internal::CompiledFlag& flag, const rules::Context& ctx,
-                                  const rules::Detail& d) {
+void Client::Impl::RecordExposure(const rules::internal::CompiledFlag& flag, uint64_t flag_hash,
+                                  const rules::Context& ctx, const rules::Detail& d) {
   const rules::Flag& model = rules::FlagModel(flag);
   if (d.reason.in_experiment) {
     // The unit is the key of the kind the rollout bucketed by.
     if (const rules::Context::Single* unit = ctx.Find(d.experiment_kind)) {
-      exposure_log_.Record(model.key, d.variation_index, model.version, d.experiment_kind, unit->key.as_string());
+      exposure_log_.Record(flag_hash, model.key, d.variation_index, model.version, d.experiment_kind, unit->key.as_string());
     }
     return;
   }
@@ -99,7 +99,7 @@ void Client::Impl::RecordExposure(const rules::internal::CompiledFlag& flag, con
   if (!tracked && d.reason.kind == rules::ReasonKind::kFallthrough) tracked = model.track_events_fallthrough;
   if (!tracked) return;
   for (const rules::Context::Single& unit : ctx.kinds()) {
-    exposure_log_.Record(model.key, d.variation_index, model.version, unit.kind.as_string(), unit.key.as_string());
+    exposure_log_.Record(flag_hash, model.key, d.variation_index, model.version, unit.kind.as_string(), unit.key.as_string());
   }
 }
 

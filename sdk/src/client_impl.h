@@ -46,13 +46,15 @@ using internal::Counters;
 using internal::Published;
 
 // A Track() call waiting for the next flush: the event, its value, and every key of the context
-// by kind (the server joins it to the units of running experiments).
+// by kind (the server joins it to the units of running experiments). The first kind is held
+// inline, so that tracking for a single-kind context with short strings allocates nothing.
 struct TrackEvent {
   std::string event;
   double value = 0;
   bool has_value = false;
   int64_t time_ms = 0;
-  std::vector<std::pair<std::string, std::string>> units;  // kind, key
+  std::string kind, key;                                   // the context's first kind
+  std::vector<std::pair<std::string, std::string>> more;  // a multi-kind context's other kinds
 };
 
 class Client::Impl {
@@ -162,7 +164,8 @@ class Client::Impl {
 
   // Records the unit's exposure when the evaluation came through an experiment rollout or a
   // flag or rule with trackEvents (client.cc).
-  void RecordExposure(const rules::internal::CompiledFlag& flag, const rules::Context& ctx, const rules::Detail& d);
+  void RecordExposure(const rules::internal::CompiledFlag& flag, uint64_t flag_hash, const rules::Context& ctx,
+                      const rules::Detail& d);
 
   // Swaps every exposure counter to zero (current and retired snapshots) and posts the counts,
   // the unit exposures and the Track events, in batches of at most kBatchItems items; what

@@ -15,10 +15,6 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 namespace {
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // 128 random bits as hex: a batch id that no other client or batch shares.
 std::string NewBatchId() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -30,19 +26,24 @@ std::string NewBatchId() {
 }  // namespace
 
 void Client::Impl::Track(std::string_view event, const rules::Context& ctx, std::optional<double> value) {
-  TrackEvent e;
-  e.event.assign(event);
-  e.has_value = value.has_value();
-  e.value = value.value_or(0);
-  e.time_ms = NowMs();
-  e.units.reserve(ctx.kinds().size());
-  for (const rules::Context::Single& part : ctx.kinds()) e.units.emplace_back(part.kind.as_string(), part.key.as_string());
+  int64_t now = internal::EventTimeMs();
+  const auto& kinds = ctx.kinds();
   std::lock_guard<std::mutex> l(events_mu_);
   if (!counting_ || pending_metrics_.size() >= cfg_.event_capacity) {
     ++events_dropped_;
     return;
   }
-  pending_metrics_.push_back(std::move(e));
+  // Built in place: short strings are copied once and nothing else moves.
+  TrackEvent& e = pending_metrics_.emplace_back();
+  e.event.assign(event);
+  e.has_value = value.has_value();
+  e.value = value.value_or(0);
+  e.time_ms = now;
+  if (!kinds.empty()) {
+    e.kind = kinds[0].kind.as_string();
+    e.key = kinds[0].key.as_string();
+    for (size_t i = 1; i < kinds.size(); ++i) e.more.emplace_back(kinds[i].kind.as_string(), kinds[i].key.as_string());
+  }
 }
 
 void Client::Impl::Flush() {
@@ -63,6 +64,8 @@ void Client::Impl::FlushLoop() {
     flush_requested_ = false;
     std::vector<TrackEvent> metrics = std::move(pending_metrics_);
     pending_metrics_.clear();
+    // The next interval likely tracks as much: room for it now, not by repeated growth.
+    pending_metrics_.reserve(std::min(cfg_.event_capacity, metrics.size()));
     l.unlock();
     SendEvents(std::move(metrics));
     l.lock();
@@ -138,8 +141,9 @@ void Client::Impl::SendEvents(std::vector<TrackEvent> metrics) {
     for (; next_metric < metrics.size() && room > 0; ++next_metric, --room) {
       TrackEvent& m = metrics[next_metric];
       rules::Object keys;
-      keys.reserve(m.units.size());
-      for (auto& [kind, key] : m.units) keys.emplace_back(std::move(kind), Value(std::move(key)));
+      keys.reserve(1 + m.more.size());
+      if (!m.kind.empty()) keys.emplace_back(std::move(m.kind), Value(std::move(m.key)));
+      for (auto& [kind, key] : m.more) keys.emplace_back(std::move(kind), Value(std::move(key)));
       Value e(rules::Object{{"event", Value(std::move(m.event))}, {"time", Value(m.time_ms)}, {"units", Value(std::move(keys))}});
       if (m.has_value) e.Set("value", Value(m.value));
       metric_items.push_back(std::move(e));

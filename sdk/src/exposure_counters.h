@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "exposure_log.h"
 #include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/snapshot.h"
 
@@ -28,6 +29,7 @@ struct Counters {
   const uint64_t instance = rules::NextInstanceId();  // tells tables apart in per-thread caches
   std::vector<uint32_t> base;     // ordinal_bound() + 1 entries; base[o + 1] ends flag o's slots
   std::vector<std::string> keys;  // by ordinal; "" for none
+  std::vector<uint64_t> key_hashes;  // by ordinal: ExposureLog::FlagHash(keys[o])
   size_t slots = 0;
   mutable std::mutex shards_mu;  // guards `shards` (taken once per thread and by the flusher)
   mutable std::vector<std::unique_ptr<Shard>> shards;
@@ -48,6 +50,8 @@ struct Counters {
       slots += sizes[o];
     }
     base.push_back(static_cast<uint32_t>(slots));
+    key_hashes.reserve(bound);
+    for (const std::string& k : keys) key_hashes.push_back(ExposureLog::FlagHash(k));
   }
   // Whether this layout still fits `snap`, whose flags differ from the snapshot it was made for
   // only in `changed` (a removed flag keeps its slots, unused).
