@@ -26,7 +26,7 @@ std::string NewBatchId() {
 }  // namespace
 
 void Client::Impl::Track(std::string_view event, const rules::Context& ctx, std::optional<double> value) {
-  int64_t now = internal::EventTimeMs();
+  int64_t now = exposure_log_.NotBefore();
   const auto& kinds = ctx.kinds();
   std::lock_guard<std::mutex> l(events_mu_);
   if (!counting_ || pending_metrics_.size() >= cfg_.event_capacity) {

@@ -14,6 +14,7 @@
 //
 // Bounded: at most `capacity` exposures pending per flush; more are dropped and counted.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <ctime>
@@ -30,11 +31,18 @@
 
 namespace gonfalon::sdk::internal {
 
-// The time stamp of SDK events (exposures and Track), Unix milliseconds, from the coarse
-// real-time clock: a few nanoseconds instead of ~20, at a resolution of a few milliseconds.
-// Exposures and Track events read the same clock, so an event tracked after an evaluation is
-// never stamped before its exposure.
-inline int64_t EventTimeMs() {
+// Time stamps of SDK events, Unix milliseconds. Exposures (rare: once per unit and interval)
+// read the precise clock. Track events (the caller's hot path) read the coarse clock, a few
+// nanoseconds instead of ~20, which may lag the precise one by a tick or more (~6 ms measured):
+// so that an event tracked after an evaluation is never stamped before its exposure (and
+// then not counted), a Track stamp is at least the latest exposure stamp
+// (ExposureLog::NotBefore).
+inline int64_t PreciseTimeMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+inline int64_t CoarseTimeMs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
@@ -85,10 +93,17 @@ class ExposureLog {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    int64_t now = EventTimeMs();
+    int64_t now = PreciseTimeMs();
+    int64_t latest = latest_ms_.load(std::memory_order_relaxed);
+    while (latest < now && !latest_ms_.compare_exchange_weak(latest, now, std::memory_order_relaxed)) {
+    }
     std::lock_guard<std::mutex> l(s.mu);
     s.pending.push_back({std::string(flag), variation, flag_version, std::string(unit_kind), std::string(unit_key), now});
   }
+
+  // A time stamp for an event that happens now: the coarse clock, but never before an exposure
+  // already recorded.
+  int64_t NotBefore() const { return std::max(CoarseTimeMs(), latest_ms_.load(std::memory_order_relaxed)); }
 
   // On the flusher: everything pending, each (flag, variation, unit) once; starts a new
   // interval. Adds what was dropped since the last call to `dropped`.
@@ -179,6 +194,7 @@ class ExposureLog {
   std::atomic<uint64_t> interval_{1};
   std::atomic<size_t> pending_{0};
   std::atomic<int64_t> dropped_{0};
+  std::atomic<int64_t> latest_ms_{0};  // the latest exposure stamp
   std::mutex shards_mu_;  // guards `shards_` (taken once per thread and by the flusher)
   std::vector<std::unique_ptr<Shard>> shards_;
 };
