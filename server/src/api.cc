@@ -23,7 +23,8 @@ storage::Actor ActorOf(const ApiKey& key) {
 Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options)
     : store_(store), hubs_(hubs), metrics_(metrics), options_(std::move(options)),
       instance_(rules::NextInstanceId()) {
-  services_ = std::make_unique<Services>(Services{store_, hubs_, metrics_, options_, ready_});
+  exposures_ = std::make_unique<ExposureRecorder>(store_, metrics_);
+  services_ = std::make_unique<Services>(Services{store_, hubs_, metrics_, options_, ready_, *exposures_});
   AddOperationsRoutes(router_, *services_);
   AddProjectRoutes(router_, *services_);
   AddFlagRoutes(router_, *services_);
@@ -35,6 +36,8 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
 }
 
 Api::~Api() = default;
+
+void Api::FlushExposures() { exposures_->Flush(); }
 
 bool Api::Blocking(const Request& req) { return IsWrite(req.method) && req.path.rfind("/api/", 0) == 0; }
 

@@ -23,6 +23,7 @@
 
 namespace gonfalon::server {
 struct Services;
+class ExposureRecorder;
 }
 
 namespace gonfalon::server {
@@ -39,6 +40,8 @@ class Api {
 
   void set_ready(bool ready) { ready_ = ready; }
   const ApiOptions& options() const { return options_; }
+  // Writes the server-side experiment exposures waiting now (tests).
+  void FlushExposures();
 
  private:
   std::optional<Response> Authorize(Access access, Call& call);
@@ -57,6 +60,7 @@ class Api {
   Metrics& metrics_;
   const ApiOptions options_;
   std::atomic<bool> ready_{false};
+  std::unique_ptr<ExposureRecorder> exposures_;  // before services_, which refers to it
   std::unique_ptr<Services> services_;  // what the handlers use; stable address
   Router router_;
   std::mutex auth_mu_;

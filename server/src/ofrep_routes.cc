@@ -88,6 +88,7 @@ void AddOfrepRoutes(Router& router, Services& s) {
       d.reason.error_kind = rules::ErrorKind::kFlagNotFound;
     } else {
       d = rules::Evaluate(*snap, *cf, std::get<rules::Context>(ctx));
+      s.exposures.Record(c.key->project, c.key->environment, key, d, std::get<rules::Context>(ctx));
     }
     ++s.metrics.evaluations;
     OfrepResult r = OfrepEvaluation(key, d);
@@ -109,6 +110,9 @@ void AddOfrepRoutes(Router& router, Services& s) {
     Array flags;
     rules::EvaluateAll(*snap, ctx, [&](std::string_view key, const rules::Detail& d) {
       flags.push_back(OfrepEvaluation(key, d).body);
+      // A provider fetches every flag at once and evaluates from that: the bulk evaluation is
+      // the exposure.
+      s.exposures.Record(c.key->project, c.key->environment, key, d, ctx);
     }, client_side);
     s.metrics.evaluations += flags.size();
     // The refetch stream, under both names OFREP has used for it.

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "api_options.h"
+#include "exposure_recorder.h"
 #include "gonfalon/rules/snapshot.h"
 #include "gonfalon/storage/store.h"
 #include "hub.h"
@@ -29,6 +30,7 @@ struct Services {
   Metrics& metrics;
   const ApiOptions& options;
   const std::atomic<bool>& ready;
+  ExposureRecorder& exposures;  // experiment exposures of server-side evaluations
 };
 
 void AddOperationsRoutes(Router& router, Services& s);

@@ -216,6 +216,7 @@ Response Evaluate(const Call& c, Services& s, EnvironmentHub& hub) {
     rules::Trace trace;
     rules::Detail d = rules::Evaluate(*snap, flag->as_string(), ctx, want_trace ? &trace : nullptr);
     ++s.metrics.evaluations;
+    s.exposures.Record(hub.project(), hub.environment(), flag->as_string(), d, ctx);
     Value v = one(d, want_trace ? &trace : nullptr);
     v.Set("flag", Value(flag->as_string()));
     return WithETag(Json(200, v), snap->sequence());
@@ -226,6 +227,7 @@ Response Evaluate(const Call& c, Services& s, EnvironmentHub& hub) {
     const auto& cf = snap->flag(i);
     rules::Trace trace;
     rules::Detail d = rules::Evaluate(*snap, cf, ctx, want_trace ? &trace : nullptr);
+    s.exposures.Record(hub.project(), hub.environment(), rules::FlagModel(cf).key, d, ctx);
     // Keys are unique in a snapshot: appended without a duplicate check.
     flags.emplace_back(rules::FlagModel(cf).key, one(d, want_trace ? &trace : nullptr));
   }

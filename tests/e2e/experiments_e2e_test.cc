@@ -143,5 +143,40 @@ TEST_F(ExperimentsE2eTest, BadItemsAreRefusedOneByOneAndBadRequestsNameTheirFiel
   EXPECT_EQ(Admin("GET", std::string(kExperiment) + "/results").status, 404);
 }
 
+TEST_F(ExperimentsE2eTest, OfrepAndNativeEvaluationsOfAnExperimentFlagRecordExposuresThemselves) {
+  MakeShop();
+  ASSERT_EQ(Admin("PUT", "/api/v1/projects/shop/metrics/buy", R"({"eventKey":"purchase"})").status, 201);
+  ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout",
+                  R"({"on":true,"fallthrough":{"variation":null,"rollout":{"kind":"experiment","seed":5,
+                      "variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}}})").status, 200);
+  ASSERT_EQ(Admin("POST", kExperiment, R"({"action":"start","metrics":["buy"],"weights":[1,1]})").status, 201);
+  int served[2] = {0, 0};
+  for (int i = 0; i < 300; ++i) {
+    std::string user = StrCat("ofrep-", i);
+    HttpResponse r;
+    for (int again = 0; again < 2; ++again) {  // twice: one exposure
+      r = i < 200 ? Http(port(), "POST", "/ofrep/v1/evaluate/flags/checkout", StrCat(R"({"context":{"targetingKey":")", user, R"("}})"),
+                         Bearer(server_key_))
+                  : Http(port(), "POST", "/sdk/v1/evaluate", StrCat(R"({"flag":"checkout","context":{"kind":"user","key":")", user, R"("}})"),
+                         Bearer(server_key_));
+      ASSERT_EQ(r.status, 200) << r.body;
+    }
+    rules::Value v = J(r);
+    ++served[v.Find("value")->as_bool() ? 1 : 0];
+  }
+  // A bulk evaluation exposes too.
+  ASSERT_EQ(Http(port(), "POST", "/ofrep/v1/evaluate/flags", R"({"context":{"targetingKey":"bulk-user"}})", Bearer(server_key_)).status, 200);
+  // Written by the server's recorder within about a second.
+  rules::Value res;
+  EXPECT_TRUE(Eventually([&] {
+    res = J(Admin("GET", std::string(kExperiment) + "/results"));
+    const rules::Value* units = res.Find("units");
+    return units != nullptr && units->as_array()[0].as_number() + units->as_array()[1].as_number() == 301;
+  })) << rules::ToJson(res);
+  EXPECT_GE(res.Find("units")->as_array()[0].as_number(), served[0]);
+  EXPECT_LE(res.Find("units")->as_array()[0].as_number(), served[0] + 1);
+  EXPECT_EQ(res.Find("multipleExposures")->as_number(), 0);
+}
+
 }  // namespace
 }  // namespace gonfalon::e2e
