@@ -1,3 +1,5 @@
+#include <map>
+
 #include "rocks_store.h"
 
 
@@ -6,20 +8,29 @@ namespace gonfalon::storage::internal {
 absl::Status RocksStore::AddEventCounts(std::string_view project, std::string_view env, const std::vector<ExposureCount>& exposures, const std::vector<MetricCount>& metrics) {
   RETURN_IF_ERROR(CheckWritable());
   std::lock_guard<std::mutex> l(events_mu_);  // read-add-write of counters
-  rocksdb::WriteBatch batch;
+  // Summed per key first: a batch holds many events of one hour, each key is read and written once.
   std::string prefix = EnvPrefix(project, env);
+  std::map<std::string, int64_t> exposure_counts;
   for (const ExposureCount& x : exposures) {
-    std::string key = StrCat(prefix, "x/", x.flag, "/", SeqKey(x.hour_ms), "/", x.variation);
+    exposure_counts[StrCat(prefix, "x/", x.flag, "/", SeqKey(x.hour_ms), "/", x.variation)] += x.count;
+  }
+  std::map<std::string, std::pair<int64_t, double>> metric_counts;
+  for (const MetricCount& m : metrics) {
+    auto& [count, sum] = metric_counts[StrCat(prefix, "m/", m.event, "/", SeqKey(m.hour_ms))];
+    count += m.count;
+    sum += m.sum;
+  }
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, add] : exposure_counts) {
     ASSIGN_OR_RETURN(auto old, GetJson(kEvents, key));
     int64_t count = old.has_value() && old->Find("count") ? static_cast<int64_t>(old->Find("count")->as_number()) : 0;
-    batch.Put(cfs_[kEvents], key, ToJson(Value(Object{{"count", Value(count + x.count)}})));
+    batch.Put(cfs_[kEvents], key, ToJson(Value(Object{{"count", Value(count + add)}})));
   }
-  for (const MetricCount& m : metrics) {
-    std::string key = StrCat(prefix, "m/", m.event, "/", SeqKey(m.hour_ms));
+  for (const auto& [key, add] : metric_counts) {
     ASSIGN_OR_RETURN(auto old, GetJson(kEvents, key));
     int64_t count = old.has_value() && old->Find("count") ? static_cast<int64_t>(old->Find("count")->as_number()) : 0;
     double sum = old.has_value() && old->Find("sum") ? old->Find("sum")->as_number() : 0;
-    batch.Put(cfs_[kEvents], key, ToJson(Value(Object{{"count", Value(count + m.count)}, {"sum", Value(sum + m.sum)}})));
+    batch.Put(cfs_[kEvents], key, ToJson(Value(Object{{"count", Value(count + add.first)}, {"sum", Value(sum + add.second)}})));
   }
   return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing event counts");
 }

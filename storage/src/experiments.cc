@@ -7,10 +7,14 @@
 //   i/{p}/{e}/{flag}/{n:016x}                       iteration n
 //   h/{p}/{e}/{flag}/{n:016x}                       {"units":[per variation],"multiple":k}
 //   s/{p}/{e}/{flag}/{n:016x}/{metric}/{variation}  [units, sum, sum of squares]
-//   u/{p}/{e}/{flag}/{n:016x}/{kind}:{key}          a unit: {"v","t","x","c":{metric:[count,sum]}}
+//   u/{p}/{e}/{iteration id}{kind}:{key}            a unit (binary, UnitState), iteration id =
+//                                                   8 bytes of a hash of "{flag}/{n}": short keys
+//                                                   keep the memtable's comparisons cheap
 //   b/{p}/{e}/{batch id}                            time the batch was applied (pruned after a day)
+// Everything of a project (environment) is under "{x}/{p}/" ("{x}/{p}/{e}/"), deleted with it.
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <map>
 
 #include "rocks_store.h"
@@ -70,30 +74,69 @@ double UnitValue(const Metric& m, double count, double sum) {
   return m.cap.has_value() ? std::min(v, *m.cap) : v;
 }
 
+// A unit's state in an iteration: its first exposure, whether it saw several variations, and
+// per metric of the iteration (by position) the count and sum of its events.
 struct UnitState {
   int variation = 0;
   int64_t first_ms = 0;
   bool multiple = false;
-  std::map<std::string, std::pair<double, double>> totals;  // metric -> (count, sum)
+  std::vector<std::pair<double, double>> totals;  // by metric position: (count, sum)
 };
 
-Value UnitToJson(const UnitState& u) {
-  Object totals;
-  for (const auto& [m, cs] : u.totals) totals.emplace_back(m, Value(Array{Value(cs.first), Value(cs.second)}));
-  return Value(Object{{"v", Value(u.variation)}, {"t", Value(u.first_ms)}, {"x", Value(u.multiple)}, {"c", Value(std::move(totals))}});
+// Binary: version 1, variation (int32), first exposure (int64), multiple (byte), metric count
+// (byte), then (count, sum) as doubles per metric. Host byte order (the database never moves
+// between architectures).
+constexpr char kUnitVersion = 1;
+
+std::string EncodeUnit(const UnitState& u) {
+  std::string out;
+  out.reserve(15 + 16 * u.totals.size());
+  out.push_back(kUnitVersion);
+  int32_t v = u.variation;
+  out.append(reinterpret_cast<const char*>(&v), 4);
+  out.append(reinterpret_cast<const char*>(&u.first_ms), 8);
+  out.push_back(u.multiple ? 1 : 0);
+  out.push_back(static_cast<char>(u.totals.size()));
+  for (const auto& [count, sum] : u.totals) {
+    out.append(reinterpret_cast<const char*>(&count), 8);
+    out.append(reinterpret_cast<const char*>(&sum), 8);
+  }
+  return out;
 }
 
-UnitState UnitFromJson(const Value& v) {
+absl::StatusOr<UnitState> DecodeUnit(std::string_view b, size_t metrics, std::string_view key) {
+  auto bad = [&] { return absl::DataLossError(StrCat("unit state ", Hex(reinterpret_cast<const unsigned char*>(key.data()), key.size()), " is malformed (", b.size(), " bytes)")); };
+  if (b.size() < 15 || b[0] != kUnitVersion) return bad();
   UnitState u;
-  if (const Value* x = v.Find("v")) u.variation = static_cast<int>(x->as_number());
-  if (const Value* x = v.Find("t")) u.first_ms = static_cast<int64_t>(x->as_number());
-  if (const Value* x = v.Find("x")) u.multiple = x->as_bool();
-  if (const Value* c = v.Find("c"); c != nullptr && c->is_object()) {
-    for (const auto& [m, cs] : c->as_object()) {
-      if (cs.is_array() && cs.as_array().size() == 2) u.totals[m] = {cs.as_array()[0].as_number(), cs.as_array()[1].as_number()};
-    }
+  int32_t v;
+  std::memcpy(&v, b.data() + 1, 4);
+  u.variation = v;
+  std::memcpy(&u.first_ms, b.data() + 5, 8);
+  u.multiple = b[13] != 0;
+  size_t n = static_cast<unsigned char>(b[14]);
+  if (b.size() != 15 + 16 * n) return bad();
+  u.totals.resize(std::max(n, metrics));
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(&u.totals[i].first, b.data() + 15 + 16 * i, 8);
+    std::memcpy(&u.totals[i].second, b.data() + 23 + 16 * i, 8);
   }
   return u;
+}
+
+// 8 bytes that name an iteration in unit keys: FNV-1a 64 of "{flag}/{n}", big-endian.
+std::string IterationId(std::string_view flag, int64_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : StrCat(flag, "/", n)) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(h >> (56 - 8 * i));
+  return out;
+}
+
+std::string UnitPrefix(std::string_view p, std::string_view e, std::string_view flag, int64_t n) {
+  return StrCat("u/", p, "/", e, "/", IterationId(flag, n));
 }
 
 // An iteration's header: units exposed to one variation only, per variation, and the units
@@ -161,6 +204,7 @@ absl::StatusOr<Metric> RocksStore::PutMetric(std::string_view project, const Met
     m.created_ms = old.created_ms;
   }
   if (m.name.empty()) m.name = m.key;
+  metrics_cache_.erase(std::string(project));
   RETURN_IF_ERROR(WriteNow({Put(kExperiments, key, ToJson(MetricToJson(m)))}));
   return m;
 }
@@ -176,6 +220,7 @@ absl::Status RocksStore::DeleteMetric(std::string_view project, std::string_view
   std::string k = StrCat("m/", project, "/", key);
   ASSIGN_OR_RETURN(auto existing, Get(kExperiments, k));
   if (!existing.has_value()) return absl::NotFoundError(StrCat("metric \"", key, "\" does not exist in project \"", project, "\""));
+  metrics_cache_.erase(std::string(project));
   return WriteNow({Delete(kExperiments, k)});
 }
 
@@ -220,6 +265,7 @@ absl::StatusOr<Iteration> RocksStore::StartIteration(std::string_view project, s
   it.started_ms = now;
   it.ended_ms = 0;
   ops.push_back(Put(kExperiments, Under('i', project, env, flag, it.number), ToJson(IterationToJson(it))));
+  running_cache_.erase(StrCat(project, "/", env));
   RETURN_IF_ERROR(WriteNow(std::move(ops)));
   return it;
 }
@@ -234,14 +280,49 @@ absl::StatusOr<Iteration> RocksStore::StopIteration(std::string_view project, st
   }
   Iteration it = all.back();
   it.ended_ms = Now();
+  running_cache_.erase(StrCat(project, "/", env));
   RETURN_IF_ERROR(WriteNow({Put(kExperiments, Under('i', project, env, flag, it.number), ToJson(IterationToJson(it)))}));
   return it;
 }
 
+absl::StatusOr<const std::map<std::string, Iteration, std::less<>>*> RocksStore::RunningIterations(
+    std::string_view project, std::string_view env) {
+  std::string where = StrCat(project, "/", env);
+  auto cached = running_cache_.find(where);
+  if (cached != running_cache_.end()) return &cached->second;
+  std::map<std::string, Iteration, std::less<>> running;
+  std::string prefix = StrCat("i/", project, "/", env, "/");
+  RETURN_IF_ERROR(Scan(kExperiments, prefix, nullptr, [&](std::string_view k, std::string_view v) -> absl::Status {
+    ASSIGN_OR_RETURN(Value json, ParseStored(kExperiments, k, v));
+    ASSIGN_OR_RETURN(Iteration it, Decoded(IterationFromJson(json), kExperiments, k));
+    if (it.ended_ms != 0) return absl::OkStatus();
+    // "i/{p}/{e}/{flag}/{n}": the flag is the segment before the number.
+    std::string_view rest = k.substr(prefix.size());
+    running[std::string(rest.substr(0, rest.rfind('/')))] = std::move(it);
+    return absl::OkStatus();
+  }));
+  return &running_cache_.emplace(std::move(where), std::move(running)).first->second;
+}
+
+absl::StatusOr<const std::map<std::string, Metric, std::less<>>*> RocksStore::MetricsOf(std::string_view project) {
+  auto cached = metrics_cache_.find(project);
+  if (cached != metrics_cache_.end()) return &cached->second;
+  std::map<std::string, Metric, std::less<>> metrics;
+  ASSIGN_OR_RETURN(std::vector<Metric> all, ListMetrics(project));
+  for (Metric& m : all) metrics.emplace(m.key, std::move(m));
+  return &metrics_cache_.emplace(std::string(project), std::move(metrics)).first->second;
+}
+
+void RocksStore::ForgetExperimentCaches() {
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  running_cache_.clear();
+  metrics_cache_.clear();
+}
+
 absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::string_view project, std::string_view env,
-                                                       std::string_view batch_id,
-                                                       const std::vector<UnitExposure>& exposures,
-                                                       const std::vector<UnitEvent>& events) {
+                                                                        std::string_view batch_id,
+                                                                        const std::vector<UnitExposure>& exposures,
+                                                                        const std::vector<UnitEvent>& events) {
   RETURN_IF_ERROR(CheckWritable());
   std::lock_guard<std::mutex> l(experiments_mu_);
   int64_t now = Now();
@@ -250,35 +331,42 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
     ASSIGN_OR_RETURN(auto seen, Get(kExperiments, batch_key));
     if (seen.has_value()) return ExperimentBatchResult{.duplicate = true};
   }
-  // The running iterations of the environment, by flag, and the metrics they use.
-  std::map<std::string, Iteration, std::less<>> running;
-  RETURN_IF_ERROR(Scan(kExperiments, StrCat("i/", project, "/", env, "/"), nullptr, [&](std::string_view k, std::string_view v) -> absl::Status {
-    ASSIGN_OR_RETURN(Value json, ParseStored(kExperiments, k, v));
-    ASSIGN_OR_RETURN(Iteration it, Decoded(IterationFromJson(json), kExperiments, k));
-    if (it.ended_ms != 0) return absl::OkStatus();
-    // "i/{p}/{e}/{flag}/{n}": the flag is the segment before the number.
-    std::string_view rest = k.substr(StrCat("i/", project, "/", env, "/").size());
-    running[std::string(rest.substr(0, rest.rfind('/')))] = std::move(it);
-    return absl::OkStatus();
-  }));
-  if (running.empty()) {
+  // The running iterations of the environment, by flag, and the metrics they use (cached).
+  ASSIGN_OR_RETURN(const auto* running, RunningIterations(project, env));
+  if (running->empty()) {
     if (!batch_id.empty()) RETURN_IF_ERROR(WriteNow({Put(kExperiments, batch_key, std::to_string(now))}));
     return ExperimentBatchResult{};
   }
-  std::map<std::string, Metric, std::less<>> metrics;
-  {
-    ASSIGN_OR_RETURN(std::vector<Metric> all, ListMetrics(project));
-    for (Metric& m : all) metrics.emplace(m.key, std::move(m));
+  ASSIGN_OR_RETURN(const auto* metrics, MetricsOf(project));
+  // Per running iteration: its metrics' definitions by position (null: deleted since).
+  struct Running {
+    const Iteration* it;
+    std::string unit_prefix;
+    std::vector<const Metric*> defs;
+  };
+  std::map<std::string_view, Running> iterations;
+  for (const auto& [flag, it] : *running) {
+    Running r{&it, UnitPrefix(project, env, flag, it.number), {}};
+    for (const std::string& m : it.metrics) {
+      auto def = metrics->find(m);
+      r.defs.push_back(def == metrics->end() ? nullptr : &def->second);
+    }
+    iterations.emplace(flag, std::move(r));
   }
   // The working set: unit states, headers and sums read once, written once.
   std::map<std::string, std::optional<UnitState>> units;
   std::map<std::string, Header> headers;
   std::map<std::string, MetricSums> sums;
-  auto unit = [&](const std::string& key) -> absl::StatusOr<std::optional<UnitState>*> {
+  auto unit = [&](const std::string& key, size_t metric_count) -> absl::StatusOr<std::optional<UnitState>*> {
     auto it = units.find(key);
     if (it == units.end()) {
-      ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key));
-      it = units.emplace(key, json.has_value() ? std::optional<UnitState>(UnitFromJson(*json)) : std::nullopt).first;
+      ASSIGN_OR_RETURN(auto stored, Get(kExperiments, key));
+      std::optional<UnitState> state;
+      if (stored.has_value()) {
+        ASSIGN_OR_RETURN(UnitState u, DecodeUnit(*stored, metric_count, key));
+        state = std::move(u);
+      }
+      it = units.emplace(key, std::move(state)).first;
     }
     return &it->second;
   };
@@ -298,17 +386,15 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
     }
     return &it->second;
   };
-  auto sum_key = [&](const std::string& flag, const Iteration& it, const std::string& metric, int variation) {
+  auto sum_key = [&](std::string_view flag, const Iteration& it, const std::string& metric, int variation) {
     return StrCat(Under('s', project, env, flag, it.number), "/", metric, "/", variation);
   };
   // Adds (sign +1) or removes (-1) a unit's contribution to its variation's sums.
-  auto contribute = [&](const std::string& flag, const Iteration& it, const UnitState& u, double sign) -> absl::Status {
-    for (const std::string& m : it.metrics) {
-      auto def = metrics.find(m);
-      if (def == metrics.end()) continue;
-      auto t = u.totals.find(m);
-      double value = UnitValue(def->second, t == u.totals.end() ? 0 : t->second.first, t == u.totals.end() ? 0 : t->second.second);
-      ASSIGN_OR_RETURN(MetricSums* s, sum(sum_key(flag, it, m, u.variation)));
+  auto contribute = [&](std::string_view flag, const Running& r, const UnitState& u, double sign) -> absl::Status {
+    for (size_t i = 0; i < r.defs.size(); ++i) {
+      if (r.defs[i] == nullptr) continue;
+      double value = UnitValue(*r.defs[i], u.totals[i].first, u.totals[i].second);
+      ASSIGN_OR_RETURN(MetricSums* s, sum(sum_key(flag, *r.it, r.it->metrics[i], u.variation)));
       s->units += sign;
       s->sum += sign * value;
       s->sum_of_squares += sign * value * value;
@@ -318,30 +404,30 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
   ExperimentBatchResult result;
   for (size_t i = 0; i < exposures.size(); ++i) {
     const UnitExposure& e = exposures[i];
-    auto r = running.find(e.flag);
-    if (r == running.end()) continue;
-    const Iteration& it = r->second;
+    auto r = iterations.find(e.flag);
+    if (r == iterations.end()) continue;
+    const Iteration& it = *r->second.it;
     if (e.time_ms < it.started_ms) {
       result.refused.emplace_back(i, StrCat("before iteration ", it.number, " of the experiment started"));
       continue;
     }
-    if (e.unit_kind != it.unit_kind || e.variation < 0 ||
-        static_cast<size_t>(e.variation) >= it.weights.size()) {
+    if (e.unit_kind != it.unit_kind || e.variation < 0 || static_cast<size_t>(e.variation) >= it.weights.size()) {
       continue;
     }
-    std::string base = Under('u', project, env, e.flag, it.number);
-    ASSIGN_OR_RETURN(std::optional<UnitState>* state, unit(StrCat(base, "/", e.unit_kind, ":", e.unit_key)));
+    ASSIGN_OR_RETURN(std::optional<UnitState>* state,
+                     unit(StrCat(r->second.unit_prefix, e.unit_kind, ":", e.unit_key), it.metrics.size()));
     ASSIGN_OR_RETURN(auto* h, header(Under('h', project, env, e.flag, it.number), it.weights.size()));
     if (!state->has_value()) {
       UnitState u;
       u.variation = e.variation;
       u.first_ms = e.time_ms;
+      u.totals.resize(it.metrics.size());
       h->units[e.variation] += 1;
-      RETURN_IF_ERROR(contribute(e.flag, it, u, +1));
+      RETURN_IF_ERROR(contribute(e.flag, r->second, u, +1));
       *state = std::move(u);
     } else if (!(*state)->multiple && (*state)->variation != e.variation) {
       // Seen with two variations: out of the analysis, and counted.
-      RETURN_IF_ERROR(contribute(e.flag, it, **state, -1));
+      RETURN_IF_ERROR(contribute(e.flag, r->second, **state, -1));
       h->units[(*state)->variation] -= 1;
       h->multiple += 1;
       (*state)->multiple = true;
@@ -350,21 +436,22 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
     }
   }
   for (const UnitEvent& ev : events) {
-    for (const auto& [flag, it] : running) {
-      std::vector<const Metric*> affected;
-      for (const std::string& m : it.metrics) {
-        auto def = metrics.find(m);
-        if (def != metrics.end() && def->second.event_key == ev.event_key) affected.push_back(&def->second);
-      }
-      if (affected.empty() || ev.time_ms < it.started_ms) continue;
+    for (const auto& [flag, r] : iterations) {
+      const Iteration& it = *r.it;
+      if (ev.time_ms < it.started_ms) continue;
+      bool affected = false;
+      for (const Metric* m : r.defs) affected = affected || (m != nullptr && m->event_key == ev.event_key);
+      if (!affected) continue;
       auto who = std::find_if(ev.units.begin(), ev.units.end(), [&](const auto& u) { return u.first == it.unit_kind; });
       if (who == ev.units.end()) continue;
       ASSIGN_OR_RETURN(std::optional<UnitState>* state,
-                       unit(StrCat(Under('u', project, env, flag, it.number), "/", who->first, ":", who->second)));
+                       unit(StrCat(r.unit_prefix, who->first, ":", who->second), it.metrics.size()));
       // Only events after the unit's first exposure count; a unit never exposed is not in it.
       if (!state->has_value() || (*state)->multiple || ev.time_ms < (*state)->first_ms) continue;
-      for (const Metric* m : affected) {
-        auto& [count, total] = (*state)->totals[m->key];
+      for (size_t i = 0; i < r.defs.size(); ++i) {
+        const Metric* m = r.defs[i];
+        if (m == nullptr || m->event_key != ev.event_key) continue;
+        auto& [count, total] = (*state)->totals[i];
         double before = UnitValue(*m, count, total);
         count += 1;
         total += ev.value;
@@ -376,8 +463,9 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
     }
   }
   std::vector<WriteOp> ops;
+  ops.reserve(units.size() + headers.size() + sums.size() + 1);
   for (const auto& [key, state] : units) {
-    if (state.has_value()) ops.push_back(Put(kExperiments, key, ToJson(UnitToJson(*state))));
+    if (state.has_value()) ops.push_back(Put(kExperiments, key, EncodeUnit(*state)));
   }
   for (const auto& [key, h] : headers) ops.push_back(Put(kExperiments, key, ToJson(HeaderToJson(h))));
   for (const auto& [key, s] : sums) ops.push_back(Put(kExperiments, key, ToJson(SumsToJson(s))));

@@ -93,10 +93,15 @@ absl::Status RocksStore::DeleteProject(std::string_view key, const Actor& actor)
   for (Cf cf : {kEnvironments, kFlagMeta, kItems, kChangeLog, kAudit, kAuditIndex, kEvents}) {
     ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
   }
+  for (const char* kind : {"m/", "i/", "h/", "s/", "u/", "b/"}) {  // experiments.cc's records
+    std::string under = StrCat(kind, prefix);
+    ops.push_back(DeleteRange(kExperiments, under, PrefixEnd(under)));
+  }
   ops.push_back(Delete(kProjects, std::string(key)));
   RETURN_IF_ERROR(AppendKeyDeletions(key, std::nullopt, ops));
   RETURN_IF_ERROR(WriteNow(std::move(ops)));
   for (EnvState* e : locks.states) e->exists = false;
+  ForgetExperimentCaches();
   return absl::OkStatus();
 }
 
@@ -179,11 +184,16 @@ absl::Status RocksStore::DeleteEnvironment(std::string_view project, std::string
   for (Cf cf : {kItems, kChangeLog, kAudit, kAuditIndex, kEvents}) {
     ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
   }
+  for (const char* kind : {"i/", "h/", "s/", "u/", "b/"}) {  // experiments.cc's records
+    std::string under = StrCat(kind, prefix);
+    ops.push_back(DeleteRange(kExperiments, under, PrefixEnd(under)));
+  }
   ops.push_back(Delete(kEnvironments, EnvKey(env)));
   RETURN_IF_ERROR(AppendKeyDeletions(project, std::string(key), ops));
   RETURN_IF_ERROR(CommitLocked({&env}, std::move(ops), {}));
   env.exists = false;
   env.pending.clear();
+  ForgetExperimentCaches();
   return absl::OkStatus();
 }
 

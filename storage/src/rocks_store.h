@@ -375,6 +375,16 @@ class RocksStore final : public Store {
   std::string stream_secret_;  // set by Init(), then read-only
   std::mutex events_mu_;  // orders event counter updates
   std::mutex experiments_mu_;  // orders experiment writes (metrics, iterations, unit batches)
+  // Experiment definitions read by every events batch, kept under experiments_mu_ and dropped
+  // by every write that changes them (experiments.cc).
+  std::map<std::string, std::map<std::string, Iteration, std::less<>>, std::less<>> running_cache_;  // "{p}/{e}"
+  std::map<std::string, std::map<std::string, Metric, std::less<>>, std::less<>> metrics_cache_;    // project
+  // REQUIRES: experiments_mu_.
+  absl::StatusOr<const std::map<std::string, Iteration, std::less<>>*> RunningIterations(std::string_view project,
+                                                                                          std::string_view env);
+  absl::StatusOr<const std::map<std::string, Metric, std::less<>>*> MetricsOf(std::string_view project);
+  // After a project or environment is deleted (takes experiments_mu_).
+  void ForgetExperimentCaches();
 };
 
 }  // namespace gonfalon::storage::internal

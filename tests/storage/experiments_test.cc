@@ -203,5 +203,31 @@ TEST_F(ExperimentsTest, ExposuresBeforeTheRunningIterationAreRefusedByIndex) {
   EXPECT_EQ(sums.units, (std::vector<int64_t>{1, 0, 1}));
 }
 
+TEST_F(ExperimentsTest, ADeletedProjectTakesItsExperimentsAlong) {
+  clock_ = 1000;
+  ASSERT_OK(store_->StartIteration("shop", "production", "banner", Spec()));
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "b1", {{"banner", 0, "user", "u1", 1000}}, {}).status());
+  ASSERT_OK(store_->DeleteProject("shop", actor_));
+  MakeShop();
+  FlagMeta m;
+  m.key = "banner";
+  m.variations = {rules::Value("a"), rules::Value("b"), rules::Value("c")};
+  ASSERT_OK(store_->CreateFlag("shop", m, actor_, ""));
+  // Nothing of the old project shows: no metrics, no iterations, no units, no batch ids.
+  EXPECT_TRUE(store_->ListMetrics("shop")->empty());
+  EXPECT_TRUE(store_->ListIterations("shop", "production", "banner")->empty());
+  ASSERT_OK(store_->PutMetric("shop", {.key = "buy", .event_key = "purchase", .kind = MetricKind::kConversion}));
+  Iteration spec = Spec();
+  spec.metrics = {"buy"};
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", spec));
+  EXPECT_EQ(it.number, 1);
+  ASSERT_OK_AND_ASSIGN(ExperimentBatchResult again,
+                       store_->RecordExperimentBatch("shop", "production", "b1", {{"banner", 1, "user", "u1", 1000}}, {}));
+  EXPECT_FALSE(again.duplicate);
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", 1));
+  EXPECT_EQ(sums.units, (std::vector<int64_t>{0, 1, 0}));  // u1 is new: not a multiple exposure
+  EXPECT_EQ(sums.multiple_exposures, 0);
+}
+
 }  // namespace
 }  // namespace gonfalon::storage
