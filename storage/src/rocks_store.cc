@@ -262,6 +262,20 @@ absl::StatusOr<std::optional<std::string>> RocksStore::Get(Cf cf, const std::str
   return std::optional<std::string>(std::move(value));
 }
 
+absl::StatusOr<std::vector<std::optional<std::string>>> RocksStore::MultiGet(Cf cf, const std::vector<std::string>& keys) {
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cfs_[cf], keys.size(), slices.data(), values.data(), statuses.data());
+  std::vector<std::optional<std::string>> out(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    RETURN_IF_ERROR(FromRocks(statuses[i], StrCat("reading ", kCfNames[cf], " ", keys[i])));
+    out[i] = values[i].ToString();
+  }
+  return out;
+}
+
 absl::StatusOr<Value> RocksStore::ParseStored(Cf cf, std::string_view key, std::string_view text) {
   absl::StatusOr<Value> v = rules::ParseJson(text);
   if (!v.ok()) {

@@ -385,6 +385,19 @@ class RocksStore final : public Store {
   absl::StatusOr<const std::map<std::string, Metric, std::less<>>*> MetricsOf(std::string_view project);
   // After a project or environment is deleted (takes experiments_mu_).
   void ForgetExperimentCaches();
+  // Experiment records of batches enqueued for commit but not yet durable: key -> (ticket,
+  // value). A batch releases experiments_mu_ while its write commits; the next one reads here
+  // before the database, so that it builds on the batch before it (experiments.cc).
+  struct PendingRecord {
+    uint64_t ticket;
+    std::string value;
+  };
+  absl::flat_hash_map<std::string, PendingRecord> experiment_overlay_;  // REQUIRES: experiments_mu_
+  uint64_t experiment_ticket_ = 0;                                       // REQUIRES: experiments_mu_
+  // The record at `key` in kExperiments, pending or stored. REQUIRES: experiments_mu_.
+  absl::StatusOr<std::optional<std::string>> GetExperimentRecord(const std::string& key);
+  // Values of `keys` in `cf` (nullopt: absent), in one batched lookup.
+  absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(Cf cf, const std::vector<std::string>& keys);
 };
 
 }  // namespace gonfalon::storage::internal
