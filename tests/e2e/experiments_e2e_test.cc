@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 #include <string>
 
 #include "gonfalon/rules/str_cat.h"
@@ -176,6 +178,72 @@ TEST_F(ExperimentsE2eTest, OfrepAndNativeEvaluationsOfAnExperimentFlagRecordExpo
   EXPECT_GE(res.Find("units")->as_array()[0].as_number(), served[0]);
   EXPECT_LE(res.Find("units")->as_array()[0].as_number(), served[0] + 1);
   EXPECT_EQ(res.Find("multipleExposures")->as_number(), 0);
+}
+
+TEST_F(ExperimentsE2eTest, AServerKilledMidIngestionLosesNoAcknowledgedBatchAndCountsNoRetryTwice) {
+  MakeShop();
+  ASSERT_EQ(Admin("PUT", "/api/v1/projects/shop/metrics/clicks", R"({"eventKey":"click","kind":"count"})").status, 201);
+  ASSERT_EQ(Admin("POST", kExperiment, R"({"action":"start","metrics":["clicks"],"weights":[1,1]})").status, 201);
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // 60 batches of 100 new units, each unit exposed and clicking exactly once.
+  std::vector<std::string> batches;
+  for (int b = 0; b < 60; ++b) {
+    std::string exposed, clicks;
+    for (int i = 0; i < 100; ++i) {
+      std::string unit = StrCat("u-", b, "-", i);
+      StrAppend(&exposed, i ? "," : "", R"({"flag":"checkout","variation":)", i % 2, R"(,"unitKey":")", unit, R"(","time":)", now + 1000, "}");
+      StrAppend(&clicks, i ? "," : "", R"({"event":"click","units":{"user":")", unit, R"("},"time":)", now + 2000, "}");
+    }
+    batches.push_back(StrCat(R"({"batchId":"kill-)", b, R"(","exposedUnits":[)", exposed, R"(],"metrics":[)", clicks, "]}"));
+  }
+  // A client posts them one after another while the server is killed under it.
+  std::atomic<int> acknowledged{0};
+  std::atomic<bool> stop{false};
+  std::vector<bool> acked(batches.size(), false);
+  int server_port = port();
+  std::thread poster([&] {
+    for (size_t b = 0; b < batches.size() && !stop; ++b) {
+      HttpResponse r = Http(server_port, "POST", "/sdk/v1/events", batches[b], Bearer(server_key_), 2s);
+      if (r.status == 202) {
+        acked[b] = true;
+        ++acknowledged;
+      }
+    }
+  });
+  ASSERT_TRUE(Eventually([&] { return acknowledged.load() >= 10; }));
+  std::string dir = server_->data_dir();
+  server_->keep_dir();
+  server_->Kill(SIGKILL);
+  stop = true;
+  poster.join();
+  int acked_before_kill = acknowledged.load();
+  server_ = std::make_unique<ServerProcess>(dir, std::vector<std::string>{"--listen", StrCat("127.0.0.1:", server_port)});
+  ASSERT_EQ(port(), server_port) << server_->output();
+  // Every acknowledged batch survived the kill.
+  rules::Value after_restart = J(Admin("GET", std::string(kExperiment) + "/results"));
+  ASSERT_NE(after_restart.Find("units"), nullptr) << rules::ToJson(after_restart);
+  double units_after_restart = after_restart.Find("units")->as_array()[0].as_number() + after_restart.Find("units")->as_array()[1].as_number();
+  EXPECT_GE(units_after_restart, 100.0 * acked_before_kill);
+  // The client retries everything it sent (it cannot know what the server applied): the
+  // acknowledged ones are duplicates; the rest apply once.
+  int duplicates = 0;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    HttpResponse r = Http(port(), "POST", "/sdk/v1/events", batches[b], Bearer(server_key_));
+    ASSERT_EQ(r.status, 202) << r.body;
+    if (J(r).Find("duplicate") != nullptr) ++duplicates;
+    if (acked[b]) {
+      EXPECT_NE(J(r).Find("duplicate"), nullptr) << "batch " << b << " was acknowledged before the kill";
+    }
+  }
+  EXPECT_GE(duplicates, acked_before_kill);
+  rules::Value res = J(Admin("GET", std::string(kExperiment) + "/results"));
+  EXPECT_EQ(res.Find("units")->as_array()[0].as_number(), 3000);
+  EXPECT_EQ(res.Find("units")->as_array()[1].as_number(), 3000);
+  // Each unit clicked once: a batch counted twice would raise a mean above 1.
+  for (const rules::Value& row : res.Find("metrics")->as_array()[0].Find("variations")->as_array()) {
+    EXPECT_EQ(row.Find("mean")->as_number(), 1.0) << rules::ToJson(res);
+    EXPECT_EQ(row.Find("standardDeviation")->as_number(), 0.0);
+  }
 }
 
 }  // namespace
