@@ -52,6 +52,14 @@ void ExposureRecorder::Flush() {
   cv_.wait(l, [&] { return flushes_done_ >= want || stop_; });
 }
 
+void ExposureRecorder::FlushIfPending() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (count_ == 0) return;
+  }
+  Flush();
+}
+
 void ExposureRecorder::Loop() {
   std::unique_lock<std::mutex> l(mu_);
   while (true) {

@@ -44,6 +44,9 @@ class ExposureRecorder {
   void Record(const std::string& project, const std::string& env, std::string_view flag, const rules::Detail& d,
               const rules::Context& ctx);
   void Flush();
+  // Flush() if anything waits: an events batch calls it first, so that metric events sent right
+  // after a server-side evaluation find the unit's exposure.
+  void FlushIfPending();
 
  private:
   using Batches = std::map<std::pair<std::string, std::string>, std::vector<storage::UnitExposure>>;

@@ -173,6 +173,7 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
   // The experiment join first: it is durable and remembers the batch id, so a batch retried
   // after a timeout is applied once (its hourly counts are then skipped too).
   if (!unit_exposures.empty() || !unit_events.empty() || !batch_id.empty()) {
+    if (!unit_events.empty()) s.exposures.FlushIfPending();  // exposures of server-side evaluations first
     TRY_ASSIGN(storage::ExperimentBatchResult joined,
                s.store.RecordExperimentBatch(hub.project(), hub.environment(), batch_id, unit_exposures, unit_events));
     if (joined.duplicate) {

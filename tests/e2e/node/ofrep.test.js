@@ -152,3 +152,57 @@ test('bulk evaluation with ETag/304 and the refetchEvaluation stream', async () 
   assert.strictEqual(after.httpStatus, 200);
   assert.strictEqual(after.value.flags[0].value, 'hello');
 });
+
+// A small seeded generator (mulberry32), so that the simulated conversions are the same on
+// every run.
+function seeded(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('an experiment evaluated through the OpenFeature provider gets results: exposures counted by the server', async () => {
+  await admin('POST', '/api/v1/projects/shop/flags', { key: 'exp-checkout', variations: [false, true] });
+  await admin('PATCH', '/api/v1/projects/shop/environments/production/flags/exp-checkout', {
+    on: true,
+    fallthrough: { variation: null, rollout: { kind: 'experiment', seed: 21, variations: [{ variation: 0, weight: 50000 }, { variation: 1, weight: 50000 }] } },
+  });
+  await admin('PUT', '/api/v1/projects/shop/metrics/signup', { eventKey: 'signup', kind: 'conversion' });
+  await admin('POST', '/api/v1/projects/shop/environments/production/flags/exp-checkout/experiment',
+    { action: 'start', metrics: ['signup'], weights: [1, 1] });
+  const client = OpenFeature.getClient();
+  const random = seeded(7);
+  const served = [0, 0];
+  const signups = [];
+  for (let i = 0; i < 4000; i++) {
+    const user = `node-user-${i}`;
+    const d = await client.getBooleanDetails('exp-checkout', false, { targetingKey: user });
+    const v = d.value ? 1 : 0;
+    served[v]++;
+    // The treatment converts at 20 %, control at 10 %.
+    if (random() < (v === 1 ? 0.20 : 0.10)) signups.push({ event: 'signup', units: { user }, time: Date.now() + 1000 });
+  }
+  // The application reports conversions the way any language can: POST /sdk/v1/events. The
+  // server writes the exposures it recorded before it joins these events to them.
+  const r = await fetch(`${base}/sdk/v1/events`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${serverKey}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ batchId: 'node-signups', metrics: signups }),
+  });
+  assert.strictEqual(r.status, 202, await r.text());
+  let results;
+  const deadline = Date.now() + 10000;
+  while (Date.now() < deadline) {
+    results = await admin('GET', '/api/v1/projects/shop/environments/production/flags/exp-checkout/experiment/results');
+    if (results.units[0] + results.units[1] === 4000) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));  // polling the condition
+  }
+  assert.deepStrictEqual(results.units, served);
+  const treatment = results.metrics[0].variations[1];
+  assert.ok(treatment.differenceInterval[0] < 0.10 && treatment.differenceInterval[1] > 0.10,
+    `interval ${JSON.stringify(treatment.differenceInterval)} should cover the true lift of 0.10`);
+  assert.ok(treatment.chanceToBeatControl > 0.99);
+});
