@@ -79,8 +79,13 @@ absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
     return unchanged;
   }
   RETURN_IF_ERROR(CheckReferencesAfter(env, prepared));
+  // Experiment iterations this change starts or ends, in the same write.
+  std::vector<WriteOp> iteration_ops;
+  RETURN_IF_ERROR(IterationsForChange(cs.project, cs.environment, prepared, iteration_ops));
   std::vector<WriteOp> ops;
   AppliedChangeSet applied = AppendChangeSet(env, prepared, cs.actor, cs.comment, ops);
+  bool iterations_changed = !iteration_ops.empty();
+  for (WriteOp& op : iteration_ops) ops.push_back(std::move(op));
   CommitQueue::Writer w;
   w.ops = std::move(ops);
   queue_.Enqueue(w);
@@ -89,6 +94,8 @@ absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
   l.lock();
   ClearPending(env, applied.sequence);
   l.unlock();
+  // Events batches read the running iterations again, now that the new ones are stored.
+  if (iterations_changed) ForgetRunningIterations(cs.project, cs.environment);
   if (!s.ok()) return Poison(s);
   Notify(applied);
   return applied;

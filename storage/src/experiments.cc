@@ -285,6 +285,96 @@ absl::StatusOr<Iteration> RocksStore::StopIteration(std::string_view project, st
   return it;
 }
 
+namespace {
+
+// The experiment rollouts of a flag that is on: the fallthrough's and each rule's (by rule id).
+// Empty: the flag runs no experiment. A change of this is a change of the experiment's
+// allocation, which ends its iteration.
+std::vector<std::pair<std::string, rules::Rollout>> ExperimentAllocation(const std::optional<Value>& json) {
+  std::vector<std::pair<std::string, rules::Rollout>> out;
+  if (!json.has_value()) return out;
+  absl::StatusOr<rules::Flag> f = rules::DecodeFlag(*json);
+  if (!f.ok() || !f->on) return out;
+  auto add = [&](const std::string& where, const rules::VariationOrRollout& vr) {
+    if (vr.rollout.has_value() && vr.rollout->kind == rules::RolloutKind::kExperiment) out.emplace_back(where, *vr.rollout);
+  };
+  add("fallthrough", f->fallthrough);
+  for (const rules::FlagRule& r : f->rules) add(StrCat("rule:", r.id), r.variation_or_rollout);
+  return out;
+}
+
+// Whether the flag's JSON has an experiment rollout at all: a look at a few members, so that
+// change sets of flags without experiments (nearly all) decode nothing more.
+bool MentionsExperiment(const std::optional<Value>& json) {
+  if (!json.has_value()) return false;
+  auto experiment = [](const Value* vr) {
+    const Value* r = vr != nullptr ? vr->Find("rollout") : nullptr;
+    const Value* k = r != nullptr ? r->Find("kind") : nullptr;
+    return k != nullptr && k->is_string() && k->as_string() == "experiment";
+  };
+  if (experiment(json->Find("fallthrough"))) return true;
+  const Value* rules = json->Find("rules");
+  if (rules == nullptr || !rules->is_array()) return false;
+  for (const Value& r : rules->as_array()) {
+    if (experiment(&r)) return true;
+  }
+  return false;
+}
+
+size_t VariationCount(const std::optional<Value>& json) {
+  const Value* v = json.has_value() ? json->Find("variations") : nullptr;
+  return v != nullptr && v->is_array() ? v->as_array().size() : 0;
+}
+
+}  // namespace
+
+absl::Status RocksStore::IterationsForChange(std::string_view project, std::string_view env,
+                                             const std::vector<PreparedItem>& items, std::vector<WriteOp>& ops) {
+  bool any = std::any_of(items.begin(), items.end(), [](const PreparedItem& i) {
+    return i.kind == ItemKind::kFlag && (MentionsExperiment(i.before) || MentionsExperiment(i.after));
+  });
+  if (!any) return absl::OkStatus();
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  int64_t now = Now();
+  for (const PreparedItem& item : items) {
+    if (item.kind != ItemKind::kFlag || !(MentionsExperiment(item.before) || MentionsExperiment(item.after))) continue;
+    auto before = ExperimentAllocation(item.before);
+    auto after = ExperimentAllocation(item.after);
+    if (before == after) continue;
+    ASSIGN_OR_RETURN(std::vector<Iteration> all,
+                     ScanDecoded<Iteration>(kExperiments, IterationPrefix(project, env, item.key), IterationFromJson));
+    if (!all.empty() && all.back().ended_ms == 0) {
+      Iteration running = all.back();
+      running.ended_ms = now;  // its allocation changed, or the experiment was switched off
+      ops.push_back(Put(kExperiments, Under('i', project, env, item.key, running.number), ToJson(IterationToJson(running))));
+    }
+    if (after.empty()) continue;
+    // A new iteration on the new allocation, with the metrics and control of the last one.
+    const rules::Rollout& rollout = after.front().second;
+    size_t n = VariationCount(item.after);
+    Iteration it;
+    it.number = all.empty() ? 1 : all.back().number + 1;
+    it.started_ms = now;
+    it.unit_kind = rollout.context_kind.value_or("user");
+    it.weights.assign(n, 0);
+    for (const rules::WeightedVariation& w : rollout.variations) {
+      if (!w.untracked && w.variation >= 0 && static_cast<size_t>(w.variation) < n) it.weights[w.variation] += w.weight;
+    }
+    if (!all.empty()) {
+      it.metrics = all.back().metrics;
+      it.control = static_cast<size_t>(all.back().control) < n ? all.back().control : 0;
+    }
+    ops.push_back(Put(kExperiments, Under('i', project, env, item.key, it.number), ToJson(IterationToJson(it))));
+  }
+  if (!ops.empty()) running_cache_.erase(StrCat(project, "/", env));
+  return absl::OkStatus();
+}
+
+void RocksStore::ForgetRunningIterations(std::string_view project, std::string_view env) {
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  running_cache_.erase(StrCat(project, "/", env));
+}
+
 absl::StatusOr<const std::map<std::string, Iteration, std::less<>>*> RocksStore::RunningIterations(
     std::string_view project, std::string_view env) {
   std::string where = StrCat(project, "/", env);

@@ -385,6 +385,13 @@ class RocksStore final : public Store {
   absl::StatusOr<const std::map<std::string, Metric, std::less<>>*> MetricsOf(std::string_view project);
   // After a project or environment is deleted (takes experiments_mu_).
   void ForgetExperimentCaches();
+  // Iterations a change set starts or ends (DESIGN §8): an experiment rollout switched on
+  // starts one; a change of its allocation (or switching it off) ends the running one and
+  // starts the next. Appends the iteration records to `ops`, written with the change set.
+  // Takes experiments_mu_.
+  absl::Status IterationsForChange(std::string_view project, std::string_view env,
+                                   const std::vector<PreparedItem>& items, std::vector<WriteOp>& ops);
+  void ForgetRunningIterations(std::string_view project, std::string_view env);  // takes experiments_mu_
   // Experiment records of batches enqueued for commit but not yet durable: key -> (ticket,
   // value). A batch releases experiments_mu_ while its write commits; the next one reads here
   // before the database, so that it builds on the batch before it (experiments.cc).

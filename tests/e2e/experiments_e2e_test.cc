@@ -246,5 +246,44 @@ TEST_F(ExperimentsE2eTest, AServerKilledMidIngestionLosesNoAcknowledgedBatchAndC
   }
 }
 
+TEST_F(ExperimentsE2eTest, IterationsStartAndEndWithTheExperimentRolloutsAllocation) {
+  MakeShop();
+  ASSERT_EQ(Admin("PUT", "/api/v1/projects/shop/metrics/buy", R"({"eventKey":"purchase"})").status, 201);
+  const std::string flag = "/api/v1/projects/shop/environments/production/flags/checkout";
+  auto iterations = [&] {
+    rules::Value v = J(Admin("GET", kExperiment));
+    return v.Find("iterations") != nullptr ? v.Find("iterations")->as_array() : rules::Array{};
+  };
+  // Switching an experiment rollout on starts iteration 1 (no metrics yet: none was chosen).
+  ASSERT_EQ(Admin("PATCH", flag, R"({"on":true,"fallthrough":{"variation":null,"rollout":{"kind":"experiment","seed":1,
+      "variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}}})").status, 200);
+  rules::Array its = iterations();
+  ASSERT_EQ(its.size(), 1u);
+  EXPECT_EQ(its[0].Find("endedAt"), nullptr);
+  EXPECT_EQ(rules::ToJson(*its[0].Find("weights")), "[50000,50000]");
+  EXPECT_EQ(its[0].Find("unitKind")->as_string(), "user");
+  // By hand: metrics and control for the next iteration.
+  ASSERT_EQ(Admin("POST", kExperiment, R"({"action":"start","controlVariation":1,"metrics":["buy"],"weights":[1,1]})").status, 201);
+  // A change that leaves the allocation alone (a rule that serves a fixed variation) keeps it.
+  ASSERT_EQ(Admin("PATCH", flag, R"({"rules":[{"id":"staff","variation":1,"clauses":[{"attribute":"staff","op":"in","values":[true]}]}]})").status, 200);
+  EXPECT_EQ(iterations().size(), 2u);
+  // A new split ends iteration 2 and starts 3 with its metrics and control.
+  ASSERT_EQ(Admin("PATCH", flag, R"({"fallthrough":{"rollout":{"kind":"experiment","seed":1,
+      "variations":[{"variation":0,"weight":20000},{"variation":1,"weight":80000}]}}})").status, 200);
+  its = iterations();
+  ASSERT_EQ(its.size(), 3u);
+  EXPECT_NE(its[1].Find("endedAt"), nullptr);
+  EXPECT_EQ(its[2].Find("endedAt"), nullptr);
+  EXPECT_EQ(rules::ToJson(*its[2].Find("weights")), "[20000,80000]");
+  EXPECT_EQ(rules::ToJson(*its[2].Find("metrics")), R"(["buy"])");
+  EXPECT_EQ(its[2].Find("controlVariation")->as_number(), 1);
+  // Switching the flag off ends it; none runs.
+  ASSERT_EQ(Admin("PATCH", flag, R"({"on":false})").status, 200);
+  its = iterations();
+  ASSERT_EQ(its.size(), 3u);
+  EXPECT_NE(its[2].Find("endedAt"), nullptr);
+  EXPECT_EQ(Admin("POST", kExperiment, R"({"action":"stop"})").status, 409);
+}
+
 }  // namespace
 }  // namespace gonfalon::e2e
