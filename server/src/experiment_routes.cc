@@ -4,6 +4,7 @@
 //   /api/v1/projects/{p}/environments/{e}/flags/{f}/experiment/results  ?iteration=N&format=csv
 
 #include <cmath>
+#include <ctime>
 
 #include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/json_fields.h"
@@ -41,7 +42,18 @@ struct Results {
   storage::IterationSums sums;
   std::vector<std::pair<storage::Metric, stats::MetricAnalysis>> metrics;
   stats::SampleRatioResult sample_ratio;  // on the units exposed, whatever the metric
+  // The daily series: per day, per metric (by position), the analysis of the sums then.
+  std::vector<std::vector<stats::MetricAnalysis>> daily;
 };
+
+std::string DayName(int64_t day_ms) {
+  time_t t = static_cast<time_t>(day_ms / 1000);
+  tm utc{};
+  gmtime_r(&t, &utc);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &utc);
+  return buf;
+}
 
 Value Pair(const stats::Interval& i) {
   Array a;
@@ -95,9 +107,34 @@ Value ResultsJson(const Results& r) {
     sample_ratio.Set("pValue", Value(srm.p_value));
     sample_ratio.Set("mismatch", Value(srm.mismatch));
   }
+  // Cumulative results at the end of each day: what a chart of the estimate and its intervals
+  // over time draws.
+  Array daily;
+  for (size_t d = 0; d < r.daily.size(); ++d) {
+    const storage::DaySums& day = r.sums.days[d];
+    Array day_units, day_metrics;
+    for (int64_t u : day.units) day_units.emplace_back(u);
+    for (size_t m = 0; m < r.daily[d].size(); ++m) {
+      Array variations;
+      for (size_t v = 0; v < r.daily[d][m].variations.size(); ++v) {
+        const stats::VariationAnalysis& a = r.daily[d][m].variations[v];
+        Value row(Object{{"variation", Value(static_cast<int64_t>(v))}, {"units", Value(a.summary.n)}, {"mean", Value(a.summary.mean)}});
+        if (!a.is_control && a.welch.valid) {
+          row.Set("difference", Value(a.welch.difference));
+          row.Set("differenceInterval", Pair(a.welch.interval));
+          row.Set("sequentialInterval", Pair(a.sequential));
+        }
+        if (!a.is_control && a.bayes.valid) row.Set("chanceToBeatControl", Value(a.bayes.chance_to_beat));
+        variations.push_back(std::move(row));
+      }
+      day_metrics.push_back(Value(Object{{"key", Value(r.sums.iteration.metrics[m])}, {"variations", Value(std::move(variations))}}));
+    }
+    daily.push_back(Value(Object{{"day", Value(DayName(day.day_ms))}, {"units", Value(std::move(day_units))},
+                                 {"multipleExposures", Value(day.multiple_exposures)}, {"metrics", Value(std::move(day_metrics))}}));
+  }
   return Value(Object{{"iteration", IterationJson(r.sums.iteration)}, {"units", Value(std::move(units))},
                       {"multipleExposures", Value(r.sums.multiple_exposures)}, {"sampleRatio", std::move(sample_ratio)},
-                      {"metrics", Value(std::move(metrics))}});
+                      {"metrics", Value(std::move(metrics))}, {"daily", Value(std::move(daily))}});
 }
 
 std::string ResultsCsv(const Results& r) {
@@ -205,6 +242,18 @@ void AddExperimentRoutes(Router& router, Services& s) {
     }
     std::vector<double> units(r.sums.units.begin(), r.sums.units.end());
     r.sample_ratio = stats::SampleRatio(units, r.sums.iteration.weights);
+    for (const storage::DaySums& day : r.sums.days) {
+      std::vector<stats::MetricAnalysis> per_metric;
+      for (size_t m = 0; m < day.metrics.size(); ++m) {
+        std::vector<stats::VariationSums> sums;
+        for (const storage::MetricSums& x : day.metrics[m]) sums.push_back({x.units, x.sum, x.sum_of_squares});
+        stats::AnalysisOptions options;
+        options.control = static_cast<size_t>(r.sums.iteration.control);
+        options.lower_is_better = r.metrics[m].first.lower_is_better;
+        per_metric.push_back(stats::AnalyzeMetric(sums, options));
+      }
+      r.daily.push_back(std::move(per_metric));
+    }
     const std::string* format = c.req.Query("format");
     if (format != nullptr && *format == "csv") {
       Response out;

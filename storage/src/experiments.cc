@@ -10,6 +10,7 @@
 //   u/{p}/{e}/{iteration id}{kind}:{key}            a unit (binary, UnitState), iteration id =
 //                                                   8 bytes of a hash of "{flag}/{n}": short keys
 //                                                   keep the memtable's comparisons cheap
+//   d/{p}/{e}/{flag}/{n:016x}/{day:016x}            the sums at the end of a UTC day (DaySums)
 //   b/{p}/{e}/{batch id}                            time the batch was applied (pruned after a day)
 // Everything of a project (environment) is under "{x}/{p}/" ("{x}/{p}/{e}/"), deleted with it.
 #include <algorithm>
@@ -169,6 +170,37 @@ MetricSums SumsFromJson(const std::optional<Value>& json) {
 }
 
 Value SumsToJson(const MetricSums& s) { return Value(Array{Value(s.units), Value(s.sum), Value(s.sum_of_squares)}); }
+
+// {"units":[...],"multiple":k,"sums":[per metric [per variation [units, sum, sum of squares]]]}
+Value DayToJson(const DaySums& d) {
+  Array units, metrics;
+  for (int64_t u : d.units) units.emplace_back(u);
+  for (const auto& per : d.metrics) {
+    Array row;
+    for (const MetricSums& m : per) row.push_back(SumsToJson(m));
+    metrics.emplace_back(std::move(row));
+  }
+  return Value(Object{{"units", Value(std::move(units))}, {"multiple", Value(d.multiple_exposures)}, {"sums", Value(std::move(metrics))}});
+}
+
+DaySums DayFromJson(const Value& v, int64_t day_ms, size_t variations, size_t metrics) {
+  DaySums d;
+  d.day_ms = day_ms;
+  Header h = HeaderFromJson(v, variations);
+  d.units = std::move(h.units);
+  d.multiple_exposures = h.multiple;
+  d.metrics.assign(metrics, std::vector<MetricSums>(variations));
+  const Value* sums = v.Find("sums");
+  if (sums == nullptr || !sums->is_array()) return d;
+  for (size_t m = 0; m < metrics && m < sums->as_array().size(); ++m) {
+    const Value& per = sums->as_array()[m];
+    if (!per.is_array()) continue;
+    for (size_t x = 0; x < variations && x < per.as_array().size(); ++x) d.metrics[m][x] = SumsFromJson(per.as_array()[x]);
+  }
+  return d;
+}
+
+constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 
 }  // namespace
 
@@ -611,8 +643,33 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
       }
     }
   }
+  // The daily series: every iteration this batch touched gets today's record of its whole sums
+  // (overwritten by each batch of the day, so it holds the day's last state).
+  std::vector<std::pair<std::string, std::string>> days;
+  for (auto& [flag, r] : iterations) {
+    bool touched = r.header != nullptr;
+    for (const auto& per : r.cells) {
+      for (MetricSums* c : per) touched = touched || c != nullptr;
+    }
+    if (!touched) continue;
+    if (r.header == nullptr) {
+      ASSIGN_OR_RETURN(r.header, header(Under('h', project, env, flag, r.it->number), r.it->weights.size()));
+    }
+    DaySums day;
+    day.units = r.header->units;
+    day.multiple_exposures = r.header->multiple;
+    for (size_t i = 0; i < r.cells.size(); ++i) {
+      day.metrics.emplace_back();
+      for (size_t v = 0; v < r.cells[i].size(); ++v) {
+        ASSIGN_OR_RETURN(MetricSums* c, cell(r, i, static_cast<int>(v)));
+        day.metrics.back().push_back(*c);
+      }
+    }
+    days.emplace_back(StrCat(Under('d', project, env, flag, r.it->number), "/", SeqKey(now - now % kDayMs)), ToJson(DayToJson(day)));
+  }
   std::vector<WriteOp> ops;
-  ops.reserve(units.size() + headers.size() + sums.size() + 1);
+  ops.reserve(units.size() + headers.size() + sums.size() + days.size() + 1);
+  for (auto& [key, json] : days) ops.push_back(Put(kExperiments, std::move(key), std::move(json)));
   for (const auto& [key, state] : units) {
     if (state.has_value()) ops.push_back(Put(kExperiments, key, EncodeUnit(*state)));
   }
@@ -667,6 +724,14 @@ absl::StatusOr<IterationSums> RocksStore::GetIterationSums(std::string_view proj
     }
     out.metrics.emplace_back(m, std::move(per));
   }
+  std::string days = StrCat(Under('d', project, env, flag, number), "/");
+  RETURN_IF_ERROR(Scan(kExperiments, days, snap.get(), [&](std::string_view k, std::string_view v) -> absl::Status {
+    std::optional<int64_t> day = ParseSeqKey(k.substr(days.size()));
+    if (!day.has_value()) return absl::DataLossError(StrCat("daily record key \"", k, "\" has no day"));
+    ASSIGN_OR_RETURN(Value json, ParseStored(kExperiments, k, v));
+    out.days.push_back(DayFromJson(json, *day, variations, out.iteration.metrics.size()));
+    return absl::OkStatus();
+  }));
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <ctime>
 #include <random>
 #include <thread>
 #include <string>
@@ -78,7 +79,20 @@ TEST_F(ExperimentsE2eTest, SimulatedUsersWithAKnownEffectGiveResultsThatCoverIt)
   EXPECT_EQ(res.Find("units")->as_array()[0].as_number(), units[0]);
   EXPECT_EQ(res.Find("units")->as_array()[1].as_number(), units[1]);
   EXPECT_FALSE(res.Find("sampleRatio")->Find("mismatch")->as_bool());
+  // The daily series: everything happened today, so one day that matches the totals.
+  ASSERT_EQ(res.Find("daily")->as_array().size(), 1u) << results.body;
+  const rules::Value& today = res.Find("daily")->as_array()[0];
+  char day[16];
+  time_t t = static_cast<time_t>(now / 1000);
+  tm utc{};
+  gmtime_r(&t, &utc);
+  std::strftime(day, sizeof day, "%Y-%m-%d", &utc);
+  EXPECT_EQ(today.Find("day")->as_string(), day);
+  EXPECT_EQ(rules::ToJson(*today.Find("units")), rules::ToJson(*res.Find("units")));
+  const rules::Value& today_treatment = today.Find("metrics")->as_array()[0].Find("variations")->as_array()[1];
   const rules::Value& treatment = res.Find("metrics")->as_array()[0].Find("variations")->as_array()[1];
+  EXPECT_EQ(today_treatment.Find("mean")->as_number(), treatment.Find("mean")->as_number());
+  EXPECT_EQ(rules::ToJson(*today_treatment.Find("differenceInterval")), rules::ToJson(*treatment.Find("differenceInterval")));
   const rules::Array& interval = treatment.Find("differenceInterval")->as_array();
   EXPECT_LT(interval[0].as_number(), 0.10) << results.body;  // covers the true lift of 0.10
   EXPECT_GT(interval[1].as_number(), 0.10) << results.body;

@@ -229,5 +229,29 @@ TEST_F(ExperimentsTest, ADeletedProjectTakesItsExperimentsAlong) {
   EXPECT_EQ(sums.multiple_exposures, 0);
 }
 
+TEST_F(ExperimentsTest, TheDailySeriesKeepsEachDaysLastSums) {
+  const int64_t day = 24LL * 3600 * 1000;
+  clock_ = 10 * day + 1000;
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "", {{"banner", 0, "user", "u1", clock_}}, {}).status());
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "", {{"banner", 1, "user", "u2", clock_ + 1}},
+                                          {{"purchase", {{"user", "u2"}}, 20, clock_ + 2}}).status());
+  clock_ = 11 * day + 5;  // the next day
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "", {{"banner", 2, "user", "u3", clock_}}, {}).status());
+  // A batch that touches no running iteration adds no day.
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "", {{"checkout", 0, "user", "u4", clock_}}, {}).status());
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
+  ASSERT_EQ(sums.days.size(), 2u);
+  EXPECT_EQ(sums.days[0].day_ms, 10 * day);
+  EXPECT_EQ(sums.days[0].units, (std::vector<int64_t>{1, 1, 0}));
+  EXPECT_EQ(sums.days[1].day_ms, 11 * day);
+  EXPECT_EQ(sums.days[1].units, (std::vector<int64_t>{1, 1, 1}));
+  // "buy" (conversion) is the first metric: u2 converted on day 10, and still counts on day 11.
+  ASSERT_EQ(sums.days[1].metrics.size(), 4u);
+  EXPECT_EQ(sums.days[0].metrics[0][1].sum, 1);
+  EXPECT_EQ(sums.days[1].metrics[0][1].sum, 1);
+  EXPECT_EQ(sums.days[1].metrics[0][2].units, 1);
+}
+
 }  // namespace
 }  // namespace gonfalon::storage

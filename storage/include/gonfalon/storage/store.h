@@ -279,12 +279,21 @@ struct ExperimentBatchResult {
   std::vector<std::pair<size_t, std::string>> refused;  // index into the exposures, reason
 };
 
+// An iteration's cumulative sums at the end of one UTC day (the last batch applied that day).
+struct DaySums {
+  int64_t day_ms = 0;  // the day's start, Unix milliseconds
+  std::vector<int64_t> units;
+  int64_t multiple_exposures = 0;
+  std::vector<std::vector<MetricSums>> metrics;  // by position in Iteration::metrics, per variation
+};
+
 struct IterationSums {
   Iteration iteration;
   std::vector<int64_t> units;  // per variation: units exposed to that variation only
   int64_t multiple_exposures = 0;  // units exposed to more than one variation (left out)
   // metric key -> per variation
   std::vector<std::pair<std::string, std::vector<MetricSums>>> metrics;
+  std::vector<DaySums> days;  // oldest first: the daily series, for charts
 };
 
 class Store {
