@@ -41,7 +41,7 @@ Counters::Shard* Client::Impl::ShardFor(const Counters& c) {
   // By the table's instance id, not its address: a new table may reuse a freed one's.
   struct ShardTag;
   using Shards = rules::PerThreadCache<ShardTag, char, Counters::Shard*, 2>;
-  return Shards::Get(c.instance, [&] { return c.NewShard(); });
+  return Shards::Get(c.instance, [&] { return c.ShardOfThisThread(); });
 }
 
 template <typename T, typename Extract>

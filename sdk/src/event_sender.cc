@@ -91,7 +91,7 @@ void Client::Impl::SendEvents(std::vector<TrackEvent> metrics) {
     std::vector<uint64_t> grown(t->slots, 0);
     {
       std::lock_guard<std::mutex> l(t->shards_mu);
-      for (auto& shard : t->shards) {
+      for (auto& [thread, shard] : t->shards) {
         for (size_t slot = 0; slot < t->slots; ++slot) {
           uint64_t now = shard->counts[slot].load(std::memory_order_relaxed);
           grown[slot] += now - shard->reported[slot];

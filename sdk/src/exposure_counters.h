@@ -4,8 +4,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "exposure_log.h"
@@ -32,7 +34,7 @@ struct Counters {
   std::vector<uint64_t> key_hashes;  // by ordinal: ExposureLog::FlagHash(keys[o])
   size_t slots = 0;
   mutable std::mutex shards_mu;  // guards `shards` (taken once per thread and by the flusher)
-  mutable std::vector<std::unique_ptr<Shard>> shards;
+  mutable std::map<std::thread::id, std::unique_ptr<Shard>> shards;
 
   explicit Counters(const rules::Snapshot& snap) {
     const uint32_t bound = snap.ordinal_bound();
@@ -65,10 +67,13 @@ struct Counters {
     }
     return true;
   }
-  Shard* NewShard() const {
+  // The calling thread's shard, made on its first use. Called on a per-thread cache miss,
+  // which may happen more than once per thread (a thread that uses several clients).
+  Shard* ShardOfThisThread() const {
     std::lock_guard<std::mutex> l(shards_mu);
-    shards.push_back(std::make_unique<Shard>(slots));
-    return shards.back().get();
+    std::unique_ptr<Shard>& shard = shards[std::this_thread::get_id()];
+    if (shard == nullptr) shard = std::make_unique<Shard>(slots);
+    return shard.get();
   }
 };
 

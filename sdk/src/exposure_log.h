@@ -21,9 +21,11 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -111,7 +113,7 @@ class ExposureLog {
     std::vector<UnitExposureEvent> out;
     {
       std::lock_guard<std::mutex> l(shards_mu_);
-      for (auto& s : shards_) {
+      for (auto& [thread, s] : shards_) {
         std::lock_guard<std::mutex> sl(s->mu);
         for (auto& e : s->pending) out.push_back(std::move(e));
         s->pending.clear();
@@ -179,13 +181,16 @@ class ExposureLog {
     return h == 0 ? 1 : h;
   }
 
+  // The calling thread's shard: a per-thread cached pointer, and on a miss (first use, or a
+  // thread that uses more clients than the cache holds) the shard made for this thread before.
   Shard& ShardForThread() {
     struct ExposureShardTag;
     using Shards = rules::PerThreadCache<ExposureShardTag, char, Shard*, 2>;
     return *Shards::Get(instance_, [&] {
       std::lock_guard<std::mutex> l(shards_mu_);
-      shards_.push_back(std::make_unique<Shard>());
-      return shards_.back().get();
+      std::unique_ptr<Shard>& shard = shards_[std::this_thread::get_id()];
+      if (shard == nullptr) shard = std::make_unique<Shard>();
+      return shard.get();
     });
   }
 
@@ -195,8 +200,8 @@ class ExposureLog {
   std::atomic<size_t> pending_{0};
   std::atomic<int64_t> dropped_{0};
   std::atomic<int64_t> latest_ms_{0};  // the latest exposure stamp
-  std::mutex shards_mu_;  // guards `shards_` (taken once per thread and by the flusher)
-  std::vector<std::unique_ptr<Shard>> shards_;
+  std::mutex shards_mu_;  // guards `shards_` (taken on a per-thread cache miss and by the flusher)
+  std::map<std::thread::id, std::unique_ptr<Shard>> shards_;
 };
 
 }  // namespace gonfalon::sdk::internal

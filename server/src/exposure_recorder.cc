@@ -33,11 +33,11 @@ void ExposureRecorder::Record(const std::string& project, const std::string& env
   bool wake = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (!seen_.insert(std::move(id)).second) return;
-    if (count_ >= kCapacity) {
+    if (count_ >= kCapacity) {  // checked first: `seen_` stays bounded too
       ++metrics_.events_dropped;
       return;
     }
+    if (!seen_.insert(std::move(id)).second) return;
     pending_[{project, env}].push_back(
         {std::string(flag), d.variation_index, std::string(d.experiment_kind), key, NowMs()});
     wake = ++count_ == kFlushAt;
