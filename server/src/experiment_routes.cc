@@ -29,6 +29,7 @@ Value IterationJson(const storage::Iteration& it) {
                  {"metrics", Value(std::move(metrics))}, {"primaryMetric", Value(it.metrics.empty() ? "" : it.metrics[0])},
                  {"weights", Value(std::move(weights))}, {"unitKind", Value(it.unit_kind)}});
   if (it.ended_ms != 0) v.Set("endedAt", Value(it.ended_ms));
+  if (it.archived_ms != 0) v.Set("archivedAt", Value(it.archived_ms));
   return v;
 }
 
@@ -197,7 +198,8 @@ void AddExperimentRoutes(Router& router, Services& s) {
     return Json(200, Value(Object{{"flag", Value(c.Param("f"))}, {"iterations", Value(std::move(a))}}));
   });
   // {"action":"start","controlVariation":0,"metrics":["buy"],"weights":[50,50],"unitKind":"user"}
-  // (the first metric is the primary one) or {"action":"stop"}.
+  // (the first metric is the primary one), {"action":"stop"}, or {"action":"archive","iteration":N}
+  // (an ended iteration's unit states deleted; its results stay).
   router.Add("POST", experiment, Access::kAdmin, [&store](const Call& c) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
     std::string action;
@@ -206,7 +208,16 @@ void AddExperimentRoutes(Router& router, Services& s) {
       TRY_ASSIGN(storage::Iteration it, store.StopIteration(c.Param("p"), c.Param("e"), c.Param("f")));
       return Json(200, IterationJson(it));
     }
-    if (action != "start") return ErrorResponse(400, "invalid_argument", "action: expected \"start\" or \"stop\"", "action");
+    if (action == "archive") {
+      int64_t number = 0;
+      TRY(rules::GetInt64(body, "iteration", "", number));
+      if (number < 1) return ErrorResponse(400, "invalid_argument", "iteration: expected the number of an ended iteration", "iteration");
+      TRY_ASSIGN(storage::Iteration it, store.ArchiveIteration(c.Param("p"), c.Param("e"), c.Param("f"), number));
+      return Json(200, IterationJson(it));
+    }
+    if (action != "start") {
+      return ErrorResponse(400, "invalid_argument", "action: expected \"start\", \"stop\" or \"archive\"", "action");
+    }
     storage::Iteration spec;
     TRY(rules::GetInt(body, "controlVariation", "", spec.control));
     TRY(rules::GetStrings(body, "metrics", "", spec.metrics));

@@ -35,9 +35,11 @@ Value IterationToJson(const Iteration& it) {
   Array metrics, weights;
   for (const auto& m : it.metrics) metrics.emplace_back(m);
   for (double w : it.weights) weights.emplace_back(w);
-  return Value(Object{{"number", Value(it.number)}, {"startedMs", Value(it.started_ms)}, {"endedMs", Value(it.ended_ms)},
-                      {"control", Value(it.control)}, {"metrics", Value(std::move(metrics))},
-                      {"weights", Value(std::move(weights))}, {"unitKind", Value(it.unit_kind)}});
+  Value v(Object{{"number", Value(it.number)}, {"startedMs", Value(it.started_ms)}, {"endedMs", Value(it.ended_ms)},
+                 {"control", Value(it.control)}, {"metrics", Value(std::move(metrics))},
+                 {"weights", Value(std::move(weights))}, {"unitKind", Value(it.unit_kind)}});
+  if (it.archived_ms != 0) v.Set("archivedMs", Value(it.archived_ms));
+  return v;
 }
 
 absl::StatusOr<Iteration> IterationFromJson(const Value& v) {
@@ -48,6 +50,7 @@ absl::StatusOr<Iteration> IterationFromJson(const Value& v) {
   RETURN_IF_ERROR(rules::GetInt(v, "control", "", it.control));
   RETURN_IF_ERROR(rules::GetStrings(v, "metrics", "", it.metrics));
   RETURN_IF_ERROR(rules::GetString(v, "unitKind", "", it.unit_kind));
+  RETURN_IF_ERROR(rules::GetInt64(v, "archivedMs", "", it.archived_ms));  // absent: 0
   ASSIGN_OR_RETURN(const Array* weights, rules::GetArray(v, "weights", ""));
   if (weights != nullptr) {
     for (const Value& w : *weights) it.weights.push_back(w.as_number());
@@ -445,6 +448,27 @@ void RocksStore::ForgetExperimentCaches() {
   std::lock_guard<std::mutex> l(experiments_mu_);
   running_cache_.clear();
   metrics_cache_.clear();
+}
+
+absl::StatusOr<Iteration> RocksStore::ArchiveIteration(std::string_view project, std::string_view env,
+                                                       std::string_view flag, int64_t number) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::lock_guard<std::mutex> l(experiments_mu_);
+  std::string key = Under('i', project, env, flag, number);
+  ASSIGN_OR_RETURN(auto json, GetJson(kExperiments, key));
+  if (!json.has_value()) {
+    RETURN_IF_ERROR(GetFlag(project, env, flag).status());
+    return absl::NotFoundError(StrCat("flag \"", flag, "\" has no experiment iteration ", number));
+  }
+  ASSIGN_OR_RETURN(Iteration it, Decoded(IterationFromJson(*json), kExperiments, key));
+  if (it.ended_ms == 0) {
+    return absl::FailedPreconditionError(StrCat("iteration ", number, " of flag \"", flag, "\" is running: stop it first"));
+  }
+  if (it.archived_ms != 0) return it;
+  it.archived_ms = Now();
+  std::string units = UnitPrefix(project, env, flag, number);
+  RETURN_IF_ERROR(WriteNow({DeleteRange(kExperiments, units, PrefixEnd(units)), Put(kExperiments, key, ToJson(IterationToJson(it)))}));
+  return it;
 }
 
 absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::string_view project, std::string_view env,

@@ -203,8 +203,11 @@ std::string SeqKey(int64_t seq) {
 }
 
 std::string PrefixEnd(std::string prefix) {
-  // Keys here never contain 0xff, so bumping the last byte is enough.
-  prefix.back() = static_cast<char>(prefix.back() + 1);
+  // The first key after every key that starts with `prefix`: drop trailing 0xff bytes (unit
+  // keys hold binary iteration ids), then bump the last byte. Every prefix used here starts
+  // with a printable byte, so something is left to bump.
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
   return prefix;
 }
 

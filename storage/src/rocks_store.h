@@ -164,6 +164,8 @@ class RocksStore final : public Store {
   absl::Status DeleteMetric(std::string_view project, std::string_view key) override;
   absl::StatusOr<Iteration> StartIteration(std::string_view project, std::string_view env, std::string_view flag,
                                            const Iteration& spec) override;
+  absl::StatusOr<Iteration> ArchiveIteration(std::string_view project, std::string_view env, std::string_view flag,
+                                             int64_t number) override;
   absl::StatusOr<Iteration> StopIteration(std::string_view project, std::string_view env,
                                           std::string_view flag) override;
   absl::StatusOr<std::vector<Iteration>> ListIterations(std::string_view project, std::string_view env,

@@ -49,4 +49,15 @@ absl::StatusOr<std::string> GetRaw(const std::string& path, std::string_view cf,
   return value;
 }
 
+absl::StatusOr<int64_t> CountRaw(const std::string& path, std::string_view cf, std::string_view prefix) {
+  int64_t n = 0;
+  absl::Status s = WithFamily(path, cf, [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* h) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), h));
+    for (it->Seek(std::string(prefix)); it->Valid() && it->key().starts_with(std::string(prefix)); it->Next()) ++n;
+    return it->status();
+  });
+  if (!s.ok()) return s;
+  return n;
+}
+
 }  // namespace gonfalon::storage::testing

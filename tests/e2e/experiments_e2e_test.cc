@@ -115,6 +115,12 @@ TEST_F(ExperimentsE2eTest, SimulatedUsersWithAKnownEffectGiveResultsThatCoverIt)
   auto late = Events(R"({"exposedUnits":[{"flag":"checkout","variation":0,"unitKey":"late"}]})");
   ASSERT_EQ(late.status, 202);
   EXPECT_EQ(J(Admin("GET", std::string(kExperiment) + "/results")).Find("units")->as_array()[0].as_number(), units[0]);
+  // Archived: the unit states go, the results stay.
+  EXPECT_EQ(Admin("POST", kExperiment, R"({"action":"archive","iteration":2})").status, 404);
+  auto archived = Admin("POST", kExperiment, R"({"action":"archive","iteration":1})");
+  ASSERT_EQ(archived.status, 200) << archived.body;
+  EXPECT_NE(J(archived).Find("archivedAt"), nullptr);
+  EXPECT_EQ(J(Admin("GET", std::string(kExperiment) + "/results")).Find("units")->as_array()[0].as_number(), units[0]);
   // A metric deleted afterwards still shows the sums it had, marked.
   ASSERT_EQ(Admin("DELETE", "/api/v1/projects/shop/metrics/buy").status, 204);
   rules::Value after = J(Admin("GET", std::string(kExperiment) + "/results"));

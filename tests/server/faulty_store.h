@@ -196,6 +196,10 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(Fault("StartIteration"));
     return inner_.StartIteration(project, env, flag, spec);
   }
+  absl::StatusOr<Iteration> ArchiveIteration(std::string_view project, std::string_view env, std::string_view flag, int64_t number) override {
+    RETURN_IF_ERROR(Fault("ArchiveIteration"));
+    return inner_.ArchiveIteration(project, env, flag, number);
+  }
   absl::StatusOr<Iteration> StopIteration(std::string_view project, std::string_view env, std::string_view flag) override {
     RETURN_IF_ERROR(Fault("StopIteration"));
     return inner_.StopIteration(project, env, flag);

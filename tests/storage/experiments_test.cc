@@ -9,6 +9,7 @@
 
 #include "gonfalon/rules/field_error.h"
 #include "store_test_util.h"
+#include "testing.h"
 
 namespace gonfalon::storage {
 namespace {
@@ -251,6 +252,30 @@ TEST_F(ExperimentsTest, TheDailySeriesKeepsEachDaysLastSums) {
   EXPECT_EQ(sums.days[0].metrics[0][1].sum, 1);
   EXPECT_EQ(sums.days[1].metrics[0][1].sum, 1);
   EXPECT_EQ(sums.days[1].metrics[0][2].units, 1);
+}
+
+TEST_F(ExperimentsTest, ArchivingAnEndedIterationDeletesItsUnitsAndKeepsItsSums) {
+  clock_ = 1000;
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
+  std::vector<UnitExposure> exposures;
+  for (int i = 0; i < 300; ++i) exposures.push_back({"banner", i % 3, "user", "u" + std::to_string(i), 1000});
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "", exposures, {}).status());
+  EXPECT_EQ(store_->ArchiveIteration("shop", "production", "banner", it.number).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // still running
+  ASSERT_OK(store_->StopIteration("shop", "production", "banner").status());
+  auto unit_states = [&]() -> int64_t {
+    store_.reset();
+    absl::StatusOr<int64_t> n = testing::CountRaw(dir_ + "/db", "experiments", "u/shop/production/");
+    Reopen();
+    return n.ok() ? *n : -1;
+  };
+  EXPECT_EQ(unit_states(), 300);
+  ASSERT_OK_AND_ASSIGN(Iteration archived, store_->ArchiveIteration("shop", "production", "banner", it.number));
+  EXPECT_EQ(unit_states(), 0);
+  EXPECT_EQ(archived.archived_ms, 1000);
+  EXPECT_EQ(store_->ListIterations("shop", "production", "banner")->back().archived_ms, 1000);
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
+  EXPECT_EQ(sums.units, (std::vector<int64_t>{100, 100, 100}));
 }
 
 }  // namespace
