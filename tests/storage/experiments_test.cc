@@ -6,8 +6,11 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
+#include <atomic>
 
 #include "gonfalon/rules/field_error.h"
+#include "gonfalon/rules/str_cat.h"
 #include "store_test_util.h"
 #include "testing.h"
 
@@ -276,6 +279,49 @@ TEST_F(ExperimentsTest, ArchivingAnEndedIterationDeletesItsUnitsAndKeepsItsSums)
   EXPECT_EQ(store_->ListIterations("shop", "production", "banner")->back().archived_ms, 1000);
   ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
   EXPECT_EQ(sums.units, (std::vector<int64_t>{100, 100, 100}));
+}
+
+TEST_F(ExperimentsTest, ConcurrentBatchesBuildOnEachOthersPendingWrites) {
+  // Four writers at once: each batch commits outside the experiment lock while the next one
+  // joins against its records in flight. Each writer's batch b exposes 50 new units and sends
+  // one purchase of 10 for each unit of its batch b-1, so the totals do not depend on how the
+  // writers interleave; lost updates of the shared sums would show.
+  clock_ = 1000;
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
+  constexpr int kWriters = 4, kBatches = 30, kUnits = 50;
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int b = 0; b <= kBatches; ++b) {
+        std::vector<UnitExposure> ex;
+        std::vector<UnitEvent> ev;
+        for (int u = 0; u < kUnits; ++u) {
+          if (b < kBatches) ex.push_back({"banner", u % 3, "user", gonfalon::StrCat("w", w, "-b", b, "-u", u), 1000});
+          if (b > 0) ev.push_back({"purchase", {{"user", gonfalon::StrCat("w", w, "-b", b - 1, "-u", u)}}, 10, 1001});
+        }
+        if (!store_->RecordExperimentBatch("shop", "production", gonfalon::StrCat("w", w, "-", b), ex, ev).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
+  // Unit u of a batch gets variation u % 3: 17, 17 and 16 of every 50.
+  std::vector<int64_t> want(3, 0);
+  for (int u = 0; u < kUnits; ++u) want[u % 3] += kWriters * kBatches;
+  EXPECT_EQ(sums.units, want);
+  // "buy" (conversion) and "revenue" (sum, capped at 50): every unit bought once for 10.
+  for (const auto& [key, per] : sums.metrics) {
+    for (int v = 0; v < 3; ++v) {
+      if (key == "buy") {
+        EXPECT_EQ(per[v].sum, want[v]) << v;
+      } else if (key == "revenue") {
+        EXPECT_EQ(per[v].sum, 10.0 * want[v]) << v;
+      }
+      EXPECT_EQ(per[v].units, want[v]) << key << " " << v;
+    }
+  }
 }
 
 }  // namespace
