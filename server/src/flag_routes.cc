@@ -167,6 +167,15 @@ void AddFlagRoutes(Router& router, Services& s) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
     TRY_ASSIGN(rules::Flag current, store.GetFlag(c.Param("p"), c.Param("e"), flag));
     Value current_json = rules::EncodeFlag(current);
+    if (c.req.method == "PATCH") {
+      // A fallthrough given a variation or a rollout serves that instead of what it served
+      // before: the other member goes (a plain merge patch would keep both, which is refused).
+      if (Value* ft = body.FindMutable("fallthrough"); ft != nullptr && ft->is_object()) {
+        bool variation = ft->Find("variation") != nullptr, rollout = ft->Find("rollout") != nullptr;
+        if (variation && !rollout) ft->Set("rollout", Value());
+        if (rollout && !variation) ft->Set("variation", Value());
+      }
+    }
     Value doc = c.req.method == "PATCH" ? MergePatch(current_json, body) : body;
     TRY(CheckNoProjectLevelChange(current_json, doc, c.Param("p"), flag));
     // Patch what was read: a concurrent write between the read and this one is a conflict.

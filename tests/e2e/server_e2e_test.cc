@@ -660,5 +660,25 @@ TEST(ServerLifecycleTest, SigtermFinishesInFlightClosesStreamsAndLosesNoAcknowle
   EXPECT_EQ(ParseJson(segs.body)->Find("items")->as_array().size(), 20u);
 }
 
+TEST_F(ServerTest, PatchingTheFallthroughToARolloutReplacesItsVariationAndBack) {
+  MakeShop();
+  const std::string flag = "/api/v1/projects/shop/environments/production/flags/checkout";
+  ASSERT_EQ(Admin("PATCH", flag, R"({"on":true,"fallthrough":{"variation":1}})").status, 200);
+  auto to_rollout = Admin("PATCH", flag, R"({"fallthrough":{"rollout":{"variations":[{"variation":0,"weight":30000},{"variation":1,"weight":70000}]}}})");
+  ASSERT_EQ(to_rollout.status, 200) << to_rollout.body;
+  rules::Value ft = *J(to_rollout).Find("fallthrough");
+  EXPECT_EQ(ft.Find("variation"), nullptr) << rules::ToJson(ft);
+  ASSERT_NE(ft.Find("rollout"), nullptr);
+  auto back = Admin("PATCH", flag, R"({"fallthrough":{"variation":0}})");
+  ASSERT_EQ(back.status, 200) << back.body;
+  rules::Value ft2 = *J(back).Find("fallthrough");
+  EXPECT_EQ(ft2.Find("rollout"), nullptr) << rules::ToJson(ft2);
+  EXPECT_EQ(ft2.Find("variation")->as_number(), 0);
+  // Both at once is still refused, with the field named.
+  auto both = Admin("PATCH", flag, R"({"fallthrough":{"variation":0,"rollout":{"variations":[{"variation":0,"weight":100000}]}}})");
+  EXPECT_EQ(both.status, 400);
+  EXPECT_EQ(J(both).Find("error")->Find("field")->as_string(), "fallthrough");
+}
+
 }  // namespace
 }  // namespace gonfalon::e2e
