@@ -62,7 +62,7 @@ struct UnitExposureEvent {
 class ExposureLog {
  public:
   static constexpr size_t kWays = 4;
-  static constexpr size_t kSets = 4096;  // 16,384 remembered exposures per thread
+  static constexpr size_t kSets = 1024;  // 4,096 remembered exposures, 32 KiB, per evaluating thread
 
   explicit ExposureLog(size_t capacity) : capacity_(capacity) {}
 
