@@ -84,9 +84,8 @@ const std::vector<Context>& Users() {
 }
 
 // A 50/50 rollout over range(0) distinct users (1,000: units evaluated again and again, as in
-// an application; 100,000: the first evaluations of new units).
-void Rollout(benchmark::State& state, const char* flag) {
-  auto& client = TheClient();
+// an application; 100,000: the first evaluations of new units), through `client`.
+void Rollout(benchmark::State& state, gonfalon::sdk::Client& client, const char* flag) {
   const std::vector<Context>& users = Users();
   const size_t n = static_cast<size_t>(state.range(0));
   size_t i = state.thread_index() * n / 2;
@@ -96,12 +95,12 @@ void Rollout(benchmark::State& state, const char* flag) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-void BM_SdkRollout5050(benchmark::State& state) { Rollout(state, "c-rollout"); }
+void BM_SdkRollout5050(benchmark::State& state) { Rollout(state, TheClient(), "c-rollout"); }
 BENCHMARK(BM_SdkRollout5050)->Arg(1000)->Arg(100000)->ThreadRange(1, 2)->UseRealTime();
 
 // The same rollout as an experiment: each evaluation also records the unit's exposure (a hit
 // in the thread's LRU for a unit already recorded in this flush interval).
-void BM_SdkExperiment5050(benchmark::State& state) { Rollout(state, "d-experiment"); }
+void BM_SdkExperiment5050(benchmark::State& state) { Rollout(state, TheClient(), "d-experiment"); }
 BENCHMARK(BM_SdkExperiment5050)->Arg(1000)->Arg(100000)->ThreadRange(1, 2)->UseRealTime();
 
 // The same experiment flag through a client with events off (no counting, no exposures): the
@@ -115,14 +114,7 @@ void BM_SdkExperiment5050EventsOff(benchmark::State& state) {
     c->WaitForInitialization(std::chrono::milliseconds(200));
     return c;
   }();
-  const std::vector<Context>& users = Users();
-  const size_t n = static_cast<size_t>(state.range(0));
-  size_t i = state.thread_index() * n / 2;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(client->BoolVariation(users[i], "d-experiment", false));
-    if (++i == n) i = 0;
-  }
-  state.SetItemsProcessed(state.iterations());
+  Rollout(state, *client, "d-experiment");
 }
 BENCHMARK(BM_SdkExperiment5050EventsOff)->Arg(1000)->ThreadRange(1, 2)->UseRealTime();
 

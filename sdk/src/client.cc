@@ -62,10 +62,10 @@ Detail<T> Client::Impl::Eval(const rules::Context& ctx, std::string_view key, T 
   rules::Detail d = rules::Evaluate(*p->snap, *flag, ctx);
   if (p->counters != nullptr) {
     const Counters& counters = *p->counters;
-    std::atomic<uint64_t>& c =
-        ShardFor(counters)->counts[counters.base[p->snap->FlagOrdinal(*flag)] + static_cast<size_t>(d.variation_index + 1)];
+    const uint32_t ordinal = p->snap->FlagOrdinal(*flag);
+    std::atomic<uint64_t>& c = ShardFor(counters)->counts[counters.base[ordinal] + static_cast<size_t>(d.variation_index + 1)];
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
-    if (d.variation_index >= 0) RecordExposure(*flag, counters.key_hashes[p->snap->FlagOrdinal(*flag)], ctx, d);
+    if (d.variation_index >= 0) RecordExposure(*flag, counters.key_hashes[ordinal], ctx, d);
   }
   out.reason = d.reason;
   if (d.value == nullptr) return out;  // an error, or off with no off variation: the default

@@ -37,8 +37,6 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
 
 Api::~Api() = default;
 
-void Api::FlushExposures() { exposures_->Flush(); }
-
 bool Api::Blocking(const Request& req) { return IsWrite(req.method) && req.path.rfind("/api/", 0) == 0; }
 
 Response Api::Handle(const Request& req) {

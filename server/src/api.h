@@ -40,8 +40,6 @@ class Api {
 
   void set_ready(bool ready) { ready_ = ready; }
   const ApiOptions& options() const { return options_; }
-  // Writes the server-side experiment exposures waiting now (tests).
-  void FlushExposures();
 
  private:
   std::optional<Response> Authorize(Access access, Call& call);

@@ -47,6 +47,17 @@ struct Results {
   std::vector<std::vector<stats::MetricAnalysis>> daily;
 };
 
+// One metric's sums (per variation) analysed against the iteration's control.
+stats::MetricAnalysis Analyze(const std::vector<storage::MetricSums>& per, const storage::Iteration& it,
+                              const storage::Metric& metric) {
+  std::vector<stats::VariationSums> sums;
+  for (const storage::MetricSums& m : per) sums.push_back({m.units, m.sum, m.sum_of_squares});
+  stats::AnalysisOptions options;
+  options.control = static_cast<size_t>(it.control);
+  options.lower_is_better = metric.lower_is_better;
+  return stats::AnalyzeMetric(sums, options);
+}
+
 std::string DayName(int64_t day_ms) {
   time_t t = static_cast<time_t>(day_ms / 1000);
   tm utc{};
@@ -244,24 +255,14 @@ void AddExperimentRoutes(Router& router, Services& s) {
       for (const auto& m : defined) {
         if (m.key == key) metric = m;
       }
-      std::vector<stats::VariationSums> sums;
-      for (const storage::MetricSums& m : per) sums.push_back({m.units, m.sum, m.sum_of_squares});
-      stats::AnalysisOptions options;
-      options.control = static_cast<size_t>(r.sums.iteration.control);
-      options.lower_is_better = metric.lower_is_better;
-      r.metrics.emplace_back(metric, stats::AnalyzeMetric(sums, options));
+      r.metrics.emplace_back(metric, Analyze(per, r.sums.iteration, metric));
     }
     std::vector<double> units(r.sums.units.begin(), r.sums.units.end());
     r.sample_ratio = stats::SampleRatio(units, r.sums.iteration.weights);
     for (const storage::DaySums& day : r.sums.days) {
       std::vector<stats::MetricAnalysis> per_metric;
       for (size_t m = 0; m < day.metrics.size(); ++m) {
-        std::vector<stats::VariationSums> sums;
-        for (const storage::MetricSums& x : day.metrics[m]) sums.push_back({x.units, x.sum, x.sum_of_squares});
-        stats::AnalysisOptions options;
-        options.control = static_cast<size_t>(r.sums.iteration.control);
-        options.lower_is_better = r.metrics[m].first.lower_is_better;
-        per_metric.push_back(stats::AnalyzeMetric(sums, options));
+        per_metric.push_back(Analyze(day.metrics[m], r.sums.iteration, r.metrics[m].first));
       }
       r.daily.push_back(std::move(per_metric));
     }

@@ -401,8 +401,7 @@ absl::Status RocksStore::IterationsForChange(std::string_view project, std::stri
     }
     ops.push_back(Put(kExperiments, Under('i', project, env, item.key, it.number), ToJson(IterationToJson(it))));
   }
-  if (!ops.empty()) running_cache_.erase(StrCat(project, "/", env));
-  return absl::OkStatus();
+  return absl::OkStatus();  // the caller drops the cached running iterations once these are stored
 }
 
 void RocksStore::ForgetRunningIterations(std::string_view project, std::string_view env) {
@@ -519,54 +518,60 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
     ASSIGN_OR_RETURN(Value v, ParseStored(kExperiments, key, *text));
     return std::optional<Value>(std::move(v));
   };
+  // Which unit each item touches, found once: an exposure's unit in its flag's iteration (empty
+  // key: none), and an event's unit in every iteration with a metric on its event key.
+  std::vector<std::string> exposure_units(exposures.size());
+  for (size_t i = 0; i < exposures.size(); ++i) {
+    auto r = iterations.find(exposures[i].flag);
+    if (r != iterations.end() && exposures[i].unit_kind == r->second.it->unit_kind) {
+      exposure_units[i] = StrCat(r->second.unit_prefix, exposures[i].unit_kind, ":", exposures[i].unit_key);
+    }
+  }
+  struct EventUnit {
+    const UnitEvent* event;
+    Running* r;
+    std::string key;
+  };
+  std::vector<EventUnit> event_units;
+  for (const UnitEvent& ev : events) {
+    for (auto& [flag, r] : iterations) {
+      bool affected = std::any_of(r.defs.begin(), r.defs.end(), [&](const Metric* m) { return m != nullptr && m->event_key == ev.event_key; });
+      auto who = std::find_if(ev.units.begin(), ev.units.end(), [&](const auto& u) { return u.first == r.it->unit_kind; });
+      if (affected && who != ev.units.end()) event_units.push_back({&ev, &r, StrCat(r.unit_prefix, who->first, ":", who->second)});
+    }
+  }
   // Every unit the batch touches, read up front: pending ones from the overlay, the rest in one
   // MultiGet (a batch of 1,000 events reads ~1,000 units).
   {
-    std::vector<std::pair<std::string, size_t>> wanted;  // key, metric count
-    auto want = [&](std::string key, size_t metric_count) {
-      if (units.contains(key)) return;
-      units.emplace(key, std::nullopt);
-      wanted.emplace_back(std::move(key), metric_count);
+    std::vector<std::pair<const std::string*, size_t>> wanted;  // key, metric count
+    auto want = [&](const std::string& key, size_t metric_count) {
+      if (units.emplace(key, std::nullopt).second) wanted.emplace_back(&key, metric_count);
     };
-    for (const UnitExposure& e : exposures) {
-      auto r = iterations.find(e.flag);
-      if (r != iterations.end() && e.unit_kind == r->second.it->unit_kind) {
-        want(StrCat(r->second.unit_prefix, e.unit_kind, ":", e.unit_key), r->second.it->metrics.size());
-      }
+    for (size_t i = 0; i < exposures.size(); ++i) {
+      if (!exposure_units[i].empty()) want(exposure_units[i], iterations.find(exposures[i].flag)->second.it->metrics.size());
     }
-    for (const UnitEvent& ev : events) {
-      for (const auto& [flag, r] : iterations) {
-        bool affected = false;
-        for (const Metric* m : r.defs) affected = affected || (m != nullptr && m->event_key == ev.event_key);
-        auto who = std::find_if(ev.units.begin(), ev.units.end(), [&](const auto& u) { return u.first == r.it->unit_kind; });
-        if (affected && who != ev.units.end()) want(StrCat(r.unit_prefix, who->first, ":", who->second), r.it->metrics.size());
-      }
-    }
+    for (const EventUnit& eu : event_units) want(eu.key, eu.r->it->metrics.size());
     std::vector<std::string> from_db;
     std::vector<size_t> from_db_index;
     for (size_t i = 0; i < wanted.size(); ++i) {
-      auto pending = experiment_overlay_.find(wanted[i].first);
+      const std::string& key = *wanted[i].first;
+      auto pending = experiment_overlay_.find(key);
       if (pending == experiment_overlay_.end()) {
-        from_db.push_back(wanted[i].first);
+        from_db.push_back(key);
         from_db_index.push_back(i);
         continue;
       }
-      ASSIGN_OR_RETURN(UnitState u, DecodeUnit(pending->second.value, wanted[i].second, wanted[i].first));
-      units[wanted[i].first] = std::move(u);
+      ASSIGN_OR_RETURN(UnitState u, DecodeUnit(pending->second.value, wanted[i].second, key));
+      units[key] = std::move(u);
     }
     ASSIGN_OR_RETURN(auto stored, MultiGet(kExperiments, from_db));
     for (size_t j = 0; j < stored.size(); ++j) {
       if (!stored[j].has_value()) continue;
       const auto& [key, metric_count] = wanted[from_db_index[j]];
-      ASSIGN_OR_RETURN(UnitState u, DecodeUnit(*stored[j], metric_count, key));
-      units[key] = std::move(u);
+      ASSIGN_OR_RETURN(UnitState u, DecodeUnit(*stored[j], metric_count, *key));
+      units[*key] = std::move(u);
     }
   }
-  auto unit = [&](const std::string& key, size_t) -> absl::StatusOr<std::optional<UnitState>*> {
-    auto it = units.find(key);
-    if (it == units.end()) return absl::InternalError(StrCat("unit ", key.size(), " bytes not read up front"));
-    return &it->second;
-  };
   auto header = [&](const std::string& key, size_t variations) -> absl::StatusOr<Header*> {
     auto it = headers.find(key);
     if (it == headers.end()) {
@@ -613,11 +618,10 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
       result.refused.emplace_back(i, StrCat("before iteration ", it.number, " of the experiment started"));
       continue;
     }
-    if (e.unit_kind != it.unit_kind || e.variation < 0 || static_cast<size_t>(e.variation) >= it.weights.size()) {
-      continue;
+    if (exposure_units[i].empty() || e.variation < 0 || static_cast<size_t>(e.variation) >= it.weights.size()) {
+      continue;  // another unit kind, or a variation the iteration does not have
     }
-    ASSIGN_OR_RETURN(std::optional<UnitState>* state,
-                     unit(StrCat(r->second.unit_prefix, e.unit_kind, ":", e.unit_key), it.metrics.size()));
+    std::optional<UnitState>* state = &units.find(exposure_units[i])->second;
     if (r->second.header == nullptr) {
       ASSIGN_OR_RETURN(r->second.header, header(Under('h', project, env, e.flag, it.number), it.weights.size()));
     }
@@ -640,31 +644,24 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
       (*state)->first_ms = e.time_ms;  // batches may arrive out of order
     }
   }
-  for (const UnitEvent& ev : events) {
-    for (auto& [flag, r] : iterations) {
-      const Iteration& it = *r.it;
-      if (ev.time_ms < it.started_ms) continue;
-      bool affected = false;
-      for (const Metric* m : r.defs) affected = affected || (m != nullptr && m->event_key == ev.event_key);
-      if (!affected) continue;
-      auto who = std::find_if(ev.units.begin(), ev.units.end(), [&](const auto& u) { return u.first == it.unit_kind; });
-      if (who == ev.units.end()) continue;
-      ASSIGN_OR_RETURN(std::optional<UnitState>* state,
-                       unit(StrCat(r.unit_prefix, who->first, ":", who->second), it.metrics.size()));
-      // Only events after the unit's first exposure count; a unit never exposed is not in it.
-      if (!state->has_value() || (*state)->multiple || ev.time_ms < (*state)->first_ms) continue;
-      for (size_t i = 0; i < r.defs.size(); ++i) {
-        const Metric* m = r.defs[i];
-        if (m == nullptr || m->event_key != ev.event_key) continue;
-        auto& [count, total] = (*state)->totals[i];
-        double before = UnitValue(*m, count, total);
-        count += 1;
-        total += ev.value;
-        double after = UnitValue(*m, count, total);
-        ASSIGN_OR_RETURN(MetricSums* s, cell(r, i, (*state)->variation));
-        s->sum += after - before;
-        s->sum_of_squares += after * after - before * before;
-      }
+  for (EventUnit& eu : event_units) {
+    const UnitEvent& ev = *eu.event;
+    Running& r = *eu.r;
+    if (ev.time_ms < r.it->started_ms) continue;
+    std::optional<UnitState>& state = units.find(eu.key)->second;
+    // Only events after the unit's first exposure count; a unit never exposed is not in it.
+    if (!state.has_value() || state->multiple || ev.time_ms < state->first_ms) continue;
+    for (size_t i = 0; i < r.defs.size(); ++i) {
+      const Metric* m = r.defs[i];
+      if (m == nullptr || m->event_key != ev.event_key) continue;
+      auto& [count, total] = state->totals[i];
+      double before = UnitValue(*m, count, total);
+      count += 1;
+      total += ev.value;
+      double after = UnitValue(*m, count, total);
+      ASSIGN_OR_RETURN(MetricSums* s, cell(r, i, state->variation));
+      s->sum += after - before;
+      s->sum_of_squares += after * after - before * before;
     }
   }
   // The daily series: every iteration this batch touched gets today's record of its whole sums
