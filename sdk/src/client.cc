@@ -123,7 +123,7 @@ Status Client::Impl::GetStatus() const {
   s.sequence = sequence_;
   if (initialized_) s.data_age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - data_time_);
   std::lock_guard<std::mutex> e(events_mu_);
-  s.events_dropped = events_dropped_;
+  s.events_dropped = events_dropped_ + track_log_.dropped();
   return s;
 }
 

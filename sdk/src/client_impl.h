@@ -26,6 +26,7 @@
 #include "backoff.h"
 #include "exposure_counters.h"
 #include "exposure_log.h"
+#include "track_log.h"
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/parallel_threads.h"
@@ -48,22 +49,14 @@ using internal::Published;
 // A Track() call waiting for the next flush: the event, its value, and every key of the context
 // by kind (the server joins it to the units of running experiments). The first kind is held
 // inline, so that tracking for a single-kind context with short strings allocates nothing.
-struct TrackEvent {
-  std::string event;
-  double value = 0;
-  bool has_value = false;
-  int64_t time_ms = 0;
-  std::string kind, key;                                   // the context's first kind
-  std::vector<std::pair<std::string, std::string>> more;  // a multi-kind context's other kinds
-};
-
 class Client::Impl {
  public:
   explicit Impl(Config cfg)
       : cfg_(std::move(cfg)),
         id_(rules::NextInstanceId()),
         counting_(cfg_.send_events && !cfg_.offline),
-        exposure_log_(cfg_.event_capacity) {
+        exposure_log_(cfg_.event_capacity),
+        track_log_(cfg_.event_capacity) {
     if (!cfg_.logger) {
       cfg_.logger = [](LogLevel level, std::string_view msg) {
         if (level >= LogLevel::kWarn) std::fprintf(stderr, "gonfalon sdk: %.*s\n", static_cast<int>(msg.size()), msg.data());
@@ -170,13 +163,14 @@ class Client::Impl {
   // Swaps every exposure counter to zero (current and retired snapshots) and posts the counts,
   // the unit exposures and the Track events, in batches of at most kBatchItems items; what
   // cannot be delivered is dropped and counted.
-  void SendEvents(std::vector<TrackEvent> metrics);
+  void SendEvents(internal::TrackRecords& metrics);
   static constexpr size_t kBatchItems = 2000;
 
   // Posts one batch under a fresh batch id; a batch that failed for a reason a retry can fix
   // (no connection, a timeout, 429, 5xx) is sent once more, with the same id, after a second,
-  // so the server never counts it twice. Returns an error message, empty when delivered.
-  std::string PostBatch(rules::Value body);
+  // so the server never counts it twice. Returns an error message, empty when delivered;
+  // `unreachable` says the retry failed too in a way a retry should fix (the server is down).
+  std::string PostBatch(rules::Value body, bool* unreachable);
 
   // One POST with connect and read deadlines; returns an error message, empty on 2xx.
   // `retry` says whether the failure is one a retry may fix.
@@ -204,8 +198,8 @@ class Client::Impl {
   std::thread thread_;
   mutable std::mutex events_mu_;  // guards the event fields below (Track, Flush, the flusher)
   std::condition_variable flush_cv_;
-  std::vector<TrackEvent> pending_metrics_;
   internal::ExposureLog exposure_log_;
+  internal::TrackLog track_log_;  // has its own lock
   int64_t events_dropped_ = 0;
   uint64_t flushes_done_ = 0;
   bool flush_requested_ = false;

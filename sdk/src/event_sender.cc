@@ -26,24 +26,12 @@ std::string NewBatchId() {
 }  // namespace
 
 void Client::Impl::Track(std::string_view event, const rules::Context& ctx, std::optional<double> value) {
-  int64_t now = exposure_log_.NotBefore();
-  const auto& kinds = ctx.kinds();
-  std::lock_guard<std::mutex> l(events_mu_);
-  if (!counting_ || pending_metrics_.size() >= cfg_.event_capacity) {
+  if (!counting_) {
+    std::lock_guard<std::mutex> l(events_mu_);
     ++events_dropped_;
     return;
   }
-  // Built in place: short strings are copied once and nothing else moves.
-  TrackEvent& e = pending_metrics_.emplace_back();
-  e.event.assign(event);
-  e.has_value = value.has_value();
-  e.value = value.value_or(0);
-  e.time_ms = now;
-  if (!kinds.empty()) {
-    e.kind = kinds[0].kind.as_string();
-    e.key = kinds[0].key.as_string();
-    for (size_t i = 1; i < kinds.size(); ++i) e.more.emplace_back(kinds[i].kind.as_string(), kinds[i].key.as_string());
-  }
+  track_log_.Append(event, value, exposure_log_.NotBefore(), ctx);
 }
 
 void Client::Impl::Flush() {
@@ -62,12 +50,10 @@ void Client::Impl::FlushLoop() {
     flush_cv_.wait_for(l, cfg_.flush_interval, [&] { return flush_requested_ || stopping_events_; });
     bool last = stopping_events_;
     flush_requested_ = false;
-    std::vector<TrackEvent> metrics = std::move(pending_metrics_);
-    pending_metrics_.clear();
-    // The next interval likely tracks as much: room for it now, not by repeated growth.
-    pending_metrics_.reserve(std::min(cfg_.event_capacity, metrics.size()));
     l.unlock();
-    SendEvents(std::move(metrics));
+    internal::TrackRecords metrics = track_log_.Take();
+    SendEvents(metrics);
+    track_log_.Recycle(std::move(metrics));
     l.lock();
     ++flushes_done_;
     flush_cv_.notify_all();
@@ -79,7 +65,7 @@ void Client::Impl::FlushLoop() {
   }
 }
 
-void Client::Impl::SendEvents(std::vector<TrackEvent> metrics) {
+void Client::Impl::SendEvents(internal::TrackRecords& metrics) {
   std::vector<std::shared_ptr<const Counters>> tables;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -139,12 +125,16 @@ void Client::Impl::SendEvents(std::vector<TrackEvent> metrics) {
                                                {"time", Value(u.time_ms)}}));
     }
     for (; next_metric < metrics.size() && room > 0; ++next_metric, --room) {
-      TrackEvent& m = metrics[next_metric];
+      internal::TrackRecords::Record m;
+      metrics.Next(m);
       rules::Object keys;
-      keys.reserve(1 + m.more.size());
-      if (!m.kind.empty()) keys.emplace_back(std::move(m.kind), Value(std::move(m.key)));
-      for (auto& [kind, key] : m.more) keys.emplace_back(std::move(kind), Value(std::move(key)));
-      Value e(rules::Object{{"event", Value(std::move(m.event))}, {"time", Value(m.time_ms)}, {"units", Value(std::move(keys))}});
+      keys.reserve(m.units);
+      const char* cursor = m.unit_data;
+      for (uint32_t u = 0; u < m.units; ++u) {
+        auto [kind, key] = internal::TrackRecords::NextUnit(cursor);
+        keys.emplace_back(std::string(kind), Value(std::string(key)));
+      }
+      Value e(rules::Object{{"event", Value(std::string(m.event))}, {"time", Value(m.time_ms)}, {"units", Value(std::move(keys))}});
       if (m.has_value) e.Set("value", Value(m.value));
       metric_items.push_back(std::move(e));
     }
@@ -154,16 +144,21 @@ void Client::Impl::SendEvents(std::vector<TrackEvent> metrics) {
                              {"metrics", Value(std::move(metric_items))},
                              {"exposedUnits", Value(std::move(unit_items))}});
     first = false;
-    std::string error = PostBatch(std::move(body));
+    bool unreachable = false;
+    std::string error = PostBatch(std::move(body), &unreachable);
     if (!error.empty()) {
-      Log(LogLevel::kWarn, StrCat("events dropped: ", error));
+      // A server that refused this batch may take the next; one that failed twice in a way a
+      // retry should have fixed is not asked again with the rest of this interval's events.
+      if (unreachable) count += (metrics.size() - next_metric) + (units.size() - next_unit);
+      Log(LogLevel::kWarn, StrCat(count, " events dropped: ", error));
       std::lock_guard<std::mutex> l(events_mu_);
       events_dropped_ += static_cast<int64_t>(count);
+      if (unreachable) return;
     }
   }
 }
 
-std::string Client::Impl::PostBatch(Value body) {
+std::string Client::Impl::PostBatch(Value body, bool* unreachable) {
   body.Set("batchId", Value(NewBatchId()));
   std::string json = rules::ToJson(body);
   bool retry = false;
@@ -174,7 +169,9 @@ std::string Client::Impl::PostBatch(Value body) {
     std::unique_lock<std::mutex> l(events_mu_);
     if (!stopping_events_) flush_cv_.wait_for(l, std::chrono::seconds(1), [&] { return stopping_events_; });
   }
-  return Post("/sdk/v1/events", json);
+  error = Post("/sdk/v1/events", json, &retry);
+  *unreachable = !error.empty() && retry;
+  return error;
 }
 
 std::string Client::Impl::Post(const std::string& target, const std::string& body, bool* retry) {
