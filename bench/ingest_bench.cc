@@ -149,7 +149,7 @@ void BM_Ingest(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * 1000);
 }
-BENCHMARK(BM_Ingest)->ThreadRange(1, 4)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3);
+BENCHMARK(BM_Ingest)->ThreadRange(1, 8)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3);
 
 // The results route after ingesting until the iteration holds range(0) units.
 void BM_Results(benchmark::State& state) {

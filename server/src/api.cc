@@ -37,14 +37,23 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
 
 Api::~Api() = default;
 
-bool Api::Blocking(const Request& req) { return IsWrite(req.method) && req.path.rfind("/api/", 0) == 0; }
+namespace {
+bool AdminWrite(const Request& req) { return IsWrite(req.method) && req.path.rfind("/api/", 0) == 0; }
+}  // namespace
+
+// Admin writes, and SDK event batches: each waits for its write to be durable (an fsync), so
+// on the I/O threads two of them would hold up every other request, and only two batches
+// could share a group commit.
+bool Api::Blocking(const Request& req) {
+  return AdminWrite(req) || (req.method == "POST" && req.path == "/sdk/v1/events");
+}
 
 Response Api::Handle(const Request& req) {
   if (req.method == "OPTIONS") {
     if (std::optional<Response> preflight = Preflight(req)) return std::move(*preflight);
   }
   Response r = router_.Dispatch(req, [this](Access access, Call& call) { return Authorize(access, call); });
-  if (Blocking(req) && r.status < 300) {
+  if (AdminWrite(req) && r.status < 300) {
     ClearAuthCache();  // a key may have been revoked, rotated or deleted with its project
     // Read your writes: a successful write returns once evaluations and streams on this
     // server see it.

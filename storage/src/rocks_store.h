@@ -13,6 +13,7 @@
 // Internal to gonfalon::storage; nothing outside storage/src includes it.
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -403,6 +404,24 @@ class RocksStore final : public Store {
   };
   absl::flat_hash_map<std::string, PendingRecord> experiment_overlay_;  // REQUIRES: experiments_mu_
   uint64_t experiment_ticket_ = 0;                                       // REQUIRES: experiments_mu_
+  // A batch reads its units' states without experiments_mu_ (one MultiGet), then joins under
+  // it. A batch that becomes durable meanwhile may not be in what that read saw, so its
+  // records stay in the overlay until every read that started before it ended: the n-th batch
+  // to become durable is retained while a read that started at a count below n is in flight.
+  // All REQUIRES: experiments_mu_.
+  struct RetainedBatch {
+    uint64_t durable_at;  // its place in the order batches became durable (1, 2, ...)
+    uint64_t ticket;
+    std::vector<std::string> keys;
+  };
+  uint64_t experiment_durable_ = 0;             // batches durable so far
+  std::multiset<uint64_t> experiment_readers_;  // experiment_durable_ when each read in flight began
+  std::deque<RetainedBatch> experiment_retained_;
+  // Bumped whenever the running-iteration or metric caches drop an entry, so a batch that read
+  // without the lock knows whether what it planned with is still current.
+  uint64_t experiment_cache_generation_ = 0;
+  // Drops retained records no read in flight can need.
+  void PruneExperimentOverlay();
   // The record at `key` in kExperiments, pending or stored. REQUIRES: experiments_mu_.
   absl::StatusOr<std::optional<std::string>> GetExperimentRecord(const std::string& key);
   // Values of `keys` in `cf` (nullopt: absent), in one batched lookup.

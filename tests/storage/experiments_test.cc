@@ -324,5 +324,41 @@ TEST_F(ExperimentsTest, ConcurrentBatchesBuildOnEachOthersPendingWrites) {
   }
 }
 
+TEST_F(ExperimentsTest, ConcurrentBatchesOnTheSameUnitsLoseNoEvent) {
+  // Units are read without the experiment lock and joined under it: a batch that became
+  // durable while another one read must still count in that one's join. Four writers click
+  // the same 30 units in each round (units 0-29, then 30-59, ...), so every unit ends with
+  // exactly 80 clicks; a stale read would lose some, in the sum and the sum of squares.
+  clock_ = 1000;
+  ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
+  constexpr int kWriters = 4, kRounds = 40, kPerBatch = 30, kUnits = 60;
+  std::vector<UnitExposure> exposed;
+  for (int u = 0; u < kUnits; ++u) exposed.push_back({"banner", u % 3, "user", gonfalon::StrCat("u", u), 1000});
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "expose", exposed, {}).status());
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int b = 0; b < kRounds; ++b) {
+        std::vector<UnitEvent> ev;
+        for (int i = 0; i < kPerBatch; ++i) ev.push_back({"click", {{"user", gonfalon::StrCat("u", (b * kPerBatch + i) % kUnits)}}, 1, 1001});
+        if (!store_->RecordExperimentBatch("shop", "production", gonfalon::StrCat("w", w, "-", b), {}, ev).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", it.number));
+  constexpr double kClicks = kWriters * kRounds * kPerBatch / kUnits;  // 80 per unit
+  for (const auto& [key, per] : sums.metrics) {
+    if (key != "clicks") continue;
+    for (int v = 0; v < 3; ++v) {
+      EXPECT_EQ(per[v].units, 20) << v;
+      EXPECT_EQ(per[v].sum, 20 * kClicks) << v;
+      EXPECT_EQ(per[v].sum_of_squares, 20 * kClicks * kClicks) << v;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gonfalon::storage
