@@ -429,7 +429,7 @@ class Store {
   virtual absl::StatusOr<Iteration> StopIteration(std::string_view project, std::string_view env,
                                                   std::string_view flag) = 0;
   // Deletes the unit states of an ended iteration (its sums, results and daily series stay):
-  // what a finished experiment keeps on disk drops from ~35 bytes per unit to nothing.
+  // what a finished experiment keeps on disk drops from ~13 bytes per unit to nothing.
   // FailedPrecondition while it runs.
   virtual absl::StatusOr<Iteration> ArchiveIteration(std::string_view project, std::string_view env,
                                                      std::string_view flag, int64_t number) = 0;
