@@ -24,7 +24,8 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
     : store_(store), hubs_(hubs), metrics_(metrics), options_(std::move(options)),
       instance_(rules::NextInstanceId()) {
   exposures_ = std::make_unique<ExposureRecorder>(store_, metrics_);
-  services_ = std::make_unique<Services>(Services{store_, hubs_, metrics_, options_, ready_, *exposures_});
+  scheduler_ = std::make_unique<Scheduler>(store_, metrics_);
+  services_ = std::make_unique<Services>(Services{store_, hubs_, metrics_, options_, ready_, *exposures_, *scheduler_});
   AddOperationsRoutes(router_, *services_);
   AddProjectRoutes(router_, *services_);
   AddFlagRoutes(router_, *services_);
@@ -33,6 +34,14 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
   AddSdkRoutes(router_, *services_);
   AddOfrepRoutes(router_, *services_);
   AddExperimentRoutes(router_, *services_);
+  AddScheduleRoutes(router_, *services_);
+}
+
+void Api::set_ready(bool ready) {
+  ready_ = ready;
+  // Scheduled changes run once every environment is loaded (one overdue since before a
+  // restart runs now).
+  if (ready) scheduler_->Start();
 }
 
 Api::~Api() = default;

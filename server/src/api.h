@@ -24,6 +24,7 @@
 namespace gonfalon::server {
 struct Services;
 class ExposureRecorder;
+class Scheduler;
 }
 
 namespace gonfalon::server {
@@ -38,7 +39,7 @@ class Api {
   Response Handle(const Request& req);
   static bool Blocking(const Request& req);
 
-  void set_ready(bool ready) { ready_ = ready; }
+  void set_ready(bool ready);
   const ApiOptions& options() const { return options_; }
 
  private:
@@ -59,6 +60,7 @@ class Api {
   const ApiOptions options_;
   std::atomic<bool> ready_{false};
   std::unique_ptr<ExposureRecorder> exposures_;  // before services_, which refers to it
+  std::unique_ptr<Scheduler> scheduler_;         // likewise
   std::unique_ptr<Services> services_;  // what the handlers use; stable address
   Router router_;
   std::mutex auth_mu_;

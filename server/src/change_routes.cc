@@ -16,8 +16,9 @@ namespace {
 
 constexpr int kMaxHistoryLimit = 500;
 
-// The items of a change-set request body, each checked with its path named.
-absl::Status ParseItems(const Value& items, std::vector<storage::ItemChange>& out) {
+}  // namespace
+
+absl::Status ParseChangeItems(const Value& items, std::vector<storage::ItemChange>& out) {
   for (size_t i = 0; i < items.as_array().size(); ++i) {
     const Value& it = items.as_array()[i];
     std::string path = StrCat("items[", i, "]");
@@ -46,6 +47,8 @@ absl::Status ParseItems(const Value& items, std::vector<storage::ItemChange>& ou
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 Response HistoryPage(storage::Store& store, const Call& c, std::optional<storage::ItemKind> kind,
                      std::optional<std::string> item) {
@@ -81,7 +84,7 @@ void AddChangeRoutes(Router& router, Services& s) {
     const Value* items;
     TRY(Want(body, "items", Value::Type::kArray, &items));
     if (items == nullptr) return ErrorResponse(400, "invalid_argument", "items: is required", "items");
-    TRY(ParseItems(*items, cs.items));
+    TRY(ParseChangeItems(*items, cs.items));
     TRY_ASSIGN(storage::AppliedChangeSet applied, store.Apply(cs));
     Array out;
     for (const auto& a : applied.items) {

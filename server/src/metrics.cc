@@ -137,6 +137,10 @@ std::string Metrics::Render() const {
         static_cast<double>(events_accepted.load()));
   gauge("gonfalon_sdk_events_dropped_total", "SDK events rejected or dropped.", "counter",
         static_cast<double>(events_dropped.load()));
+  gauge("gonfalon_scheduled_changes_applied_total", "Scheduled changes the scheduler applied.", "counter",
+        static_cast<double>(scheduled_applied.load()));
+  gauge("gonfalon_scheduled_changes_failed_total", "Scheduled changes that failed when due (conflict, invalid).", "counter",
+        static_cast<double>(scheduled_failed.load()));
   gauge("gonfalon_change_sets_published_total", "Change sets published to snapshots and streams.", "counter",
         static_cast<double>(change_sets_published.load()));
   gauge("gonfalon_stream_fan_outs_total",

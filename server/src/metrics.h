@@ -46,6 +46,9 @@ class Metrics {
   // Whole environments read from storage: at first use, and to repair (hub.h).
   std::atomic<uint64_t> environment_loads{0};
   std::atomic<uint64_t> environment_repairs{0};
+  // Scheduled changes run by the scheduler (scheduler.h), by outcome.
+  std::atomic<uint64_t> scheduled_applied{0};
+  std::atomic<uint64_t> scheduled_failed{0};
 
   // Extra gauges read at scrape time (RocksDB figures).
   void SetGaugeSource(std::function<std::vector<std::pair<std::string, int64_t>>()> source) {

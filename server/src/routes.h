@@ -8,6 +8,7 @@
 //   key_routes.cc         API keys
 //   sdk_routes.cc         /sdk/v1: stream, polling, evaluation, events
 //   experiment_routes.cc  metrics, experiment iterations and their results
+//   schedule_routes.cc    scheduled changes
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -20,6 +21,7 @@
 #include "hub.h"
 #include "metrics.h"
 #include "router.h"
+#include "scheduler.h"
 
 namespace gonfalon::server {
 
@@ -31,6 +33,7 @@ struct Services {
   const ApiOptions& options;
   const std::atomic<bool>& ready;
   ExposureRecorder& exposures;  // experiment exposures of server-side evaluations
+  Scheduler& scheduler;         // applies scheduled changes when due
 };
 
 void AddOperationsRoutes(Router& router, Services& s);
@@ -41,6 +44,11 @@ void AddKeyRoutes(Router& router, Services& s);
 void AddSdkRoutes(Router& router, Services& s);
 void AddOfrepRoutes(Router& router, Services& s);
 void AddExperimentRoutes(Router& router, Services& s);
+void AddScheduleRoutes(Router& router, Services& s);
+
+// The items of a change-set request body (`items`), each checked with its path named
+// (change_routes.cc).
+absl::Status ParseChangeItems(const rules::Value& items, std::vector<storage::ItemChange>& out);
 
 // The audit actor of a call: "key:<id> (<name>)".
 storage::Actor ActorOf(const storage::ApiKey& key);

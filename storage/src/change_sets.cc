@@ -22,14 +22,13 @@ bool SameExceptVersion(const std::optional<Value>& before, const std::optional<V
 
 }  // namespace
 
-absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
-  RETURN_IF_ERROR(CheckWritable());
-  if (cs.items.empty()) {
+absl::Status RocksStore::CheckItemShapes(const std::vector<ItemChange>& items) {
+  if (items.empty()) {
     return rules::InvalidField("items", "a change set needs at least one item");
   }
   std::set<std::pair<ItemKind, std::string>> seen;
-  for (size_t i = 0; i < cs.items.size(); ++i) {
-    const ItemChange& it = cs.items[i];
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ItemChange& it = items[i];
     std::string path = StrCat("items[", i, "]");
     RETURN_IF_ERROR(ValidateKey(it.key, StrCat(path, ".key")));
     if (!seen.insert({it.kind, it.key}).second) {
@@ -43,6 +42,14 @@ absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
           path, ".delete"), "a flag exists in every environment; archive or delete it at the project level");
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) { return ApplyWith(cs, nullptr); }
+
+absl::StatusOr<AppliedChangeSet> RocksStore::ApplyWith(const ChangeSet& cs, const ExtraOps& extra) {
+  RETURN_IF_ERROR(CheckWritable());
+  RETURN_IF_ERROR(CheckItemShapes(cs.items));
   EnvState& env = Env(cs.project, cs.environment);
   std::unique_lock<std::mutex> l(env.mu);
   RETURN_IF_ERROR(RequireEnv(env, cs.project, cs.environment));
@@ -84,6 +91,7 @@ absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) {
   RETURN_IF_ERROR(IterationsForChange(cs.project, cs.environment, prepared, iteration_ops));
   std::vector<WriteOp> ops;
   AppliedChangeSet applied = AppendChangeSet(env, prepared, cs.actor, cs.comment, ops);
+  if (extra) extra(applied, ops);
   bool iterations_changed = !iteration_ops.empty();
   for (WriteOp& op : iteration_ops) ops.push_back(std::move(op));
   CommitQueue::Writer w;

@@ -25,11 +25,12 @@ enum Cf : int {
   kKeys,          // id/{id}: ApiKey; hash/{sha256}: id
   kEvents,        // {p}/{e}/x/{flag}/{hour:016x}/{variation}, {p}/{e}/m/{event}/{hour:016x}
   kExperiments,   // metrics, iterations, unit states and sums (experiments.cc)
+  kAutomation,    // sc/{p}/{e}/{id}: scheduled change; due/{at:016x}/{p}/{e}/{id}: empty, while scheduled
   kCfCount,
 };
 inline constexpr const char* kCfNames[kCfCount] = {
     "default", "projects", "environments", "flag_meta", "items",
-    "changelog", "audit", "audit_index", "api_keys", "event_counts", "experiments"};
+    "changelog", "audit", "audit_index", "api_keys", "event_counts", "experiments", "automation"};
 
 inline constexpr int kSchemaVersion = 1;
 

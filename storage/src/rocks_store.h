@@ -116,6 +116,20 @@ class RocksStore final : public Store {
   // Change sets (change_sets.cc).
   absl::StatusOr<AppliedChangeSet> Apply(const ChangeSet& cs) override;
 
+  // Scheduled changes (scheduled_changes.cc).
+  absl::StatusOr<ScheduledChange> ScheduleChange(const ScheduledChange& spec, const Actor& actor) override;
+  absl::StatusOr<ScheduledChange> GetScheduledChange(std::string_view project, std::string_view env,
+                                                     std::string_view id) override;
+  absl::StatusOr<std::vector<ScheduledChange>> ListScheduledChanges(std::string_view project,
+                                                                    std::string_view env) override;
+  absl::StatusOr<ScheduledChange> EditScheduledChange(std::string_view project, std::string_view env,
+                                                      std::string_view id, const ScheduleEdit& edit,
+                                                      const Actor& actor) override;
+  absl::StatusOr<ScheduledChange> CancelScheduledChange(std::string_view project, std::string_view env,
+                                                        std::string_view id, const Actor& actor) override;
+  absl::StatusOr<std::vector<ScheduledChange>> RunDueScheduledChanges() override;
+  absl::StatusOr<std::optional<int64_t>> NextScheduledChangeDue() override;
+
   // Reads of what is committed (reads.cc).
   absl::StatusOr<rules::Flag> GetFlag(std::string_view project, std::string_view env,
                                       std::string_view key) override;
@@ -321,6 +335,17 @@ class RocksStore final : public Store {
 
   // REQUIRES: env.mu held. The item as the next change set will see it.
   absl::StatusOr<std::optional<Value>> ReadItem(EnvState& env, ItemKind kind, std::string_view key);
+  // Apply, with `extra` (if set) adding operations to the change set's own write once its
+  // sequence is known (a scheduled change's new status).
+  using ExtraOps = std::function<void(const AppliedChangeSet&, std::vector<WriteOp>&)>;
+  absl::StatusOr<AppliedChangeSet> ApplyWith(const ChangeSet& cs, const ExtraOps& extra);
+  // The checks of a change set's items that need no stored state (keys, duplicates, data or
+  // delete).
+  static absl::Status CheckItemShapes(const std::vector<ItemChange>& items);
+  // Scheduled changes: the expected versions of `items` now (each checked when given), and
+  // their data validated as Apply would. Takes the environment's lock.
+  absl::Status PrepareSchedule(std::string_view project, std::string_view env, std::vector<ItemChange>& items);
+  std::mutex schedule_mu_;  // orders edits, cancels and runs of scheduled changes
   absl::Status CheckVariations(const FlagMeta& m);
 
   // The stored JSON for an upserted item, strictly validated, at `version`.

@@ -129,6 +129,36 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(Fault("SequenceAtTime"));
     return inner_.SequenceAtTime(project, env, time_ms);
   }
+  absl::StatusOr<ScheduledChange> ScheduleChange(const ScheduledChange& spec, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("ScheduleChange"));
+    return inner_.ScheduleChange(spec, actor);
+  }
+  absl::StatusOr<ScheduledChange> GetScheduledChange(std::string_view project, std::string_view env, std::string_view id) override {
+    RETURN_IF_ERROR(Fault("GetScheduledChange"));
+    return inner_.GetScheduledChange(project, env, id);
+  }
+  absl::StatusOr<std::vector<ScheduledChange>> ListScheduledChanges(std::string_view project, std::string_view env) override {
+    RETURN_IF_ERROR(Fault("ListScheduledChanges"));
+    return inner_.ListScheduledChanges(project, env);
+  }
+  absl::StatusOr<ScheduledChange> EditScheduledChange(std::string_view project, std::string_view env, std::string_view id,
+                                                      const ScheduleEdit& edit, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("EditScheduledChange"));
+    return inner_.EditScheduledChange(project, env, id, edit, actor);
+  }
+  absl::StatusOr<ScheduledChange> CancelScheduledChange(std::string_view project, std::string_view env, std::string_view id,
+                                                        const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("CancelScheduledChange"));
+    return inner_.CancelScheduledChange(project, env, id, actor);
+  }
+  absl::StatusOr<std::vector<ScheduledChange>> RunDueScheduledChanges() override {
+    RETURN_IF_ERROR(Fault("RunDueScheduledChanges"));
+    return inner_.RunDueScheduledChanges();
+  }
+  absl::StatusOr<std::optional<int64_t>> NextScheduledChangeDue() override {
+    RETURN_IF_ERROR(Fault("NextScheduledChangeDue"));
+    return inner_.NextScheduledChangeDue();
+  }
   absl::StatusOr<RestorePlan> Restore(std::string_view project, std::string_view env, int64_t sequence, std::optional<ItemKind> only_kind, std::optional<std::string> only_key, bool dry_run, const Actor& actor, std::string_view comment) override {
     RETURN_IF_ERROR(Fault("Restore"));
     return inner_.Restore(project, env, sequence, only_kind, only_key, dry_run, actor, comment);

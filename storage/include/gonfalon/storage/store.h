@@ -172,6 +172,44 @@ struct RestorePlan {
   std::optional<AppliedChangeSet> applied;  // set unless dry run (or nothing to change)
 };
 
+// A change set to apply later (DESIGN §9): once, at its time, across restarts.
+enum class ScheduleStatus : uint8_t { kScheduled, kApplied, kFailed, kCanceled };
+std::string_view ScheduleStatusName(ScheduleStatus s);  // "scheduled", "applied", "failed", "canceled"
+
+struct ScheduledChange {
+  std::string id;  // "sc_" + 12 hex digits, chosen by the store
+  std::string project;
+  std::string environment;
+  int64_t execute_at_ms = 0;
+  std::string comment;
+  // The change set's items. Each carries the version of its item it expects: the one the
+  // caller gave (which must be current when scheduling), else the version current when it was
+  // scheduled or last edited (0: the item did not exist). Checked when it runs unless
+  // `ignore_conflicts`.
+  std::vector<ItemChange> items;
+  bool ignore_conflicts = false;
+  std::string created_by;  // the actor id of who scheduled it
+  std::string edited_by;   // of who edited or canceled it last (empty: nobody)
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  int64_t version = 0;  // of this record: 1 when scheduled, +1 per edit, cancel or run
+  ScheduleStatus status = ScheduleStatus::kScheduled;
+  int64_t ran_ms = 0;      // when it was applied or failed
+  int64_t sequence = 0;    // the change set it made (0: none)
+  bool unchanged = false;  // applied, but every item was already as written
+  std::string reason;      // why it failed
+};
+rules::Value ScheduledChangeToJson(const ScheduledChange& c);
+
+// What an edit of a scheduled change replaces (absent: kept).
+struct ScheduleEdit {
+  std::optional<int64_t> execute_at_ms;
+  std::optional<std::string> comment;
+  std::optional<std::vector<ItemChange>> items;  // their expected versions are taken anew
+  std::optional<bool> ignore_conflicts;
+  std::optional<int64_t> expect_version;  // of the scheduled change (Aborted when it moved)
+};
+
 // API keys: stored only as SHA-256 hashes with a short visible prefix.
 enum class KeyKind : uint8_t { kAdmin, kServer, kClient };
 std::string_view KeyKindName(KeyKind k);  // "admin" / "server" / "client"
@@ -446,6 +484,30 @@ class Store {
                                                      const std::vector<UnitEvent>& events) = 0;
   virtual absl::StatusOr<IterationSums> GetIterationSums(std::string_view project, std::string_view env,
                                                          std::string_view flag, int64_t number) = 0;
+
+  // --- scheduled changes (scheduled_changes.cc) ---
+  // Validates the items as a change set would be (shape, data, expected versions) and stores
+  // the change with status "scheduled". `spec`'s id, times, version and status are ignored.
+  virtual absl::StatusOr<ScheduledChange> ScheduleChange(const ScheduledChange& spec, const Actor& actor) = 0;
+  virtual absl::StatusOr<ScheduledChange> GetScheduledChange(std::string_view project, std::string_view env,
+                                                             std::string_view id) = 0;
+  // Every scheduled change of the environment (any status), by time to execute.
+  virtual absl::StatusOr<std::vector<ScheduledChange>> ListScheduledChanges(std::string_view project,
+                                                                            std::string_view env) = 0;
+  // Only while "scheduled" (else FailedPrecondition).
+  virtual absl::StatusOr<ScheduledChange> EditScheduledChange(std::string_view project, std::string_view env,
+                                                              std::string_view id, const ScheduleEdit& edit,
+                                                              const Actor& actor) = 0;
+  virtual absl::StatusOr<ScheduledChange> CancelScheduledChange(std::string_view project, std::string_view env,
+                                                                std::string_view id, const Actor& actor) = 0;
+  // Runs, oldest first, every scheduled change due by the store's clock. Each is applied as one
+  // change set by the actor "scheduler:<id> for <creator>", written in the same batch as its
+  // record's new status, so that it runs once even across a crash; one whose items moved since
+  // (or that no longer applies) is marked failed with the reason. Returns what ran. An error
+  // means storage itself failed; what was not run stays due.
+  virtual absl::StatusOr<std::vector<ScheduledChange>> RunDueScheduledChanges() = 0;
+  // When the earliest scheduled change is due (ms since the epoch), if any.
+  virtual absl::StatusOr<std::optional<int64_t>> NextScheduledChangeDue() = 0;
 
   // --- operations ---
   // Drops change-log and audit entries older than Options::retain_ms.

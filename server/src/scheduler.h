@@ -1,0 +1,45 @@
+#pragma once
+// The scheduler: a thread that applies scheduled changes when they are due (DESIGN §9). It
+// sleeps until the earliest due time, or until Wake() says one was created or moved, and runs
+// everything due through the store (which applies each once, with its status, in one write).
+// A change that was due while the server was down runs as soon as the scheduler starts, and
+// its record says how late (`lateByMs`); the log says so too.
+//
+// Thread safety: Start, Wake and the destructor from any thread.
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "gonfalon/storage/store.h"
+#include "metrics.h"
+
+namespace gonfalon::server {
+
+class Scheduler {
+ public:
+  Scheduler(storage::Store& store, Metrics& metrics);
+  ~Scheduler();  // stops the thread (a change being applied finishes first)
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Starts the thread (once; later calls do nothing). The server calls it when ready.
+  void Start();
+  // A scheduled change was created, moved or canceled: look again.
+  void Wake();
+
+ private:
+  void Loop();
+  bool RunDue();  // false when storage failed
+
+  storage::Store& store_;
+  Metrics& metrics_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool started_ = false;  // REQUIRES: mu_
+  bool stop_ = false;     // REQUIRES: mu_
+  bool woken_ = false;    // REQUIRES: mu_
+  std::thread thread_;
+};
+
+}  // namespace gonfalon::server
