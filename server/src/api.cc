@@ -24,8 +24,11 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
     : store_(store), hubs_(hubs), metrics_(metrics), options_(std::move(options)),
       instance_(rules::NextInstanceId()) {
   exposures_ = std::make_unique<ExposureRecorder>(store_, metrics_);
-  scheduler_ = std::make_unique<Scheduler>(store_, metrics_);
-  services_ = std::make_unique<Services>(Services{store_, hubs_, metrics_, options_, ready_, *exposures_, *scheduler_});
+  WebhookDispatcher::Options hooks;
+  hooks.first_retry = std::chrono::milliseconds(options_.webhook_retry_ms);
+  webhooks_ = std::make_unique<WebhookDispatcher>(store_, metrics_, hooks);
+  scheduler_ = std::make_unique<Scheduler>(store_, metrics_, *webhooks_);
+  services_ = std::make_unique<Services>(Services{store_, hubs_, metrics_, options_, ready_, *exposures_, *scheduler_, *webhooks_});
   AddOperationsRoutes(router_, *services_);
   AddProjectRoutes(router_, *services_);
   AddFlagRoutes(router_, *services_);
@@ -35,7 +38,10 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
   AddOfrepRoutes(router_, *services_);
   AddExperimentRoutes(router_, *services_);
   AddScheduleRoutes(router_, *services_);
+  AddWebhookRoutes(router_, *services_);
 }
+
+void Api::ChangeApplied(const storage::AppliedChangeSet& applied) { webhooks_->ChangeApplied(applied); }
 
 void Api::set_ready(bool ready) {
   ready_ = ready;
@@ -93,7 +99,7 @@ std::optional<Response> Api::Authorize(Access access, Call& call) {
       }
       if (IsWrite(call.req.method) && !key.write) return ErrorResponse(403, "forbidden", "this admin key is read-only");
       if (access == Access::kAdminGlobal && !key.project.empty()) {
-        return ErrorResponse(403, "forbidden", "managing keys needs an admin key not limited to a project");
+        return ErrorResponse(403, "forbidden", "API keys and webhooks need an admin key not limited to a project");
       }
       const std::string& project = call.Param("p");
       if (!key.project.empty() && !project.empty() && project != key.project) {

@@ -25,6 +25,7 @@ namespace gonfalon::server {
 struct Services;
 class ExposureRecorder;
 class Scheduler;
+class WebhookDispatcher;
 }
 
 namespace gonfalon::server {
@@ -40,6 +41,8 @@ class Api {
   static bool Blocking(const Request& req);
 
   void set_ready(bool ready);
+  // Every durable change set (the store's change listener calls it): webhooks.
+  void ChangeApplied(const storage::AppliedChangeSet& applied);
   const ApiOptions& options() const { return options_; }
 
  private:
@@ -60,7 +63,8 @@ class Api {
   const ApiOptions options_;
   std::atomic<bool> ready_{false};
   std::unique_ptr<ExposureRecorder> exposures_;  // before services_, which refers to it
-  std::unique_ptr<Scheduler> scheduler_;         // likewise
+  std::unique_ptr<WebhookDispatcher> webhooks_;  // likewise
+  std::unique_ptr<Scheduler> scheduler_;         // likewise (after webhooks_, which it uses)
   std::unique_ptr<Services> services_;  // what the handlers use; stable address
   Router router_;
   std::mutex auth_mu_;

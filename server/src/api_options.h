@@ -1,6 +1,7 @@
 #pragma once
 // Settings of the HTTP API that come from `gonfalon serve`'s configuration.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ struct ApiOptions {
   // Origins allowed to call the OFREP and SDK evaluation routes from a browser (CORS);
   // "*" allows any. Empty: no CORS headers (browsers refuse cross-origin calls).
   std::vector<std::string> cors_origins;
+  // The wait before a failed webhook delivery's first retry (doubled after each).
+  int64_t webhook_retry_ms = 1000;
 };
 
 }  // namespace gonfalon::server

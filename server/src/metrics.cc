@@ -141,6 +141,12 @@ std::string Metrics::Render() const {
         static_cast<double>(scheduled_applied.load()));
   gauge("gonfalon_scheduled_changes_failed_total", "Scheduled changes that failed when due (conflict, invalid).", "counter",
         static_cast<double>(scheduled_failed.load()));
+  gauge("gonfalon_webhook_deliveries_total", "Webhook deliveries a receiver accepted.", "counter",
+        static_cast<double>(webhooks_delivered.load()));
+  gauge("gonfalon_webhook_failures_total", "Webhook deliveries that failed every attempt.", "counter",
+        static_cast<double>(webhooks_failed.load()));
+  gauge("gonfalon_webhook_dropped_total", "Webhook deliveries dropped because the queue was full.", "counter",
+        static_cast<double>(webhooks_dropped.load()));
   gauge("gonfalon_change_sets_published_total", "Change sets published to snapshots and streams.", "counter",
         static_cast<double>(change_sets_published.load()));
   gauge("gonfalon_stream_fan_outs_total",

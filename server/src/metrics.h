@@ -49,6 +49,10 @@ class Metrics {
   // Scheduled changes run by the scheduler (scheduler.h), by outcome.
   std::atomic<uint64_t> scheduled_applied{0};
   std::atomic<uint64_t> scheduled_failed{0};
+  // Webhook deliveries (webhooks.h): delivered, failed after every attempt, dropped (queue full).
+  std::atomic<uint64_t> webhooks_delivered{0};
+  std::atomic<uint64_t> webhooks_failed{0};
+  std::atomic<uint64_t> webhooks_dropped{0};
 
   // Extra gauges read at scrape time (RocksDB figures).
   void SetGaugeSource(std::function<std::vector<std::pair<std::string, int64_t>>()> source) {

@@ -9,6 +9,7 @@
 //   sdk_routes.cc         /sdk/v1: stream, polling, evaluation, events
 //   experiment_routes.cc  metrics, experiment iterations and their results
 //   schedule_routes.cc    scheduled changes
+//   webhook_routes.cc     webhooks and their delivery logs
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -22,6 +23,7 @@
 #include "metrics.h"
 #include "router.h"
 #include "scheduler.h"
+#include "webhooks.h"
 
 namespace gonfalon::server {
 
@@ -34,6 +36,7 @@ struct Services {
   const std::atomic<bool>& ready;
   ExposureRecorder& exposures;  // experiment exposures of server-side evaluations
   Scheduler& scheduler;         // applies scheduled changes when due
+  WebhookDispatcher& webhooks;  // delivers events to webhooks
 };
 
 void AddOperationsRoutes(Router& router, Services& s);
@@ -45,6 +48,7 @@ void AddSdkRoutes(Router& router, Services& s);
 void AddOfrepRoutes(Router& router, Services& s);
 void AddExperimentRoutes(Router& router, Services& s);
 void AddScheduleRoutes(Router& router, Services& s);
+void AddWebhookRoutes(Router& router, Services& s);
 
 // The items of a change-set request body (`items`), each checked with its path named
 // (change_routes.cc).

@@ -16,7 +16,8 @@ constexpr auto kMaxSleep = std::chrono::seconds(5);
 constexpr int64_t kLateMs = 1000;
 }  // namespace
 
-Scheduler::Scheduler(storage::Store& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
+Scheduler::Scheduler(storage::Store& store, Metrics& metrics, WebhookDispatcher& webhooks)
+    : store_(store), metrics_(metrics), webhooks_(webhooks) {}
 
 Scheduler::~Scheduler() {
   {
@@ -50,6 +51,8 @@ bool Scheduler::RunDue() {
     return false;
   }
   for (const storage::ScheduledChange& c : *ran) {
+    webhooks_.Publish(c.status == storage::ScheduleStatus::kApplied ? "scheduled_change.applied" : "scheduled_change.failed",
+                      c.project, c.environment, storage::ScheduledChangeToJson(c));
     int64_t late = c.ran_ms - c.execute_at_ms;
     std::string where = StrCat(c.project, "/", c.environment);
     if (c.status == storage::ScheduleStatus::kApplied) {

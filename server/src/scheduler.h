@@ -13,12 +13,14 @@
 
 #include "gonfalon/storage/store.h"
 #include "metrics.h"
+#include "webhooks.h"
 
 namespace gonfalon::server {
 
 class Scheduler {
  public:
-  Scheduler(storage::Store& store, Metrics& metrics);
+  // Each run is also published to the webhooks (scheduled_change.applied / .failed).
+  Scheduler(storage::Store& store, Metrics& metrics, WebhookDispatcher& webhooks);
   ~Scheduler();  // stops the thread (a change being applied finishes first)
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -34,6 +36,7 @@ class Scheduler {
 
   storage::Store& store_;
   Metrics& metrics_;
+  WebhookDispatcher& webhooks_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool started_ = false;  // REQUIRES: mu_

@@ -45,6 +45,8 @@ constexpr char kUsage[] =
     "  --trust-forwarded-headers true|false  take those URLs' scheme and host from\n"
     "                            X-Forwarded-Proto/-Host (only behind a proxy that sets them)\n"
     "  --cors-origins LIST       comma-separated origins (or *) that browsers may call OFREP from\n"
+    "  --webhook-retry-ms N      wait before a failed webhook delivery's first retry, doubled\n"
+    "                            after each (default 1000; 5 attempts)\n"
     "  --no-sync                 do not fsync change sets (tests and benchmarks only)\n"
     "  --demo                    create the demo project on an empty data directory\n"
     "environment: GONFALON_<SETTING> for each setting above (GONFALON_PUBLIC_BASE_URL, ...),\n"
@@ -95,6 +97,7 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
   if (name == "max-streams") return number(c.max_streams, 0);
   if (name == "min-free-disk-mb") return number(c.min_free_disk_mb, 0);
   if (name == "threads") return number(c.threads, 0);
+  if (name == "webhook-retry-ms") return number(c.api.webhook_retry_ms, 1);
   if (name == "public-base-url") {
     std::string_view v = value;
     if (!(v.rfind("http://", 0) == 0 || v.rfind("https://", 0) == 0) || v.find_first_of(" \r\n\"") != std::string_view::npos) {
@@ -155,7 +158,7 @@ std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
   }
   for (const char* name : {"listen", "data-dir", "heartbeat-seconds", "max-body-bytes", "max-header-bytes",
                            "read-timeout-seconds", "max-connections", "max-streams", "min-free-disk-mb", "threads", "log-level", "public-base-url",
-                           "trust-forwarded-headers", "cors-origins"}) {
+                           "trust-forwarded-headers", "cors-origins", "webhook-retry-ms"}) {
     std::string env = StrCat("GONFALON_", name);
     for (char& ch : env) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     if (const char* v = std::getenv(env.c_str())) {
@@ -400,8 +403,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
   Metrics metrics;
   metrics.SetGaugeSource([&store] { return store.Stats(); });
   Hubs hubs(store, metrics);
-  store.SetChangeListener([&hubs](const storage::AppliedChangeSet& a) { hubs.Changed(a); });
   Api api(store, hubs, metrics, config.api);
+  store.SetChangeListener([&hubs, &api](const storage::AppliedChangeSet& a) {
+    hubs.Changed(a);
+    api.ChangeApplied(a);
+  });
   ServerLimits limits;
   limits.max_body_bytes = static_cast<size_t>(config.max_body_bytes);
   limits.max_header_bytes = static_cast<size_t>(config.max_header_bytes);

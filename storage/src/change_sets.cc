@@ -190,6 +190,8 @@ AppliedChangeSet RocksStore::AppendChangeSet(EnvState& env, const std::vector<Pr
   applied.environment = e;
   applied.sequence = seq;
   applied.time_ms = now;
+  applied.actor = actor.id;
+  applied.comment = std::string(comment);
   rules::ChangeSetEvent event{seq, now, {}};
   AuditRecord audit{seq, now, actor.id, std::string(comment), {}};
   for (const PreparedItem& it : items) {

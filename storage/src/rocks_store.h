@@ -130,6 +130,15 @@ class RocksStore final : public Store {
   absl::StatusOr<std::vector<ScheduledChange>> RunDueScheduledChanges() override;
   absl::StatusOr<std::optional<int64_t>> NextScheduledChangeDue() override;
 
+  // Webhooks (webhooks.cc).
+  absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) override;
+  absl::StatusOr<std::vector<Webhook>> ListWebhooks() override;
+  absl::StatusOr<Webhook> GetWebhook(std::string_view id) override;
+  absl::StatusOr<Webhook> UpdateWebhook(const Webhook& hook, std::optional<int64_t> expect_version) override;
+  absl::Status DeleteWebhook(std::string_view id) override;
+  absl::Status RecordWebhookDelivery(const WebhookDelivery& d) override;
+  absl::StatusOr<std::vector<WebhookDelivery>> ListWebhookDeliveries(std::string_view hook_id) override;
+
   // Reads of what is committed (reads.cc).
   absl::StatusOr<rules::Flag> GetFlag(std::string_view project, std::string_view env,
                                       std::string_view key) override;
@@ -346,6 +355,7 @@ class RocksStore final : public Store {
   // their data validated as Apply would. Takes the environment's lock.
   absl::Status PrepareSchedule(std::string_view project, std::string_view env, std::vector<ItemChange>& items);
   std::mutex schedule_mu_;  // orders edits, cancels and runs of scheduled changes
+  std::mutex webhooks_mu_;  // orders webhook edits and delivery-log appends
   absl::Status CheckVariations(const FlagMeta& m);
 
   // The stored JSON for an upserted item, strictly validated, at `version`.

@@ -159,6 +159,34 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(Fault("NextScheduledChangeDue"));
     return inner_.NextScheduledChangeDue();
   }
+  absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("CreateWebhook"));
+    return inner_.CreateWebhook(spec, actor);
+  }
+  absl::StatusOr<std::vector<Webhook>> ListWebhooks() override {
+    RETURN_IF_ERROR(Fault("ListWebhooks"));
+    return inner_.ListWebhooks();
+  }
+  absl::StatusOr<Webhook> GetWebhook(std::string_view id) override {
+    RETURN_IF_ERROR(Fault("GetWebhook"));
+    return inner_.GetWebhook(id);
+  }
+  absl::StatusOr<Webhook> UpdateWebhook(const Webhook& hook, std::optional<int64_t> expect_version) override {
+    RETURN_IF_ERROR(Fault("UpdateWebhook"));
+    return inner_.UpdateWebhook(hook, expect_version);
+  }
+  absl::Status DeleteWebhook(std::string_view id) override {
+    RETURN_IF_ERROR(Fault("DeleteWebhook"));
+    return inner_.DeleteWebhook(id);
+  }
+  absl::Status RecordWebhookDelivery(const WebhookDelivery& d) override {
+    RETURN_IF_ERROR(Fault("RecordWebhookDelivery"));
+    return inner_.RecordWebhookDelivery(d);
+  }
+  absl::StatusOr<std::vector<WebhookDelivery>> ListWebhookDeliveries(std::string_view hook_id) override {
+    RETURN_IF_ERROR(Fault("ListWebhookDeliveries"));
+    return inner_.ListWebhookDeliveries(hook_id);
+  }
   absl::StatusOr<RestorePlan> Restore(std::string_view project, std::string_view env, int64_t sequence, std::optional<ItemKind> only_kind, std::optional<std::string> only_key, bool dry_run, const Actor& actor, std::string_view comment) override {
     RETURN_IF_ERROR(Fault("Restore"));
     return inner_.Restore(project, env, sequence, only_kind, only_key, dry_run, actor, comment);

@@ -136,6 +136,8 @@ struct AppliedChangeSet {
   std::string environment;
   int64_t sequence = 0;
   int64_t time_ms = 0;
+  std::string actor;    // who made it (Actor::id)
+  std::string comment;
   std::vector<AppliedItem> items;
   // Nothing changed (every item was already as written): no change set was made, `sequence`
   // is the environment's current one and `items` carry the current versions.
@@ -209,6 +211,37 @@ struct ScheduleEdit {
   std::optional<bool> ignore_conflicts;
   std::optional<int64_t> expect_version;  // of the scheduled change (Aborted when it moved)
 };
+
+// A webhook subscription (DESIGN §9): events are POSTed to `url` as JSON, signed with
+// HMAC-SHA256 under `secret`.
+struct Webhook {
+  std::string id;  // "wh_" + 12 hex digits, chosen by the store
+  std::string url;  // http://host[:port]/path
+  std::string secret;  // chosen by the store when empty; kept to sign (shown once, at creation)
+  std::vector<std::string> events;  // event types it wants; empty: all
+  std::string project;  // only events of this project; empty: all projects
+  std::string description;
+  bool enabled = true;
+  std::string created_by;
+  int64_t created_ms = 0;
+  int64_t version = 0;
+};
+// `with_secret`: include the secret (only in the answer that creates the hook).
+rules::Value WebhookToJson(const Webhook& w, bool with_secret = false);
+
+// What became of one event sent to one hook, after its last attempt.
+struct WebhookDelivery {
+  std::string id;  // the delivery id, also sent as X-Gonfalon-Delivery
+  std::string hook_id;
+  std::string event;
+  int64_t time_ms = 0;  // when the event happened
+  int64_t done_ms = 0;  // when the last attempt ended
+  int attempts = 0;
+  bool delivered = false;
+  int http_status = 0;  // of the last attempt (0: no response)
+  std::string error;    // of the last attempt, when not delivered
+};
+rules::Value WebhookDeliveryToJson(const WebhookDelivery& d);
 
 // API keys: stored only as SHA-256 hashes with a short visible prefix.
 enum class KeyKind : uint8_t { kAdmin, kServer, kClient };
@@ -508,6 +541,20 @@ class Store {
   virtual absl::StatusOr<std::vector<ScheduledChange>> RunDueScheduledChanges() = 0;
   // When the earliest scheduled change is due (ms since the epoch), if any.
   virtual absl::StatusOr<std::optional<int64_t>> NextScheduledChangeDue() = 0;
+
+  // --- webhooks (webhooks.cc) ---
+  virtual absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) = 0;
+  virtual absl::StatusOr<std::vector<Webhook>> ListWebhooks() = 0;
+  virtual absl::StatusOr<Webhook> GetWebhook(std::string_view id) = 0;
+  // Replaces url, events, project, description and enabled (the secret stays); Aborted when
+  // `expect_version` (if set) is not the hook's version.
+  virtual absl::StatusOr<Webhook> UpdateWebhook(const Webhook& hook, std::optional<int64_t> expect_version) = 0;
+  virtual absl::Status DeleteWebhook(std::string_view id) = 0;  // and its delivery log
+  // Appends to the hook's delivery log, which keeps the last kWebhookLogSize (no fsync).
+  virtual absl::Status RecordWebhookDelivery(const WebhookDelivery& d) = 0;
+  static constexpr int kWebhookLogSize = 100;
+  // The hook's delivery log, newest first.
+  virtual absl::StatusOr<std::vector<WebhookDelivery>> ListWebhookDeliveries(std::string_view hook_id) = 0;
 
   // --- operations ---
   // Drops change-log and audit entries older than Options::retain_ms.
