@@ -39,6 +39,7 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
   AddExperimentRoutes(router_, *services_);
   AddScheduleRoutes(router_, *services_);
   AddWebhookRoutes(router_, *services_);
+  AddReleasePlanRoutes(router_, *services_);
 }
 
 void Api::ChangeApplied(const storage::AppliedChangeSet& applied) { webhooks_->ChangeApplied(applied); }

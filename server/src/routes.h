@@ -10,6 +10,7 @@
 //   experiment_routes.cc  metrics, experiment iterations and their results
 //   schedule_routes.cc    scheduled changes
 //   webhook_routes.cc     webhooks and their delivery logs
+//   release_plan_routes.cc  release plans
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -49,6 +50,7 @@ void AddOfrepRoutes(Router& router, Services& s);
 void AddExperimentRoutes(Router& router, Services& s);
 void AddScheduleRoutes(Router& router, Services& s);
 void AddWebhookRoutes(Router& router, Services& s);
+void AddReleasePlanRoutes(Router& router, Services& s);
 
 // The items of a change-set request body (`items`), each checked with its path named
 // (change_routes.cc).

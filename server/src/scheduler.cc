@@ -69,12 +69,35 @@ bool Scheduler::RunDue() {
   return true;
 }
 
+bool Scheduler::RunPlans() {
+  absl::StatusOr<bool> any = store_.AnyActiveReleasePlan();
+  if (!any.ok() || !*any) return false;
+  absl::StatusOr<std::vector<storage::ReleasePlan>> changed = store_.RunReleasePlans();
+  if (!changed.ok()) {
+    Log(LogLevel::kError, "release plans could not run; retrying in a second", {{"error", std::string(changed.status().message())}});
+    return true;
+  }
+  for (const storage::ReleasePlan& p : *changed) {
+    std::string_view event = p.status == storage::PlanStatus::kPaused      ? "release_plan.paused"
+                             : p.status == storage::PlanStatus::kCompleted ? "release_plan.completed"
+                             : p.status == storage::PlanStatus::kAborted   ? "release_plan.aborted"
+                                                                           : "release_plan.advanced";
+    webhooks_.Publish(event, p.project, p.environment, storage::ReleasePlanToJson(p));
+    Log(LogLevel::kInfo, "release plan changed",
+        {{"plan", p.id}, {"flag", StrCat(p.project, "/", p.environment, "/", p.flag)}, {"status", storage::PlanStatusName(p.status)},
+         {"stage", std::to_string(p.stage + 1)}, {"what", p.events.empty() ? std::string() : p.events.back().what}});
+  }
+  return true;
+}
+
 void Scheduler::Loop() {
   using Clock = std::chrono::system_clock;
   while (true) {
     bool ok = RunDue();
+    bool plans = RunPlans();
     absl::StatusOr<std::optional<int64_t>> next = store_.NextScheduledChangeDue();
-    Clock::time_point wake = Clock::now() + kMaxSleep;
+    // Active plans are looked at every second: their gates depend on time and on units.
+    Clock::time_point wake = Clock::now() + (plans ? std::chrono::seconds(1) : kMaxSleep);
     if (!ok || !next.ok()) {
       wake = Clock::now() + std::chrono::seconds(1);  // storage failed: not in a tight loop
     } else if (next->has_value()) {

@@ -1,6 +1,7 @@
 #pragma once
-// The scheduler: a thread that applies scheduled changes when they are due (DESIGN §9). It
-// sleeps until the earliest due time, or until Wake() says one was created or moved, and runs
+// The scheduler: a thread that applies scheduled changes when they are due and moves release
+// plans along (DESIGN §9). It sleeps until the earliest due time (at most a second while a
+// release plan is active), or until Wake() says something was created or moved, and runs
 // everything due through the store (which applies each once, with its status, in one write).
 // A change that was due while the server was down runs as soon as the scheduler starts, and
 // its record says how late (`lateByMs`); the log says so too.
@@ -32,7 +33,8 @@ class Scheduler {
 
  private:
   void Loop();
-  bool RunDue();  // false when storage failed
+  bool RunDue();    // false when storage failed
+  bool RunPlans();  // likewise; true when a plan is still active
 
   storage::Store& store_;
   Metrics& metrics_;

@@ -47,7 +47,8 @@ absl::Status ReadHook(const Value& body, storage::Webhook& hook, bool creating) 
       const Value& e = v->as_array()[i];
       if (!e.is_string() || !IsWebhookEvent(e.as_string())) {
         return rules::InvalidField(StrCat("events[", i, "]"),
-                                   "expected change.applied, scheduled_change.applied, scheduled_change.failed or ping");
+                                   "expected change.applied, scheduled_change.applied/.failed, "
+                                   "release_plan.started/.advanced/.paused/.resumed/.completed/.rolled_back/.aborted, or ping");
       }
       hook.events.push_back(e.as_string());
     }

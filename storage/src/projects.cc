@@ -97,7 +97,9 @@ absl::Status RocksStore::DeleteProject(std::string_view key, const Actor& actor)
     std::string under = StrCat(kind, prefix);
     ops.push_back(DeleteRange(kExperiments, under, PrefixEnd(under)));
   }
-  ops.push_back(DeleteRange(kAutomation, StrCat("sc/", prefix), PrefixEnd(StrCat("sc/", prefix))));
+  for (const char* kind : {"sc/", "rp/", "rpa/"}) {  // scheduled changes, release plans
+    ops.push_back(DeleteRange(kAutomation, StrCat(kind, prefix), PrefixEnd(StrCat(kind, prefix))));
+  }
   ops.push_back(Delete(kProjects, std::string(key)));
   RETURN_IF_ERROR(AppendKeyDeletions(key, std::nullopt, ops));
   RETURN_IF_ERROR(WriteNow(std::move(ops)));
@@ -189,7 +191,9 @@ absl::Status RocksStore::DeleteEnvironment(std::string_view project, std::string
     std::string under = StrCat(kind, prefix);
     ops.push_back(DeleteRange(kExperiments, under, PrefixEnd(under)));
   }
-  ops.push_back(DeleteRange(kAutomation, StrCat("sc/", prefix), PrefixEnd(StrCat("sc/", prefix))));
+  for (const char* kind : {"sc/", "rp/", "rpa/"}) {  // scheduled changes, release plans
+    ops.push_back(DeleteRange(kAutomation, StrCat(kind, prefix), PrefixEnd(StrCat(kind, prefix))));
+  }
   ops.push_back(Delete(kEnvironments, EnvKey(env)));
   RETURN_IF_ERROR(AppendKeyDeletions(project, std::string(key), ops));
   RETURN_IF_ERROR(CommitLocked({&env}, std::move(ops), {}));

@@ -130,6 +130,15 @@ class RocksStore final : public Store {
   absl::StatusOr<std::vector<ScheduledChange>> RunDueScheduledChanges() override;
   absl::StatusOr<std::optional<int64_t>> NextScheduledChangeDue() override;
 
+  // Release plans (release_plans.cc).
+  absl::StatusOr<ReleasePlan> StartReleasePlan(const ReleasePlan& spec, const Actor& actor) override;
+  absl::StatusOr<std::optional<ReleasePlan>> GetReleasePlan(std::string_view project, std::string_view env,
+                                                            std::string_view flag) override;
+  absl::StatusOr<ReleasePlan> ActOnReleasePlan(std::string_view project, std::string_view env, std::string_view flag,
+                                               PlanAction action, const Actor& actor, std::string_view reason) override;
+  absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans() override;
+  absl::StatusOr<bool> AnyActiveReleasePlan() override;
+
   // Webhooks (webhooks.cc).
   absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) override;
   absl::StatusOr<std::vector<Webhook>> ListWebhooks() override;
@@ -356,6 +365,12 @@ class RocksStore final : public Store {
   absl::Status PrepareSchedule(std::string_view project, std::string_view env, std::vector<ItemChange>& items);
   std::mutex schedule_mu_;  // orders edits, cancels and runs of scheduled changes
   std::mutex webhooks_mu_;  // orders webhook edits and delivery-log appends
+  std::mutex plans_mu_;     // orders release plan starts, actions and runs
+  // Release plans: sets the plan's treatment share on its target and writes the flag, with the
+  // plan record (its new state, filled in by `update` once the change set's version is known),
+  // as one change set. `update` also runs when nothing needed changing.
+  absl::StatusOr<ReleasePlan> ApplyPlanTraffic(ReleasePlan plan, int treatment_weight, const std::string& what,
+                                               const std::function<void(ReleasePlan&)>& update);
   absl::Status CheckVariations(const FlagMeta& m);
 
   // The stored JSON for an upserted item, strictly validated, at `version`.

@@ -119,13 +119,13 @@ absl::StatusOr<ScheduledChange> ScheduledChangeFromJson(const Value& v) {
     for (const Value& it : *items) {
       ItemChange ic;
       std::string kind;
-      RETURN_IF_ERROR(rules::GetString(it, "kind", "items.", kind));
+      RETURN_IF_ERROR(rules::GetString(it, "kind", "items", kind));
       ic.kind = kind == "segment" ? ItemKind::kSegment : ItemKind::kFlag;
-      RETURN_IF_ERROR(rules::GetString(it, "key", "items.", ic.key));
+      RETURN_IF_ERROR(rules::GetString(it, "key", "items", ic.key));
       std::optional<int64_t> expect;
-      RETURN_IF_ERROR(rules::GetOptInt64(it, "expectVersion", "items.", expect));
+      RETURN_IF_ERROR(rules::GetOptInt64(it, "expectVersion", "items", expect));
       ic.expect_version = expect;
-      RETURN_IF_ERROR(rules::GetBool(it, "delete", "items.", ic.remove));
+      RETURN_IF_ERROR(rules::GetBool(it, "delete", "items", ic.remove));
       if (const Value* d = it.Find("data"); d != nullptr && !d->is_null()) ic.data = *d;
       c.items.push_back(std::move(ic));
     }

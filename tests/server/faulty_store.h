@@ -159,6 +159,27 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(Fault("NextScheduledChangeDue"));
     return inner_.NextScheduledChangeDue();
   }
+  absl::StatusOr<ReleasePlan> StartReleasePlan(const ReleasePlan& spec, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("StartReleasePlan"));
+    return inner_.StartReleasePlan(spec, actor);
+  }
+  absl::StatusOr<std::optional<ReleasePlan>> GetReleasePlan(std::string_view project, std::string_view env, std::string_view flag) override {
+    RETURN_IF_ERROR(Fault("GetReleasePlan"));
+    return inner_.GetReleasePlan(project, env, flag);
+  }
+  absl::StatusOr<ReleasePlan> ActOnReleasePlan(std::string_view project, std::string_view env, std::string_view flag,
+                                               PlanAction action, const Actor& actor, std::string_view reason) override {
+    RETURN_IF_ERROR(Fault("ActOnReleasePlan"));
+    return inner_.ActOnReleasePlan(project, env, flag, action, actor, reason);
+  }
+  absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans() override {
+    RETURN_IF_ERROR(Fault("RunReleasePlans"));
+    return inner_.RunReleasePlans();
+  }
+  absl::StatusOr<bool> AnyActiveReleasePlan() override {
+    RETURN_IF_ERROR(Fault("AnyActiveReleasePlan"));
+    return inner_.AnyActiveReleasePlan();
+  }
   absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) override {
     RETURN_IF_ERROR(Fault("CreateWebhook"));
     return inner_.CreateWebhook(spec, actor);

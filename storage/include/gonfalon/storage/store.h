@@ -212,6 +212,45 @@ struct ScheduleEdit {
   std::optional<int64_t> expect_version;  // of the scheduled change (Aborted when it moved)
 };
 
+// A release plan (DESIGN §9): moves a flag's traffic, on its fallthrough or one rule, from a
+// control to a treatment variation through stages, each one an experiment rollout (so each
+// stage is an experiment iteration whose units the gates count).
+enum class PlanStatus : uint8_t { kActive, kPaused, kCompleted, kAborted, kRolledBack };
+std::string_view PlanStatusName(PlanStatus s);  // "active", "paused", "completed", "aborted", "rolledBack"
+enum class PlanAction : uint8_t { kPause, kResume, kAbort, kRollBack, kComplete };
+
+struct PlanStage {
+  int weight = 0;               // the treatment's share, in thousandths of a percent (1..100000)
+  int64_t min_duration_ms = 0;  // before the next stage
+  int64_t min_units = 0;        // units exposed in this stage's iteration before the next
+};
+struct PlanEvent {
+  int64_t time_ms = 0;
+  std::string what;      // "stage 2 of 4: 25%", "paused: …", "rolled back: …"
+  int64_t sequence = 0;  // the change set it made, if any
+};
+struct ReleasePlan {
+  std::string id;  // "rp_" + 12 hex digits
+  std::string project;
+  std::string environment;
+  std::string flag;
+  int control = 0;
+  int treatment = 1;
+  std::string rule;  // the id of the rule it widens; empty: the fallthrough
+  std::vector<PlanStage> stages;
+  PlanStatus status = PlanStatus::kActive;
+  int stage = 0;                 // the current stage (index)
+  int64_t stage_started_ms = 0;  // when the current stage began (or resumed)
+  int64_t flag_version = 0;      // the flag's version after the plan's last change
+  std::string reason;            // why it is paused, aborted or rolled back
+  std::string created_by;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  int64_t version = 0;
+  std::vector<PlanEvent> events;  // oldest first, the last 100
+};
+rules::Value ReleasePlanToJson(const ReleasePlan& p);
+
 // A webhook subscription (DESIGN §9): events are POSTed to `url` as JSON, signed with
 // HMAC-SHA256 under `secret`.
 struct Webhook {
@@ -541,6 +580,26 @@ class Store {
   virtual absl::StatusOr<std::vector<ScheduledChange>> RunDueScheduledChanges() = 0;
   // When the earliest scheduled change is due (ms since the epoch), if any.
   virtual absl::StatusOr<std::optional<int64_t>> NextScheduledChangeDue() = 0;
+
+  // --- release plans (release_plans.cc) ---
+  // Checks the plan (variations, the rule, stages widening to at most 100 %, no active or
+  // paused plan on the flag) and applies its first stage, as the actor "release:<id>".
+  virtual absl::StatusOr<ReleasePlan> StartReleasePlan(const ReleasePlan& spec, const Actor& actor) = 0;
+  // The flag's latest plan, if any.
+  virtual absl::StatusOr<std::optional<ReleasePlan>> GetReleasePlan(std::string_view project, std::string_view env,
+                                                                    std::string_view flag) = 0;
+  // Pause, resume (re-applies the current stage), abort (traffic stays), roll back (all to
+  // control) or complete (all to treatment). FailedPrecondition when the plan is not in a
+  // state the action applies to.
+  virtual absl::StatusOr<ReleasePlan> ActOnReleasePlan(std::string_view project, std::string_view env,
+                                                       std::string_view flag, PlanAction action, const Actor& actor,
+                                                       std::string_view reason) = 0;
+  // For every active plan, by the store's clock: pauses it if the flag's traffic was edited by
+  // anyone else, else advances it when its stage's time and unit gates pass (the last stage
+  // completes it). Each advance is one change set with the plan's new state. Returns the plans
+  // that changed.
+  virtual absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans() = 0;
+  virtual absl::StatusOr<bool> AnyActiveReleasePlan() = 0;
 
   // --- webhooks (webhooks.cc) ---
   virtual absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) = 0;
