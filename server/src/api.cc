@@ -6,6 +6,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
 #include "routes.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 
@@ -184,8 +185,7 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
   // A key that expires (rotation overlap) is not cached past its expiry.
   auto ttl = kCacheTtl;
   if (key->expires_ms != 0) {
-    int64_t left = key->expires_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch()).count();
+    int64_t left = key->expires_ms - NowMs();
     ttl = std::min<std::chrono::seconds>(ttl, std::chrono::seconds(std::max<int64_t>(left / 1000, 0)));
   }
   CachedKey entry{std::make_shared<const ApiKey>(std::move(*key)), now + ttl};

@@ -2,14 +2,9 @@
 
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
-
-namespace {
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 ExposureRecorder::ExposureRecorder(storage::Store& store, Metrics& metrics, std::chrono::milliseconds interval)
     : store_(store), metrics_(metrics), interval_(interval), thread_([this] { Loop(); }) {}

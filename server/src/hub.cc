@@ -12,6 +12,7 @@
 #include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 namespace {
@@ -531,8 +532,7 @@ void Hubs::CloseRevokedStreams() {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [k, h] : hubs_) hubs.push_back(h);
   }
-  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+  int64_t now_ms = NowMs();
   auto last = FrameComment("credentials revoked");
   for (auto& h : hubs) {
     // The keys are read with no hub lock held (RocksDB reads must not stall publishing).

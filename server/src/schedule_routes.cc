@@ -10,6 +10,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
 #include "routes.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 
@@ -20,10 +21,6 @@ namespace {
 
 // A change may be scheduled up to this far in the past (it then runs at once): clocks differ.
 constexpr int64_t kPastSlackMs = 60'000;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // `executeAt`: RFC 3339 or Unix milliseconds, not more than a minute ago.
 absl::StatusOr<int64_t> ExecuteAt(const Value& v) {

@@ -9,6 +9,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
 #include "routes.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 
@@ -22,10 +23,6 @@ namespace {
 // retention (an SDK that was offline for a while).
 constexpr int64_t kMaxEventFutureMs = 3600LL * 1000;
 constexpr int64_t kMaxEventAgeMs = 30LL * 24 * 3600 * 1000;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // One refused item of an events batch: `field` names the list, the index and the member
 // ("exposedUnits[3].time"); ForEachEvent fills in `list` and `index`.

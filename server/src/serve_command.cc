@@ -19,6 +19,7 @@
 #include "log.h"
 #include "hub.h"
 #include "metrics.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 namespace {
@@ -195,8 +196,7 @@ std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
 absl::Status Bootstrap(storage::Store& store, const std::string& data_dir, std::string* minted) {
   auto keys = store.ListApiKeys();
   if (!keys.ok()) return keys.status();
-  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+  int64_t now_ms = NowMs();
   bool usable_admin = false;
   for (const auto& k : *keys) {
     if (k.kind == storage::KeyKind::kAdmin && k.write && k.UsableAt(now_ms)) {

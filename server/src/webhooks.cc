@@ -12,6 +12,7 @@
 
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 
@@ -44,10 +45,6 @@ std::string WebhookSignature(std::string_view secret, std::string_view body) {
 }
 
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // "http://host[:port][/path]" -> host, port, target; false when it is not one.
 bool SplitUrl(const std::string& url, std::string& host, std::string& port, std::string& target) {
