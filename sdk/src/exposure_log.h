@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "gonfalon/rules/per_thread_cache.h"
+#include "thread_shards.h"
 
 namespace gonfalon::sdk::internal {
 
@@ -73,7 +74,7 @@ class ExposureLog {
   void Record(uint64_t flag_hash, std::string_view flag, int variation, int64_t flag_version, std::string_view unit_kind,
               std::string_view unit_key) {
     uint64_t h = Hash(flag_hash, variation, unit_kind, unit_key);
-    Shard& s = ShardForThread();
+    Shard& s = shards_.ForThisThread();
     uint64_t interval = interval_.load(std::memory_order_relaxed);
     if (s.interval != interval) {
       std::memset(s.cache.data(), 0, sizeof(uint64_t) * s.cache.size());
@@ -112,12 +113,11 @@ class ExposureLog {
   std::vector<UnitExposureEvent> Drain(int64_t& dropped) {
     std::vector<UnitExposureEvent> out;
     {
-      std::lock_guard<std::mutex> l(shards_mu_);
-      for (auto& [thread, s] : shards_) {
-        std::lock_guard<std::mutex> sl(s->mu);
-        for (auto& e : s->pending) out.push_back(std::move(e));
-        s->pending.clear();
-      }
+      shards_.ForEach([&](Shard& s) {
+        std::lock_guard<std::mutex> sl(s.mu);
+        for (auto& e : s.pending) out.push_back(std::move(e));
+        s.pending.clear();
+      });
     }
     interval_.fetch_add(1, std::memory_order_relaxed);
     pending_.fetch_sub(out.size(), std::memory_order_relaxed);
@@ -181,27 +181,13 @@ class ExposureLog {
     return h == 0 ? 1 : h;
   }
 
-  // The calling thread's shard: a per-thread cached pointer, and on a miss (first use, or a
-  // thread that uses more clients than the cache holds) the shard made for this thread before.
-  Shard& ShardForThread() {
-    struct ExposureShardTag;
-    using Shards = rules::PerThreadCache<ExposureShardTag, char, Shard*, 2>;
-    return *Shards::Get(instance_, [&] {
-      std::lock_guard<std::mutex> l(shards_mu_);
-      std::unique_ptr<Shard>& shard = shards_[std::this_thread::get_id()];
-      if (shard == nullptr) shard = std::make_unique<Shard>();
-      return shard.get();
-    });
-  }
 
-  const uint64_t instance_ = rules::NextInstanceId();
   const size_t capacity_;
   std::atomic<uint64_t> interval_{1};
   std::atomic<size_t> pending_{0};
   std::atomic<int64_t> dropped_{0};
   std::atomic<int64_t> latest_ms_{0};  // the latest exposure stamp
-  std::mutex shards_mu_;  // guards `shards_` (taken on a per-thread cache miss and by the flusher)
-  std::map<std::thread::id, std::unique_ptr<Shard>> shards_;
+  ThreadShards<Shard> shards_;
 };
 
 }  // namespace gonfalon::sdk::internal

@@ -8,17 +8,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "gonfalon/rules/context.h"
-#include "gonfalon/rules/per_thread_cache.h"
+#include "thread_shards.h"
 
 namespace gonfalon::sdk::internal {
 
@@ -88,7 +86,7 @@ class TrackLog {
     const auto& kinds = ctx.kinds();
     size_t need = sizeof(TrackHeader) + event.size();
     for (const auto& k : kinds) need += sizeof(TrackUnitHeader) + k.kind.as_string().size() + k.key.as_string().size();
-    Shard& s = ShardForThread();
+    Shard& s = shards_.ForThisThread();
     std::lock_guard<std::mutex> l(s.mu);
     TrackChunk& c = s.current;
     if (c.used + need > c.cap) Grow(s, c.used + need);
@@ -119,18 +117,17 @@ class TrackLog {
   // already mapped); a thread that tracked nothing in the interval gives its buffers up.
   TrackRecords Take() {
     TrackRecords out;
-    std::lock_guard<std::mutex> all(shards_mu_);
-    for (auto& [thread, shard] : shards_) {
-      std::lock_guard<std::mutex> l(shard->mu);
-      if (shard->current.count == 0) {
-        shard->current = TrackChunk{};
-        shard->spare = TrackChunk{};
-        continue;
+    shards_.ForEach([&](Shard& shard) {
+      std::lock_guard<std::mutex> l(shard.mu);
+      if (shard.current.count == 0) {
+        shard.current = TrackChunk{};
+        shard.spare = TrackChunk{};
+        return;
       }
-      out.count_ += shard->current.count;
-      out.chunks_.push_back({shard.get(), std::exchange(shard->current, std::move(shard->spare))});
-      shard->spare = TrackChunk{};
-    }
+      out.count_ += shard.current.count;
+      out.chunks_.push_back({&shard, std::exchange(shard.current, std::move(shard.spare))});
+      shard.spare = TrackChunk{};
+    });
     held_.fetch_sub(out.count_, std::memory_order_relaxed);
     return out;
   }
@@ -166,25 +163,11 @@ class TrackLog {
     c.cap = cap;
   }
 
-  // The calling thread's shard: a per-thread cached pointer, and on a miss (first use, or a
-  // thread that uses more clients than the cache holds) the shard made for this thread before.
-  Shard& ShardForThread() {
-    struct TrackShardTag;
-    using Shards = rules::PerThreadCache<TrackShardTag, char, Shard*, 2>;
-    return *Shards::Get(instance_, [&] {
-      std::lock_guard<std::mutex> l(shards_mu_);
-      std::unique_ptr<Shard>& shard = shards_[std::this_thread::get_id()];
-      if (shard == nullptr) shard = std::make_unique<Shard>();
-      return shard.get();
-    });
-  }
 
-  const uint64_t instance_ = rules::NextInstanceId();
   const size_t capacity_;
   std::atomic<size_t> held_{0};
   std::atomic<int64_t> dropped_{0};
-  std::mutex shards_mu_;  // guards `shards_` (taken on a per-thread cache miss and by the flusher)
-  std::map<std::thread::id, std::unique_ptr<Shard>> shards_;
+  ThreadShards<Shard> shards_;
 };
 
 inline bool TrackRecords::Next(Record& r) {
