@@ -214,6 +214,16 @@ absl::StatusOr<ReleasePlan> RocksStore::ApplyPlanTraffic(ReleasePlan plan, int t
   return out;
 }
 
+absl::Status RocksStore::StopPlan(ReleasePlan& plan, PlanStatus status, const std::string& what) {
+  int64_t now = Now();
+  plan.status = status;
+  plan.updated_ms = now;
+  ++plan.version;
+  AddEvent(plan, now, what);
+  return WriteNow({Put(kAutomation, PlanKey(plan.project, plan.environment, plan.flag), ToJson(ReleasePlanToJson(plan))),
+                   Delete(kAutomation, ActiveKey(plan.project, plan.environment, plan.flag))});
+}
+
 absl::StatusOr<ReleasePlan> RocksStore::StartReleasePlan(const ReleasePlan& spec, const Actor& actor) {
   RETURN_IF_ERROR(CheckWritable());
   ASSIGN_OR_RETURN(rules::Flag f, GetFlag(spec.project, spec.environment, spec.flag));
@@ -288,13 +298,8 @@ absl::StatusOr<ReleasePlan> RocksStore::ActOnReleasePlan(std::string_view projec
   switch (action) {
     case PlanAction::kPause: {
       if (plan.status != PlanStatus::kActive) return refuse("pause");
-      plan.status = PlanStatus::kPaused;
       plan.reason = StrCat("paused", by);
-      plan.updated_ms = now;
-      ++plan.version;
-      AddEvent(plan, now, plan.reason);
-      RETURN_IF_ERROR(WriteNow({Put(kAutomation, PlanKey(project, env, flag), ToJson(ReleasePlanToJson(plan))),
-                                Delete(kAutomation, ActiveKey(project, env, flag))}));
+      RETURN_IF_ERROR(StopPlan(plan, PlanStatus::kPaused, plan.reason));
       return plan;
     }
     case PlanAction::kResume: {
@@ -310,13 +315,8 @@ absl::StatusOr<ReleasePlan> RocksStore::ActOnReleasePlan(std::string_view projec
     }
     case PlanAction::kAbort: {
       if (!running) return refuse("abort");
-      plan.status = PlanStatus::kAborted;
       plan.reason = StrCat("aborted", by);
-      plan.updated_ms = now;
-      ++plan.version;
-      AddEvent(plan, now, plan.reason);
-      RETURN_IF_ERROR(WriteNow({Put(kAutomation, PlanKey(project, env, flag), ToJson(ReleasePlanToJson(plan))),
-                                Delete(kAutomation, ActiveKey(project, env, flag))}));
+      RETURN_IF_ERROR(StopPlan(plan, PlanStatus::kAborted, plan.reason));
       return plan;
     }
     case PlanAction::kRollBack: {
@@ -376,13 +376,8 @@ absl::StatusOr<std::vector<ReleasePlan>> RocksStore::RunReleasePlans() {
     const PlanStage& stage = plan.stages[static_cast<size_t>(plan.stage)];
     absl::StatusOr<rules::Flag> flag_now = GetFlag(p, e, flag);
     if (absl::IsNotFound(flag_now.status())) {
-      plan.status = PlanStatus::kAborted;
       plan.reason = "aborted: the flag was deleted";
-      plan.updated_ms = now;
-      ++plan.version;
-      AddEvent(plan, now, plan.reason);
-      RETURN_IF_ERROR(WriteNow({Put(kAutomation, PlanKey(p, e, flag), ToJson(ReleasePlanToJson(plan))),
-                                Delete(kAutomation, StrCat("rpa/", where))}));
+      RETURN_IF_ERROR(StopPlan(plan, PlanStatus::kAborted, plan.reason));
       changed.push_back(std::move(plan));
       continue;
     }
@@ -424,12 +419,9 @@ absl::StatusOr<std::vector<ReleasePlan>> RocksStore::RunReleasePlans() {
     }
     bool last = static_cast<size_t>(plan.stage) + 1 == plan.stages.size();
     if (last) {
-      plan.status = PlanStatus::kCompleted;
-      plan.updated_ms = now;
-      ++plan.version;
-      AddEvent(plan, now, StrCat("completed: stage ", plan.stage + 1, " of ", plan.stages.size(), " (", Percent(stage.weight), ") passed its gates"));
-      RETURN_IF_ERROR(WriteNow({Put(kAutomation, PlanKey(p, e, flag), ToJson(ReleasePlanToJson(plan))),
-                                Delete(kAutomation, StrCat("rpa/", where))}));
+      RETURN_IF_ERROR(StopPlan(plan, PlanStatus::kCompleted,
+                               StrCat("completed: stage ", plan.stage + 1, " of ", plan.stages.size(), " (", Percent(stage.weight),
+                                      ") passed its gates")));
       changed.push_back(std::move(plan));
       continue;
     }

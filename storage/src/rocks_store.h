@@ -369,6 +369,9 @@ class RocksStore final : public Store {
   // Release plans: sets the plan's treatment share on its target and writes the flag, with the
   // plan record (its new state, filled in by `update` once the change set's version is known),
   // as one change set. `update` also runs when nothing needed changing.
+  // Release plans: the plan leaves the active state (paused, aborted, completed) without a
+  // change of traffic: its status and event `what` are written, and it leaves the active index.
+  absl::Status StopPlan(ReleasePlan& plan, PlanStatus status, const std::string& what);
   absl::StatusOr<ReleasePlan> ApplyPlanTraffic(ReleasePlan plan, int treatment_weight, const std::string& what,
                                                const std::function<void(ReleasePlan&)>& update);
   absl::Status CheckVariations(const FlagMeta& m);
