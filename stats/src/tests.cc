@@ -135,4 +135,38 @@ SampleRatioResult SampleRatio(const std::vector<double>& observed, const std::ve
   return r;
 }
 
+SequentialSampleRatioResult SequentialSampleRatio(const std::vector<double>& observed, const std::vector<double>& weights,
+                                                  double alpha, double concentration) {
+  SequentialSampleRatioResult r;
+  if (observed.size() != weights.size() || concentration <= 0) return r;
+  double total = 0, weight = 0;
+  size_t arms = 0;
+  for (size_t i = 0; i < observed.size(); ++i) {
+    if (weights[i] > 0) {
+      total += observed[i];
+      weight += weights[i];
+      ++arms;
+    } else if (observed[i] > 0) {
+      r.log_bayes_factor = HUGE_VAL;  // units where the split sends none: not chance
+      r.p_value = 0;
+      r.mismatch = true;
+      r.valid = true;
+      return r;
+    }
+  }
+  if (arms < 2 || total <= 0) return r;
+  double log_bf = std::lgamma(concentration) - std::lgamma(concentration + total);
+  for (size_t i = 0; i < observed.size(); ++i) {
+    if (weights[i] <= 0) continue;
+    double p = weights[i] / weight;
+    double a = concentration * p;
+    log_bf += std::lgamma(a + observed[i]) - std::lgamma(a) - observed[i] * std::log(p);
+  }
+  r.log_bayes_factor = log_bf;
+  r.p_value = log_bf <= 0 ? 1 : std::exp(-log_bf);
+  r.mismatch = r.p_value < alpha;
+  r.valid = true;
+  return r;
+}
+
 }  // namespace gonfalon::stats

@@ -3,6 +3,7 @@
 // the size experiments look for is found; a broken split is caught.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
 
 #include "gonfalon/stats/tests.h"
@@ -85,6 +86,36 @@ TEST(SimulationTest, ASplitOf52To48OnAFiftyFiftyExperimentTripsTheSampleRatioChe
   }
   EXPECT_GE(broken_flagged, kRuns * 95 / 100);
   EXPECT_LE(sound_flagged, 2);  // p < 0.001: about one run in a thousand
+}
+
+// A guard looks at the split every half second. Looked at after every 100 units up to 20,000,
+// the always-valid check flags a sound 50/50 split in at most alpha of runs, where the
+// chi-square test at the same level, looked at as often, flags many more; a 52/48 split is
+// found by 20,000 units in nearly every run.
+TEST(SimulationTest, TheSequentialSampleRatioCheckHoldsItsLevelUnderRepeatedLooks) {
+  std::mt19937_64 rng(17);
+  std::bernoulli_distribution coin(0.5), skewed(0.52);
+  constexpr int kRuns = 200;
+  int sequential_false = 0, chi_square_false = 0, found = 0;
+  for (int run = 0; run < kRuns; ++run) {
+    double a = 0, b = 0, c = 0, d = 0;
+    bool seq = false, chi = false, hit = false;
+    for (int n = 1; n <= 20000; ++n) {
+      (coin(rng) ? a : b) += 1;
+      (skewed(rng) ? c : d) += 1;
+      if (n % 100 != 0) continue;
+      seq = seq || SequentialSampleRatio({a, b}, {1, 1}, 0.01).mismatch;
+      chi = chi || SampleRatio({a, b}, {1, 1}, 0.01).mismatch;
+      hit = hit || SequentialSampleRatio({c, d}, {1, 1}, 0.001).mismatch;
+    }
+    sequential_false += seq;
+    chi_square_false += chi;
+    found += hit;
+  }
+  std::printf("sound split flagged: sequential %d, chi-square %d of %d; 52/48 found %d\n", sequential_false, chi_square_false, kRuns, found);
+  EXPECT_LE(sequential_false, 6);  // alpha 1 %: 2 expected; P(7 or more of 200) < 0.5 %
+  EXPECT_GE(chi_square_false, 3 * std::max(sequential_false, 4));
+  EXPECT_GE(found, kRuns * 85 / 100);  // 191 with this seed
 }
 
 TEST(SequentialTest, TheTuningNarrowsTheIntervalAtTheExpectedSampleSize) {

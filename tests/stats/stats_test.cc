@@ -111,5 +111,24 @@ TEST(SampleRatioTest, TheExpectedSplitPassesAndA52To48SplitOfFiftyFiftyIsAMismat
   EXPECT_FALSE(SampleRatio({0, 0}, {1, 1}).valid);
 }
 
+TEST(SequentialSampleRatioTest, TheBayesFactorIsTheDirichletMultinomialOneAndFlagsOnlyAClearSkew) {
+  // 3 and 1 units on 50/50, concentration 2 (Dirichlet(1, 1)):
+  // BF = Γ(2)/Γ(6) · Γ(4)/Γ(1) · Γ(2)/Γ(1) / 0.5^4 = 6 · 16 / 120 = 0.8.
+  SequentialSampleRatioResult small = SequentialSampleRatio({3, 1}, {50, 50}, 0.001, 2);
+  ASSERT_TRUE(small.valid);
+  EXPECT_NEAR(small.log_bayes_factor, std::log(0.8), 1e-12);
+  EXPECT_EQ(small.p_value, 1);
+  EXPECT_FALSE(small.mismatch);
+  SequentialSampleRatioResult skewed = SequentialSampleRatio({10400, 9600}, {1, 1});
+  EXPECT_TRUE(skewed.mismatch);
+  EXPECT_LT(skewed.p_value, 1e-5);  // chi-square: 1.5e-8; the price of looking at will
+  EXPECT_FALSE(SequentialSampleRatio({10050, 9950}, {1, 1}).mismatch);
+  SequentialSampleRatioResult stray = SequentialSampleRatio({500, 500, 1}, {1, 1, 0});
+  EXPECT_TRUE(stray.mismatch);
+  EXPECT_EQ(stray.p_value, 0);
+  EXPECT_FALSE(SequentialSampleRatio({10}, {1}).valid);
+  EXPECT_FALSE(SequentialSampleRatio({0, 0}, {1, 1}).valid);
+}
+
 }  // namespace
 }  // namespace gonfalon::stats

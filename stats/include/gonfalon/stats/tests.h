@@ -87,4 +87,21 @@ struct SampleRatioResult {
 SampleRatioResult SampleRatio(const std::vector<double>& observed, const std::vector<double>& weights,
                               double threshold = 0.001);
 
+// An always-valid sample-ratio check, for looking at counts that keep growing (a release
+// plan's guard looks every half second): the Bayes factor of a Dirichlet-multinomial mixture
+// against the configured split (Lindon & Malek 2020), with the prior Dirichlet(c·p) centred on
+// the split p (c = `concentration`):
+//   BF(x) = Γ(c) / Γ(c + n) · Π Γ(c·p_i + x_i) / Γ(c·p_i) / Π p_i^x_i
+// Under the configured split BF is a martingale of mean 1, so the chance that it ever reaches
+// 1/alpha, however often it is looked at, is at most alpha (Ville's inequality). p_value is
+// min(1, 1/BF); mismatch when it is below alpha. Same conventions as SampleRatio for weights.
+struct SequentialSampleRatioResult {
+  double log_bayes_factor = 0;
+  double p_value = 1;
+  bool mismatch = false;
+  bool valid = false;
+};
+SequentialSampleRatioResult SequentialSampleRatio(const std::vector<double>& observed, const std::vector<double>& weights,
+                                                  double alpha = 0.001, double concentration = 100);
+
 }  // namespace gonfalon::stats
