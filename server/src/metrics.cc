@@ -141,6 +141,11 @@ std::string Metrics::Render() const {
         static_cast<double>(scheduled_applied.load()));
   gauge("gonfalon_scheduled_changes_failed_total", "Scheduled changes that failed when due (conflict, invalid).", "counter",
         static_cast<double>(scheduled_failed.load()));
+  gauge("gonfalon_release_guard_rollbacks_total", "Release plans a guard rolled back.", "counter",
+        static_cast<double>(guard_rollbacks.load()));
+  gauge("gonfalon_release_guard_pauses_total", "Release plans a guard paused.", "counter", static_cast<double>(guard_pauses.load()));
+  gauge("gonfalon_release_guard_notifications_total", "Guards that fired with action notify (once per stage).", "counter",
+        static_cast<double>(guard_notifications.load()));
   gauge("gonfalon_webhook_deliveries_total", "Webhook deliveries a receiver accepted.", "counter",
         static_cast<double>(webhooks_delivered.load()));
   gauge("gonfalon_webhook_failures_total", "Webhook deliveries that failed every attempt.", "counter",

@@ -49,6 +49,10 @@ class Metrics {
   // Scheduled changes run by the scheduler (scheduler.h), by outcome.
   std::atomic<uint64_t> scheduled_applied{0};
   std::atomic<uint64_t> scheduled_failed{0};
+  // Release plan guards that fired (release_guards.h), by what they did.
+  std::atomic<uint64_t> guard_rollbacks{0};
+  std::atomic<uint64_t> guard_pauses{0};
+  std::atomic<uint64_t> guard_notifications{0};
   // Webhook deliveries (webhooks.h): delivered, failed after every attempt, dropped (queue full).
   std::atomic<uint64_t> webhooks_delivered{0};
   std::atomic<uint64_t> webhooks_failed{0};

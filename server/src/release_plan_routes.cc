@@ -1,6 +1,7 @@
 // Release plans (DESIGN §9; storage/src/release_plans.cc): one per flag and environment.
 //   GET  /api/v1/projects/{p}/environments/{e}/flags/{f}/release-plan            the latest plan
 //   POST /api/v1/projects/{p}/environments/{e}/flags/{f}/release-plan            start one
+//        {controlVariation, treatmentVariation, rule?, stages, guards?, alpha?}
 //   POST /api/v1/projects/{p}/environments/{e}/flags/{f}/release-plan/{action}   pause, resume,
 //        abort, rollback, complete ({"reason"} optional)
 
@@ -18,8 +19,9 @@ namespace {
 
 absl::StatusOr<storage::ReleasePlan> ReadPlan(const Value& body) {
   for (const auto& [name, value] : body.as_object()) {
-    if (name != "controlVariation" && name != "treatmentVariation" && name != "rule" && name != "stages") {
-      return rules::InvalidField(name, "unknown field (controlVariation, treatmentVariation, rule, stages)");
+    if (name != "controlVariation" && name != "treatmentVariation" && name != "rule" && name != "stages" && name != "guards" &&
+        name != "alpha") {
+      return rules::InvalidField(name, "unknown field (controlVariation, treatmentVariation, rule, stages, guards, alpha)");
     }
   }
   storage::ReleasePlan plan;
@@ -46,6 +48,16 @@ absl::StatusOr<storage::ReleasePlan> ReadPlan(const Value& body) {
     RETURN_IF_ERROR(rules::GetInt64(s, "minUnits", path, st.min_units));
     plan.stages.push_back(st);
   }
+  ASSIGN_OR_RETURN(const rules::Array* guards, rules::GetArray(body, "guards", ""));
+  if (guards != nullptr) {
+    for (size_t i = 0; i < guards->size(); ++i) {
+      ASSIGN_OR_RETURN(storage::PlanGuard g, storage::PlanGuardFromJson((*guards)[i], StrCat("guards[", i, "]")));
+      plan.guards.push_back(std::move(g));
+    }
+  }
+  const Value* alpha = nullptr;
+  RETURN_IF_ERROR(rules::GetMember(body, "alpha", "", Value::Type::kNumber, alpha));
+  if (alpha != nullptr) plan.alpha = alpha->as_number();
   return plan;
 }
 
@@ -57,10 +69,15 @@ void AddReleasePlanRoutes(Router& router, Services& s) {
   WebhookDispatcher& webhooks = s.webhooks;
   const std::string base = "/api/v1/projects/{p}/environments/{e}/flags/{f}/release-plan";
 
-  router.Add("GET", base, Access::kAdmin, [&store](const Call& c) {
+  router.Add("GET", base, Access::kAdmin, [&store, &scheduler](const Call& c) {
     TRY_ASSIGN(std::optional<storage::ReleasePlan> plan, store.GetReleasePlan(c.Param("p"), c.Param("e"), c.Param("f")));
     if (!plan.has_value()) return ErrorResponse(404, "not_found", StrCat("flag \"", c.Param("f"), "\" has no release plan"));
-    return Json(200, storage::ReleasePlanToJson(*plan));
+    Value out = storage::ReleasePlanToJson(*plan);
+    if (plan->status == storage::PlanStatus::kActive) {
+      Value status = scheduler.GuardStatus(plan->id);  // null until first judged
+      if (!status.is_null()) out.Set("guardStatus", std::move(status));
+    }
+    return Json(200, out);
   });
 
   router.Add("POST", base, Access::kAdmin, [&store, &scheduler, &webhooks](const Call& c) {

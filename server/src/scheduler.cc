@@ -5,6 +5,7 @@
 
 #include "gonfalon/rules/str_cat.h"
 #include "log.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 
@@ -14,10 +15,12 @@ namespace {
 constexpr auto kMaxSleep = std::chrono::seconds(5);
 // Late by more than this, a change says so in the log.
 constexpr int64_t kLateMs = 1000;
+// How often active release plans are judged and moved.
+constexpr auto kPlanTick = std::chrono::milliseconds(500);
 }  // namespace
 
 Scheduler::Scheduler(storage::Store& store, Metrics& metrics, WebhookDispatcher& webhooks)
-    : store_(store), metrics_(metrics), webhooks_(webhooks) {}
+    : store_(store), metrics_(metrics), webhooks_(webhooks), guards_(store, metrics, webhooks) {}
 
 Scheduler::~Scheduler() {
   {
@@ -72,7 +75,14 @@ bool Scheduler::RunDue() {
 bool Scheduler::RunPlans() {
   absl::StatusOr<bool> any = store_.AnyActiveReleasePlan();
   if (!any.ok() || !*any) return false;
-  absl::StatusOr<std::vector<storage::ReleasePlan>> changed = store_.RunReleasePlans();
+  // The guards first: a plan a guard objects to does not advance; one that fired acts now.
+  absl::StatusOr<std::vector<storage::ReleasePlan>> active = store_.ListActiveReleasePlans();
+  if (!active.ok()) {
+    Log(LogLevel::kError, "release plans could not be read; retrying", {{"error", std::string(active.status().message())}});
+    return true;
+  }
+  std::set<std::string> held = guards_.Check(*active, NowMs());
+  absl::StatusOr<std::vector<storage::ReleasePlan>> changed = store_.RunReleasePlans(held);
   if (!changed.ok()) {
     Log(LogLevel::kError, "release plans could not run; retrying in a second", {{"error", std::string(changed.status().message())}});
     return true;
@@ -96,8 +106,9 @@ void Scheduler::Loop() {
     bool ok = RunDue();
     bool plans = RunPlans();
     absl::StatusOr<std::optional<int64_t>> next = store_.NextScheduledChangeDue();
-    // Active plans are looked at every second: their gates depend on time and on units.
-    Clock::time_point wake = Clock::now() + (plans ? std::chrono::seconds(1) : kMaxSleep);
+    // Active plans are looked at twice a second: their gates depend on time and on units, and
+    // a guard that fires should act within a second of the data.
+    Clock::time_point wake = Clock::now() + (plans ? kPlanTick : kMaxSleep);
     if (!ok || !next.ok()) {
       wake = Clock::now() + std::chrono::seconds(1);  // storage failed: not in a tight loop
     } else if (next->has_value()) {

@@ -1,8 +1,9 @@
 #pragma once
 // The scheduler: a thread that applies scheduled changes when they are due and moves release
-// plans along (DESIGN §9). It sleeps until the earliest due time (at most a second while a
-// release plan is active), or until Wake() says something was created or moved, and runs
-// everything due through the store (which applies each once, with its status, in one write).
+// plans along (DESIGN §9). It sleeps until the earliest due time (at most half a second while
+// a release plan is active: its guards are judged then, release_guards.h), or until Wake()
+// says something was created or moved, and runs everything due through the store (which
+// applies each once, with its status, in one write).
 // A change that was due while the server was down runs as soon as the scheduler starts, and
 // its record says how late (`lateByMs`); the log says so too.
 //
@@ -14,6 +15,7 @@
 
 #include "gonfalon/storage/store.h"
 #include "metrics.h"
+#include "release_guards.h"
 #include "webhooks.h"
 
 namespace gonfalon::server {
@@ -30,6 +32,8 @@ class Scheduler {
   void Start();
   // A scheduled change was created, moved or canceled: look again.
   void Wake();
+  // The latest verdicts of the guards of active plan `id` (GuardMonitor::Status).
+  rules::Value GuardStatus(const std::string& id) const { return guards_.Status(id); }
 
  private:
   void Loop();
@@ -39,6 +43,7 @@ class Scheduler {
   storage::Store& store_;
   Metrics& metrics_;
   WebhookDispatcher& webhooks_;
+  GuardMonitor guards_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool started_ = false;  // REQUIRES: mu_

@@ -2,24 +2,16 @@
 
 #include <openssl/hmac.h>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <algorithm>
 #include <random>
 
 #include "gonfalon/rules/str_cat.h"
+#include "http_client.h"
 #include "log.h"
 #include "wall_clock.h"
 
 namespace gonfalon::server {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
 using rules::Object;
 using rules::Value;
 
@@ -44,23 +36,6 @@ std::string WebhookSignature(std::string_view secret, std::string_view body) {
   return out;
 }
 
-namespace {
-
-// "http://host[:port][/path]" -> host, port, target; false when it is not one.
-bool SplitUrl(const std::string& url, std::string& host, std::string& port, std::string& target) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.rfind(kScheme, 0) != 0) return false;
-  std::string_view rest = std::string_view(url).substr(kScheme.size());
-  size_t slash = rest.find('/');
-  std::string_view authority = rest.substr(0, slash);
-  target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
-  size_t colon = authority.rfind(':');
-  host = std::string(authority.substr(0, colon));
-  port = colon == std::string_view::npos ? "80" : std::string(authority.substr(colon + 1));
-  return !host.empty() && !port.empty();
-}
-
-}  // namespace
 
 WebhookDispatcher::WebhookDispatcher(storage::Store& store, Metrics& metrics)
     : WebhookDispatcher(store, metrics, Options{}) {}
@@ -155,51 +130,19 @@ void WebhookDispatcher::ChangeApplied(const storage::AppliedChangeSet& a) {
 }
 
 std::pair<int, std::string> WebhookDispatcher::Attempt(const Delivery& d) {
-  std::string host, port, target;
-  if (!SplitUrl(d.hook.url, host, port, target)) return {0, "not an http:// URL"};
-  net::io_context ioc;
-  beast::tcp_stream stream(ioc);
-  http::request<http::string_body> req(http::verb::post, target, 11);
-  req.set(http::field::host, host);
-  req.set(http::field::user_agent, "gonfalon-webhooks");
-  req.set(http::field::content_type, "application/json");
-  req.set("X-Gonfalon-Event", d.event);
-  req.set("X-Gonfalon-Delivery", d.id);
-  req.set("X-Gonfalon-Signature", StrCat("sha256=", WebhookSignature(d.hook.secret, *d.body)));
-  req.body() = *d.body;
-  req.prepare_payload();
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64 * 1024);  // what the receiver says is not kept beyond its status
-  std::string error;
-  tcp::resolver resolver(ioc);
-  stream.expires_after(options_.timeout);
-  resolver.async_resolve(host, port, [&](beast::error_code ec, tcp::resolver::results_type results) {
-    if (ec) {
-      error = StrCat("resolving ", host, ": ", ec.message());
-      return;
-    }
-    stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
-      if (ec) {
-        error = StrCat("connecting: ", ec.message());
-        return;
-      }
-      http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
-        if (ec) {
-          error = StrCat("sending: ", ec.message());
-          return;
-        }
-        http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) {
-          if (ec) error = StrCat("reading the answer: ", ec.message());
-        });
-      });
-    });
-  });
-  ioc.run();
-  if (!error.empty()) return {0, error};
-  int status = static_cast<int>(parser.get().result_int());
-  if (status / 100 != 2) return {status, StrCat("HTTP ", status)};
-  return {status, ""};
+  HttpRequest req;
+  req.method = "POST";
+  req.url = d.hook.url;
+  req.headers = {{"Content-Type", "application/json"},
+                 {"X-Gonfalon-Event", d.event},
+                 {"X-Gonfalon-Delivery", d.id},
+                 {"X-Gonfalon-Signature", StrCat("sha256=", WebhookSignature(d.hook.secret, *d.body))}};
+  req.body = *d.body;
+  req.timeout = options_.timeout;
+  HttpAnswer a = HttpCall(req);  // what the receiver says is not kept beyond its status
+  if (a.status == 0) return {0, a.error};
+  if (a.status / 100 != 2) return {a.status, StrCat("HTTP ", a.status)};
+  return {a.status, ""};
 }
 
 void WebhookDispatcher::Finish(const Delivery& d, int status, const std::string& error, bool delivered) {

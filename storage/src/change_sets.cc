@@ -47,7 +47,8 @@ absl::Status RocksStore::CheckItemShapes(const std::vector<ItemChange>& items) {
 
 absl::StatusOr<AppliedChangeSet> RocksStore::Apply(const ChangeSet& cs) { return ApplyWith(cs, nullptr); }
 
-absl::StatusOr<AppliedChangeSet> RocksStore::ApplyWith(const ChangeSet& cs, const ExtraOps& extra) {
+absl::StatusOr<AppliedChangeSet> RocksStore::ApplyWith(const ChangeSet& cs, const ExtraOps& extra,
+                                                       const IterationDefaults* iteration) {
   RETURN_IF_ERROR(CheckWritable());
   RETURN_IF_ERROR(CheckItemShapes(cs.items));
   EnvState& env = Env(cs.project, cs.environment);
@@ -88,7 +89,7 @@ absl::StatusOr<AppliedChangeSet> RocksStore::ApplyWith(const ChangeSet& cs, cons
   RETURN_IF_ERROR(CheckReferencesAfter(env, prepared));
   // Experiment iterations this change starts or ends, in the same write.
   std::vector<WriteOp> iteration_ops;
-  RETURN_IF_ERROR(IterationsForChange(cs.project, cs.environment, prepared, iteration_ops));
+  RETURN_IF_ERROR(IterationsForChange(cs.project, cs.environment, prepared, iteration_ops, iteration));
   std::vector<WriteOp> ops;
   AppliedChangeSet applied = AppendChangeSet(env, prepared, cs.actor, cs.comment, ops);
   if (extra) extra(applied, ops);

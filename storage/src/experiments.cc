@@ -320,7 +320,8 @@ size_t VariationCount(const std::optional<Value>& json) {
 }  // namespace
 
 absl::Status RocksStore::IterationsForChange(std::string_view project, std::string_view env,
-                                             const std::vector<PreparedItem>& items, std::vector<WriteOp>& ops) {
+                                             const std::vector<PreparedItem>& items, std::vector<WriteOp>& ops,
+                                             const IterationDefaults* defaults) {
   bool any = std::any_of(items.begin(), items.end(), [](const PreparedItem& i) {
     return i.kind == ItemKind::kFlag && (MentionsExperiment(i.before) || MentionsExperiment(i.after));
   });
@@ -354,6 +355,15 @@ absl::Status RocksStore::IterationsForChange(std::string_view project, std::stri
     if (!all.empty()) {
       it.metrics = all.back().metrics;
       it.control = static_cast<size_t>(all.back().control) < n ? all.back().control : 0;
+    }
+    if (defaults != nullptr) {
+      // A release plan's stage: its control, its guards' metrics first, then the others.
+      if (defaults->control >= 0 && static_cast<size_t>(defaults->control) < n) it.control = defaults->control;
+      std::vector<std::string> metrics = defaults->metrics;
+      for (std::string& m : it.metrics) {
+        if (std::find(metrics.begin(), metrics.end(), m) == metrics.end()) metrics.push_back(std::move(m));
+      }
+      it.metrics = std::move(metrics);
     }
     ops.push_back(Put(kExperiments, Under('i', project, env, item.key, it.number), ToJson(IterationToJson(it))));
   }

@@ -11,6 +11,8 @@
 // the treatment's weight moves only the boundary between them, away from the treatment's
 // side: its range only widens, so a unit that got the treatment keeps it.
 
+#include <algorithm>
+
 #include "gonfalon/rules/json_fields.h"
 #include "rocks_store.h"
 
@@ -30,6 +32,157 @@ std::string_view PlanStatusName(PlanStatus s) {
       return "rolledBack";
   }
   return "active";
+}
+
+std::string_view GuardKindName(GuardKind k) {
+  switch (k) {
+    case GuardKind::kMetric:
+      return "metric";
+    case GuardKind::kThreshold:
+      return "threshold";
+    case GuardKind::kPrometheus:
+      return "prometheus";
+    case GuardKind::kSampleRatio:
+      return "sampleRatio";
+    case GuardKind::kNoTraffic:
+      return "noTraffic";
+  }
+  return "metric";
+}
+
+std::string_view GuardActionName(GuardAction a) {
+  switch (a) {
+    case GuardAction::kRollBack:
+      return "rollback";
+    case GuardAction::kPause:
+      return "pause";
+    case GuardAction::kNotify:
+      return "notify";
+  }
+  return "rollback";
+}
+
+rules::Value PlanGuardToJson(const PlanGuard& g) {
+  using rules::Value;
+  Value out(rules::Object{{"kind", Value(GuardKindName(g.kind))}, {"action", Value(GuardActionName(g.action))}});
+  switch (g.kind) {
+    case GuardKind::kMetric:
+      out.Set("metric", Value(g.metric));
+      out.Set("minEffect", Value(g.min_effect));
+      out.Set("expectedUnits", Value(g.expected_units));
+      out.Set("minUnits", Value(g.min_units));
+      break;
+    case GuardKind::kThreshold:
+      out.Set("metric", Value(g.metric));
+      out.Set("minUnits", Value(g.min_units));
+      break;
+    case GuardKind::kPrometheus:
+      out.Set("url", Value(g.url));
+      out.Set("query", Value(g.query));
+      out.Set("intervalMs", Value(g.interval_ms));
+      break;
+    case GuardKind::kSampleRatio:
+      break;
+    case GuardKind::kNoTraffic:
+      out.Set("graceMs", Value(g.grace_ms));
+      break;
+  }
+  if (g.min.has_value()) out.Set("min", Value(*g.min));
+  if (g.max.has_value()) out.Set("max", Value(*g.max));
+  return out;
+}
+
+namespace {
+
+absl::Status GetOptDouble(const rules::Value& v, std::string_view name, std::string_view path, std::optional<double>& out) {
+  const rules::Value* m = nullptr;
+  RETURN_IF_ERROR(rules::GetMember(v, name, path, rules::Value::Type::kNumber, m));
+  if (m != nullptr) out = m->as_number();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<PlanGuard> PlanGuardFromJson(const rules::Value& v, const std::string& path) {
+  RETURN_IF_ERROR(rules::RequireObject(v, path));
+  PlanGuard g;
+  std::string kind, action;
+  RETURN_IF_ERROR(rules::GetString(v, "kind", path, kind));
+  bool known = false;
+  for (GuardKind k : {GuardKind::kMetric, GuardKind::kThreshold, GuardKind::kPrometheus, GuardKind::kSampleRatio, GuardKind::kNoTraffic}) {
+    if (kind == GuardKindName(k)) g.kind = k, known = true;
+  }
+  if (!known) {
+    return rules::InvalidField(rules::FieldPath(path, "kind"),
+                               StrCat("expected metric, threshold, prometheus, sampleRatio or noTraffic, got \"", kind, "\""));
+  }
+  RETURN_IF_ERROR(rules::GetString(v, "action", path, action));
+  known = action.empty();  // absent: roll back
+  for (GuardAction a : {GuardAction::kRollBack, GuardAction::kPause, GuardAction::kNotify}) {
+    if (action == GuardActionName(a)) g.action = a, known = true;
+  }
+  if (!known) return rules::InvalidField(rules::FieldPath(path, "action"), StrCat("expected rollback, pause or notify, got \"", action, "\""));
+  // The members each kind takes; any other is a mistake worth naming.
+  std::vector<std::string_view> allowed = {"kind", "action"};
+  switch (g.kind) {
+    case GuardKind::kMetric:
+      allowed.insert(allowed.end(), {"metric", "minEffect", "expectedUnits", "minUnits"});
+      break;
+    case GuardKind::kThreshold:
+      allowed.insert(allowed.end(), {"metric", "min", "max", "minUnits"});
+      break;
+    case GuardKind::kPrometheus:
+      allowed.insert(allowed.end(), {"url", "query", "min", "max", "intervalMs"});
+      break;
+    case GuardKind::kSampleRatio:
+      break;
+    case GuardKind::kNoTraffic:
+      allowed.push_back("graceMs");
+      break;
+  }
+  for (const auto& [name, value] : v.as_object()) {
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      std::string list;
+      for (std::string_view a : allowed) list = list.empty() ? std::string(a) : StrCat(list, ", ", a);
+      return rules::InvalidField(rules::FieldPath(path, name), StrCat("unknown for a ", kind, " guard (", list, ")"));
+    }
+  }
+  RETURN_IF_ERROR(rules::GetString(v, "metric", path, g.metric));
+  std::optional<double> min_effect, expected;
+  RETURN_IF_ERROR(GetOptDouble(v, "minEffect", path, min_effect));
+  RETURN_IF_ERROR(GetOptDouble(v, "expectedUnits", path, expected));
+  RETURN_IF_ERROR(GetOptDouble(v, "min", path, g.min));
+  RETURN_IF_ERROR(GetOptDouble(v, "max", path, g.max));
+  RETURN_IF_ERROR(rules::GetString(v, "url", path, g.url));
+  RETURN_IF_ERROR(rules::GetString(v, "query", path, g.query));
+  std::optional<int64_t> min_units, interval, grace;
+  RETURN_IF_ERROR(rules::GetOptInt64(v, "minUnits", path, min_units));
+  RETURN_IF_ERROR(rules::GetOptInt64(v, "intervalMs", path, interval));
+  RETURN_IF_ERROR(rules::GetOptInt64(v, "graceMs", path, grace));
+  if (min_effect.has_value()) g.min_effect = *min_effect;
+  if (expected.has_value()) g.expected_units = *expected;
+  if (min_units.has_value()) g.min_units = *min_units;
+  if (interval.has_value()) g.interval_ms = *interval;
+  if (grace.has_value()) g.grace_ms = *grace;
+  bool needs_metric = g.kind == GuardKind::kMetric || g.kind == GuardKind::kThreshold;
+  if (needs_metric && g.metric.empty()) return rules::InvalidField(rules::FieldPath(path, "metric"), "is required: a metric key of the project");
+  if (g.min_effect < 0) return rules::InvalidField(rules::FieldPath(path, "minEffect"), "expected >= 0 (in the metric's units)");
+  if (g.expected_units < 10) return rules::InvalidField(rules::FieldPath(path, "expectedUnits"), "expected >= 10");
+  if (g.min_units < 1) return rules::InvalidField(rules::FieldPath(path, "minUnits"), "expected >= 1");
+  bool bounded = g.kind == GuardKind::kThreshold || g.kind == GuardKind::kPrometheus;
+  if (bounded && !g.min.has_value() && !g.max.has_value()) {
+    return rules::InvalidField(path, StrCat("a ", kind, " guard needs min, max or both (the healthy range)"));
+  }
+  if (g.min.has_value() && g.max.has_value() && *g.min > *g.max) return rules::InvalidField(rules::FieldPath(path, "min"), "is above max");
+  if (g.kind == GuardKind::kPrometheus) {
+    if (g.url.rfind("http://", 0) != 0 || g.url.size() <= 7) {
+      return rules::InvalidField(rules::FieldPath(path, "url"), "expected the Prometheus server as http://host:port");
+    }
+    if (g.query.empty()) return rules::InvalidField(rules::FieldPath(path, "query"), "is required (PromQL)");
+    if (g.interval_ms < 200 || g.interval_ms > 3600000) return rules::InvalidField(rules::FieldPath(path, "intervalMs"), "expected 200 to 3600000");
+  }
+  if (g.grace_ms < 0) return rules::InvalidField(rules::FieldPath(path, "graceMs"), "expected >= 0");
+  return g;
 }
 
 rules::Value ReleasePlanToJson(const ReleasePlan& p) {
@@ -64,6 +217,21 @@ rules::Value ReleasePlanToJson(const ReleasePlan& p) {
                    {"updatedMs", Value(p.updated_ms)},
                    {"version", Value(p.version)},
                    {"events", Value(std::move(events))}});
+  rules::Array guards;
+  for (const PlanGuard& g : p.guards) guards.push_back(PlanGuardToJson(g));
+  out.Set("guards", Value(std::move(guards)));
+  out.Set("alpha", Value(p.alpha));
+  if (p.fired.has_value()) {
+    const GuardFiring& f = *p.fired;
+    out.Set("firedGuard", Value(Object{{"guard", Value(static_cast<int64_t>(f.guard))},
+                                       {"kind", Value(static_cast<size_t>(f.guard) < p.guards.size()
+                                                          ? GuardKindName(p.guards[static_cast<size_t>(f.guard)].kind)
+                                                          : std::string_view())},
+                                       {"stage", Value(static_cast<int64_t>(f.stage))},
+                                       {"timeMs", Value(f.time_ms)},
+                                       {"summary", Value(f.summary)},
+                                       {"figures", f.figures}}));
+  }
   return out;
 }
 
@@ -114,6 +282,24 @@ absl::StatusOr<ReleasePlan> PlanFromJson(const Value& v) {
       RETURN_IF_ERROR(rules::GetInt64(s, "minUnits", "stages", st.min_units));
       p.stages.push_back(st);
     }
+  }
+  ASSIGN_OR_RETURN(const rules::Array* guards, rules::GetArray(v, "guards", ""));
+  if (guards != nullptr) {
+    for (size_t i = 0; i < guards->size(); ++i) {
+      ASSIGN_OR_RETURN(PlanGuard g, PlanGuardFromJson((*guards)[i], StrCat("guards[", i, "]")));
+      p.guards.push_back(std::move(g));
+    }
+  }
+  if (const Value* a = v.Find("alpha"); a != nullptr && a->is_number()) p.alpha = a->as_number();
+  if (const Value* f = v.Find("firedGuard"); f != nullptr && f->is_object()) {
+    GuardFiring g;
+    g.plan_id = p.id;
+    RETURN_IF_ERROR(rules::GetInt(*f, "guard", "firedGuard", g.guard));
+    RETURN_IF_ERROR(rules::GetInt(*f, "stage", "firedGuard", g.stage));
+    RETURN_IF_ERROR(rules::GetInt64(*f, "timeMs", "firedGuard", g.time_ms));
+    RETURN_IF_ERROR(rules::GetString(*f, "summary", "firedGuard", g.summary));
+    if (const Value* fig = f->Find("figures")) g.figures = *fig;
+    p.fired = std::move(g);
   }
   ASSIGN_OR_RETURN(const rules::Array* events, rules::GetArray(v, "events", ""));
   if (events != nullptr) {
@@ -185,6 +371,15 @@ absl::StatusOr<ReleasePlan> RocksStore::ApplyPlanTraffic(ReleasePlan plan, int t
   cs.comment = StrCat("release plan ", plan.id, ": ", what);
   cs.items.push_back({ItemKind::kFlag, plan.flag, f.version, rules::EncodeFlag(f), false});
   int64_t now = Now();
+  // The stage's iteration measures the guards' metrics, against the plan's control.
+  IterationDefaults iteration;
+  iteration.control = plan.control;
+  for (const PlanGuard& g : plan.guards) {
+    bool metric = g.kind == GuardKind::kMetric || g.kind == GuardKind::kThreshold;
+    if (metric && std::find(iteration.metrics.begin(), iteration.metrics.end(), g.metric) == iteration.metrics.end()) {
+      iteration.metrics.push_back(g.metric);
+    }
+  }
   ReleasePlan out;
   std::string key = PlanKey(plan.project, plan.environment, plan.flag);
   std::string active = ActiveKey(plan.project, plan.environment, plan.flag);
@@ -200,7 +395,7 @@ absl::StatusOr<ReleasePlan> RocksStore::ApplyPlanTraffic(ReleasePlan plan, int t
     out.flag_version = a.items.empty() ? f.version : a.items[0].version;
     AddEvent(out, now, what, a.sequence);
     state_ops(out, ops);
-  });
+  }, &iteration);
   if (!applied.ok()) return applied.status();
   if (applied->unchanged) {
     // The traffic was already so: only the plan's state changes.
@@ -247,6 +442,21 @@ absl::StatusOr<ReleasePlan> RocksStore::StartReleasePlan(const ReleasePlan& spec
     if (st.min_units < 0) return rules::InvalidField(StrCat(path, ".minUnits"), "expected >= 0");
     last = st.weight;
   }
+  if (!(spec.alpha > 0 && spec.alpha < 0.5)) return rules::InvalidField("alpha", "expected more than 0 and less than 0.5");
+  if (spec.guards.size() > 20) return rules::InvalidField("guards", "at most 20 guards");
+  bool has_ratio = false, has_traffic = false;
+  ASSIGN_OR_RETURN(std::vector<Metric> metrics, ListMetrics(spec.project));
+  for (size_t i = 0; i < spec.guards.size(); ++i) {
+    const PlanGuard& g = spec.guards[i];
+    has_ratio = has_ratio || g.kind == GuardKind::kSampleRatio;
+    has_traffic = has_traffic || g.kind == GuardKind::kNoTraffic;
+    if (g.kind != GuardKind::kMetric && g.kind != GuardKind::kThreshold) continue;
+    if (std::none_of(metrics.begin(), metrics.end(), [&](const Metric& m) { return m.key == g.metric; })) {
+      return rules::FieldError(absl::StatusCode::kNotFound, StrCat("guards[", i, "].metric"),
+                               StrCat("no metric \"", g.metric, "\" in project \"", spec.project, "\" (PUT /api/v1/projects/",
+                                      spec.project, "/metrics/", g.metric, " first)"));
+    }
+  }
   std::lock_guard<std::mutex> l(plans_mu_);
   ASSIGN_OR_RETURN(std::optional<ReleasePlan> current, GetReleasePlan(spec.project, spec.environment, spec.flag));
   if (current.has_value() && (current->status == PlanStatus::kActive || current->status == PlanStatus::kPaused)) {
@@ -264,6 +474,10 @@ absl::StatusOr<ReleasePlan> RocksStore::StartReleasePlan(const ReleasePlan& spec
   plan.created_ms = Now();
   plan.version = 0;
   plan.stage_started_ms = plan.created_ms;
+  plan.fired.reset();
+  // The built-in health checks, unless the plan names them (to choose their action).
+  if (!has_ratio) plan.guards.push_back(PlanGuard{.kind = GuardKind::kSampleRatio, .action = GuardAction::kPause});
+  if (!has_traffic) plan.guards.push_back(PlanGuard{.kind = GuardKind::kNoTraffic, .action = GuardAction::kPause});
   return ApplyPlanTraffic(plan, plan.stages[0].weight,
                           StrCat("started by ", actor.id, "; stage 1 of ", plan.stages.size(), ": ", Percent(plan.stages[0].weight)),
                           [](ReleasePlan&) {});
@@ -283,7 +497,7 @@ absl::StatusOr<std::optional<ReleasePlan>> RocksStore::GetReleasePlan(std::strin
 
 absl::StatusOr<ReleasePlan> RocksStore::ActOnReleasePlan(std::string_view project, std::string_view env,
                                                          std::string_view flag, PlanAction action, const Actor& actor,
-                                                         std::string_view reason) {
+                                                         std::string_view reason, const GuardFiring* guard) {
   RETURN_IF_ERROR(CheckWritable());
   std::lock_guard<std::mutex> l(plans_mu_);
   ASSIGN_OR_RETURN(std::optional<ReleasePlan> found, GetReleasePlan(project, env, flag));
@@ -294,6 +508,18 @@ absl::StatusOr<ReleasePlan> RocksStore::ActOnReleasePlan(std::string_view projec
     return absl::FailedPreconditionError(StrCat("release plan ", plan.id, " is ", PlanStatusName(plan.status), ": cannot ", what));
   };
   std::string by = reason.empty() ? StrCat(" by ", actor.id) : StrCat(" by ", actor.id, ": ", reason);
+  if (guard != nullptr) {
+    // A guard judged this plan's current stage: a plan that moved on since is left alone.
+    if (plan.id != guard->plan_id || plan.status != PlanStatus::kActive || plan.stage != guard->stage) {
+      return absl::FailedPreconditionError(StrCat("release plan ", plan.id, " is no longer the active stage ", guard->stage + 1,
+                                                  " of ", guard->plan_id, " that the guard judged"));
+    }
+    if (action != PlanAction::kPause && action != PlanAction::kRollBack) return absl::InvalidArgumentError("a guard pauses or rolls back");
+    if (guard->guard < 0 || static_cast<size_t>(guard->guard) >= plan.guards.size()) return absl::InvalidArgumentError("no such guard");
+    by = StrCat(" by guard ", guard->guard + 1, " (", GuardKindName(plan.guards[static_cast<size_t>(guard->guard)].kind), "): ",
+                guard->summary);
+    plan.fired = *guard;
+  }
   int64_t now = Now();
   switch (action) {
     case PlanAction::kPause: {
@@ -349,7 +575,25 @@ absl::StatusOr<bool> RocksStore::AnyActiveReleasePlan() {
   return any;
 }
 
-absl::StatusOr<std::vector<ReleasePlan>> RocksStore::RunReleasePlans() {
+absl::StatusOr<std::vector<ReleasePlan>> RocksStore::ListActiveReleasePlans() {
+  std::vector<std::string> active;
+  RETURN_IF_ERROR(Scan(kAutomation, "rpa/", nullptr, [&](std::string_view k, std::string_view) {
+    active.emplace_back(k.substr(4));
+    return absl::OkStatus();
+  }));
+  std::vector<ReleasePlan> out;
+  for (const std::string& where : active) {
+    size_t a = where.find('/'), b = where.find('/', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;  // RunReleasePlans reports it
+    absl::StatusOr<std::optional<ReleasePlan>> found = GetReleasePlan(where.substr(0, a), where.substr(a + 1, b - a - 1), where.substr(b + 1));
+    if (absl::IsNotFound(found.status())) continue;  // the flag went; RunReleasePlans aborts it
+    if (!found.ok()) return found.status();
+    if (found->has_value() && (**found).status == PlanStatus::kActive) out.push_back(**std::move(found));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<ReleasePlan>> RocksStore::RunReleasePlans(const std::set<std::string>& held) {
   RETURN_IF_ERROR(CheckWritable());
   std::lock_guard<std::mutex> l(plans_mu_);
   std::vector<std::string> active;
@@ -407,6 +651,7 @@ absl::StatusOr<std::vector<ReleasePlan>> RocksStore::RunReleasePlans() {
         continue;
       }
     }
+    if (held.count(plan.id) != 0) continue;  // a guard objects
     if (now - plan.stage_started_ms < stage.min_duration_ms) continue;
     if (stage.min_units > 0) {
       ASSIGN_OR_RETURN(std::vector<Iteration> iterations, ListIterations(p, e, flag));

@@ -135,8 +135,10 @@ class RocksStore final : public Store {
   absl::StatusOr<std::optional<ReleasePlan>> GetReleasePlan(std::string_view project, std::string_view env,
                                                             std::string_view flag) override;
   absl::StatusOr<ReleasePlan> ActOnReleasePlan(std::string_view project, std::string_view env, std::string_view flag,
-                                               PlanAction action, const Actor& actor, std::string_view reason) override;
-  absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans() override;
+                                               PlanAction action, const Actor& actor, std::string_view reason,
+                                               const GuardFiring* guard) override;
+  absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans(const std::set<std::string>& held) override;
+  absl::StatusOr<std::vector<ReleasePlan>> ListActiveReleasePlans() override;
   absl::StatusOr<bool> AnyActiveReleasePlan() override;
 
   // Webhooks (webhooks.cc).
@@ -356,7 +358,14 @@ class RocksStore final : public Store {
   // Apply, with `extra` (if set) adding operations to the change set's own write once its
   // sequence is known (a scheduled change's new status).
   using ExtraOps = std::function<void(const AppliedChangeSet&, std::vector<WriteOp>&)>;
-  absl::StatusOr<AppliedChangeSet> ApplyWith(const ChangeSet& cs, const ExtraOps& extra);
+  // `iteration` (if set): the control and metrics of experiment iterations the change starts,
+  // instead of those of the flag's last iteration (a release plan's guard metrics).
+  struct IterationDefaults {
+    int control = 0;
+    std::vector<std::string> metrics;
+  };
+  absl::StatusOr<AppliedChangeSet> ApplyWith(const ChangeSet& cs, const ExtraOps& extra,
+                                             const IterationDefaults* iteration = nullptr);
   // The checks of a change set's items that need no stored state (keys, duplicates, data or
   // delete).
   static absl::Status CheckItemShapes(const std::vector<ItemChange>& items);
@@ -446,7 +455,8 @@ class RocksStore final : public Store {
   // starts the next. Appends the iteration records to `ops`, written with the change set.
   // Takes experiments_mu_.
   absl::Status IterationsForChange(std::string_view project, std::string_view env,
-                                   const std::vector<PreparedItem>& items, std::vector<WriteOp>& ops);
+                                   const std::vector<PreparedItem>& items, std::vector<WriteOp>& ops,
+                                   const IterationDefaults* defaults);
   void ForgetRunningIterations(std::string_view project, std::string_view env);  // takes experiments_mu_
   // Experiment records of batches enqueued for commit but not yet durable: key -> (ticket,
   // value). A batch releases experiments_mu_ while its write commits; the next one reads here

@@ -92,8 +92,32 @@ TEST_F(ReleasePlansE2eTest, BadPlansGetPreciseErrors) {
   auto same = Admin("POST", kPlan, R"({"controlVariation":1,"treatmentVariation":1,"stages":[{"weight":50000}]})");
   EXPECT_EQ(same.status, 400);
   EXPECT_NE(same.body.find("treatmentVariation"), std::string::npos) << same.body;
-  auto unknown = Admin("POST", kPlan, R"({"controlVariation":0,"treatmentVariation":1,"stages":[{"weight":50000}],"guards":[]})");
+  auto unknown = Admin("POST", kPlan, R"({"controlVariation":0,"treatmentVariation":1,"stages":[{"weight":50000}],"guard":[]})");
   EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body.find("guard"), std::string::npos) << unknown.body;
+  // Guards: each mistake named by its path.
+  struct Bad {
+    const char* guards;
+    int status;
+    const char* path;
+  };
+  for (const Bad& b : {Bad{R"([{"kind":"vibes"}])", 400, "guards[0].kind"},
+                       Bad{R"([{"kind":"metric","action":"panic","metric":"errors"}])", 400, "guards[0].action"},
+                       Bad{R"([{"kind":"metric"}])", 400, "guards[0].metric"},
+                       Bad{R"([{"kind":"metric","metric":"nope"}])", 404, "guards[0].metric"},
+                       Bad{R"([{"kind":"sampleRatio"},{"kind":"threshold","metric":"nope"}])", 400, "guards[1]"},
+                       Bad{R"([{"kind":"metric","metric":"nope","url":"http://x"}])", 400, "guards[0].url"},
+                       Bad{R"([{"kind":"prometheus","url":"https://p:9090","query":"up","max":1}])", 400, "guards[0].url"},
+                       Bad{R"([{"kind":"prometheus","url":"http://p:9090","max":1}])", 400, "guards[0].query"},
+                       Bad{R"([{"kind":"threshold","metric":"nope","min":2,"max":1}])", 400, "guards[0].min"},
+                       Bad{R"({"kind":"metric"})", 400, "guards"}}) {
+    auto r = Admin("POST", kPlan, StrCat(R"({"controlVariation":0,"treatmentVariation":1,"stages":[{"weight":50000}],"guards":)", b.guards, "}"));
+    EXPECT_EQ(r.status, b.status) << b.guards << ": " << r.body;
+    EXPECT_NE(r.body.find(b.path), std::string::npos) << b.guards << ": " << r.body;
+  }
+  auto alpha = Admin("POST", kPlan, R"({"controlVariation":0,"treatmentVariation":1,"stages":[{"weight":50000}],"alpha":0.7})");
+  EXPECT_EQ(alpha.status, 400);
+  EXPECT_NE(alpha.body.find("alpha"), std::string::npos) << alpha.body;
   auto wrong_type = Admin("POST", kPlan, R"({"controlVariation":0,"treatmentVariation":1,"stages":[{"weight":"half"}]})");
   EXPECT_EQ(wrong_type.status, 400);
   EXPECT_NE(wrong_type.body.find("stages[0].weight"), std::string::npos) << wrong_type.body;

@@ -168,13 +168,18 @@ class FaultyStore final : public Store {
     return inner_.GetReleasePlan(project, env, flag);
   }
   absl::StatusOr<ReleasePlan> ActOnReleasePlan(std::string_view project, std::string_view env, std::string_view flag,
-                                               PlanAction action, const Actor& actor, std::string_view reason) override {
+                                               PlanAction action, const Actor& actor, std::string_view reason,
+                                               const GuardFiring* guard) override {
     RETURN_IF_ERROR(Fault("ActOnReleasePlan"));
-    return inner_.ActOnReleasePlan(project, env, flag, action, actor, reason);
+    return inner_.ActOnReleasePlan(project, env, flag, action, actor, reason, guard);
   }
-  absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans() override {
+  absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans(const std::set<std::string>& held) override {
     RETURN_IF_ERROR(Fault("RunReleasePlans"));
-    return inner_.RunReleasePlans();
+    return inner_.RunReleasePlans(held);
+  }
+  absl::StatusOr<std::vector<ReleasePlan>> ListActiveReleasePlans() override {
+    RETURN_IF_ERROR(Fault("ListActiveReleasePlans"));
+    return inner_.ListActiveReleasePlans();
   }
   absl::StatusOr<bool> AnyActiveReleasePlan() override {
     RETURN_IF_ERROR(Fault("AnyActiveReleasePlan"));

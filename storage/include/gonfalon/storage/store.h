@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -229,6 +230,47 @@ struct PlanEvent {
   std::string what;      // "stage 2 of 4: 25%", "paused: …", "rolled back: …"
   int64_t sequence = 0;  // the change set it made, if any
 };
+// A guard watches a plan's current stage and objects to it (DESIGN §9; docs/releases.md):
+//   metric      a metric, treatment vs control, one-sided always-valid test of harm
+//   threshold   the treatment's mean of a metric outside [min, max]
+//   prometheus  a PromQL query's value outside [min, max]
+//   sampleRatio units per variation not in the stage's split (always-valid check)
+//   noTraffic   no unit exposed graceMs after the stage began
+// While a guard objects the plan does not advance; when one fires it acts.
+enum class GuardKind : uint8_t { kMetric, kThreshold, kPrometheus, kSampleRatio, kNoTraffic };
+std::string_view GuardKindName(GuardKind k);  // "metric", "threshold", "prometheus", "sampleRatio", "noTraffic"
+enum class GuardAction : uint8_t { kRollBack, kPause, kNotify };
+std::string_view GuardActionName(GuardAction a);  // "rollback", "pause", "notify"
+
+struct PlanGuard {
+  GuardKind kind = GuardKind::kMetric;
+  GuardAction action = GuardAction::kRollBack;
+  std::string metric;              // metric, threshold: a metric key of the project
+  double min_effect = 0;           // metric: a harm up to this size (metric units) is ignored
+  std::optional<double> min, max;  // threshold: the treatment's mean; prometheus: the query's value
+  int64_t min_units = 100;         // metric, threshold: units per arm before it judges
+  double expected_units = 5000;    // metric: where the always-valid interval is tuned narrowest
+  std::string url;                 // prometheus: the server, http://host:port
+  std::string query;               // prometheus: PromQL with {{flag}}, {{variation}}, {{environment}}
+  int64_t interval_ms = 5000;      // prometheus: how often it asks
+  int64_t grace_ms = 300000;       // noTraffic: how long a stage may see no unit
+};
+// A guard as JSON (`{"kind","action",...}` with only the members its kind uses), and back:
+// unknown members, members of another kind and bad values are InvalidArgument naming them
+// under `path` (e.g. "guards[1]").
+rules::Value PlanGuardToJson(const PlanGuard& g);
+absl::StatusOr<PlanGuard> PlanGuardFromJson(const rules::Value& v, const std::string& path);
+
+// What a guard saw when it fired: kept in the plan, the audit comment and the webhook.
+struct GuardFiring {
+  std::string plan_id;  // the plan it judged (an action on a newer plan is refused)
+  int guard = 0;        // index into ReleasePlan::guards
+  int stage = 0;
+  int64_t time_ms = 0;
+  std::string summary;   // one line with its figures
+  rules::Value figures;  // the numbers it judged, as an object
+};
+
 struct ReleasePlan {
   std::string id;  // "rp_" + 12 hex digits
   std::string project;
@@ -248,6 +290,9 @@ struct ReleasePlan {
   int64_t updated_ms = 0;
   int64_t version = 0;
   std::vector<PlanEvent> events;  // oldest first, the last 100
+  std::vector<PlanGuard> guards;  // as given, then the health checks it did not name
+  double alpha = 0.05;            // shared by its metric guards (docs/releases.md)
+  std::optional<GuardFiring> fired;  // the guard that rolled it back or paused it
 };
 rules::Value ReleasePlanToJson(const ReleasePlan& p);
 
@@ -591,14 +636,18 @@ class Store {
   // Pause, resume (re-applies the current stage), abort (traffic stays), roll back (all to
   // control) or complete (all to treatment). FailedPrecondition when the plan is not in a
   // state the action applies to.
+  // With `guard`, the action is a guard's (pause or roll back): refused unless that plan is
+  // still the flag's active one; the firing is kept in the plan.
   virtual absl::StatusOr<ReleasePlan> ActOnReleasePlan(std::string_view project, std::string_view env,
                                                        std::string_view flag, PlanAction action, const Actor& actor,
-                                                       std::string_view reason) = 0;
+                                                       std::string_view reason, const GuardFiring* guard = nullptr) = 0;
   // For every active plan, by the store's clock: pauses it if the flag's traffic was edited by
   // anyone else, else advances it when its stage's time and unit gates pass (the last stage
   // completes it). Each advance is one change set with the plan's new state. Returns the plans
-  // that changed.
-  virtual absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans() = 0;
+  // that changed. Plans in `held` (ids: a guard objects) do not advance.
+  virtual absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans(const std::set<std::string>& held = {}) = 0;
+  // Every active plan, for the guards.
+  virtual absl::StatusOr<std::vector<ReleasePlan>> ListActiveReleasePlans() = 0;
   virtual absl::StatusOr<bool> AnyActiveReleasePlan() = 0;
 
   // --- webhooks (webhooks.cc) ---
