@@ -198,17 +198,21 @@ GuardVerdict JudgeGuard(const storage::ReleasePlan& plan, size_t index, const st
     case GuardKind::kPrometheus: {
       if (reading == nullptr) return Verdict(GuardState::kHold, "waiting for the first query");
       if (!reading->error.empty()) return Verdict(GuardState::kHold, StrCat("the query failed: ", reading->error));
-      if (reading->values.empty()) return Verdict(GuardState::kHold, "the query returned no data");
-      rules::Array values;
-      for (double v : reading->values) values.emplace_back(v);
-      Value figures(Object{{"values", Value(std::move(values))}, {"range", Value(Range(g))}, {"timeMs", Value(reading->time_ms)}});
+      std::vector<double> known;  // NaN (e.g. a rate of nothing) says nothing either way
       for (double v : reading->values) {
+        if (!std::isnan(v)) known.push_back(v);
+      }
+      if (known.empty()) return Verdict(GuardState::kHold, "the query returned no data");
+      rules::Array values;
+      for (double v : known) values.emplace_back(v);
+      Value figures(Object{{"values", Value(std::move(values))}, {"range", Value(Range(g))}, {"timeMs", Value(reading->time_ms)}});
+      for (double v : known) {
         if (!InRange(g, v)) {
           return Verdict(GuardState::kFire, StrCat("prometheus: ", Num(v), " outside ", Range(g), " for ", ExpandQuery(plan, g.query)),
                          std::move(figures));
         }
       }
-      return Verdict(GuardState::kPass, StrCat("prometheus: ", Num(reading->values.front()), " within ", Range(g)), std::move(figures));
+      return Verdict(GuardState::kPass, StrCat("prometheus: ", Num(known.front()), " within ", Range(g)), std::move(figures));
     }
     case GuardKind::kSampleRatio: {
       if (sums == nullptr) return Verdict(GuardState::kPass, "no units yet");

@@ -198,5 +198,83 @@ TEST_F(ReleasePlansTest, AUnitThatGotTheTreatmentKeepsItAsTheWeightGrows) {
   }
 }
 
+// Guards are kept with the plan (with the health checks it did not name), the stage's
+// iteration measures their metrics against the plan's control, a held plan does not advance,
+// and a guard's rollback records what it saw, once, on the stage it judged.
+TEST_F(ReleasePlansTest, GuardsAreKeptHoldThePlanAndRecordTheirFiring) {
+  ASSERT_OK(store_->PutMetric("shop", {.key = "errors", .event_key = "error", .kind = MetricKind::kConversion, .lower_is_better = true}));
+  ReleasePlan spec = Spec();
+  spec.control = 1;
+  spec.treatment = 0;
+  spec.stages = {{10000, 0, 0}, {100000, 0, 0}};
+  spec.guards = {PlanGuard{.kind = GuardKind::kMetric, .metric = "errors"},
+                 PlanGuard{.kind = GuardKind::kNoTraffic, .action = GuardAction::kNotify, .grace_ms = 1000}};
+  spec.alpha = 0.1;
+  ASSERT_OK_AND_ASSIGN(ReleasePlan plan, store_->StartReleasePlan(spec, actor_));
+  ASSERT_EQ(plan.guards.size(), 3u);  // + the sample-ratio check, pausing
+  EXPECT_EQ(plan.guards[2].kind, GuardKind::kSampleRatio);
+  EXPECT_EQ(plan.guards[2].action, GuardAction::kPause);
+  ASSERT_OK_AND_ASSIGN(std::optional<ReleasePlan> stored, store_->GetReleasePlan("shop", "production", "checkout"));
+  ASSERT_EQ(stored->guards.size(), 3u);
+  EXPECT_EQ(stored->guards[1].grace_ms, 1000);
+  EXPECT_EQ(stored->guards[1].action, GuardAction::kNotify);
+  EXPECT_EQ(stored->alpha, 0.1);
+  ASSERT_OK_AND_ASSIGN(auto iterations, store_->ListIterations("shop", "production", "checkout"));
+  ASSERT_EQ(iterations.size(), 1u);
+  EXPECT_EQ(iterations[0].metrics, std::vector<std::string>{"errors"});
+  EXPECT_EQ(iterations[0].control, 1);
+  ASSERT_OK_AND_ASSIGN(auto active, store_->ListActiveReleasePlans());
+  ASSERT_EQ(active.size(), 1u);
+  EXPECT_EQ(active[0].id, plan.id);
+
+  // Held: no advance although its gates pass.
+  ASSERT_OK_AND_ASSIGN(auto changed, store_->RunReleasePlans({plan.id}));
+  EXPECT_TRUE(changed.empty());
+  ASSERT_OK_AND_ASSIGN(stored, store_->GetReleasePlan("shop", "production", "checkout"));
+  EXPECT_EQ(stored->stage, 0);
+
+  // A guard's judgement of another plan, or of another stage, is refused.
+  GuardFiring firing{plan.id, 0, 0, clock_.load(), "metric errors: worse", rules::Value(rules::Object{{"difference", rules::Value(0.04)}})};
+  GuardFiring stale = firing;
+  stale.plan_id = "rp_000000000000";
+  EXPECT_EQ(store_->ActOnReleasePlan("shop", "production", "checkout", PlanAction::kRollBack, actor_, "", &stale).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  stale = firing;
+  stale.stage = 1;
+  EXPECT_EQ(store_->ActOnReleasePlan("shop", "production", "checkout", PlanAction::kRollBack, actor_, "", &stale).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(ReleasePlan back, store_->ActOnReleasePlan("shop", "production", "checkout", PlanAction::kRollBack,
+                                                                  Actor{"release:" + plan.id}, "", &firing));
+  EXPECT_EQ(back.status, PlanStatus::kRolledBack);
+  EXPECT_EQ(Weights(), (std::pair<int, int>{0, 100000}));  // variation 1, the control, has it all
+  ASSERT_TRUE(back.fired.has_value());
+  EXPECT_NE(back.reason.find("by guard 1 (metric): metric errors: worse"), std::string::npos) << back.reason;
+  ASSERT_OK_AND_ASSIGN(stored, store_->GetReleasePlan("shop", "production", "checkout"));
+  ASSERT_TRUE(stored->fired.has_value());
+  EXPECT_EQ(stored->fired->guard, 0);
+  EXPECT_EQ(stored->fired->summary, "metric errors: worse");
+  EXPECT_EQ(stored->fired->figures.Find("difference")->as_number(), 0.04);
+  ASSERT_OK_AND_ASSIGN(HistoryPage h, store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 1));
+  EXPECT_EQ(h.records[0].actor, "release:" + plan.id);
+  EXPECT_NE(h.records[0].comment.find("metric errors: worse"), std::string::npos) << h.records[0].comment;
+  // Once: the plan is no longer active.
+  EXPECT_EQ(store_->ActOnReleasePlan("shop", "production", "checkout", PlanAction::kRollBack, actor_, "", &firing).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(active, store_->ListActiveReleasePlans());
+  EXPECT_TRUE(active.empty());
+}
+
+TEST_F(ReleasePlansTest, AGuardOnAMetricThatDoesNotExistIsRefused) {
+  ReleasePlan spec = Spec();
+  spec.guards = {PlanGuard{.kind = GuardKind::kThreshold, .metric = "latency", .max = 100}};
+  absl::Status s = store_->StartReleasePlan(spec, actor_).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("guards[0].metric"), std::string::npos) << s;
+  spec.guards.clear();
+  spec.alpha = 0;
+  EXPECT_EQ(store_->StartReleasePlan(spec, actor_).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetReleasePlan("shop", "production", "checkout")->has_value(), false);
+}
+
 }  // namespace
 }  // namespace gonfalon::storage
