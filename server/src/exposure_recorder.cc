@@ -34,7 +34,7 @@ void ExposureRecorder::Record(const std::string& project, const std::string& env
     }
     if (!seen_.insert(std::move(id)).second) return;
     pending_[{project, env}].push_back(
-        {std::string(flag), d.variation_index, std::string(d.experiment_kind), key, NowMs()});
+        {std::string(flag), d.variation_index, std::string(d.experiment_kind), key, NowMs(), d.flag_version});
     wake = ++count_ == kFlushAt;
   }
   if (wake) cv_.notify_all();

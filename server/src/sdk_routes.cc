@@ -139,9 +139,12 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
     std::string flag;
     int variation;
     if (auto bad = CheckFlagVariation(e, path, *snap, 0, std::nullopt, flag, variation)) return bad;
-    // Informational (the flag's version the SDK evaluated); checked for type only.
-    if (const Value* version = e.Find("flagVersion"); version != nullptr && !rules::IntegerIn(*version, 0, INT64_MAX)) {
-      return Rejection{path + ".flagVersion", "expected an integer >= 0"};
+    // The flag's version the SDK evaluated: an exposure from before the running iteration's
+    // allocation is refused (storage::UnitExposure).
+    int64_t flag_version = 0;
+    if (const Value* version = e.Find("flagVersion"); version != nullptr) {
+      if (!rules::IntegerIn(*version, 0, INT64_MAX)) return Rejection{path + ".flagVersion", "expected an integer >= 0"};
+      flag_version = static_cast<int64_t>(version->as_number());
     }
     const Value* kind = e.Find("unitKind");
     const Value* key = e.Find("unitKey");
@@ -153,7 +156,7 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
     }
     int64_t time_ms;
     if (auto bad = CheckTime(e.Find("time"), path, now_ms, time_ms)) return bad;
-    unit_exposures.push_back({flag, variation, kind != nullptr ? kind->as_string() : "user", key->as_string(), time_ms});
+    unit_exposures.push_back({flag, variation, kind != nullptr ? kind->as_string() : "user", key->as_string(), time_ms, flag_version});
     unit_exposure_index.push_back(index);
     return std::nullopt;
   }));

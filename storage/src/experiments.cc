@@ -40,6 +40,7 @@ Value IterationToJson(const Iteration& it) {
                  {"control", Value(it.control)}, {"metrics", Value(std::move(metrics))},
                  {"weights", Value(std::move(weights))}, {"unitKind", Value(it.unit_kind)}});
   if (it.archived_ms != 0) v.Set("archivedMs", Value(it.archived_ms));
+  if (it.flag_version != 0) v.Set("flagVersion", Value(it.flag_version));
   return v;
 }
 
@@ -47,6 +48,7 @@ absl::StatusOr<Iteration> IterationFromJson(const Value& v) {
   Iteration it;
   RETURN_IF_ERROR(rules::GetInt64(v, "number", "", it.number));
   RETURN_IF_ERROR(rules::GetInt64(v, "startedMs", "", it.started_ms));
+  RETURN_IF_ERROR(rules::GetInt64(v, "flagVersion", "", it.flag_version));
   RETURN_IF_ERROR(rules::GetInt64(v, "endedMs", "", it.ended_ms));
   RETURN_IF_ERROR(rules::GetInt(v, "control", "", it.control));
   RETURN_IF_ERROR(rules::GetStrings(v, "metrics", "", it.metrics));
@@ -347,6 +349,7 @@ absl::Status RocksStore::IterationsForChange(std::string_view project, std::stri
     Iteration it;
     it.number = all.empty() ? 1 : all.back().number + 1;
     it.started_ms = now;
+    it.flag_version = VersionOf(item.after);
     it.unit_kind = rollout.context_kind.value_or("user");
     it.weights.assign(n, 0);
     for (const rules::WeightedVariation& w : rollout.variations) {
@@ -634,6 +637,11 @@ absl::StatusOr<ExperimentBatchResult> RocksStore::RecordExperimentBatch(std::str
       const Iteration& it = *r->second.it;
       if (e.time_ms < it.started_ms) {
         result.refused.emplace_back(i, StrCat("before iteration ", it.number, " of the experiment started"));
+        continue;
+      }
+      if (e.flag_version != 0 && e.flag_version < it.flag_version) {
+        result.refused.emplace_back(i, StrCat("evaluated at flag version ", e.flag_version, ", before iteration ", it.number,
+                                              " of the experiment started (version ", it.flag_version, ")"));
         continue;
       }
       if (exposure_units[i].empty() || e.variation < 0 || static_cast<size_t>(e.variation) >= it.weights.size()) {

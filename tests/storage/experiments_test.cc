@@ -207,6 +207,37 @@ TEST_F(ExperimentsTest, ExposuresBeforeTheRunningIterationAreRefusedByIndex) {
   EXPECT_EQ(sums.units, (std::vector<int64_t>{1, 0, 1}));
 }
 
+// An SDK that has not yet heard of a new allocation still serves the old one for a moment;
+// its exposures say which flag version they were evaluated at, and those from before the
+// version that started the running iteration are refused (else a 100 % stage would count
+// control units, a sample-ratio mismatch that is not one).
+TEST_F(ExperimentsTest, ExposuresEvaluatedBeforeTheIterationsFlagVersionAreRefused) {
+  clock_ = 1000;
+  auto rollout = [&](int treatment) {
+    return gonfalon::StrCat(R"({"on":true,"offVariation":0,"fallthrough":{"rollout":{"kind":"experiment","variations":[)",
+                  R"({"variation":0,"weight":)", 100000 - treatment, R"(},{"variation":1,"weight":)", treatment, "}]}}}");
+  };
+  ASSERT_OK_AND_ASSIGN(AppliedChangeSet first, ApplyOne(ItemKind::kFlag, "banner", rollout(50000).c_str()));
+  clock_ = 2000;
+  ASSERT_OK_AND_ASSIGN(AppliedChangeSet second, ApplyOne(ItemKind::kFlag, "banner", rollout(100000).c_str()));
+  int64_t old_version = first.items[0].version, version = second.items[0].version;
+  ASSERT_OK_AND_ASSIGN(auto iterations, store_->ListIterations("shop", "production", "banner"));
+  ASSERT_EQ(iterations.size(), 2u);
+  EXPECT_EQ(iterations[1].flag_version, version);
+  ASSERT_OK_AND_ASSIGN(ExperimentBatchResult r,
+                       store_->RecordExperimentBatch("shop", "production", "",
+                                                     {{"banner", 0, "user", "stale", 2001, old_version},
+                                                      {"banner", 1, "user", "fresh", 2001, version},
+                                                      {"banner", 1, "user", "unknown", 2001, 0}},
+                                                     {}));
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].first, 0u);
+  EXPECT_EQ(r.refused[0].second, gonfalon::StrCat("evaluated at flag version ", old_version, ", before iteration 2 of the experiment started (version ",
+                                        version, ")"));
+  ASSERT_OK_AND_ASSIGN(IterationSums sums, store_->GetIterationSums("shop", "production", "banner", 2));
+  EXPECT_EQ(sums.units, (std::vector<int64_t>{0, 2, 0}));
+}
+
 TEST_F(ExperimentsTest, ADeletedProjectTakesItsExperimentsAlong) {
   clock_ = 1000;
   ASSERT_OK(store_->StartIteration("shop", "production", "banner", Spec()));

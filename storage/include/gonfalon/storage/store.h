@@ -403,6 +403,7 @@ struct Iteration {
   std::vector<std::string> metrics;  // metric keys; the first is the primary metric
   std::vector<double> weights;       // the configured split, per variation (any scale)
   std::string unit_kind = "user";    // whose key is the unit
+  int64_t flag_version = 0;          // the flag's version when it started (0: unknown)
 };
 
 // A unit (a context key of the iteration's unit kind) was served a variation.
@@ -412,6 +413,10 @@ struct UnitExposure {
   std::string unit_kind = "user";
   std::string unit_key;
   int64_t time_ms = 0;
+  // The flag's version the unit was evaluated at (0: unknown). An exposure from before the
+  // version that started the running iteration (an SDK that had not yet heard of the change)
+  // is refused, so that a new allocation's units are only those served under it.
+  int64_t flag_version = 0;
 };
 
 // A metric event, for every unit of the context that sent it (kind -> key).
