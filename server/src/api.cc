@@ -18,7 +18,7 @@ bool IsWrite(const std::string& method) { return method != "GET" && method != "H
 }  // namespace
 
 storage::Actor ActorOf(const ApiKey& key) {
-  return {StrCat("key:", key.id, key.name.empty() ? "" : StrCat(" (", key.name, ")"))};
+  return {StrCat("key:", key.id, key.name.empty() ? "" : StrCat(" (", key.name, ")")), key.name.empty() ? StrCat("key:", key.id) : key.name};
 }
 
 Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options)
@@ -41,6 +41,7 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
   AddScheduleRoutes(router_, *services_);
   AddWebhookRoutes(router_, *services_);
   AddReleasePlanRoutes(router_, *services_);
+  AddChangeRequestRoutes(router_, *services_);
 }
 
 void Api::ChangeApplied(const storage::AppliedChangeSet& applied) { webhooks_->ChangeApplied(applied); }

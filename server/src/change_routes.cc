@@ -72,7 +72,7 @@ Response HistoryPage(storage::Store& store, const Call& c, std::optional<storage
 void AddChangeRoutes(Router& router, Services& s) {
   storage::Store& store = s.store;
 
-  router.Add("POST", "/api/v1/projects/{p}/environments/{e}/changesets", Access::kAdmin, [&store](const Call& c) {
+  router.Add("POST", "/api/v1/projects/{p}/environments/{e}/changesets", Access::kAdmin, [&store, &s](const Call& c) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
     storage::ChangeSet cs;
     cs.project = c.Param("p");
@@ -85,7 +85,11 @@ void AddChangeRoutes(Router& router, Services& s) {
     TRY(Want(body, "items", Value::Type::kArray, &items));
     if (items == nullptr) return ErrorResponse(400, "invalid_argument", "items: is required", "items");
     TRY(ParseChangeItems(*items, cs.items));
-    TRY_ASSIGN(storage::AppliedChangeSet applied, store.Apply(cs));
+    absl::StatusOr<storage::AppliedChangeSet> done = store.Apply(cs);
+    if (storage::IsApprovalRequired(done.status())) {
+      return OpenChangeRequestResponse(s, c, {.kind = storage::RequestKind::kChanges, .items = cs.items, .comment = cs.comment});
+    }
+    TRY_ASSIGN(storage::AppliedChangeSet applied, std::move(done));
     Array out;
     for (const auto& a : applied.items) {
       Value item(Object{{"kind", Value(storage::ItemKindName(a.kind))}, {"key", Value(a.key)}, {"version", Value(a.version)}});

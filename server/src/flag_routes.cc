@@ -34,17 +34,22 @@ absl::Status AsSingleItem(const absl::Status& st) {
   return rules::FieldError(st.code(), inner, rules::ErrorText(st));
 }
 
-// Applies one item as a change set in the call's environment.
+// Applies one item as a change set in the call's environment; `cs` is the change set (what a
+// change request holds when the environment requires approvals).
 absl::StatusOr<storage::AppliedChangeSet> ApplyOne(storage::Store& store, const Call& c, storage::ItemKind kind,
                                                    const std::string& key, std::optional<Value> data, bool remove,
-                                                   std::optional<int64_t> expect) {
-  storage::ChangeSet cs;
+                                                   std::optional<int64_t> expect, storage::ChangeSet& cs) {
   cs.project = c.Param("p");
   cs.environment = c.Param("e");
   cs.actor = ActorOf(*c.key);
   cs.comment = Comment(c.req);
   cs.items.push_back({kind, key, expect, std::move(data), remove});
   return store.Apply(cs);
+}
+
+// The answer to a single-item write that waits for approvals.
+Response Requested(Services& s, const Call& c, const storage::ChangeSet& cs) {
+  return OpenChangeRequestResponse(s, c, {.kind = storage::RequestKind::kChanges, .items = cs.items, .comment = cs.comment});
 }
 
 // The project-level fields of a flag, which an environment's PUT/PATCH cannot change.
@@ -161,7 +166,7 @@ void AddFlagRoutes(Router& router, Services& s) {
     return WithETag(Json(200, rules::EncodeFlag(f)), f.version);
   });
 
-  auto write_flag = [&store](const Call& c) {
+  auto write_flag = [&store, &s](const Call& c) {
     const std::string& flag = c.Param("f");
     TRY_ASSIGN(std::optional<int64_t> if_match, IfMatch(c.req));
     TRY_ASSIGN(Value body, ObjectBody(c.req));
@@ -181,7 +186,9 @@ void AddFlagRoutes(Router& router, Services& s) {
     // Patch what was read: a concurrent write between the read and this one is a conflict.
     std::optional<int64_t> expect = if_match;
     if (c.req.method == "PATCH" && !expect.has_value()) expect = current.version;
-    auto applied = ApplyOne(store, c, storage::ItemKind::kFlag, flag, doc, false, expect);
+    storage::ChangeSet cs;
+    auto applied = ApplyOne(store, c, storage::ItemKind::kFlag, flag, doc, false, expect, cs);
+    if (storage::IsApprovalRequired(applied.status())) return Requested(s, c, cs);
     if (!applied.ok()) return ErrorResponse(AsSingleItem(applied.status()), if_match.has_value());
     TRY_ASSIGN(rules::Flag f, store.GetFlag(c.Param("p"), c.Param("e"), flag));
     return WithETag(Json(200, rules::EncodeFlag(f)), f.version);
@@ -206,13 +213,15 @@ void AddFlagRoutes(Router& router, Services& s) {
     return Json(200, Items(std::move(a)));
   });
 
-  router.Add("POST", "/api/v1/projects/{p}/environments/{e}/segments", Access::kAdmin, [&store](const Call& c) {
+  router.Add("POST", "/api/v1/projects/{p}/environments/{e}/segments", Access::kAdmin, [&store, &s](const Call& c) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
     const Value* k;
     TRY(Want(body, "key", Value::Type::kString, &k));
     if (k == nullptr) return ErrorResponse(400, "invalid_argument", "key: is required", "key");
     std::string seg = k->as_string();
-    auto applied = ApplyOne(store, c, storage::ItemKind::kSegment, seg, body, false, 0);
+    storage::ChangeSet cs;
+    auto applied = ApplyOne(store, c, storage::ItemKind::kSegment, seg, body, false, 0, cs);
+    if (storage::IsApprovalRequired(applied.status())) return Requested(s, c, cs);
     if (!applied.ok()) {
       if (absl::IsAborted(applied.status())) {
         return ErrorResponse(409, "already_exists", StrCat("segment \"", seg, "\" already exists"), "key");
@@ -228,7 +237,7 @@ void AddFlagRoutes(Router& router, Services& s) {
     return WithETag(Json(200, rules::EncodeSegment(seg)), seg.version);
   });
 
-  auto write_segment = [&store](const Call& c) {
+  auto write_segment = [&store, &s](const Call& c) {
     const std::string& seg = c.Param("s");
     bool remove = c.req.method == "DELETE";
     TRY_ASSIGN(std::optional<int64_t> if_match, IfMatch(c.req));
@@ -243,7 +252,9 @@ void AddFlagRoutes(Router& router, Services& s) {
         if (!expect.has_value()) expect = current.version;
       }
     }
-    auto applied = ApplyOne(store, c, storage::ItemKind::kSegment, seg, doc, remove, expect);
+    storage::ChangeSet cs;
+    auto applied = ApplyOne(store, c, storage::ItemKind::kSegment, seg, doc, remove, expect, cs);
+    if (storage::IsApprovalRequired(applied.status())) return Requested(s, c, cs);
     if (!applied.ok()) return ErrorResponse(AsSingleItem(applied.status()), if_match.has_value());
     if (remove) return NoContent();
     TRY_ASSIGN(rules::Segment updated, store.GetSegment(c.Param("p"), c.Param("e"), seg));

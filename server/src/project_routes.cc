@@ -109,6 +109,26 @@ void AddProjectRoutes(Router& router, Services& s) {
     const Value* v;
     TRY(Want(body, "name", Value::Type::kString, &v));
     if (v) e.name = v->as_string();
+    // {"approvals": {"requiredApprovals": 0..10, "allowSelfApproval": bool}} (docs/releases.md)
+    TRY(Want(body, "approvals", Value::Type::kObject, &v));
+    if (v) {
+      for (const auto& [name, value] : v->as_object()) {
+        if (name != "requiredApprovals" && name != "allowSelfApproval") {
+          return ErrorResponse(400, "invalid_argument", StrCat("approvals.", name, ": unknown field (requiredApprovals, allowSelfApproval)"),
+                               StrCat("approvals.", name));
+        }
+      }
+      if (const Value* n = v->Find("requiredApprovals"); n != nullptr) {
+        std::optional<int64_t> count = rules::IntegerIn(*n, 0, 10);
+        if (!count.has_value()) {
+          return ErrorResponse(400, "invalid_argument", "approvals.requiredApprovals: expected an integer 0..10", "approvals.requiredApprovals");
+        }
+        e.required_approvals = static_cast<int>(*count);
+      }
+      const Value* self;
+      TRY(Want(*v, "allowSelfApproval", Value::Type::kBool, &self));
+      if (self) e.allow_self_approval = self->as_bool();
+    }
     auto updated = store.UpdateEnvironment(c.Param("p"), e, if_match.value_or(0), ActorOf(*c.key));
     if (!updated.ok()) return ErrorResponse(updated.status(), true);
     return WithETag(Json(200, storage::EnvironmentToJson(*updated)), updated->version);

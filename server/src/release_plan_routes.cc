@@ -80,13 +80,17 @@ void AddReleasePlanRoutes(Router& router, Services& s) {
     return Json(200, out);
   });
 
-  router.Add("POST", base, Access::kAdmin, [&store, &scheduler, &webhooks](const Call& c) {
+  router.Add("POST", base, Access::kAdmin, [&store, &scheduler, &webhooks, &s](const Call& c) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
     TRY_ASSIGN(storage::ReleasePlan spec, ReadPlan(body));
     spec.project = c.Param("p");
     spec.environment = c.Param("e");
     spec.flag = c.Param("f");
-    TRY_ASSIGN(storage::ReleasePlan plan, store.StartReleasePlan(spec, ActorOf(*c.key)));
+    absl::StatusOr<storage::ReleasePlan> started = store.StartReleasePlan(spec, ActorOf(*c.key));
+    if (storage::IsApprovalRequired(started.status())) {
+      return OpenChangeRequestResponse(s, c, {.kind = storage::RequestKind::kReleasePlan, .plan = spec});
+    }
+    TRY_ASSIGN(storage::ReleasePlan plan, std::move(started));
     webhooks.Publish("release_plan.started", plan.project, plan.environment, storage::ReleasePlanToJson(plan));
     scheduler.Wake();
     return Json(201, storage::ReleasePlanToJson(plan));

@@ -11,6 +11,7 @@
 //   schedule_routes.cc    scheduled changes
 //   webhook_routes.cc     webhooks and their delivery logs
 //   release_plan_routes.cc  release plans
+//   change_request_routes.cc  change requests (approvals)
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -51,12 +52,18 @@ void AddExperimentRoutes(Router& router, Services& s);
 void AddScheduleRoutes(Router& router, Services& s);
 void AddWebhookRoutes(Router& router, Services& s);
 void AddReleasePlanRoutes(Router& router, Services& s);
+void AddChangeRequestRoutes(Router& router, Services& s);
+
+// A write refused because its environment requires approvals (storage::IsApprovalRequired)
+// becomes this: `spec` (its kind and what it holds) opened as a change request by the
+// caller, answered 202 with the request (change_request_routes.cc).
+Response OpenChangeRequestResponse(Services& s, const Call& c, storage::ChangeRequest spec);
 
 // The items of a change-set request body (`items`), each checked with its path named
 // (change_routes.cc).
 absl::Status ParseChangeItems(const rules::Value& items, std::vector<storage::ItemChange>& out);
 
-// The audit actor of a call: "key:<id> (<name>)".
+// The audit actor of a call: "key:<id> (<name>)", for the person the key is named for.
 storage::Actor ActorOf(const storage::ApiKey& key);
 
 }  // namespace gonfalon::server

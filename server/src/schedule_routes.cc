@@ -44,7 +44,7 @@ void AddScheduleRoutes(Router& router, Services& s) {
   Scheduler& scheduler = s.scheduler;
   const std::string base = "/api/v1/projects/{p}/environments/{e}/scheduled-changes";
 
-  router.Add("POST", base, Access::kAdmin, [&store, &scheduler](const Call& c) {
+  router.Add("POST", base, Access::kAdmin, [&store, &scheduler, &s](const Call& c) {
     TRY_ASSIGN(Value body, ObjectBody(c.req));
     storage::ScheduledChange spec;
     spec.project = c.Param("p");
@@ -60,7 +60,11 @@ void AddScheduleRoutes(Router& router, Services& s) {
     TRY(Want(body, "items", Value::Type::kArray, &v));
     if (v == nullptr) return ErrorResponse(400, "invalid_argument", "items: is required", "items");
     TRY(ParseChangeItems(*v, spec.items));
-    TRY_ASSIGN(storage::ScheduledChange made, store.ScheduleChange(spec, ActorOf(*c.key)));
+    absl::StatusOr<storage::ScheduledChange> done = store.ScheduleChange(spec, ActorOf(*c.key));
+    if (storage::IsApprovalRequired(done.status())) {
+      return OpenChangeRequestResponse(s, c, {.kind = storage::RequestKind::kSchedule, .schedule = spec, .comment = spec.comment});
+    }
+    TRY_ASSIGN(storage::ScheduledChange made, std::move(done));
     scheduler.Wake();
     return Record(201, made);
   });

@@ -32,7 +32,8 @@ namespace gonfalon::server {
 inline constexpr const char* kWebhookEvents[] = {
     "change.applied",          "scheduled_change.applied", "scheduled_change.failed", "release_plan.started",
     "release_plan.advanced",   "release_plan.paused",      "release_plan.resumed",    "release_plan.completed",
-    "release_plan.rolled_back", "release_plan.aborted",    "release_plan.guard_fired", "ping"};
+    "release_plan.rolled_back", "release_plan.aborted",    "release_plan.guard_fired", "change_request.opened",
+    "change_request.approved", "change_request.declined", "change_request.applied", "change_request.failed", "ping"};
 bool IsWebhookEvent(std::string_view event);
 
 // HMAC-SHA256 of `body` under `secret`, as lowercase hex.

@@ -54,6 +54,7 @@ absl::StatusOr<AppliedChangeSet> RocksStore::ApplyWith(const ChangeSet& cs, cons
   EnvState& env = Env(cs.project, cs.environment);
   std::unique_lock<std::mutex> l(env.mu);
   RETURN_IF_ERROR(RequireEnv(env, cs.project, cs.environment));
+  if (env.record.required_approvals > 0 && !cs.actor.approved) return ApprovalRequired(env.record);
   std::vector<PreparedItem> prepared;
   for (size_t i = 0; i < cs.items.size(); ++i) {
     const ItemChange& it = cs.items[i];

@@ -170,6 +170,8 @@ absl::StatusOr<Environment> RocksStore::UpdateEnvironment(std::string_view proje
     return VersionConflict(StrCat("environment \"", in.key, "\""), env.record.version, expect_version);
   }
   if (!in.name.empty()) env.record.name = in.name;
+  env.record.required_approvals = in.required_approvals;
+  env.record.allow_self_approval = in.allow_self_approval;
   ++env.record.version;
   RETURN_IF_ERROR(CommitLocked({&env}, {Put(kEnvironments, EnvKey(env), ToJson(EnvironmentToJson(env.record)))}, {}));
   return env.record;

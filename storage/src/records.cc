@@ -183,7 +183,9 @@ Value EnvironmentToJson(const Environment& e) {
                       {"name", Value(e.name)},
                       {"version", Value(e.version)},
                       {"createdMs", Value(e.created_ms)},
-                      {"sequence", Value(e.sequence)}});
+                      {"sequence", Value(e.sequence)},
+                      {"approvals", Value(Object{{"requiredApprovals", Value(static_cast<int64_t>(e.required_approvals))},
+                                                 {"allowSelfApproval", Value(e.allow_self_approval)}})}});
 }
 
 namespace internal {
@@ -234,6 +236,14 @@ absl::StatusOr<Environment> EnvironmentFromJson(const Value& v) {
   r.Int("version", e.version);
   r.Int("createdMs", e.created_ms);
   r.Int("sequence", e.sequence);
+  if (const Value* a = v.Find("approvals"); a != nullptr && a->is_object()) {
+    Reader ar{*a, "approvals"};
+    int64_t required = 0;
+    ar.Int("requiredApprovals", required);
+    ar.Bool("allowSelfApproval", e.allow_self_approval);
+    e.required_approvals = static_cast<int>(required);
+    if (!ar.status.ok()) return ar.status;
+  }
   if (!r.status.ok()) return r.status;
   return e;
 }

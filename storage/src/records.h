@@ -56,5 +56,11 @@ absl::StatusOr<Project> ProjectFromJson(const rules::Value& v);
 absl::StatusOr<Environment> EnvironmentFromJson(const rules::Value& v);
 absl::StatusOr<AuditRecord> AuditRecordFromJson(const rules::Value& v);
 absl::StatusOr<ApiKey> ApiKeyFromJson(const rules::Value& v);
+absl::StatusOr<ScheduledChange> ScheduledChangeFromJson(const rules::Value& v);
+absl::StatusOr<ReleasePlan> ReleasePlanFromJson(const rules::Value& v);
+// Change set items as the store keeps them ({"kind","key","expectVersion"?,"delete"?,"data"?}),
+// and back from the "items" member of `v`.
+rules::Value ItemChangesToJson(const std::vector<ItemChange>& items);
+absl::StatusOr<std::vector<ItemChange>> ItemChangesFromJson(const rules::Value& v);
 
 }  // namespace gonfalon::storage::internal

@@ -246,7 +246,9 @@ std::string ActiveKey(std::string_view p, std::string_view e, std::string_view f
   return StrCat("rpa/", p, "/", e, "/", flag);
 }
 
-absl::StatusOr<ReleasePlan> PlanFromJson(const Value& v) {
+}  // namespace
+
+absl::StatusOr<ReleasePlan> ReleasePlanFromJson(const Value& v) {
   ReleasePlan p;
   RETURN_IF_ERROR(rules::GetString(v, "id", "", p.id));
   RETURN_IF_ERROR(rules::GetString(v, "project", "", p.project));
@@ -314,6 +316,8 @@ absl::StatusOr<ReleasePlan> PlanFromJson(const Value& v) {
   return p;
 }
 
+namespace {
+
 void AddEvent(ReleasePlan& p, int64_t now, std::string what, int64_t sequence = 0) {
   p.events.push_back({now, std::move(what), sequence});
   if (p.events.size() > kMaxEvents) p.events.erase(p.events.begin());
@@ -368,6 +372,7 @@ absl::StatusOr<ReleasePlan> RocksStore::ApplyPlanTraffic(ReleasePlan plan, int t
   cs.project = plan.project;
   cs.environment = plan.environment;
   cs.actor.id = StrCat("release:", plan.id);
+  cs.actor.approved = true;  // its start was (where approvals are required)
   cs.comment = StrCat("release plan ", plan.id, ": ", what);
   cs.items.push_back({ItemKind::kFlag, plan.flag, f.version, rules::EncodeFlag(f), false});
   int64_t now = Now();
@@ -419,8 +424,7 @@ absl::Status RocksStore::StopPlan(ReleasePlan& plan, PlanStatus status, const st
                    Delete(kAutomation, ActiveKey(plan.project, plan.environment, plan.flag))});
 }
 
-absl::StatusOr<ReleasePlan> RocksStore::StartReleasePlan(const ReleasePlan& spec, const Actor& actor) {
-  RETURN_IF_ERROR(CheckWritable());
+absl::Status RocksStore::CheckReleasePlan(const ReleasePlan& spec) {
   ASSIGN_OR_RETURN(rules::Flag f, GetFlag(spec.project, spec.environment, spec.flag));
   int n = static_cast<int>(f.variations.size());
   if (spec.control < 0 || spec.control >= n) {
@@ -444,18 +448,28 @@ absl::StatusOr<ReleasePlan> RocksStore::StartReleasePlan(const ReleasePlan& spec
   }
   if (!(spec.alpha > 0 && spec.alpha < 0.5)) return rules::InvalidField("alpha", "expected more than 0 and less than 0.5");
   if (spec.guards.size() > 20) return rules::InvalidField("guards", "at most 20 guards");
-  bool has_ratio = false, has_traffic = false;
   ASSIGN_OR_RETURN(std::vector<Metric> metrics, ListMetrics(spec.project));
   for (size_t i = 0; i < spec.guards.size(); ++i) {
     const PlanGuard& g = spec.guards[i];
-    has_ratio = has_ratio || g.kind == GuardKind::kSampleRatio;
-    has_traffic = has_traffic || g.kind == GuardKind::kNoTraffic;
     if (g.kind != GuardKind::kMetric && g.kind != GuardKind::kThreshold) continue;
     if (std::none_of(metrics.begin(), metrics.end(), [&](const Metric& m) { return m.key == g.metric; })) {
       return rules::FieldError(absl::StatusCode::kNotFound, StrCat("guards[", i, "].metric"),
                                StrCat("no metric \"", g.metric, "\" in project \"", spec.project, "\" (PUT /api/v1/projects/",
                                       spec.project, "/metrics/", g.metric, " first)"));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReleasePlan> RocksStore::StartReleasePlan(const ReleasePlan& spec, const Actor& actor) {
+  RETURN_IF_ERROR(CheckWritable());
+  RETURN_IF_ERROR(CheckReleasePlan(spec));
+  ASSIGN_OR_RETURN(Environment env, GetEnvironment(spec.project, spec.environment));
+  if (env.required_approvals > 0 && !actor.approved) return ApprovalRequired(env);
+  bool has_ratio = false, has_traffic = false;
+  for (const PlanGuard& g : spec.guards) {
+    has_ratio = has_ratio || g.kind == GuardKind::kSampleRatio;
+    has_traffic = has_traffic || g.kind == GuardKind::kNoTraffic;
   }
   std::lock_guard<std::mutex> l(plans_mu_);
   ASSIGN_OR_RETURN(std::optional<ReleasePlan> current, GetReleasePlan(spec.project, spec.environment, spec.flag));
@@ -491,7 +505,7 @@ absl::StatusOr<std::optional<ReleasePlan>> RocksStore::GetReleasePlan(std::strin
     RETURN_IF_ERROR(GetFlag(project, env, flag).status());
     return std::optional<ReleasePlan>();
   }
-  ASSIGN_OR_RETURN(ReleasePlan p, Decoded(PlanFromJson(*json), kAutomation, key));
+  ASSIGN_OR_RETURN(ReleasePlan p, Decoded(ReleasePlanFromJson(*json), kAutomation, key));
   return std::optional<ReleasePlan>(std::move(p));
 }
 

@@ -51,6 +51,9 @@ absl::StatusOr<std::string> RandomHex(size_t bytes);
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what);
 // The "version" of a stored item's JSON; 0 when absent.
 int64_t VersionOf(const std::optional<Value>& item);
+// The refusal of an unapproved write to an environment that requires approvals
+// (IsApprovalRequired holds for it).
+absl::Status ApprovalRequired(const Environment& e);
 
 // One item of a change set being written: its kind and key, and the stored JSON before and
 // after (nullopt: absent, i.e. created or deleted).
@@ -140,6 +143,16 @@ class RocksStore final : public Store {
   absl::StatusOr<std::vector<ReleasePlan>> RunReleasePlans(const std::set<std::string>& held) override;
   absl::StatusOr<std::vector<ReleasePlan>> ListActiveReleasePlans() override;
   absl::StatusOr<bool> AnyActiveReleasePlan() override;
+
+  // Change requests (change_requests.cc).
+  absl::StatusOr<ChangeRequest> OpenChangeRequest(const ChangeRequest& spec, const Actor& actor) override;
+  absl::StatusOr<ChangeRequest> GetChangeRequest(std::string_view project, std::string_view env, std::string_view id) override;
+  absl::StatusOr<std::vector<ChangeRequest>> ListChangeRequests(std::string_view project, std::string_view env,
+                                                                std::optional<RequestStatus> status) override;
+  absl::StatusOr<ChangeRequest> ReviewChangeRequest(std::string_view project, std::string_view env, std::string_view id,
+                                                    Review review, const Actor& actor, std::string_view comment) override;
+  absl::StatusOr<ChangeRequest> ApplyChangeRequest(std::string_view project, std::string_view env, std::string_view id,
+                                                   const Actor& actor) override;
 
   // Webhooks (webhooks.cc).
   absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) override;
@@ -375,6 +388,14 @@ class RocksStore final : public Store {
   std::mutex schedule_mu_;  // orders edits, cancels and runs of scheduled changes
   std::mutex webhooks_mu_;  // orders webhook edits and delivery-log appends
   std::mutex plans_mu_;     // orders release plan starts, actions and runs
+  std::mutex requests_mu_;  // orders change request reviews and applies (taken before the others)
+  // Change requests: writes `r` with a new version (into `ops` when given, else now).
+  absl::Status WriteRequest(ChangeRequest& r, std::vector<WriteOp>* ops);
+  // Applies an approved request as its author; the request ends applied or failed. A storage
+  // error leaves it approved (and is returned). REQUIRES: requests_mu_.
+  absl::StatusOr<ChangeRequest> ApplyApproved(ChangeRequest r);
+  // A release plan's own checks (variations, rule, stages, guards, alpha), before it starts.
+  absl::Status CheckReleasePlan(const ReleasePlan& spec);
   // Release plans: sets the plan's treatment share on its target and writes the flag, with the
   // plan record (its new state, filled in by `update` once the change set's version is known),
   // as one change set. `update` also runs when nothing needed changing.

@@ -41,24 +41,31 @@ std::string Rfc3339(int64_t ms) {
 
 }  // namespace
 
-rules::Value ScheduledChangeToJson(const ScheduledChange& c) {
+rules::Value internal::ItemChangesToJson(const std::vector<ItemChange>& changes) {
   using rules::Object;
   using rules::Value;
   rules::Array items;
-  for (const ItemChange& it : c.items) {
+  for (const ItemChange& it : changes) {
     Value item(Object{{"kind", Value(ItemKindName(it.kind))}, {"key", Value(it.key)}});
     if (it.expect_version.has_value()) item.Set("expectVersion", Value(*it.expect_version));
     if (it.remove) item.Set("delete", Value(true));
     if (it.data.has_value()) item.Set("data", *it.data);
     items.push_back(std::move(item));
   }
+  return Value(std::move(items));
+}
+
+rules::Value ScheduledChangeToJson(const ScheduledChange& c) {
+  using rules::Object;
+  using rules::Value;
+  Value items = internal::ItemChangesToJson(c.items);
   Value out(Object{{"id", Value(c.id)},
                    {"project", Value(c.project)},
                    {"environment", Value(c.environment)},
                    {"executeAt", Value(Rfc3339(c.execute_at_ms))},
                    {"executeAtMs", Value(c.execute_at_ms)},
                    {"comment", Value(c.comment)},
-                   {"items", Value(std::move(items))},
+                   {"items", std::move(items)},
                    {"ignoreConflicts", Value(c.ignore_conflicts)},
                    {"status", Value(ScheduleStatusName(c.status))},
                    {"createdBy", Value(c.created_by)},
@@ -85,6 +92,28 @@ std::string RecordKey(std::string_view p, std::string_view e, std::string_view i
 }
 std::string DueKey(int64_t at, std::string_view p, std::string_view e, std::string_view id) {
   return StrCat("due/", SeqKey(std::max<int64_t>(at, 0)), "/", p, "/", e, "/", id);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ItemChange>> ItemChangesFromJson(const Value& v) {
+  std::vector<ItemChange> out;
+  ASSIGN_OR_RETURN(const rules::Array* items, rules::GetArray(v, "items", ""));
+  if (items == nullptr) return out;
+  for (const Value& it : *items) {
+    ItemChange ic;
+    std::string kind;
+    RETURN_IF_ERROR(rules::GetString(it, "kind", "items", kind));
+    ic.kind = kind == "segment" ? ItemKind::kSegment : ItemKind::kFlag;
+    RETURN_IF_ERROR(rules::GetString(it, "key", "items", ic.key));
+    std::optional<int64_t> expect;
+    RETURN_IF_ERROR(rules::GetOptInt64(it, "expectVersion", "items", expect));
+    ic.expect_version = expect;
+    RETURN_IF_ERROR(rules::GetBool(it, "delete", "items", ic.remove));
+    if (const Value* d = it.Find("data"); d != nullptr && !d->is_null()) ic.data = *d;
+    out.push_back(std::move(ic));
+  }
+  return out;
 }
 
 absl::StatusOr<ScheduledChange> ScheduledChangeFromJson(const Value& v) {
@@ -114,26 +143,9 @@ absl::StatusOr<ScheduledChange> ScheduledChangeFromJson(const Value& v) {
     }
   }
   if (!known) return rules::InvalidField("status", StrCat("unknown status \"", status, "\""));
-  ASSIGN_OR_RETURN(const rules::Array* items, rules::GetArray(v, "items", ""));
-  if (items != nullptr) {
-    for (const Value& it : *items) {
-      ItemChange ic;
-      std::string kind;
-      RETURN_IF_ERROR(rules::GetString(it, "kind", "items", kind));
-      ic.kind = kind == "segment" ? ItemKind::kSegment : ItemKind::kFlag;
-      RETURN_IF_ERROR(rules::GetString(it, "key", "items", ic.key));
-      std::optional<int64_t> expect;
-      RETURN_IF_ERROR(rules::GetOptInt64(it, "expectVersion", "items", expect));
-      ic.expect_version = expect;
-      RETURN_IF_ERROR(rules::GetBool(it, "delete", "items", ic.remove));
-      if (const Value* d = it.Find("data"); d != nullptr && !d->is_null()) ic.data = *d;
-      c.items.push_back(std::move(ic));
-    }
-  }
+  ASSIGN_OR_RETURN(c.items, ItemChangesFromJson(v));
   return c;
 }
-
-}  // namespace
 
 absl::Status RocksStore::PrepareSchedule(std::string_view project, std::string_view env_key, std::vector<ItemChange>& items) {
   RETURN_IF_ERROR(CheckItemShapes(items));
@@ -161,6 +173,8 @@ absl::Status RocksStore::PrepareSchedule(std::string_view project, std::string_v
 absl::StatusOr<ScheduledChange> RocksStore::ScheduleChange(const ScheduledChange& spec, const Actor& actor) {
   RETURN_IF_ERROR(CheckWritable());
   if (spec.execute_at_ms <= 0) return rules::InvalidField("executeAt", "is required");
+  ASSIGN_OR_RETURN(Environment env, GetEnvironment(spec.project, spec.environment));
+  if (env.required_approvals > 0 && !actor.approved) return ApprovalRequired(env);
   ScheduledChange c = spec;
   RETURN_IF_ERROR(PrepareSchedule(c.project, c.environment, c.items));
   ASSIGN_OR_RETURN(std::string hex, RandomHex(6));
@@ -206,6 +220,12 @@ absl::StatusOr<ScheduledChange> RocksStore::EditScheduledChange(std::string_view
                                                                 const Actor& actor) {
   RETURN_IF_ERROR(CheckWritable());
   if (edit.execute_at_ms.has_value() && *edit.execute_at_ms <= 0) return rules::InvalidField("executeAt", "is required");
+  {
+    // What it would apply changes: in an environment that requires approvals, cancel it and
+    // schedule again through a change request.
+    ASSIGN_OR_RETURN(Environment e, GetEnvironment(project, env));
+    if (e.required_approvals > 0 && !actor.approved) return ApprovalRequired(e);
+  }
   std::vector<ItemChange> items;
   if (edit.items.has_value()) {
     items = *edit.items;
@@ -305,6 +325,7 @@ absl::StatusOr<std::vector<ScheduledChange>> RocksStore::RunDueScheduledChanges(
       for (ItemChange& it : cs.items) it.expect_version.reset();
     }
     cs.actor.id = StrCat("scheduler:", id, " for ", c.created_by);
+    cs.actor.approved = true;  // its scheduling was (where approvals are required)
     cs.comment = c.comment.empty() ? StrCat("scheduled change ", id) : c.comment;
     c.ran_ms = Now();
     c.updated_ms = c.ran_ms;

@@ -54,6 +54,11 @@ inline int ListenLoopback(int& port) {
   return fd;
 }
 
+// Wall-clock time in Unix milliseconds (what executeAt and the server's records use).
+inline int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 // Waits for a condition, polling it, until `timeout`; returns its last value.
 template <typename Pred>
 bool Eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {

@@ -18,9 +18,6 @@ constexpr char kScheduled[] = "/api/v1/projects/shop/environments/production/sch
 constexpr char kTurnOn[] =
     R"([{"kind":"flag","key":"checkout","data":{"on":true,"fallthrough":{"variation":1},"offVariation":0}}])";
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 class ScheduledChangesE2eTest : public ServerTest {
  protected:

@@ -181,6 +181,29 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(Fault("ListActiveReleasePlans"));
     return inner_.ListActiveReleasePlans();
   }
+  absl::StatusOr<ChangeRequest> OpenChangeRequest(const ChangeRequest& spec, const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("OpenChangeRequest"));
+    return inner_.OpenChangeRequest(spec, actor);
+  }
+  absl::StatusOr<ChangeRequest> GetChangeRequest(std::string_view project, std::string_view env, std::string_view id) override {
+    RETURN_IF_ERROR(Fault("GetChangeRequest"));
+    return inner_.GetChangeRequest(project, env, id);
+  }
+  absl::StatusOr<std::vector<ChangeRequest>> ListChangeRequests(std::string_view project, std::string_view env,
+                                                                std::optional<RequestStatus> status) override {
+    RETURN_IF_ERROR(Fault("ListChangeRequests"));
+    return inner_.ListChangeRequests(project, env, status);
+  }
+  absl::StatusOr<ChangeRequest> ReviewChangeRequest(std::string_view project, std::string_view env, std::string_view id,
+                                                    Review review, const Actor& actor, std::string_view comment) override {
+    RETURN_IF_ERROR(Fault("ReviewChangeRequest"));
+    return inner_.ReviewChangeRequest(project, env, id, review, actor, comment);
+  }
+  absl::StatusOr<ChangeRequest> ApplyChangeRequest(std::string_view project, std::string_view env, std::string_view id,
+                                                   const Actor& actor) override {
+    RETURN_IF_ERROR(Fault("ApplyChangeRequest"));
+    return inner_.ApplyChangeRequest(project, env, id, actor);
+  }
   absl::StatusOr<bool> AnyActiveReleasePlan() override {
     RETURN_IF_ERROR(Fault("AnyActiveReleasePlan"));
     return inner_.AnyActiveReleasePlan();

@@ -55,6 +55,13 @@ absl::Status ValidateKey(std::string_view key, std::string_view field);
 
 struct Actor {
   std::string id;  // who: a token id, a user, "system"
+  // The person behind it (an admin token's name, else its id): who may not approve their own
+  // change request.
+  std::string person;
+  // The write may change an environment that requires approvals: it carries an approved change
+  // request, or it is automation whose start was approved (a scheduled change running, a
+  // release plan's step, a guard's rollback).
+  bool approved = false;
 };
 
 struct Project {
@@ -72,6 +79,10 @@ struct Environment {
   int64_t version = 0;
   int64_t created_ms = 0;
   int64_t sequence = 0;  // the last applied change set
+  // Change requests (DESIGN §9): with required_approvals > 0 a write to the environment must
+  // be approved by that many people (other than its author unless allow_self_approval).
+  int required_approvals = 0;
+  bool allow_self_approval = false;
 };
 
 // The JSON the store keeps and the admin API returns for projects and environments.
@@ -204,6 +215,7 @@ struct ScheduledChange {
 };
 rules::Value ScheduledChangeToJson(const ScheduledChange& c);
 
+
 // What an edit of a scheduled change replaces (absent: kept).
 struct ScheduleEdit {
   std::optional<int64_t> execute_at_ms;
@@ -295,6 +307,53 @@ struct ReleasePlan {
   std::optional<GuardFiring> fired;  // the guard that rolled it back or paused it
 };
 rules::Value ReleasePlanToJson(const ReleasePlan& p);
+
+// A write to an environment that requires approvals, without one, fails with a status that
+// says so (FailedPrecondition, with this mark): the API turns it into a change request.
+bool IsApprovalRequired(const absl::Status& s);
+
+// A change request (DESIGN §9; docs/releases.md, "Change requests"): a write to an
+// environment that requires approvals, waiting for them. It holds a change set, a scheduled
+// change or a release plan, with the versions of the items it changes expected as they were
+// when it was opened: if one moved since, applying it fails, visibly.
+enum class RequestKind : uint8_t { kChanges, kSchedule, kReleasePlan };
+std::string_view RequestKindName(RequestKind k);  // "changes", "schedule", "releasePlan"
+enum class RequestStatus : uint8_t { kPending, kApproved, kApplied, kDeclined, kFailed };
+std::string_view RequestStatusName(RequestStatus s);  // "pending", "approved", "applied", "declined", "failed"
+std::optional<RequestStatus> ParseRequestStatus(std::string_view name);
+enum class Review : uint8_t { kApprove, kDecline, kComment };
+
+struct RequestReview {
+  std::string verdict;  // "approve", "decline", "comment"
+  std::string actor;    // the actor id
+  std::string person;
+  int64_t time_ms = 0;
+  std::string comment;
+};
+
+struct ChangeRequest {
+  std::string id;  // "cr_" + 12 hex digits, chosen by the store
+  std::string project;
+  std::string environment;
+  RequestKind kind = RequestKind::kChanges;
+  std::vector<ItemChange> items;            // kChanges: the change set's items
+  std::optional<ScheduledChange> schedule;  // kSchedule: what to schedule
+  std::optional<ReleasePlan> plan;          // kReleasePlan: the plan to start
+  std::string comment;
+  bool auto_apply = true;  // applied as soon as approved; else by ApplyChangeRequest
+  std::string created_by;  // the actor id of who opened it: the actor of what it applies
+  std::string person;      // who opened it
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  int64_t version = 0;
+  RequestStatus status = RequestStatus::kPending;
+  int required_approvals = 1;  // the environment's, when opened
+  std::vector<RequestReview> reviews;  // oldest first
+  std::string reason;     // failed: why
+  int64_t sequence = 0;   // applied kChanges: the change set
+  std::string result_id;  // applied kSchedule / kReleasePlan: the scheduled change or plan
+};
+rules::Value ChangeRequestToJson(const ChangeRequest& r);
 
 // A webhook subscription (DESIGN §9): events are POSTed to `url` as JSON, signed with
 // HMAC-SHA256 under `secret`.
@@ -654,6 +713,25 @@ class Store {
   // Every active plan, for the guards.
   virtual absl::StatusOr<std::vector<ReleasePlan>> ListActiveReleasePlans() = 0;
   virtual absl::StatusOr<bool> AnyActiveReleasePlan() = 0;
+
+  // --- change requests (change_requests.cc) ---
+  // Opens a request (items validated, and their expected versions taken, as a scheduled
+  // change's); FailedPrecondition when the environment requires no approval.
+  virtual absl::StatusOr<ChangeRequest> OpenChangeRequest(const ChangeRequest& spec, const Actor& actor) = 0;
+  virtual absl::StatusOr<ChangeRequest> GetChangeRequest(std::string_view project, std::string_view env, std::string_view id) = 0;
+  // Newest first; only those with `status` when set.
+  virtual absl::StatusOr<std::vector<ChangeRequest>> ListChangeRequests(std::string_view project, std::string_view env,
+                                                                        std::optional<RequestStatus> status) = 0;
+  // Approve, decline or comment on a pending request. Approving your own request (unless the
+  // environment allows it) or twice is PermissionDenied / FailedPrecondition. The approval
+  // that reaches the required number approves it and, with auto_apply, applies it: the result
+  // is applied, or failed with the reason (what it changes moved since, or no longer applies).
+  virtual absl::StatusOr<ChangeRequest> ReviewChangeRequest(std::string_view project, std::string_view env,
+                                                            std::string_view id, Review review, const Actor& actor,
+                                                            std::string_view comment) = 0;
+  // Applies an approved request (FailedPrecondition unless approved).
+  virtual absl::StatusOr<ChangeRequest> ApplyChangeRequest(std::string_view project, std::string_view env,
+                                                           std::string_view id, const Actor& actor) = 0;
 
   // --- webhooks (webhooks.cc) ---
   virtual absl::StatusOr<Webhook> CreateWebhook(const Webhook& spec, const Actor& actor) = 0;
