@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -266,6 +267,31 @@ TEST_F(WebhooksE2eTest, BadSubscriptionsAreRefusedWithTheField) {
   EXPECT_EQ(Admin("PATCH", StrCat("/api/v1/webhooks/", id), R"({"enabled":true})", {{"If-Match", "\"1\""}}).status, 412);
   EXPECT_EQ(Admin("DELETE", StrCat("/api/v1/webhooks/", id)).status, 204);
   EXPECT_EQ(Admin("GET", StrCat("/api/v1/webhooks/", id)).status, 404);
+}
+
+TEST_F(WebhooksE2eTest, ChangeRequestsAreAnnouncedWhenOpenedApprovedAppliedAndDeclined) {
+  MakeShop();
+  Receiver receiver([](int) { return 200; });
+  ASSERT_GT(receiver.port(), 0);
+  MakeHook(receiver.port(), R"(["change_request.opened","change_request.approved","change_request.declined","change_request.applied"])");
+  ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production", R"({"approvals":{"requiredApprovals":1}})").status, 200);
+  std::string bob = J(Admin("POST", "/api/v1/keys", R"({"kind":"admin","name":"bob"})")).Find("secret")->as_string();
+  auto first = TurnOn();  // by the bootstrap admin token
+  ASSERT_EQ(first.status, 202) << first.body;
+  auto second = Admin("POST", "/api/v1/projects/shop/environments/production/changesets",
+                      R"({"items":[{"kind":"segment","key":"beta","data":{"included":["u1"]}}]})");
+  ASSERT_EQ(second.status, 202) << second.body;
+  std::string base = "/api/v1/projects/shop/environments/production/change-requests/";
+  ASSERT_EQ(Http(port(), "POST", base + J(first).Find("id")->as_string() + "/approve", "", Bearer(bob)).status, 200);
+  ASSERT_EQ(Http(port(), "POST", base + J(second).Find("id")->as_string() + "/decline", "", Bearer(bob)).status, 200);
+  ASSERT_TRUE(Eventually([&] { return receiver.count() >= 5; }, std::chrono::seconds(10))) << receiver.count();
+  std::multiset<std::string> events;
+  for (const Received& r : receiver.received()) {
+    events.insert(r.Header("x-gonfalon-event"));
+    EXPECT_EQ(r.Header("x-gonfalon-signature"), "sha256=" + HmacHex(kSecret, r.body));
+  }
+  EXPECT_EQ(events, (std::multiset<std::string>{"change_request.opened", "change_request.opened", "change_request.approved",
+                                                "change_request.applied", "change_request.declined"}));
 }
 
 }  // namespace
