@@ -12,6 +12,7 @@
 //   webhook_routes.cc     webhooks and their delivery logs
 //   release_plan_routes.cc  release plans
 //   change_request_routes.cc  change requests (approvals)
+//   as_code_routes.cc     flags as code: export and apply a project document
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -53,6 +54,7 @@ void AddScheduleRoutes(Router& router, Services& s);
 void AddWebhookRoutes(Router& router, Services& s);
 void AddReleasePlanRoutes(Router& router, Services& s);
 void AddChangeRequestRoutes(Router& router, Services& s);
+void AddAsCodeRoutes(Router& router, Services& s);
 
 // A write refused because its environment requires approvals (storage::IsApprovalRequired)
 // becomes this: `spec` (its kind and what it holds) opened as a change request by the

@@ -281,13 +281,15 @@ class SseStream {
   std::string text_;  // decoded event text
 };
 
-// Runs a command to its end and returns what it wrote to stdout ("" if it could not start).
-inline std::string RunCommand(std::vector<std::string> args, int* exit_code = nullptr) {
+// Runs a command to its end and returns what it wrote to stdout ("" if it could not start),
+// and to stderr too with `with_stderr`.
+inline std::string RunCommand(std::vector<std::string> args, int* exit_code = nullptr, bool with_stderr = false) {
   int fds[2];
   if (pipe(fds) != 0) return "";
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  if (with_stderr) posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
   posix_spawn_file_actions_addclose(&actions, fds[0]);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
