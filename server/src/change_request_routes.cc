@@ -43,8 +43,8 @@ void Announce(Services& s, const storage::ChangeRequest& r) {
 }  // namespace
 
 Response OpenChangeRequestResponse(Services& s, const Call& c, storage::ChangeRequest spec) {
-  spec.project = c.Param("p");
-  spec.environment = c.Param("e");
+  if (spec.project.empty()) spec.project = c.Param("p");
+  if (spec.environment.empty()) spec.environment = c.Param("e");
   if (spec.comment.empty()) spec.comment = Comment(c.req);
   if (const std::string* apply = c.req.Query("autoApply"); apply != nullptr) spec.auto_apply = *apply != "false";
   TRY_ASSIGN(storage::ChangeRequest r, s.store.OpenChangeRequest(spec, ActorOf(*c.key)));

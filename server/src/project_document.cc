@@ -89,6 +89,15 @@ Value WholeFlag(const std::string& key, const Value& meta, const Value& env) {
 
 }  // namespace
 
+Value FlagTargeting(const rules::Flag& f) { return EnvPart(f); }
+Value SegmentDocument(const rules::Segment& s) { return SegmentPart(s); }
+
+std::vector<FieldChange> DiffFields(const std::optional<Value>& before, const std::optional<Value>& after) {
+  std::vector<FieldChange> out;
+  Diff(before, after, "", out);
+  return out;
+}
+
 bool IsProjectLevelFlagField(std::string_view name) {
   return std::find(std::begin(kProjectLevel), std::end(kProjectLevel), name) != std::end(kProjectLevel);
 }

@@ -42,10 +42,17 @@ rules::Value ExportDocument(const ProjectState& state, const std::optional<std::
 // A flag's fields that belong to the project, not to an environment.
 bool IsProjectLevelFlagField(std::string_view name);
 
+// A flag's targeting in one environment, and a segment, as the document holds them.
+rules::Value FlagTargeting(const rules::Flag& f);
+rules::Value SegmentDocument(const rules::Segment& s);
+
 struct FieldChange {
   std::string path;  // "rules[0].clauses[1].values", "" for the whole item
   std::optional<rules::Value> before, after;
 };
+// Every field where `after` differs from `before` (recursing into objects, and into arrays of
+// the same length); an absent side is nullopt.
+std::vector<FieldChange> DiffFields(const std::optional<rules::Value>& before, const std::optional<rules::Value>& after);
 struct PlannedChange {
   std::string kind;         // "project", "environment", "metric", "flag" (project level), "flagTargeting", "segment"
   std::string key;

@@ -13,6 +13,7 @@
 //   release_plan_routes.cc  release plans
 //   change_request_routes.cc  change requests (approvals)
 //   as_code_routes.cc     flags as code: export and apply a project document
+//   promote_routes.cc     compare two environments, promote targeting between them
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -55,10 +56,12 @@ void AddWebhookRoutes(Router& router, Services& s);
 void AddReleasePlanRoutes(Router& router, Services& s);
 void AddChangeRequestRoutes(Router& router, Services& s);
 void AddAsCodeRoutes(Router& router, Services& s);
+void AddPromoteRoutes(Router& router, Services& s);
 
 // A write refused because its environment requires approvals (storage::IsApprovalRequired)
-// becomes this: `spec` (its kind and what it holds) opened as a change request by the
-// caller, answered 202 with the request (change_request_routes.cc).
+// becomes this: `spec` (its kind and what it holds; its project and environment, else the
+// call's {p} and {e}) opened as a change request by the caller, answered 202 with the request
+// (change_request_routes.cc).
 Response OpenChangeRequestResponse(Services& s, const Call& c, storage::ChangeRequest spec);
 
 // The items of a change-set request body (`items`), each checked with its path named
