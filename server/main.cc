@@ -15,6 +15,7 @@ constexpr char kUsage[] =
     "  eval     evaluate flags from a data file (gonfalon eval --help)\n"
     "  export   write a project as a YAML or JSON document (gonfalon export --help)\n"
     "  apply    make a project match such a document; --plan shows the drift (gonfalon apply --help)\n"
+    "  import   take a LaunchDarkly payload into a project (gonfalon import --help)\n"
     "  admin-token  make a new admin key in a stopped server's data directory\n";
 }  // namespace
 
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   if (command == "serve") return gonfalon::server::RunServeCommand(args);
   if (command == "export") return gonfalon::server::RunExportCommand(args, std::cout, std::cerr);
   if (command == "apply") return gonfalon::server::RunApplyCommand(args, std::cout, std::cerr);
+  if (command == "import") return gonfalon::server::RunImportCommand(args, std::cout, std::cerr);
   if (command == "admin-token") return gonfalon::server::RunAdminTokenCommand(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kUsage;

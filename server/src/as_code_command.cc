@@ -9,6 +9,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/rules/value.h"
 #include "http_client.h"
+#include "launchdarkly_import.h"
 #include "project_document.h"
 #include "yaml_json.h"
 
@@ -114,11 +115,53 @@ constexpr char kExportUsage[] =
     "usage: gonfalon export --project P [--env E] [--format yaml|json] [-o FILE] [--url URL] [--token T]\n"
     "  writes the project (flags with each environment's targeting, segments, metrics) as one\n"
     "  stable document; --url defaults to http://127.0.0.1:8070, --token to $GONFALON_TOKEN\n";
+constexpr char kImportUsage[] =
+    "usage: gonfalon import --from launchdarkly FILE --project P --env E [--plan] [--comment TEXT] [--url URL] [--token T]\n"
+    "  takes a LaunchDarkly server-side payload ({\"flags\":{…},\"segments\":{…}}) into project P,\n"
+    "  environment E (both created when missing): what is missing is created, what exists updated,\n"
+    "  one change set; what Gonfalon cannot take is listed with its path\n";
 constexpr char kApplyUsage[] =
     "usage: gonfalon apply -f FILE [--plan] [--prune] [--project P] [--comment TEXT] [--url URL] [--token T]\n"
     "  makes the project match FILE (YAML or JSON, as `gonfalon export` writes it);\n"
     "  --plan only prints what would change and exits 2 if anything would (0 if not);\n"
     "  --prune also deletes flags, metrics and segments the file does not list\n";
+
+// Plans `doc` on the server and prints the plan; applies it unless `plan_only` (see
+// RunApplyCommand for the exit codes). `what` names the input in messages.
+int ApplyDocument(const Common& c, const Value& doc, bool plan_only, bool prune, const std::optional<std::string>& comment,
+                  const std::string& what, std::ostream& out, std::ostream& err) {
+  std::string base = StrCat("/api/v1/projects/", c.project, "/apply?", prune ? "prune=true&" : "");
+  absl::StatusOr<Value> plan = Call(c, "POST", base + "dryRun=true", rules::ToJson(doc));
+  if (!plan.ok()) {
+    err << "gonfalon apply: " << what << ": " << plan.status().message() << "\n";
+    return 1;
+  }
+  out << PlanJsonToText(*plan);
+  const Value* changes = plan->Find("changes");
+  bool changed = changes != nullptr && changes->is_array() && !changes->as_array().empty();
+  if (plan_only) return changed ? 2 : 0;
+  if (!changed) return 0;
+  const Value* token = plan->Find("planToken");
+  std::string query = StrCat(base, "planToken=", token != nullptr && token->is_string() ? token->as_string() : "",
+                             comment ? StrCat("&comment=", UrlEncode(*comment)) : "");
+  absl::StatusOr<Value> done = Call(c, "POST", query, rules::ToJson(doc));
+  if (!done.ok()) {
+    err << "gonfalon apply: " << done.status().message() << "\n";
+    return 1;
+  }
+  if (const Value* a = done->Find("applied"); a != nullptr && a->is_array()) {
+    for (const Value& e : a->as_array()) {
+      out << "applied to " << e.Find("environment")->as_string() << ": change set " << rules::ToJson(*e.Find("sequence")) << "\n";
+    }
+  }
+  if (const Value* r = done->Find("changeRequests"); r != nullptr && r->is_array()) {
+    for (const Value& e : r->as_array()) {
+      out << e.Find("environment")->as_string() << " requires approval: change request " << e.Find("changeRequest")->as_string()
+          << " opened\n";
+    }
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -200,37 +243,54 @@ int RunApplyCommand(const std::vector<std::string>& argv, std::ostream& out, std
     }
     c.project = p->as_string();
   }
-  std::string base = StrCat("/api/v1/projects/", c.project, "/apply?", prune ? "prune=true&" : "");
-  absl::StatusOr<Value> plan = Call(c, "POST", base + "dryRun=true", rules::ToJson(*doc));
-  if (!plan.ok()) {
-    err << "gonfalon apply: " << *file << ": " << plan.status().message() << "\n";
+  return ApplyDocument(c, *doc, plan_only, prune, comment, *file, out, err);
+}
+
+int RunImportCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> args = argv;
+  if (TakeFlag(args, "--help") || TakeFlag(args, "-h")) {
+    out << kImportUsage;
+    return 0;
+  }
+  Common c = TakeCommon(args);
+  bool plan_only = TakeFlag(args, "--plan");
+  std::optional<std::string> from = TakeOption(args, "--from");
+  std::optional<std::string> env = TakeOption(args, "--env");
+  std::optional<std::string> comment = TakeOption(args, "--comment");
+  if (args.size() != 1 || from != "launchdarkly" || c.project.empty() || !env.has_value()) {
+    err << (from.has_value() && *from != "launchdarkly" ? StrCat("gonfalon import: --from ", *from, ": only launchdarkly is known\n") : "")
+        << kImportUsage;
+    return 2;
+  }
+  std::string file = args[0];
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    err << "gonfalon import: cannot read " << file << "\n";
     return 1;
   }
-  out << PlanJsonToText(*plan);
-  const Value* changes = plan->Find("changes");
-  bool changed = changes != nullptr && changes->is_array() && !changes->as_array().empty();
-  if (plan_only) return changed ? 2 : 0;
-  if (!changed) return 0;
-  const Value* token = plan->Find("planToken");
-  std::string query = StrCat(base, "planToken=", token != nullptr && token->is_string() ? token->as_string() : "",
-                             comment ? StrCat("&comment=", UrlEncode(*comment)) : "");
-  absl::StatusOr<Value> done = Call(c, "POST", query, rules::ToJson(*doc));
-  if (!done.ok()) {
-    err << "gonfalon apply: " << done.status().message() << "\n";
+  std::stringstream buf;
+  buf << in.rdbuf();
+  absl::StatusOr<Value> payload = rules::ParseJson(buf.str());
+  if (!payload.ok()) {
+    err << "gonfalon import: " << file << ": " << payload.status().message() << "\n";
     return 1;
   }
-  if (const Value* a = done->Find("applied"); a != nullptr && a->is_array()) {
-    for (const Value& e : a->as_array()) {
-      out << "applied to " << e.Find("environment")->as_string() << ": change set " << rules::ToJson(*e.Find("sequence")) << "\n";
-    }
+  // What the project holds now in that environment (nothing when it does not exist yet).
+  absl::StatusOr<Value> existing = Call(c, "GET", StrCat("/api/v1/projects/", c.project, "/export?env=", UrlEncode(*env)), "");
+  if (!existing.ok() && existing.status().message().find("HTTP 404") == std::string::npos) {
+    err << "gonfalon import: " << existing.status().message() << "\n";
+    return 1;
   }
-  if (const Value* r = done->Find("changeRequests"); r != nullptr && r->is_array()) {
-    for (const Value& e : r->as_array()) {
-      out << e.Find("environment")->as_string() << " requires approval: change request " << e.Find("changeRequest")->as_string()
-          << " opened\n";
-    }
+  absl::StatusOr<ImportResult> imported = FromLaunchDarkly(*payload, c.project, *env, existing.ok() ? &*existing : nullptr);
+  if (!imported.ok()) {
+    err << "gonfalon import: " << file << ": " << imported.status().message() << "\n";
+    return 1;
   }
-  return 0;
+  for (const ImportNote& n : imported->notes) err << "not taken: " << n.path << ": " << n.reason << "\n";
+  err << "gonfalon import: " << imported->flags << " flags and " << imported->segments << " segments from " << file << ", "
+      << imported->notes.size() << " things not taken\n";
+  return ApplyDocument(c, imported->document, plan_only, false, comment.value_or(StrCat("imported from LaunchDarkly (", file, ")")),
+                       file, out, err);
 }
 
 }  // namespace gonfalon::server

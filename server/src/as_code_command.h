@@ -1,6 +1,6 @@
 #pragma once
-// `gonfalon export` and `gonfalon apply` (docs/cli.md, docs/flags-as-code.md): thin clients of
-// GET /api/v1/projects/{p}/export and POST /api/v1/projects/{p}/apply.
+// `gonfalon export`, `apply` and `import` (docs/cli.md, docs/flags-as-code.md): thin clients
+// of GET /api/v1/projects/{p}/export and POST /api/v1/projects/{p}/apply.
 
 #include <iosfwd>
 #include <string>
@@ -17,5 +17,10 @@ int RunExportCommand(const std::vector<std::string>& args, std::ostream& out, st
 // 0 when nothing would change and 2 when something would (drift); without it, 0 applied (or
 // nothing to do); 1 an error (the server's, naming the document path); 2 bad usage.
 int RunApplyCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+// `gonfalon import --from launchdarkly FILE --project P --env E`: the payload as a document
+// (launchdarkly_import.h) applied like `apply` (no prune); what it could not take is listed
+// on stderr with its path. Exit codes as apply's.
+int RunImportCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace gonfalon::server
