@@ -44,6 +44,7 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
   AddChangeRequestRoutes(router_, *services_);
   AddAsCodeRoutes(router_, *services_);
   AddPromoteRoutes(router_, *services_);
+  AddReleaseMetricsRoutes(router_, *services_);
 }
 
 void Api::ChangeApplied(const storage::AppliedChangeSet& applied) { webhooks_->ChangeApplied(applied); }

@@ -14,6 +14,7 @@
 //   change_request_routes.cc  change requests (approvals)
 //   as_code_routes.cc     flags as code: export and apply a project document
 //   promote_routes.cc     compare two environments, promote targeting between them
+//   release_metrics_routes.cc  release frequency, lead time, change failure rate, time to restore
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -57,6 +58,7 @@ void AddReleasePlanRoutes(Router& router, Services& s);
 void AddChangeRequestRoutes(Router& router, Services& s);
 void AddAsCodeRoutes(Router& router, Services& s);
 void AddPromoteRoutes(Router& router, Services& s);
+void AddReleaseMetricsRoutes(Router& router, Services& s);
 
 // A write refused because its environment requires approvals (storage::IsApprovalRequired)
 // becomes this: `spec` (its kind and what it holds; its project and environment, else the
