@@ -165,6 +165,12 @@ TEST_F(AsCodeE2eTest, MalformedFilesAreRefusedWithTheirPathAndWriteNothing) {
             true);
   EXPECT_EQ((Cli({"apply"}, &code), code), 2);
   EXPECT_EQ((Cli({"export"}, &code), code), 2);
+  std::string said = Cli({"export", "--project", "nope"}, &code);
+  EXPECT_EQ(code, 1) << said;
+  EXPECT_NE(said.find("HTTP 404"), std::string::npos) << said;
+  said = Cli({"export", "--project", "shop", "--env", "qa"}, &code);
+  EXPECT_EQ(code, 1) << said;
+  EXPECT_NE(said.find("no environment \"qa\""), std::string::npos) << said;
   EXPECT_EQ((Cli({"apply", "-f", dir_ + "/missing.yaml"}, &code), code), 1);
 }
 
