@@ -14,31 +14,6 @@ using rules::Value;
 
 namespace {
 
-// Members LaunchDarkly sends that say nothing about targeting: dropped without a note.
-bool Bookkeeping(std::string_view name) { return name == "version" || name == "key" || name == "deleted"; }
-
-// Paths in `input` that the decoded-and-encoded `model` does not have (recursing into objects,
-// and arrays of the same length): what Gonfalon's model leaves out. Nulls are absences.
-void Unknown(const Value& input, const Value& model, const std::string& path, std::vector<ImportNote>& out, std::string_view what,
-             bool top = true) {
-  if (input.is_object() && model.is_object()) {
-    for (const auto& [name, value] : input.as_object()) {
-      if (value.is_null() || (top && Bookkeeping(name))) continue;
-      const Value* m = model.Find(name);
-      std::string p = rules::FieldPath(path, name);
-      if (m == nullptr) {
-        out.push_back({p, StrCat("not part of Gonfalon's ", what, " model: ignored")});
-      } else {
-        Unknown(value, *m, p, out, what, false);
-      }
-    }
-  } else if (input.is_array() && model.is_array() && input.as_array().size() == model.as_array().size()) {
-    for (size_t i = 0; i < input.as_array().size(); ++i) {
-      Unknown(input.as_array()[i], model.as_array()[i], StrCat(path, "[", i, "]"), out, what, false);
-    }
-  }
-}
-
 const Value* Section(const Value* doc, std::string_view name) {
   const Value* v = doc != nullptr && doc->is_object() ? doc->Find(name) : nullptr;
   return v != nullptr && v->is_object() ? v : nullptr;
@@ -78,7 +53,9 @@ absl::StatusOr<ImportResult> FromLaunchDarkly(const Value& payload, const std::s
         continue;
       }
       Value model = rules::EncodeFlag(*decoded);
-      Unknown(flag, model, path, r.notes, "flag");
+      for (std::string& p : UnknownFields(flag, model, path, {"version", "key", "deleted"})) {
+        r.notes.push_back({std::move(p), "not part of Gonfalon's flag model: ignored"});
+      }
       // Project level: the payload's variations and client-side availability over what the
       // project has (its name, description, tags, … stay).
       const Value* before = old_flags != nullptr ? old_flags->Find(key) : nullptr;
@@ -120,7 +97,9 @@ absl::StatusOr<ImportResult> FromLaunchDarkly(const Value& payload, const std::s
         r.notes.push_back({rules::ErrorField(s), StrCat(rules::ErrorText(s), ": segment not imported")});
         continue;
       }
-      Unknown(seg, rules::EncodeSegment(*decoded), path, r.notes, "segment");
+      for (std::string& p : UnknownFields(seg, rules::EncodeSegment(*decoded), path, {"version", "key", "deleted"})) {
+        r.notes.push_back({std::move(p), "not part of Gonfalon's segment model: ignored"});
+      }
       Value doc = SegmentDocument(*decoded);
       if (seg.Find("salt") == nullptr) doc.Erase("salt");
       segments.emplace_back(key, std::move(doc));

@@ -89,6 +89,33 @@ Value WholeFlag(const std::string& key, const Value& meta, const Value& env) {
 
 }  // namespace
 
+namespace {
+void Unknown(const Value& input, const Value& model, const std::string& path, const std::vector<std::string_view>* skip,
+             std::vector<std::string>& out) {
+  if (input.is_object() && model.is_object()) {
+    for (const auto& [name, value] : input.as_object()) {
+      if (value.is_null() || (skip != nullptr && std::find(skip->begin(), skip->end(), name) != skip->end())) continue;
+      const Value* m = model.Find(name);
+      std::string p = rules::FieldPath(path, name);
+      if (m == nullptr) {
+        out.push_back(p);
+      } else {
+        Unknown(value, *m, p, nullptr, out);
+      }
+    }
+  } else if (input.is_array() && model.is_array() && input.as_array().size() == model.as_array().size()) {
+    for (size_t i = 0; i < input.as_array().size(); ++i) Unknown(input.as_array()[i], model.as_array()[i], StrCat(path, "[", i, "]"), nullptr, out);
+  }
+}
+}  // namespace
+
+std::vector<std::string> UnknownFields(const Value& input, const Value& model, const std::string& path,
+                                       const std::vector<std::string_view>& skip) {
+  std::vector<std::string> out;
+  Unknown(input, model, path, &skip, out);
+  return out;
+}
+
 Value FlagTargeting(const rules::Flag& f) { return EnvPart(f); }
 Value SegmentDocument(const rules::Segment& s) { return SegmentPart(s); }
 
@@ -257,6 +284,10 @@ absl::StatusOr<Plan> MakePlan(const ProjectState& state, const Value& doc, bool 
         absl::StatusOr<rules::Flag> decoded = rules::DecodeFlag(WholeFlag(key, meta_after, wanted), {.strict = true});
         if (!decoded.ok()) return Prefixed(decoded.status(), env_path);
         Value after = EnvPart(*decoded);
+        // A member the model does not have is a mistake (a typo would otherwise do nothing).
+        if (std::vector<std::string> unknown = UnknownFields(env_body, after, env_path, {"salt", "key", "version", "deleted"}); !unknown.empty()) {
+          return rules::InvalidField(unknown[0], "unknown field: not part of a flag's targeting (docs/data-model.md)");
+        }
         if (env_body.Find("salt") == nullptr && !before.has_value()) after.Erase("salt");  // chosen by the store
         PlannedChange t{"flagTargeting", key, env, before.has_value() ? "change" : "create", {}, WholeFlag(key, meta_after, after)};
         Diff(before, after, "", t.fields);
@@ -292,6 +323,9 @@ absl::StatusOr<Plan> MakePlan(const ProjectState& state, const Value& doc, bool 
         absl::StatusOr<rules::Segment> decoded = rules::DecodeSegment(whole, {.strict = true});
         if (!decoded.ok()) return Prefixed(decoded.status(), path);
         Value after = SegmentPart(*decoded);
+        if (std::vector<std::string> unknown = UnknownFields(body, after, path, {"salt", "key", "version", "deleted"}); !unknown.empty()) {
+          return rules::InvalidField(unknown[0], "unknown field: not part of a segment (docs/data-model.md)");
+        }
         if (body.Find("salt") == nullptr && !before.has_value()) after.Erase("salt");
         PlannedChange c{"segment", key, env, before.has_value() ? "change" : "create", {}, after};
         Diff(before, after, "", c.fields);

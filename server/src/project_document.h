@@ -50,6 +50,12 @@ struct FieldChange {
   std::string path;  // "rules[0].clauses[1].values", "" for the whole item
   std::optional<rules::Value> before, after;
 };
+// The paths of members of `input` that `model` (input decoded and encoded again) does not
+// have: fields outside Gonfalon's model. Recurses into objects and arrays of the same length;
+// null members count as absent; `skip` members at the top level are not looked at.
+std::vector<std::string> UnknownFields(const rules::Value& input, const rules::Value& model, const std::string& path,
+                                       const std::vector<std::string_view>& skip = {});
+
 // Every field where `after` differs from `before` (recursing into objects, and into arrays of
 // the same length); an absent side is nullopt.
 std::vector<FieldChange> DiffFields(const std::optional<rules::Value>& before, const std::optional<rules::Value>& after);

@@ -139,6 +139,11 @@ TEST(ProjectDocumentTest, MalformedDocumentsAreRefusedWithTheirPath) {
                        Bad{R"({"flags":{"checkout":{"variations":[false,true],"environments":{"production":{"fallthrough":{"variation":0},"offVariation":0,"rules":[{"clauses":"x"}]}}}}})",
                            "flags.checkout.environments.production.rules[0].clauses"},
                        Bad{R"({"segments":{"production":{"beta":{"included":"u1"}}}})", "segments.production.beta.included"},
+                       Bad{R"({"segments":{"production":{"beta":{"includd":["u1"]}}}})", "segments.production.beta.includd"},
+                       Bad{R"({"flags":{"checkout":{"variations":[false,true],"environments":{"production":{"onn":true,"fallthrough":{"variation":0},"offVariation":0}}}}})",
+                           "flags.checkout.environments.production.onn"},
+                       Bad{R"({"flags":{"checkout":{"variations":[false,true],"environments":{"production":{"fallthrough":{"variation":0,"weight":3},"offVariation":0}}}}})",
+                           "flags.checkout.environments.production.fallthrough.weight"},
                        Bad{R"({"metrics":{"m":{"kind":"median"}}})", "metrics.m.kind"}}) {
     absl::StatusOr<Plan> p = MakePlan(s, J(b.doc), false);
     ASSERT_FALSE(p.ok()) << b.doc;
