@@ -45,6 +45,7 @@ Api::Api(storage::Store& store, Hubs& hubs, Metrics& metrics, ApiOptions options
   AddAsCodeRoutes(router_, *services_);
   AddPromoteRoutes(router_, *services_);
   AddReleaseMetricsRoutes(router_, *services_);
+  AddConsoleRoutes(router_, *services_);
 }
 
 void Api::ChangeApplied(const storage::AppliedChangeSet& applied) { webhooks_->ChangeApplied(applied); }

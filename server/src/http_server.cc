@@ -233,7 +233,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     // header of every request shows up at 50k requests/s.
     static constexpr std::string_view kWanted[] = {"authorization", "x-api-key", "if-match", "if-none-match",
                                                    "last-event-id", "host", "origin", "x-forwarded-proto",
-                                                   "x-forwarded-host"};
+                                                   "x-forwarded-host", "accept-encoding"};
     for (const auto& field : msg) {
       std::string_view raw = field.name_string();
       char lower[24];

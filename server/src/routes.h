@@ -15,6 +15,7 @@
 //   as_code_routes.cc     flags as code: export and apply a project document
 //   promote_routes.cc     compare two environments, promote targeting between them
 //   release_metrics_routes.cc  release frequency, lead time, change failure rate, time to restore
+//   console_routes.cc     the web console's files (/ui/)
 //   ofrep_routes.cc       OFREP (the mapping itself is in ofrep.h, pure and tested alone)
 
 #include <atomic>
@@ -59,6 +60,7 @@ void AddChangeRequestRoutes(Router& router, Services& s);
 void AddAsCodeRoutes(Router& router, Services& s);
 void AddPromoteRoutes(Router& router, Services& s);
 void AddReleaseMetricsRoutes(Router& router, Services& s);
+void AddConsoleRoutes(Router& router, Services& s);
 
 // A write refused because its environment requires approvals (storage::IsApprovalRequired)
 // becomes this: `spec` (its kind and what it holds; its project and environment, else the

@@ -433,6 +433,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   std::cout << "gonfalon: listening on http://" << host << ":" << *bound << " (data in " << config.data_dir
             << ", open in " << ms << " ms)" << std::endl;
+  std::cout << "gonfalon: console at http://" << host << ":" << *bound << "/ui/ (sign in with an admin token)" << std::endl;
   Log(LogLevel::kInfo, "listening", {{"address", StrCat(host, ":", *bound)}, {"dataDir", config.data_dir}});
   // Every environment is loaded and compiled before /readyz says ready (requests that come
   // earlier are served too: an environment not loaded yet loads on first use).

@@ -1,0 +1,191 @@
+// The web console in a real browser (issue 14): playwright-core drives Debian's chromium
+// (headless) against the real gonfalon binary on port 0. Each flow asserts on what the page
+// shows and checks the server through the API; screenshots go to $CONSOLE_ARTIFACTS; axe-core
+// must find no serious or critical violation; the budgets (first load ≤ 250 KB, 10,000 flags
+// interactive < 500 ms, a toggle in the list < 200 ms) are measured and printed.
+// Run by ctest: node --test tests/ui/console.test.js
+'use strict';
+const { test, before, after } = require('node:test');
+const assert = require('node:assert');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const BINARY = process.env.GONFALON_BINARY;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = process.env.CONSOLE_ARTIFACTS || fs.mkdtempSync(path.join(os.tmpdir(), 'gonfalon-console-shots-'));
+const ADMIN = 'gfa_console_e2e_admin_token_0123456789';
+const AXE = require.resolve('axe-core/axe.min.js');
+let server, base, dataDir, browser;
+const figures = {};
+
+function withDeadline(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms); }),
+  ]);
+}
+
+async function api(method, p, body) {
+  const r = await fetch(base + p, {
+    method,
+    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.ok(r.status < 300, `${method} ${p} -> ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+// A tab signed in to the console; `bypassCSP` only for the accessibility check's injected script.
+async function signedIn({ bypassCSP = false } = {}) {
+  const context = await browser.newContext({ bypassCSP, viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  await page.goto(`${base}/ui/`);
+  await page.getByLabel('Admin token').fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: /^Flags/ }).waitFor();
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: false });
+}
+
+async function axe(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(async () => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepStrictEqual(bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`), [], `axe on ${what}`);
+}
+
+before(async () => {
+  assert.ok(BINARY, 'GONFALON_BINARY must point at the gonfalon binary');
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-deps installs Debian's chromium`);
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gonfalon-console-'));
+  server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    env: { ...process.env, GONFALON_ADMIN_TOKEN: ADMIN },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await withDeadline(new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+) /);
+      if (m) resolve(Number(m[1]));
+    });
+    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+  }), 20000, 'server start');
+  server.stdout.resume();
+  base = `http://127.0.0.1:${port}`;
+  await api('POST', '/api/v1/projects', { key: 'shop', environments: ['production', 'staging'] });
+  await api('POST', '/api/v1/projects/shop/flags', { key: 'checkout', name: 'New checkout', variations: [false, true], tags: ['payments'] });
+  await api('POST', '/api/v1/projects/shop/flags', { key: 'banner', variations: ['hello', 'bonjour'] });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) server.kill('SIGKILL');
+  fs.rmSync(dataDir, { recursive: true, force: true });
+  console.log(`console figures: ${JSON.stringify(figures)}; screenshots in ${ARTIFACTS}`);
+});
+
+test('a wrong token is refused and the right one signs in; the page is within budget and accessible', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  let transferred = 0;
+  page.on('response', async (r) => {
+    const len = Number((await r.allHeaders())['content-length'] || 0);
+    if (r.url().startsWith(`${base}/ui/`)) transferred += len;
+  });
+  await page.goto(`${base}/ui/`);
+  await page.getByLabel('Admin token').fill('gfa_wrong_token_000000000000');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'not valid' }).waitFor();
+  await shot(page, 'signin');
+  figures.firstLoadBytes = transferred;
+  assert.ok(transferred > 0 && transferred <= 250 * 1024, `first load ${transferred} bytes (budget 250 KB)`);
+  await page.getByLabel('Admin token').fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: /^Flags/ }).waitFor();
+  // The token stays out of the URL and in this tab's session storage.
+  assert.ok(!page.url().includes(ADMIN));
+  assert.strictEqual(await page.evaluate(() => sessionStorage.getItem('gonfalon.token')), ADMIN);
+  const csp = (await (await fetch(`${base}/ui/`)).headers.get('content-security-policy')) || '';
+  assert.match(csp, /script-src 'self'/);
+  await context.close();
+  const checked = await signedIn({ bypassCSP: true });
+  await axe(checked, 'the flags list');
+  await checked.context().close();
+});
+
+test('a toggle in the list reaches the server, shows in the list at once, and appears in history', async () => {
+  const page = await signedIn();
+  const toggle = page.getByRole('switch', { name: 'checkout off' });
+  await toggle.waitFor();
+  await shot(page, 'flags');
+  const started = Date.now();
+  await toggle.click();
+  await page.getByRole('switch', { name: 'checkout on' }).waitFor();
+  figures.toggleMs = Date.now() - started;
+  const flag = await api('GET', '/api/v1/projects/shop/environments/production/flags/checkout');
+  assert.strictEqual(flag.on, true);
+  // Search narrows the list.
+  await page.getByLabel('Search').fill('bann');
+  await page.getByText('1 of 2').waitFor();
+  assert.strictEqual(await page.getByRole('row').count(), 1);
+  // History names the change and who made it.
+  await page.getByRole('link', { name: 'History' }).click();
+  await page.getByRole('heading', { name: 'History' }).waitFor();
+  await page.getByText(/flag checkout changed/).first().waitFor();
+  await shot(page, 'history');
+  // The flag's own page.
+  await page.goto(`${base}/ui/#/p/shop/e/production/flags/checkout`);
+  await page.getByRole('heading', { name: /New checkout/ }).waitFor();
+  assert.strictEqual(await page.getByRole('switch').getAttribute('aria-checked'), 'true');
+  await shot(page, 'flag');
+  await page.context().close();
+});
+
+test('two tabs: the second toggle of the same flag is told someone changed it', async () => {
+  const a = await signedIn();
+  const b = await signedIn();
+  await a.getByRole('switch', { name: /^banner / }).click();
+  await a.getByRole('switch', { name: 'banner on' }).waitFor();
+  await b.getByRole('switch', { name: 'banner off' }).click();  // tab b still shows the old version
+  await b.getByRole('alert').filter({ hasText: 'Someone changed banner meanwhile' }).waitFor();
+  await b.getByRole('switch', { name: 'banner on' }).waitFor();  // and now shows theirs
+  assert.strictEqual((await api('GET', '/api/v1/projects/shop/environments/production/flags/banner')).on, true);
+  await shot(b, 'conflict');
+  await a.context().close();
+  await b.context().close();
+});
+
+test('10,000 flags: the list is interactive quickly and only draws what is visible', async () => {
+  for (let batch = 0; batch < 10; ++batch) {
+    const flags = [];
+    for (let i = 0; i < 1000; ++i) flags.push({ key: `bulk-${String(batch * 1000 + i).padStart(5, '0')}`, variations: [false, true] });
+    await api('POST', '/api/v1/projects/shop/flags', { flags });
+  }
+  const page = await signedIn();
+  const started = Date.now();
+  await page.reload();
+  await page.getByText('10002', { exact: true }).waitFor();
+  await page.getByRole('switch', { name: 'banner on' }).waitFor();
+  figures.tenThousandFlagsMs = Date.now() - started;
+  const rows = await page.getByRole('row').count();
+  assert.ok(rows < 100, `${rows} rows drawn for 10,002 flags`);
+  await page.getByLabel('Search').fill('bulk-09999');
+  await page.getByRole('switch', { name: 'bulk-09999 off' }).waitFor();
+  await shot(page, 'many-flags');
+  // A narrow screen still works.
+  await page.setViewportSize({ width: 390, height: 800 });
+  await page.getByRole('switch', { name: 'bulk-09999 off' }).click();
+  await page.getByRole('switch', { name: 'bulk-09999 on' }).waitFor();
+  await shot(page, 'narrow');
+  await page.context().close();
+});

@@ -1,0 +1,34 @@
+// The admin API, as the console calls it: the token from sessionStorage (never in a URL), JSON
+// in and out, errors as ApiError with the server's message and field.
+
+const TOKEN_KEY = 'gonfalon.token';
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.field = e.field || '';
+  }
+}
+
+export function token() { return sessionStorage.getItem(TOKEN_KEY) || ''; }
+export function signIn(t) { sessionStorage.setItem(TOKEN_KEY, t); }
+export function signOut() { sessionStorage.removeItem(TOKEN_KEY); }
+
+export async function call(method, path, body, headers = {}) {
+  const res = await fetch(path, {
+    method,
+    headers: { Authorization: `Bearer ${token()}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch { json = null; }
+  if (!res.ok) throw new ApiError(res.status, json);
+  return { status: res.status, json, etag: res.headers.get('ETag') };
+}
+
+export const get = (path) => call('GET', path).then((r) => r.json);
+export const enc = encodeURIComponent;
+export const envPath = (p, e) => `/api/v1/projects/${enc(p)}/environments/${enc(e)}`;

@@ -1,0 +1,40 @@
+// One flag in one environment: what it serves, its kill switch, and its targeting as the
+// data model has it. (The rule and rollout editors come next; docs/console.md says what is there.)
+import { h } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import htm from 'htm';
+import { call, enc, envPath, get } from './api.js';
+
+const html = htm.bind(h);
+
+export function FlagPage({ project, env, flag }) {
+  const [f, setF] = useState(null);
+  const [error, setError] = useState('');
+  const path = `${envPath(project, env)}/flags/${enc(flag)}`;
+  useEffect(() => { get(path).then(setF).catch((e) => setError(e.message)); }, [path]);
+  const toggle = async () => {
+    setError('');
+    try {
+      const r = await call('PATCH', path, { on: !f.on }, { 'If-Match': `"${f.version}"` });
+      setF(r.json);
+    } catch (e) {
+      setError(e.status === 412 ? 'Someone changed this flag meanwhile; here is their version.' : e.message);
+      get(path).then(setF);
+    }
+  };
+  if (error && !f) return html`<p class="error" role="alert">${error}</p>`;
+  if (!f) return html`<p aria-busy="true">Loading…</p>`;
+  return html`<article class="flag" aria-labelledby="flag-title">
+    <p><a href=${`#/p/${enc(project)}/e/${enc(env)}/flags`}>← Flags</a></p>
+    <h1 id="flag-title">${f.name || f.key} <small>${f.key} · version ${f.version}</small></h1>
+    ${f.description && html`<p>${f.description}</p>`}
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+    <p><button class=${`switch ${f.on ? 'on' : 'off'}`} role="switch" aria-checked=${f.on ? 'true' : 'false'} onClick=${toggle}>
+      ${f.on ? 'On' : 'Off'}</button> in ${env}</p>
+    <h2>Variations</h2>
+    <ol start="0">${(f.variations || []).map((v) => html`<li><code>${JSON.stringify(v)}</code></li>`)}</ol>
+    <h2>Targeting</h2>
+    <p>${(f.targets || []).length} individual target lists, ${(f.rules || []).length} rules, ${(f.prerequisites || []).length} prerequisites.</p>
+    <pre class="json" tabindex="0" aria-label="The flag as JSON">${JSON.stringify(f, null, 2)}</pre>
+  </article>`;
+}
