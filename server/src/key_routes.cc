@@ -1,4 +1,4 @@
-// API keys: /api/v1/keys[/{id}], /api/v1/keys/{id}/rotate.
+// API keys: /api/v1/keys[/{id}], /api/v1/keys/{id}/rotate; /api/v1/session (the caller's own key).
 
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
@@ -7,6 +7,7 @@
 namespace gonfalon::server {
 
 using rules::Array;
+using rules::Object;
 using rules::Value;
 using storage::ApiKey;
 using storage::KeyKind;
@@ -19,6 +20,13 @@ constexpr int64_t kMaxOverlapSeconds = 30LL * 24 * 3600;
 void AddKeyRoutes(Router& router, Services& s) {
   storage::Store& store = s.store;
 
+  // Who the caller is, for a console to show what the token may do.
+  router.Add("GET", "/api/v1/session", Access::kAdmin, [](const Call& c) {
+    return Json(200, Value(Object{{"key", Value(c.key->id)},
+                                  {"name", Value(c.key->name)},
+                                  {"write", Value(c.key->write)},
+                                  {"project", Value(c.key->project)}}));
+  });
   router.Add("GET", "/api/v1/keys", Access::kAdminGlobal, [&store](const Call&) {
     TRY_ASSIGN(std::vector<ApiKey> keys, store.ListApiKeys());
     Array a;

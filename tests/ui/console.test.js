@@ -41,11 +41,11 @@ async function api(method, p, body) {
 }
 
 // A tab signed in to the console; `bypassCSP` only for the accessibility check's injected script.
-async function signedIn({ bypassCSP = false } = {}) {
+async function signedIn({ bypassCSP = false, token = ADMIN } = {}) {
   const context = await browser.newContext({ bypassCSP, viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   await page.goto(`${base}/ui/`);
-  await page.getByLabel('Admin token').fill(ADMIN);
+  await page.getByLabel('Admin token').fill(token);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: /^Flags/ }).waitFor();
   return page;
@@ -163,6 +163,34 @@ test('two tabs: the second toggle of the same flag is told someone changed it', 
   await shot(b, 'conflict');
   await a.context().close();
   await b.context().close();
+});
+
+test('a read-only token sees the flags but cannot switch them', async () => {
+  const reader = (await api('POST', '/api/v1/keys', { kind: 'admin', scope: 'read', name: 'auditor' })).secret;
+  const page = await signedIn({ token: reader });
+  await page.getByRole('status').filter({ hasText: 'can read but not change' }).waitFor();
+  assert.ok(await page.getByRole('switch', { name: /^checkout / }).isDisabled());
+  await page.context().close();
+});
+
+test('a change request opened through the API is approved by another person in the console', async () => {
+  await api('PATCH', '/api/v1/projects/shop/environments/staging', { approvals: { requiredApprovals: 1 } });
+  const opened = await fetch(`${base}/api/v1/projects/shop/environments/staging/flags/checkout?comment=launch`, {
+    method: 'PATCH', headers: { Authorization: `Bearer ${ADMIN}` }, body: JSON.stringify({ on: true }),
+  });
+  assert.strictEqual(opened.status, 202);
+  const id = (await opened.json()).id;
+  const bob = (await api('POST', '/api/v1/keys', { kind: 'admin', name: 'bob' })).secret;
+  const page = await signedIn({ token: bob });
+  await page.goto(`${base}/ui/#/p/shop/e/staging/requests`);
+  const card = page.getByRole('listitem', { name: `change request ${id}` });
+  await card.waitFor();
+  await shot(page, 'change-requests');
+  await card.getByRole('button', { name: 'Approve' }).click();
+  await page.getByRole('status').filter({ hasText: `${id}: applied` }).waitFor();
+  assert.strictEqual((await api('GET', '/api/v1/projects/shop/environments/staging/flags/checkout')).on, true);
+  assert.strictEqual((await api('GET', `/api/v1/projects/shop/environments/staging/change-requests/${id}`)).status, 'applied');
+  await page.context().close();
 });
 
 test('10,000 flags: the list is interactive quickly and only draws what is visible', async () => {

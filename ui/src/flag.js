@@ -7,7 +7,7 @@ import { call, enc, envPath, get } from './api.js';
 
 const html = htm.bind(h);
 
-export function FlagPage({ project, env, flag }) {
+export function FlagPage({ project, env, flag, readOnly }) {
   const [f, setF] = useState(null);
   const [error, setError] = useState('');
   const path = `${envPath(project, env)}/flags/${enc(flag)}`;
@@ -29,7 +29,7 @@ export function FlagPage({ project, env, flag }) {
     <h1 id="flag-title">${f.name || f.key} <small>${f.key} · version ${f.version}</small></h1>
     ${f.description && html`<p>${f.description}</p>`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
-    <p><button class=${`switch ${f.on ? 'on' : 'off'}`} role="switch" aria-checked=${f.on ? 'true' : 'false'} onClick=${toggle}>
+    <p><button class=${`switch ${f.on ? 'on' : 'off'}`} role="switch" aria-checked=${f.on ? 'true' : 'false'} disabled=${readOnly} onClick=${toggle}>
       ${f.on ? 'On' : 'Off'}</button> in ${env}</p>
     <h2>Variations</h2>
     <ol start="0">${(f.variations || []).map((v) => html`<li><code>${JSON.stringify(v)}</code></li>`)}</ol>

@@ -11,21 +11,29 @@ const ROW = 44;      // px: one row
 const EXTRA = 8;     // rows drawn beyond the visible ones
 const POLL_MS = 3000;
 
-function Toggle({ flag, onToggle, busy }) {
+function Toggle({ flag, onToggle, busy, readOnly }) {
   return html`<button class=${`switch ${flag.on ? 'on' : 'off'}`} role="switch" aria-checked=${flag.on ? 'true' : 'false'}
-    aria-label=${`${flag.key} ${flag.on ? 'on' : 'off'}`} disabled=${busy} onClick=${() => onToggle(flag)}>
+    aria-label=${`${flag.key} ${flag.on ? 'on' : 'off'}`} disabled=${busy || readOnly} onClick=${() => onToggle(flag)}>
     <span>${flag.on ? 'On' : 'Off'}</span></button>`;
 }
 
+// The summary route's "serves": {"off": v} | {"variation": v} | {"rollout": [{weight, value}]}.
 function serves(f) {
-  if (!f.on) return `off: ${JSON.stringify((f.variations || [])[f.offVariation])}`;
-  const ft = f.fallthrough || {};
-  if (ft.variation !== undefined && ft.variation !== null) return JSON.stringify((f.variations || [])[ft.variation]);
-  if (ft.rollout) return ft.rollout.variations.map((w) => `${w.weight / 1000}% ${JSON.stringify(f.variations[w.variation])}`).join(' · ');
-  return '';
+  const s = f.serves || {};
+  if ('off' in s) return `off: ${JSON.stringify(s.off)}`;
+  if (s.rollout) return s.rollout.map((w) => `${w.weight / 1000}% ${JSON.stringify(w.value)}`).join(' · ');
+  return JSON.stringify(s.variation);
 }
 
-export function FlagList({ project, env }) {
+// A full flag (what a PATCH answers) as the summary has it.
+const summarize = (f) => ({
+  key: f.key, name: f.name, version: f.version, on: f.on, tags: f.tags || [],
+  serves: !f.on ? { off: f.variations[f.offVariation] }
+    : f.fallthrough && f.fallthrough.rollout ? { rollout: f.fallthrough.rollout.variations.map((w) => ({ weight: w.weight, value: f.variations[w.variation] })) }
+      : { variation: f.variations[(f.fallthrough || {}).variation] },
+});
+
+export function FlagList({ project, env, readOnly }) {
   const [flags, setFlags] = useState(null);
   const [query, setQuery] = useState('');
   const [error, setError] = useState('');
@@ -35,7 +43,7 @@ export function FlagList({ project, env }) {
   const box = useRef(null);
   const sequence = useRef(-1);
 
-  const load = () => get(`${envPath(project, env)}/flags`).then((r) => setFlags(r.items || [])).catch((e) => setError(e.message));
+  const load = () => get(`${envPath(project, env)}/flags?fields=summary`).then((r) => setFlags(r.items || [])).catch((e) => setError(e.message));
   useEffect(() => {
     setFlags(null);
     sequence.current = -1;
@@ -69,7 +77,7 @@ export function FlagList({ project, env }) {
     setError('');
     try {
       const r = await call('PATCH', `${envPath(project, env)}/flags/${enc(flag.key)}`, { on: !flag.on }, { 'If-Match': `"${flag.version}"` });
-      setFlags((all) => all.map((f) => (f.key === flag.key ? r.json : f)));
+      setFlags((all) => all.map((f) => (f.key === flag.key ? summarize(r.json) : f)));
     } catch (e) {
       setError(e.status === 412 ? `Someone changed ${flag.key} meanwhile: the list shows their change now.` : e.message);
       load();
@@ -90,7 +98,7 @@ export function FlagList({ project, env }) {
     <div class="list" ref=${box} role="table" aria-label="Flags" aria-rowcount=${shown.length} onScroll=${(e) => setTop(e.target.scrollTop)}>
       <div style=${`height:${shown.length * ROW}px;position:relative`} role="rowgroup">
         ${shown.slice(first, last).map((f, i) => html`<div class="row" role="row" aria-rowindex=${first + i + 1} style=${`top:${(first + i) * ROW}px`} key=${f.key}>
-          <span role="cell" class="state"><${Toggle} flag=${f} onToggle=${toggle} busy=${busy === f.key} /></span>
+          <span role="cell" class="state"><${Toggle} flag=${f} onToggle=${toggle} busy=${busy === f.key} readOnly=${readOnly} /></span>
           <span role="cell" class="key"><a href=${`#/p/${enc(project)}/e/${enc(env)}/flags/${enc(f.key)}`}>${f.key}</a>
             ${f.name && f.name !== f.key ? html`<small>${f.name}</small>` : null}</span>
           <span role="cell" class="serves">${serves(f)}</span>

@@ -7,6 +7,7 @@ import { ApiError, get, signIn, signOut, token } from './api.js';
 import { FlagList } from './flags.js';
 import { FlagPage } from './flag.js';
 import { HistoryPage } from './history.js';
+import { RequestsPage } from './requests.js';
 
 const html = htm.bind(h);
 
@@ -16,6 +17,7 @@ function parseRoute() {
   if (parts[0] === 'p') r.project = parts[1];
   if (parts[2] === 'e') r.env = parts[3];
   if (parts[4] === 'history') r.page = 'history';
+  if (parts[4] === 'requests') r.page = 'requests';
   if (parts[4] === 'flags' && parts[5]) {
     r.page = 'flag';
     r.flag = parts[5];
@@ -52,6 +54,8 @@ function SignIn({ onDone }) {
 
 function Shell({ route, onSignOut }) {
   const [projects, setProjects] = useState(null);
+  const [session, setSession] = useState(null);  // the token: {key, name, write, project}
+  useEffect(() => { get('/api/v1/session').then(setSession).catch(() => setSession({ write: false })); }, []);
   const [envs, setEnvs] = useState({});  // project -> its environment keys
   const [error, setError] = useState('');
   useEffect(() => {
@@ -71,10 +75,10 @@ function Shell({ route, onSignOut }) {
   if (!keys) return html`<p aria-busy="true">Loading…</p>`;
   const env = keys.includes(route.env) ? route.env : keys[0];
   if (route.project !== project.key || route.env !== env) {
-    location.replace(link(project.key, env, route.page === 'history' ? 'history' : 'flags'));
+    location.replace(link(project.key, env, route.page === 'history' || route.page === 'requests' ? route.page : 'flags'));
     return null;
   }
-  const choose = (p, e) => { location.hash = link(p, e, route.page === 'history' ? 'history' : 'flags'); };
+  const choose = (p, e) => { location.hash = link(p, e, route.page === 'history' || route.page === 'requests' ? route.page : 'flags'); };
   return html`<div class="shell">
     <header>
       <a class="brand" href=${link(project.key, env)}>Gonfalon</a>
@@ -89,15 +93,19 @@ function Shell({ route, onSignOut }) {
         </select>
       </label>
       <nav aria-label="Pages">
-        <a href=${link(project.key, env)} aria-current=${route.page !== 'history' ? 'page' : undefined}>Flags</a>
+        <a href=${link(project.key, env)} aria-current=${route.page === 'flags' || route.page === 'flag' ? 'page' : undefined}>Flags</a>
         <a href=${link(project.key, env, 'history')} aria-current=${route.page === 'history' ? 'page' : undefined}>History</a>
+        <a href=${link(project.key, env, 'requests')} aria-current=${route.page === 'requests' ? 'page' : undefined}>Change requests</a>
       </nav>
+      <span class="who">${session && (session.name || session.key)}${session && !session.write ? html` <strong class="badge">read-only</strong>` : null}</span>
       <button class="quiet" onClick=${onSignOut}>Sign out</button>
     </header>
+    ${session && !session.write && html`<p class="notice" role="status">This token can read but not change: switches and edits are disabled.</p>`}
     <main>
-      ${route.page === 'flags' && html`<${FlagList} project=${project.key} env=${env} />`}
-      ${route.page === 'flag' && html`<${FlagPage} project=${project.key} env=${env} flag=${route.flag} />`}
+      ${route.page === 'flags' && html`<${FlagList} project=${project.key} env=${env} readOnly=${!session || !session.write} />`}
+      ${route.page === 'flag' && html`<${FlagPage} project=${project.key} env=${env} flag=${route.flag} readOnly=${!session || !session.write} />`}
       ${route.page === 'history' && html`<${HistoryPage} project=${project.key} env=${env} />`}
+      ${route.page === 'requests' && html`<${RequestsPage} project=${project.key} env=${env} readOnly=${!session || !session.write} />`}
     </main>
   </div>`;
 }

@@ -538,6 +538,8 @@ class Store {
   virtual absl::StatusOr<Environment> GetEnvironment(std::string_view project,
                                                      std::string_view key) = 0;
   virtual absl::StatusOr<std::vector<Environment>> ListEnvironments(std::string_view project) = 0;
+  // Its name (when `in` has one) and its approval settings (always: pass the environment as
+  // read, changed); `expect_version` 0 means no check.
   virtual absl::StatusOr<Environment> UpdateEnvironment(std::string_view project,
                                                         const Environment& e,
                                                         int64_t expect_version,
