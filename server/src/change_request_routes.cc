@@ -18,8 +18,9 @@ using rules::Value;
 
 namespace {
 
-// Webhooks and the scheduler hear of what a review or an apply did.
-void Announce(Services& s, const storage::ChangeRequest& r) {
+// Webhooks and the scheduler hear of what a review or an apply did (an explicit apply of an
+// approved request announces only its outcome: its approval was announced when it came).
+void Announce(Services& s, const storage::ChangeRequest& r, bool explicit_apply) {
   Value body = storage::ChangeRequestToJson(r);
   switch (r.status) {
     case storage::RequestStatus::kPending:
@@ -32,7 +33,7 @@ void Announce(Services& s, const storage::ChangeRequest& r) {
       return;
     case storage::RequestStatus::kApplied:
     case storage::RequestStatus::kFailed:
-      s.webhooks.Publish("change_request.approved", r.project, r.environment, body);
+      if (!explicit_apply) s.webhooks.Publish("change_request.approved", r.project, r.environment, body);
       s.webhooks.Publish(r.status == storage::RequestStatus::kApplied ? "change_request.applied" : "change_request.failed",
                          r.project, r.environment, body);
       if (r.status == storage::RequestStatus::kApplied && r.kind != storage::RequestKind::kChanges) s.scheduler.Wake();
@@ -102,7 +103,7 @@ void AddChangeRequestRoutes(Router& router, Services& s) {
       return ErrorResponse(404, "not_found", StrCat("no action \"", action, "\" (approve, decline, comment, apply)"));
     }
     if (!r.ok()) return ErrorResponse(r.status());
-    if (action != "comment") Announce(s, *r);
+    if (action != "comment") Announce(s, *r, action == "apply");
     return Json(200, storage::ChangeRequestToJson(*r));
   });
 }

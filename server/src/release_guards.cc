@@ -81,10 +81,11 @@ GuardVerdict JudgeMetric(const storage::ReleasePlan& plan, const PlanGuard& g, c
   Value figures(Object{{"metric", Value(g.metric)}, {"control", ArmJson(control)}, {"treatment", ArmJson(treatment)}});
   std::string arms = StrCat("treatment ", Num(treatment.mean), " vs control ", Num(control.mean), " over ",
                             static_cast<int64_t>(treatment.n), "/", static_cast<int64_t>(control.n), " units");
-  if (treatment.n < static_cast<double>(g.min_units) || control.n < static_cast<double>(g.min_units)) {
-    return Verdict(GuardState::kPass, StrCat("waiting for ", g.min_units, " units per arm: ", arms), std::move(figures));
-  }
   if (g.kind == GuardKind::kThreshold) {
+    // The treatment alone (a last stage at 100 % has no control units).
+    if (treatment.n < static_cast<double>(g.min_units)) {
+      return Verdict(GuardState::kPass, StrCat("waiting for ", g.min_units, " treatment units: ", arms), std::move(figures));
+    }
     figures.Set("range", Value(Range(g)));
     if (InRange(g, treatment.mean)) {
       return Verdict(GuardState::kPass, StrCat("metric ", g.metric, ": treatment ", Num(treatment.mean), " within ", Range(g)),
@@ -93,6 +94,9 @@ GuardVerdict JudgeMetric(const storage::ReleasePlan& plan, const PlanGuard& g, c
     return Verdict(GuardState::kFire,
                    StrCat("metric ", g.metric, ": treatment ", Num(treatment.mean), " outside ", Range(g), " (", arms, ")"),
                    std::move(figures));
+  }
+  if (treatment.n < static_cast<double>(g.min_units) || control.n < static_cast<double>(g.min_units)) {
+    return Verdict(GuardState::kPass, StrCat("waiting for ", g.min_units, " units per arm: ", arms), std::move(figures));
   }
   double a = MetricTestAlpha(plan);
   double level = 2 * a / (1 + a);  // two-sided level whose one side holds at a (docs/releases.md)

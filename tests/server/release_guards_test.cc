@@ -118,6 +118,10 @@ TEST(ReleaseGuardsTest, TheThresholdGuardJudgesTheTreatmentAlone) {
   EXPECT_NE(v.summary.find("outside <= 0.02"), std::string::npos) << v.summary;
   storage::IterationSums ok = Sums(5000, 500, 1000, 10);  // control is not its business
   EXPECT_EQ(JudgeGuard(plan, 0, &ok, kMetrics, nullptr, 0).state, GuardState::kPass);
+  storage::IterationSums everyone = Sums(0, 0, 2000, 100);  // a last stage at 100 %: no control
+  EXPECT_EQ(JudgeGuard(plan, 0, &everyone, kMetrics, nullptr, 0).state, GuardState::kFire);
+  storage::IterationSums few = Sums(0, 0, 50, 10);
+  EXPECT_EQ(JudgeGuard(plan, 0, &few, kMetrics, nullptr, 0).state, GuardState::kPass);
 }
 
 TEST(ReleaseGuardsTest, APrometheusGuardHoldsUntilItHasAValueAndFiresOutsideItsRange) {
