@@ -1,4 +1,6 @@
-// /sdk/v1: the SDK stream, polling, native evaluation and events (server-side SDK keys).
+// /sdk/v1: the SDK stream, polling, native evaluation and events (server-side SDK keys); and
+// POST /api/v1/projects/{p}/environments/{e}/evaluate, the same evaluation with its explain
+// trace for people (admin keys).
 
 #include <charconv>
 #include <chrono>
@@ -278,6 +280,28 @@ void AddSdkRoutes(Router& router, Services& s) {
   router.Add("POST", "/sdk/v1/events", Access::kServerSdk, [hub_of, &s](const Call& c) {
     TRY_ASSIGN(std::shared_ptr<EnvironmentHub> hub, hub_of(c));
     return Events(c, s, *hub);
+  });
+
+  // For people (the console's Evaluate page): one flag for one context, with the explain
+  // trace, as the SDKs would evaluate it now. No exposure is recorded: nobody was served.
+  router.Add("POST", "/api/v1/projects/{p}/environments/{e}/evaluate", Access::kAdmin, [&s](const Call& c) {
+    TRY_ASSIGN(std::shared_ptr<EnvironmentHub> hub, s.hubs.Get(c.Param("p"), c.Param("e")));
+    TRY_ASSIGN(Value body, ObjectBody(c.req));
+    const Value* ctx_json = body.Find("context");
+    if (ctx_json == nullptr) return ErrorResponse(400, "invalid_argument", "context: is required", "context");
+    rules::Context ctx = rules::ContextFromJson(*ctx_json);
+    if (!ctx.valid()) return ErrorResponse(400, "invalid_argument", StrCat("context: ", ctx.error()), "context");
+    const Value* flag;
+    TRY(Want(body, "flag", Value::Type::kString, &flag));
+    if (flag == nullptr) return ErrorResponse(400, "invalid_argument", "flag: is required", "flag");
+    const rules::Snapshot* snap = CurrentSnapshot(*hub);
+    rules::Trace trace;
+    rules::Detail d = rules::Evaluate(*snap, flag->as_string(), ctx, &trace);
+    Value v = rules::DetailToValue(d);
+    v.Set("flag", Value(flag->as_string()));
+    v.Set("sequence", Value(snap->sequence()));
+    v.Set("trace", trace.steps());
+    return Json(200, v);
   });
 }
 

@@ -165,6 +165,36 @@ test('two tabs: the second toggle of the same flag is told someone changed it', 
   await b.context().close();
 });
 
+test('evaluate a context and read the trace: which rule matched and which clause did not', async () => {
+  await api('PATCH', '/api/v1/projects/shop/environments/production/flags/banner', {
+    on: true, fallthrough: { variation: 0 },
+    rules: [
+      { id: 'eu', variation: 1, clauses: [{ contextKind: 'user', attribute: 'country', op: 'in', values: ['FR', 'DE'] }] },
+      { id: 'staff', variation: 1, clauses: [{ contextKind: 'user', attribute: 'email', op: 'endsWith', values: ['@example.com'] }] },
+    ],
+  });
+  const page = await signedIn({ bypassCSP: true });
+  await page.getByRole('link', { name: 'Evaluate' }).click();
+  await page.getByLabel('Flag').selectOption('banner');
+  await page.getByLabel('Context (JSON)').fill('{"kind":"user","key":"carol","email":"carol@example.com","country":"US"}');
+  await page.getByRole('button', { name: 'Evaluate' }).click();
+  const result = page.getByRole('region', { name: 'Result' });
+  await result.getByText('RULE_MATCH').waitFor();
+  assert.match(await result.textContent(), /banner → "bonjour" \(variation 1\)/);
+  const steps = page.getByRole('list', { name: 'What was tried' }).locator(':scope > li');
+  assert.strictEqual(await steps.count(), 2);  // no targets: the two rules, the second matched
+  assert.match(await steps.nth(0).textContent(), /Rule 1 \(eu\) — no match/);
+  assert.match(await steps.nth(0).textContent(), /read "US"\)did not match/);
+  assert.match(await steps.nth(1).textContent(), /Rule 2 \(staff\) — matched/);
+  await shot(page, 'evaluate');
+  await axe(page, 'the Evaluate page');
+  // A context that is not JSON is said so, and nothing is asked of the server.
+  await page.getByLabel('Context (JSON)').fill('{kind: user');
+  await page.getByRole('button', { name: 'Evaluate' }).click();
+  await page.getByRole('alert').filter({ hasText: 'not JSON' }).waitFor();
+  await page.context().close();
+});
+
 test('a read-only token sees the flags but cannot switch them', async () => {
   const reader = (await api('POST', '/api/v1/keys', { kind: 'admin', scope: 'read', name: 'auditor' })).secret;
   const page = await signedIn({ token: reader });

@@ -8,6 +8,7 @@ import { FlagList } from './flags.js';
 import { FlagPage } from './flag.js';
 import { HistoryPage } from './history.js';
 import { RequestsPage } from './requests.js';
+import { EvaluatePage } from './evaluate.js';
 
 const html = htm.bind(h);
 
@@ -18,6 +19,7 @@ function parseRoute() {
   if (parts[2] === 'e') r.env = parts[3];
   if (parts[4] === 'history') r.page = 'history';
   if (parts[4] === 'requests') r.page = 'requests';
+  if (parts[4] === 'evaluate') r.page = 'evaluate';
   if (parts[4] === 'flags' && parts[5]) {
     r.page = 'flag';
     r.flag = parts[5];
@@ -75,10 +77,10 @@ function Shell({ route, onSignOut }) {
   if (!keys) return html`<p aria-busy="true">Loading…</p>`;
   const env = keys.includes(route.env) ? route.env : keys[0];
   if (route.project !== project.key || route.env !== env) {
-    location.replace(link(project.key, env, route.page === 'history' || route.page === 'requests' ? route.page : 'flags'));
+    location.replace(link(project.key, env, ['history', 'requests', 'evaluate'].includes(route.page) ? route.page : 'flags'));
     return null;
   }
-  const choose = (p, e) => { location.hash = link(p, e, route.page === 'history' || route.page === 'requests' ? route.page : 'flags'); };
+  const choose = (p, e) => { location.hash = link(p, e, ['history', 'requests', 'evaluate'].includes(route.page) ? route.page : 'flags'); };
   return html`<div class="shell">
     <header>
       <a class="brand" href=${link(project.key, env)}>Gonfalon</a>
@@ -95,6 +97,7 @@ function Shell({ route, onSignOut }) {
       <nav aria-label="Pages">
         <a href=${link(project.key, env)} aria-current=${route.page === 'flags' || route.page === 'flag' ? 'page' : undefined}>Flags</a>
         <a href=${link(project.key, env, 'history')} aria-current=${route.page === 'history' ? 'page' : undefined}>History</a>
+        <a href=${link(project.key, env, 'evaluate')} aria-current=${route.page === 'evaluate' ? 'page' : undefined}>Evaluate</a>
         <a href=${link(project.key, env, 'requests')} aria-current=${route.page === 'requests' ? 'page' : undefined}>Change requests</a>
       </nav>
       <span class="who">${session && (session.name || session.key)}${session && !session.write ? html` <strong class="badge">read-only</strong>` : null}</span>
@@ -105,6 +108,7 @@ function Shell({ route, onSignOut }) {
       ${route.page === 'flags' && html`<${FlagList} project=${project.key} env=${env} readOnly=${!session || !session.write} />`}
       ${route.page === 'flag' && html`<${FlagPage} project=${project.key} env=${env} flag=${route.flag} readOnly=${!session || !session.write} />`}
       ${route.page === 'history' && html`<${HistoryPage} project=${project.key} env=${env} />`}
+      ${route.page === 'evaluate' && html`<${EvaluatePage} project=${project.key} env=${env} />`}
       ${route.page === 'requests' && html`<${RequestsPage} project=${project.key} env=${env} readOnly=${!session || !session.write} />`}
     </main>
   </div>`;
