@@ -138,11 +138,20 @@ test('a toggle in the list reaches the server, shows in the list at once, and ap
   await page.getByLabel('Search').fill('bann');
   await page.getByText('1 of 2').waitFor();
   assert.strictEqual(await page.getByRole('row').count(), 1);
-  // History names the change and who made it.
+  // History names the change, who made it and its fields; a restore shows its diff first.
   await page.getByRole('link', { name: 'History' }).click();
   await page.getByRole('heading', { name: 'History' }).waitFor();
-  await page.getByText(/flag checkout changed/).first().waitFor();
+  const change = page.getByRole('listitem', { name: /^change set / }).first();
+  await change.getByText(/flag checkout changed/).waitFor();
+  assert.match(await change.getByRole('table').first().textContent(), /onfalsetrue/);
   await shot(page, 'history');
+  await change.getByRole('button', { name: /^Restore checkout to before/ }).click();
+  const preview = page.getByRole('group', { name: 'restore checkout' });
+  assert.match(await preview.getByRole('table').textContent(), /ontruefalse/);  // now → then
+  await preview.getByRole('button', { name: 'Restore', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: /checkout restored as change set #\d+/ }).waitFor();
+  assert.strictEqual((await api('GET', '/api/v1/projects/shop/environments/production/flags/checkout')).on, false);
+  await api('PATCH', '/api/v1/projects/shop/environments/production/flags/checkout', { on: true });  // back on, for what follows
   // The flag's own page.
   await page.goto(`${base}/ui/#/p/shop/e/production/flags/checkout`);
   await page.getByRole('heading', { name: /New checkout/ }).waitFor();

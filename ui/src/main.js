@@ -107,7 +107,7 @@ function Shell({ route, onSignOut }) {
     <main>
       ${route.page === 'flags' && html`<${FlagList} project=${project.key} env=${env} readOnly=${!session || !session.write} />`}
       ${route.page === 'flag' && html`<${FlagPage} project=${project.key} env=${env} flag=${route.flag} readOnly=${!session || !session.write} />`}
-      ${route.page === 'history' && html`<${HistoryPage} project=${project.key} env=${env} />`}
+      ${route.page === 'history' && html`<${HistoryPage} project=${project.key} env=${env} readOnly=${!session || !session.write} />`}
       ${route.page === 'evaluate' && html`<${EvaluatePage} project=${project.key} env=${env} />`}
       ${route.page === 'requests' && html`<${RequestsPage} project=${project.key} env=${env} readOnly=${!session || !session.write} />`}
     </main>
