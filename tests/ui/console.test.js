@@ -160,6 +160,41 @@ test('a toggle in the list reaches the server, shows in the list at once, and ap
   await page.context().close();
 });
 
+test('a rule with a segment and a 10 % rollout, reviewed as a diff and saved with a comment', async () => {
+  await api('POST', '/api/v1/projects/shop/environments/production/segments', { key: 'beta', included: ['ada'] });
+  const page = await signedIn({ bypassCSP: true });
+  await page.goto(`${base}/ui/#/p/shop/e/production/flags/checkout`);
+  await page.getByRole('heading', { name: 'Targeting in production' }).waitFor();
+  const form = page.getByRole('form', { name: 'New rule' });
+  await form.getByLabel('Operator', { exact: true }).selectOption('segmentMatch');
+  await form.getByLabel('Segment', { exact: true }).selectOption('beta');
+  await form.getByLabel('Serve', { exact: true }).selectOption('1');
+  await form.getByRole('button', { name: 'Add rule' }).click();
+  await page.getByText('If in segment beta → serve 1: true').waitFor();
+  await page.getByLabel('A percentage rollout').check();
+  await page.getByLabel('share of variation 1, percent').fill('10');
+  await page.getByLabel('share of variation 1, percent').press('Tab');
+  assert.strictEqual(await page.getByLabel('share of variation 0, percent').inputValue(), '90');  // always 100 % in all
+  await page.getByText('Total: 100%').waitFor();
+  await page.getByRole('button', { name: /^Review \d+ changes?…$/ }).click();
+  const review = page.getByRole('group', { name: 'Review the change' });
+  assert.match(await review.getByRole('table').textContent(), /segmentMatch/);
+  await review.getByLabel('Comment').fill('beta testers and 10 %');
+  await shot(page, 'targeting');
+  await axe(page, 'the flag page');
+  await review.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: /version \d+/ }).waitFor();
+  await page.getByRole('button', { name: /^Review/ }).waitFor({ state: 'detached' });
+  const flag = await api('GET', '/api/v1/projects/shop/environments/production/flags/checkout');
+  assert.deepStrictEqual(flag.rules[0].clauses[0].values, ['beta']);
+  assert.strictEqual(flag.rules[0].clauses[0].op, 'segmentMatch');
+  assert.strictEqual(flag.rules[0].variation, 1);
+  assert.deepStrictEqual(flag.fallthrough.rollout.variations.map((w) => w.weight), [90000, 10000]);
+  const last = (await api('GET', '/api/v1/projects/shop/environments/production/history?limit=1')).items[0];
+  assert.strictEqual(last.comment, 'beta testers and 10 %');
+  await page.context().close();
+});
+
 test('two tabs: the second toggle of the same flag is told someone changed it', async () => {
   const a = await signedIn();
   const b = await signedIn();

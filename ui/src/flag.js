@@ -1,9 +1,10 @@
-// One flag in one environment: what it serves, its kill switch, and its targeting as the
-// data model has it. (The rule and rollout editors come next; docs/console.md says what is there.)
+// One flag in one environment: its kill switch, its variations, and its targeting editor
+// (targeting.js); the whole flag as JSON below.
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 import { call, enc, envPath, get } from './api.js';
+import { TargetingEditor } from './targeting.js';
 
 const html = htm.bind(h);
 
@@ -33,8 +34,7 @@ export function FlagPage({ project, env, flag, readOnly }) {
       ${f.on ? 'On' : 'Off'}</button> in ${env}</p>
     <h2>Variations</h2>
     <ol start="0">${(f.variations || []).map((v) => html`<li><code>${JSON.stringify(v)}</code></li>`)}</ol>
-    <h2>Targeting</h2>
-    <p>${(f.targets || []).length} individual target lists, ${(f.rules || []).length} rules, ${(f.prerequisites || []).length} prerequisites.</p>
-    <pre class="json" tabindex="0" aria-label="The flag as JSON">${JSON.stringify(f, null, 2)}</pre>
+    <${TargetingEditor} project=${project} env=${env} flag=${f} readOnly=${readOnly} onSaved=${setF} />
+    <details><summary>The flag as JSON</summary><pre class="json" tabindex="0" aria-label="The flag as JSON">${JSON.stringify(f, null, 2)}</pre></details>
   </article>`;
 }
