@@ -195,6 +195,28 @@ test('a rule with a segment and a 10 % rollout, reviewed as a diff and saved wit
   await page.context().close();
 });
 
+test('a release plan shows its stages and guards, and pauses from the console', async () => {
+  await api('PUT', '/api/v1/projects/shop/metrics/errors', { eventKey: 'error.banner', kind: 'conversion', successCriteria: 'lower' });
+  await api('PATCH', '/api/v1/projects/shop/environments/staging/flags/banner', { on: true, fallthrough: { variation: 0 } });
+  await api('POST', '/api/v1/projects/shop/environments/staging/flags/banner/release-plan', {
+    controlVariation: 0, treatmentVariation: 1,
+    stages: [{ weight: 10000, minDurationMs: 3600000 }, { weight: 50000, minDurationMs: 3600000 }, { weight: 100000 }],
+    guards: [{ kind: 'metric', metric: 'errors', action: 'rollback' }],
+  });
+  const page = await signedIn();
+  await page.goto(`${base}/ui/#/p/shop/e/staging/flags/banner`);
+  const stages = page.getByRole('list', { name: 'Stages' });
+  await stages.waitFor();
+  assert.strictEqual(await stages.getByRole('listitem').count(), 3);
+  assert.match(await stages.locator('[aria-current=step]').textContent(), /^10%/);
+  await page.getByText(/metric on errors → rollback: pass/).waitFor();  // judged by the server within a second
+  await shot(page, 'release-plan');
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await page.getByRole('heading', { name: /Release plan .* paused/ }).waitFor();
+  assert.strictEqual((await api('GET', '/api/v1/projects/shop/environments/staging/flags/banner/release-plan')).status, 'paused');
+  await page.context().close();
+});
+
 test('two tabs: the second toggle of the same flag is told someone changed it', async () => {
   const a = await signedIn();
   const b = await signedIn();

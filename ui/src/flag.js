@@ -5,6 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 import { call, enc, envPath, get } from './api.js';
 import { TargetingEditor } from './targeting.js';
+import { ReleasePlan } from './plan.js';
 
 const html = htm.bind(h);
 
@@ -34,6 +35,7 @@ export function FlagPage({ project, env, flag, readOnly }) {
       ${f.on ? 'On' : 'Off'}</button> in ${env}</p>
     <h2>Variations</h2>
     <ol start="0">${(f.variations || []).map((v) => html`<li><code>${JSON.stringify(v)}</code></li>`)}</ol>
+    <${ReleasePlan} project=${project} env=${env} flag=${flag} readOnly=${readOnly} onChanged=${() => get(path).then(setF)} />
     <${TargetingEditor} project=${project} env=${env} flag=${f} readOnly=${readOnly} onSaved=${setF} />
     <details><summary>The flag as JSON</summary><pre class="json" tabindex="0" aria-label="The flag as JSON">${JSON.stringify(f, null, 2)}</pre></details>
   </article>`;
