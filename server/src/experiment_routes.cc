@@ -12,6 +12,7 @@
 #include "gonfalon/stats/analysis.h"
 #include "responses.h"
 #include "routes.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 
@@ -56,15 +57,6 @@ stats::MetricAnalysis Analyze(const std::vector<storage::MetricSums>& per, const
   options.control = static_cast<size_t>(it.control);
   options.lower_is_better = metric.lower_is_better;
   return stats::AnalyzeMetric(sums, options);
-}
-
-std::string DayName(int64_t day_ms) {
-  time_t t = static_cast<time_t>(day_ms / 1000);
-  tm utc{};
-  gmtime_r(&t, &utc);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &utc);
-  return buf;
 }
 
 Value Pair(const stats::Interval& i) {
@@ -141,7 +133,7 @@ Value ResultsJson(const Results& r) {
       }
       day_metrics.push_back(Value(Object{{"key", Value(r.sums.iteration.metrics[m])}, {"variations", Value(std::move(variations))}}));
     }
-    daily.push_back(Value(Object{{"day", Value(DayName(day.day_ms))}, {"units", Value(std::move(day_units))},
+    daily.push_back(Value(Object{{"day", Value(UtcDay(day.day_ms))}, {"units", Value(std::move(day_units))},
                                  {"multipleExposures", Value(day.multiple_exposures)}, {"metrics", Value(std::move(day_metrics))}}));
   }
   return Value(Object{{"iteration", IterationJson(r.sums.iteration)}, {"units", Value(std::move(units))},

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "gonfalon/rules/str_cat.h"
+#include "wall_clock.h"
 
 namespace gonfalon::server {
 
@@ -37,15 +38,6 @@ int Everyone(const Value& flag) {
     if (IntOf(w.Find("weight")) == kEveryone) return IntOf(w.Find("variation"));
   }
   return -1;
-}
-
-std::string Day(int64_t ms) {
-  time_t t = static_cast<time_t>(ms / 1000);
-  tm utc{};
-  gmtime_r(&t, &utc);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &utc);
-  return buf;
 }
 
 Value Median(std::vector<double> v) {
@@ -161,7 +153,7 @@ Value ComputeReleaseMetrics(const std::vector<storage::AuditRecord>& records, co
     items.push_back(Value(Object{{"flag", Value(r.flag)}, {"kind", Value(r.kind)}, {"sequence", Value(r.sequence)}, {"timeMs", Value(r.time_ms)},
                                  {"actor", Value(r.actor)}, {"variation", NumberOrNull(r.variation >= 0, r.variation)},
                                  {"failed", Value(r.failed)}}));
-    ++by_day[Day(r.time_ms)];
+    ++by_day[UtcDay(r.time_ms)];
     failed += r.failed;
     auto c = created.find(r.flag);
     if (r.variation >= 0 && c != created.end() && c->second <= r.time_ms) {

@@ -8,6 +8,7 @@
 
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
+#include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/str_cat.h"
 #include "responses.h"
 #include "routes.h"
@@ -198,12 +199,18 @@ Response Events(const Call& c, Services& s, EnvironmentHub& hub) {
   return Json(202, Value(Object{{"accepted", Value(static_cast<int64_t>(accepted))}, {"rejected", Value(std::move(refused))}}));
 }
 
+// The request body's "context", required and valid.
+absl::StatusOr<rules::Context> BodyContext(const Value& body) {
+  const Value* json = body.Find("context");
+  if (json == nullptr) return rules::InvalidField("context", "is required");
+  rules::Context ctx = rules::ContextFromJson(*json);
+  if (!ctx.valid()) return rules::InvalidField("context", ctx.error());
+  return ctx;
+}
+
 Response Evaluate(const Call& c, Services& s, EnvironmentHub& hub) {
   TRY_ASSIGN(Value body, ObjectBody(c.req));
-  const Value* ctx_json = body.Find("context");
-  if (ctx_json == nullptr) return ErrorResponse(400, "invalid_argument", "context: is required", "context");
-  rules::Context ctx = rules::ContextFromJson(*ctx_json);
-  if (!ctx.valid()) return ErrorResponse(400, "invalid_argument", StrCat("context: ", ctx.error()), "context");
+  TRY_ASSIGN(rules::Context ctx, BodyContext(body));
   const Value* flag;
   const Value* explain;
   TRY(Want(body, "flag", Value::Type::kString, &flag));
@@ -287,10 +294,7 @@ void AddSdkRoutes(Router& router, Services& s) {
   router.Add("POST", "/api/v1/projects/{p}/environments/{e}/evaluate", Access::kAdmin, [&s](const Call& c) {
     TRY_ASSIGN(std::shared_ptr<EnvironmentHub> hub, s.hubs.Get(c.Param("p"), c.Param("e")));
     TRY_ASSIGN(Value body, ObjectBody(c.req));
-    const Value* ctx_json = body.Find("context");
-    if (ctx_json == nullptr) return ErrorResponse(400, "invalid_argument", "context: is required", "context");
-    rules::Context ctx = rules::ContextFromJson(*ctx_json);
-    if (!ctx.valid()) return ErrorResponse(400, "invalid_argument", StrCat("context: ", ctx.error()), "context");
+    TRY_ASSIGN(rules::Context ctx, BodyContext(body));
     const Value* flag;
     TRY(Want(body, "flag", Value::Type::kString, &flag));
     if (flag == nullptr) return ErrorResponse(400, "invalid_argument", "flag: is required", "flag");
