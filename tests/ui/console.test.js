@@ -7,38 +7,19 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
 
-const BINARY = process.env.GONFALON_BINARY;
+const { startServer } = require('../e2e/node/gonfalon_server.js');
+
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.CONSOLE_ARTIFACTS || fs.mkdtempSync(path.join(os.tmpdir(), 'gonfalon-console-shots-'));
 const ADMIN = 'gfa_console_e2e_admin_token_0123456789';
 const AXE = require.resolve('axe-core/axe.min.js');
-let server, base, dataDir, browser;
+let server, base, dataDir, browser, api;
 const figures = {};
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms); }),
-  ]);
-}
-
-async function api(method, p, body) {
-  const r = await fetch(base + p, {
-    method,
-    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.status < 300, `${method} ${p} -> ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
 // A tab signed in to the console; `bypassCSP` only for the accessibility check's injected script.
 async function signedIn({ bypassCSP = false, token = ADMIN } = {}) {
@@ -63,24 +44,9 @@ async function axe(page, what) {
 }
 
 before(async () => {
-  assert.ok(BINARY, 'GONFALON_BINARY must point at the gonfalon binary');
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-deps installs Debian's chromium`);
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gonfalon-console-'));
-  server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, GONFALON_ADMIN_TOKEN: ADMIN },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await withDeadline(new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+) /);
-      if (m) resolve(Number(m[1]));
-    });
-    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
-  }), 20000, 'server start');
+  ({ server, base, dataDir, admin: api } = await startServer(ADMIN, 'gonfalon-console-'));
   server.stdout.resume();
-  base = `http://127.0.0.1:${port}`;
   await api('POST', '/api/v1/projects', { key: 'shop', environments: ['production', 'staging'] });
   await api('POST', '/api/v1/projects/shop/flags', { key: 'checkout', name: 'New checkout', variations: [false, true], tags: ['payments'] });
   await api('POST', '/api/v1/projects/shop/flags', { key: 'banner', variations: ['hello', 'bonjour'] });

@@ -4,54 +4,18 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
 const { OpenFeature } = require('@openfeature/server-sdk');
 const { OFREPProvider } = require('@openfeature/ofrep-provider');
 const { OFREPApi } = require('@openfeature/ofrep-core');
 
-const BINARY = process.env.GONFALON_BINARY;
+const { startServer, withDeadline } = require('./gonfalon_server.js');
+
 const ADMIN = 'gfa_ofrep_e2e_admin_token_0123456789';
-let server, base, serverKey, clientKey, dataDir;
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms); }),
-  ]);
-}
-
-async function admin(method, p, body) {
-  const r = await fetch(base + p, {
-    method,
-    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.status < 300, `${method} ${p} -> ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+let server, base, serverKey, clientKey, dataDir, admin;
 
 before(async () => {
-  assert.ok(BINARY, 'GONFALON_BINARY must point at the gonfalon binary');
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gonfalon-ofrep-'));
-  server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, GONFALON_ADMIN_TOKEN: ADMIN },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await withDeadline(new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+) /);
-      if (m) resolve(Number(m[1]));
-    });
-    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
-  }), 20000, 'server start');
-  base = `http://127.0.0.1:${port}`;
+  ({ server, base, dataDir, admin } = await startServer(ADMIN, 'gonfalon-ofrep-'));
   await admin('POST', '/api/v1/projects', { key: 'shop', environments: ['production'] });
   await admin('POST', '/api/v1/projects/shop/flags', { key: 'checkout', variations: [false, true] });
   await admin('POST', '/api/v1/projects/shop/flags', {
