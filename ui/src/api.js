@@ -32,3 +32,19 @@ export async function call(method, path, body, headers = {}) {
 export const get = (path) => call('GET', path).then((r) => r.json);
 export const enc = encodeURIComponent;
 export const envPath = (p, e) => `/api/v1/projects/${enc(p)}/environments/${enc(e)}`;
+
+// Live pages: calls onChange() whenever the environment's sequence moves (any change set in
+// it, by anyone), looking every `ms`; returns the function that stops watching.
+export function watchEnvironment(project, env, onChange, ms = 3000) {
+  let sequence = -1;
+  const look = async () => {
+    try {
+      const e = await get(envPath(project, env));
+      if (sequence >= 0 && e.sequence !== sequence) onChange();
+      sequence = e.sequence;
+    } catch { /* the next look tries again */ }
+  };
+  look();  // at once: the page's data was read as of about now
+  const timer = setInterval(look, ms);
+  return () => clearInterval(timer);
+}

@@ -1,9 +1,11 @@
-// One flag in one environment: its kill switch, its variations, and its targeting editor
-// (targeting.js); the whole flag as JSON below.
+// One flag in one environment: its kill switch, its variations, its experiment and release
+// plan, and its targeting editor (targeting.js); the whole flag as JSON below. Live: a change
+// made elsewhere shows within seconds.
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, enc, envPath, get } from './api.js';
+import { call, enc, envPath, get, watchEnvironment } from './api.js';
+import { ExperimentLink } from './experiment.js';
 import { TargetingEditor } from './targeting.js';
 import { ReleasePlan } from './plan.js';
 
@@ -13,7 +15,11 @@ export function FlagPage({ project, env, flag, readOnly }) {
   const [f, setF] = useState(null);
   const [error, setError] = useState('');
   const path = `${envPath(project, env)}/flags/${enc(flag)}`;
-  useEffect(() => { get(path).then(setF).catch((e) => setError(e.message)); }, [path]);
+  useEffect(() => {
+    get(path).then(setF).catch((e) => setError(e.message));
+    // Live: someone else's change shows here (the targeting editor keeps an edit in progress).
+    return watchEnvironment(project, env, () => get(path).then((n) => setF((o) => (o && o.version === n.version ? o : n))).catch(() => {}));
+  }, [path]);
   const toggle = async () => {
     setError('');
     try {
@@ -35,6 +41,7 @@ export function FlagPage({ project, env, flag, readOnly }) {
       ${f.on ? 'On' : 'Off'}</button> in ${env}</p>
     <h2>Variations</h2>
     <ol start="0">${(f.variations || []).map((v) => html`<li><code>${JSON.stringify(v)}</code></li>`)}</ol>
+    <${ExperimentLink} project=${project} env=${env} flag=${flag} />
     <${ReleasePlan} project=${project} env=${env} flag=${flag} readOnly=${readOnly} onChanged=${() => get(path).then(setF)} />
     <${TargetingEditor} project=${project} env=${env} flag=${f} readOnly=${readOnly} onSaved=${setF} />
     <details><summary>The flag as JSON</summary><pre class="json" tabindex="0" aria-label="The flag as JSON">${JSON.stringify(f, null, 2)}</pre></details>

@@ -4,7 +4,7 @@
 import { h } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, enc, envPath, get } from './api.js';
+import { call, enc, envPath, get, watchEnvironment } from './api.js';
 
 const html = htm.bind(h);
 const ROW = 44;      // px: one row
@@ -33,6 +33,56 @@ const summarize = (f) => ({
       : { variation: f.variations[(f.fallthrough || {}).variation] },
 });
 
+// Variations as typed, one per line: booleans are fixed; numbers and JSON are parsed.
+export function parseVariations(type, text) {
+  if (type === 'boolean') return [false, true];
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  if (lines.length < 2) throw new Error('Give at least two variations, one per line.');
+  return lines.map((l, i) => {
+    if (type === 'string') return l;
+    if (type === 'number') {
+      const n = Number(l);
+      if (!Number.isFinite(n)) throw new Error(`Line ${i + 1} is not a number: ${l}`);
+      return n;
+    }
+    try { return JSON.parse(l); } catch { throw new Error(`Line ${i + 1} is not JSON: ${l}`); }
+  });
+}
+
+// Creates a flag in the project (off in every environment), then opens it.
+function NewFlag({ project, env, onCancel }) {
+  const [f, setF] = useState({ key: '', name: '', description: '', tags: '', type: 'boolean', variations: '' });
+  const [error, setError] = useState('');
+  const field = (k) => (e) => setF({ ...f, [k]: e.target.value });
+  const create = async (ev) => {
+    ev.preventDefault();
+    setError('');
+    try {
+      const body = {
+        key: f.key.trim(), name: f.name.trim() || f.key.trim(), description: f.description,
+        tags: f.tags.split(',').map((t) => t.trim()).filter((t) => t !== ''), variations: parseVariations(f.type, f.variations),
+      };
+      await call('POST', `/api/v1/projects/${enc(project)}/flags`, body);
+      location.hash = `#/p/${enc(project)}/e/${enc(env)}/flags/${enc(body.key)}`;
+    } catch (e) {
+      setError(e.field ? `${e.field}: ${e.message}` : e.message);
+    }
+  };
+  return html`<form class="new-flag" aria-label="New flag" onSubmit=${create}>
+    <label>Key <input required value=${f.key} onInput=${field('key')} /></label>
+    <label>Name <input value=${f.name} onInput=${field('name')} /></label>
+    <label>Description <input value=${f.description} onInput=${field('description')} /></label>
+    <label>Tags <input value=${f.tags} placeholder="comma-separated" onInput=${field('tags')} /></label>
+    <label>Variations <select value=${f.type} onChange=${field('type')}>
+      <option value="boolean">boolean: false, true</option><option value="string">strings</option>
+      <option value="number">numbers</option><option value="json">JSON values</option></select></label>
+    ${f.type !== 'boolean' && html`<label>One per line <textarea rows="3" value=${f.variations} onInput=${field('variations')} /></label>`}
+    <p class="hint">The flag is created off in every environment, serving its first variation.</p>
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+    <p><button type="submit">Create flag</button> <button type="button" class="quiet" onClick=${onCancel}>Cancel</button></p>
+  </form>`;
+}
+
 export function FlagList({ project, env, readOnly }) {
   const [flags, setFlags] = useState(null);
   const [query, setQuery] = useState('');
@@ -41,21 +91,12 @@ export function FlagList({ project, env, readOnly }) {
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
   const box = useRef(null);
-  const sequence = useRef(-1);
 
   const load = () => get(`${envPath(project, env)}/flags?fields=summary`).then((r) => setFlags(r.items || [])).catch((e) => setError(e.message));
   useEffect(() => {
     setFlags(null);
-    sequence.current = -1;
     load();
-    const timer = setInterval(async () => {
-      try {
-        const e = await get(envPath(project, env));
-        if (sequence.current >= 0 && e.sequence !== sequence.current) load();
-        sequence.current = e.sequence;
-      } catch { /* the next poll tries again */ }
-    }, POLL_MS);
-    return () => clearInterval(timer);
+    return watchEnvironment(project, env, load, POLL_MS);
   }, [project, env]);
   useEffect(() => {
     if (!box.current) return;
@@ -86,6 +127,7 @@ export function FlagList({ project, env, readOnly }) {
     }
   };
 
+  const [creating, setCreating] = useState(false);
   if (!flags) return html`<p aria-busy="true">Loading flags…</p>`;
   const first = Math.max(0, Math.floor(top / ROW) - EXTRA);
   const last = Math.min(shown.length, Math.ceil((top + height) / ROW) + EXTRA);
@@ -93,7 +135,9 @@ export function FlagList({ project, env, readOnly }) {
     <div class="toolbar">
       <h1 id="flags-title">Flags <span class="count">${shown.length === flags.length ? flags.length : `${shown.length} of ${flags.length}`}</span></h1>
       <label class="search">Search <input type="search" value=${query} placeholder="key, name or tag" onInput=${(e) => setQuery(e.target.value)} /></label>
+      ${!readOnly && !creating && html`<button onClick=${() => setCreating(true)}>New flag</button>`}
     </div>
+    ${creating && html`<${NewFlag} project=${project} env=${env} onCancel=${() => setCreating(false)} />`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
     <div class="list" ref=${box} role="table" aria-label="Flags" aria-rowcount=${shown.length} onScroll=${(e) => setTop(e.target.scrollTop)}>
       <div style=${`height:${shown.length * ROW}px;position:relative`} role="rowgroup">

@@ -7,11 +7,11 @@ import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 import { call, enc, envPath, get } from './api.js';
 import { diff } from './history.js';
+import { describe, NewRuleForm } from './clauses.js';
+import { Review } from './review.js';
+import { ScheduleButton } from './schedules.js';
 
 const html = htm.bind(h);
-const OPERATORS = ['in', 'startsWith', 'endsWith', 'contains', 'matches', 'lessThan', 'lessThanOrEqual', 'greaterThan',
-  'greaterThanOrEqual', 'before', 'after', 'semVerEqual', 'semVerLessThan', 'semVerGreaterThan', 'segmentMatch'];
-const NUMERIC = new Set(['lessThan', 'lessThanOrEqual', 'greaterThan', 'greaterThanOrEqual']);
 const label = (f, i) => `${i}: ${JSON.stringify(f.variations[i])}`;
 
 // Shares in thousandths of a percent; changing one moves the last (or, for the last, the first)
@@ -40,66 +40,86 @@ function Rollout({ flag, weights, onChange }) {
 }
 
 function NewRule({ flag, segments, onAdd }) {
-  const [op, setOp] = useState('in');
-  const [attribute, setAttribute] = useState('key');
-  const [values, setValues] = useState('');
-  const [segment, setSegment] = useState(segments[0] || '');
   const [variation, setVariation] = useState(flag.variations.length > 1 ? 1 : 0);
-  const add = (ev) => {
-    ev.preventDefault();
-    const clause = op === 'segmentMatch'
-      ? { contextKind: 'user', attribute: '', op, values: [segment] }
-      : { contextKind: 'user', attribute, op, values: values.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => (NUMERIC.has(op) ? Number(s) : s)) };
-    onAdd({ clauses: [clause], variation: Number(variation) });
-  };
-  return html`<form class="new-rule" onSubmit=${add} aria-label="New rule">
-    <label>Operator <select aria-label="Operator" value=${op} onChange=${(e) => setOp(e.target.value)}>${OPERATORS.map((o) => html`<option value=${o}>${o}</option>`)}</select></label>
-    ${op === 'segmentMatch'
-      ? html`<label>Segment <select aria-label="Segment" value=${segment} onChange=${(e) => setSegment(e.target.value)}>${segments.map((s) => html`<option value=${s}>${s}</option>`)}</select></label>`
-      : html`<label>Attribute <input aria-label="Attribute" value=${attribute} onInput=${(e) => setAttribute(e.target.value)} /></label>
-        <label>Values <input aria-label="Values" value=${values} placeholder="comma-separated" onInput=${(e) => setValues(e.target.value)} /></label>`}
+  return html`<${NewRuleForm} label="New rule" segments=${segments} onAdd=${(clauses) => onAdd({ clauses, variation: Number(variation) })}>
     <label>Serve <select aria-label="Serve" value=${variation} onChange=${(e) => setVariation(e.target.value)}>${flag.variations.map((_, i) => html`<option value=${i}>${label(flag, i)}</option>`)}</select></label>
-    <button type="submit">Add rule</button>
-  </form>`;
+  <//>`;
 }
 
-const describe = (c) => (c.op === 'segmentMatch' ? `in segment ${c.values.join(', ')}` : `${c.attribute} ${c.negate ? 'not ' : ''}${c.op} ${JSON.stringify(c.values)}`);
+// Individual targets of the user kind: per variation, the keys that always get it.
+function Targets({ flag, readOnly, onChange }) {
+  const keysOf = (i) => ((flag.targets || []).find((t) => t.variation === i) || { values: [] }).values;
+  const change = (i, text) => {
+    const keys = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const others = (flag.targets || []).filter((t) => t.variation !== i);
+    onChange([...others, ...(keys.length ? [{ variation: i, values: keys }] : [])].sort((a, b) => a.variation - b.variation));
+  };
+  const other = (flag.contextTargets || []).filter((t) => t.contextKind !== 'user' || t.values.length > 0);
+  return html`<div class="targets">
+    ${flag.variations.map((_, i) => html`<label class="target">Users who get ${label(flag, i)}
+      <input aria-label=${`users who get variation ${i}`} value=${keysOf(i).join(', ')} disabled=${readOnly}
+        placeholder="user keys, comma-separated" onChange=${(e) => change(i, e.target.value)} /></label>`)}
+    ${other.length > 0 && html`<p class="hint">${other.map((t) => `${t.contextKind}: ${t.values.join(', ')} get ${label(flag, t.variation)}`).join('; ')} (other context kinds: edit through the API)</p>`}
+  </div>`;
+}
+
+const move = (list, from, to) => {
+  const out = list.slice();
+  out.splice(to, 0, out.splice(from, 1)[0]);
+  return out;
+};
+const rolloutText = (flag, r) => `${r.kind === 'experiment' ? 'an experiment: ' : 'a rollout: '}${r.variations.map((w) => `${w.weight / 1000}% ${JSON.stringify(flag.variations[w.variation])}`).join(', ')}`;
 
 export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }) {
   const [draft, setDraft] = useState(saved);
   const [segments, setSegments] = useState([]);
-  const [comment, setComment] = useState('');
-  const [reviewing, setReviewing] = useState(false);
   const [error, setError] = useState('');
-  useEffect(() => { setDraft(saved); setReviewing(false); }, [saved]);
+  const [said, setSaid] = useState('');
+  // The version the edit started from: saving expects it (If-Match), so a change made
+  // elsewhere meanwhile is refused rather than undone; without an edit, theirs just shows.
+  const [base, setBase] = useState(saved);
+  useEffect(() => {
+    if (diff(base, draft).length === 0 || saved.version === base.version) {
+      setBase(saved);
+      setDraft(saved);
+    }
+  }, [saved]);
+  const stale = saved.version !== base.version;
   useEffect(() => { get(`${envPath(project, env)}/segments`).then((r) => setSegments((r.items || []).map((s) => s.key))).catch(() => {}); }, [project, env]);
   const ft = draft.fallthrough || {};
   const rollout = !!ft.rollout;
   const weights = rollout ? draft.variations.map((_, i) => (ft.rollout.variations.find((w) => w.variation === i) || { weight: 0 }).weight) : null;
-  const set = (patch) => { setDraft({ ...draft, ...patch }); setReviewing(false); };
-  const changes = diff(saved, draft);
-  const save = async () => {
+  const set = (patch) => { setDraft({ ...draft, ...patch }); setSaid(''); };
+  const changes = diff(base, draft);
+  const show = (flag) => { setBase(flag); setDraft(flag); onSaved(flag); };
+  const save = async (comment) => {
     setError('');
     try {
-      const body = { rules: draft.rules, fallthrough: draft.fallthrough };
-      const r = await call('PATCH', `${envPath(project, env)}/flags/${enc(saved.key)}?comment=${enc(comment)}`, body, { 'If-Match': `"${saved.version}"` });
-      setComment('');
-      onSaved(r.json);
+      const body = { rules: draft.rules, fallthrough: draft.fallthrough, targets: draft.targets || [] };
+      const r = await call('PATCH', `${envPath(project, env)}/flags/${enc(saved.key)}?comment=${enc(comment)}`, body, { 'If-Match': `"${base.version}"` });
+      show(r.json);
     } catch (e) {
       if (e.status === 412) {
         setError('Someone changed this flag since you opened it: their version is shown now; make your change again.');
-        onSaved(await get(`${envPath(project, env)}/flags/${enc(saved.key)}`));
+        show(await get(`${envPath(project, env)}/flags/${enc(saved.key)}`));
       } else {
         setError(e.field ? `${e.field}: ${e.message}` : e.message);
       }
+      return false;
     }
   };
   return html`<section class="targeting" aria-labelledby="targeting-title">
     <h2 id="targeting-title">Targeting in ${env}</h2>
+    <h3>Individual targets</h3>
+    <${Targets} flag=${draft} readOnly=${readOnly} onChange=${(targets) => set({ targets })} />
     <h3>Rules</h3>
+    <p class="hint">Tried in order after the individual targets; the first that matches decides.</p>
     ${(draft.rules || []).length === 0 ? html`<p>No rules.</p>` : html`<ol class="rules">${draft.rules.map((r, i) => html`<li>
-      If ${r.clauses.map(describe).join(' and ')} → serve ${r.rollout ? 'a rollout' : label(draft, r.variation)}
-      ${!readOnly && html`<button class="quiet" aria-label=${`delete rule ${i + 1}`} onClick=${() => set({ rules: draft.rules.filter((_, j) => j !== i) })}>Delete</button>`}
+      If ${r.clauses.map(describe).join(' and ')} → serve ${r.rollout ? rolloutText(draft, r.rollout) : label(draft, r.variation)}
+      ${!readOnly && html`<span class="rule-actions">
+        <button class="quiet" aria-label=${`move rule ${i + 1} up`} disabled=${i === 0} onClick=${() => set({ rules: move(draft.rules, i, i - 1) })}>↑</button>
+        <button class="quiet" aria-label=${`move rule ${i + 1} down`} disabled=${i === draft.rules.length - 1} onClick=${() => set({ rules: move(draft.rules, i, i + 1) })}>↓</button>
+        <button class="quiet" aria-label=${`delete rule ${i + 1}`} onClick=${() => set({ rules: draft.rules.filter((_, j) => j !== i) })}>Delete</button></span>`}
     </li>`)}</ol>`}
     ${!readOnly && html`<${NewRule} flag=${draft} segments=${segments} onAdd=${(r) => set({ rules: [...(draft.rules || []), r] })} />`}
     <h3>Everyone else</h3>
@@ -114,14 +134,9 @@ export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }
       : html`<label>Serve <select value=${ft.variation ?? 0} disabled=${readOnly} onChange=${(e) => set({ fallthrough: { variation: Number(e.target.value) } })}>
           ${draft.variations.map((_, i) => html`<option value=${i}>${label(draft, i)}</option>`)}</select></label>`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
-    ${!readOnly && changes.length > 0 && html`<div class="review">
-      ${!reviewing && html`<button onClick=${() => setReviewing(true)}>Review ${changes.length} ${changes.length === 1 ? 'change' : 'changes'}…</button>`}
-      ${reviewing && html`<div role="group" aria-label="Review the change">
-        <table class="diff"><thead><tr><th scope="col">field</th><th scope="col">now</th><th scope="col">after saving</th></tr></thead>
-          <tbody>${changes.map((c) => html`<tr><th scope="row"><code>${c.path}</code></th><td><code>${JSON.stringify(c.before) ?? '—'}</code></td><td><code>${JSON.stringify(c.after) ?? '—'}</code></td></tr>`)}</tbody></table>
-        <label>Comment <input value=${comment} onInput=${(e) => setComment(e.target.value)} placeholder="why (kept in history)" /></label>
-        <button onClick=${save}>Save</button> <button class="quiet" onClick=${() => { setDraft(saved); setReviewing(false); }}>Discard</button>
-      </div>`}
-    </div>`}
+    ${stale && html`<p class="warning" role="alert">Someone changed this flag while you were editing (now version ${saved.version}): saving will be refused; discard to see their version.</p>`}
+    ${!readOnly && html`<${Review} key=${base.version} changes=${changes} onSave=${save} onDiscard=${() => { setBase(saved); setDraft(saved); }}
+      extra=${(comment) => html`<${ScheduleButton} project=${project} env=${env} flag=${draft} comment=${comment} onScheduled=${(text) => { setDraft(base); setSaid(text); }} />`} />`}
+    ${said && html`<p role="status">${said}</p>`}
   </section>`;
 }

@@ -1,0 +1,26 @@
+// Before anything is saved: the change as a diff, field by field, and a comment for the
+// history (flag targeting, segments, scheduled changes use it).
+import { h } from 'preact';
+import { useState } from 'preact/hooks';
+import htm from 'htm';
+
+const html = htm.bind(h);
+
+// `actions` beyond Save: [{name, run(comment)}] (e.g. "Schedule…").
+export function Review({ changes, onSave, onDiscard, extra }) {
+  const [open, setOpen] = useState(false);
+  const [comment, setComment] = useState('');
+  if (changes.length === 0) return null;
+  const done = async (run) => { if (await run(comment) !== false) { setComment(''); setOpen(false); } };
+  return html`<div class="review">
+    ${!open && html`<button onClick=${() => setOpen(true)}>Review ${changes.length} ${changes.length === 1 ? 'change' : 'changes'}…</button>`}
+    ${open && html`<div role="group" aria-label="Review the change">
+      <table class="diff"><thead><tr><th scope="col">field</th><th scope="col">now</th><th scope="col">after saving</th></tr></thead>
+        <tbody>${changes.map((c) => html`<tr><th scope="row"><code>${c.path}</code></th><td><code>${JSON.stringify(c.before) ?? '—'}</code></td><td><code>${JSON.stringify(c.after) ?? '—'}</code></td></tr>`)}</tbody></table>
+      <label>Comment <input value=${comment} onInput=${(e) => setComment(e.target.value)} placeholder="why (kept in history)" /></label>
+      <button onClick=${() => done(onSave)}>Save</button>${' '}
+      ${extra && extra(comment)}
+      <button class="quiet" onClick=${() => { setOpen(false); onDiscard(); }}>Discard</button>
+    </div>`}
+  </div>`;
+}
