@@ -482,12 +482,23 @@ test('experiment results: the table, the charts and the conclusion; a sample-rat
   await page.context().close();
 });
 
-test('every page passes the accessibility check: history, evaluate, change requests, a release plan', async () => {
+test('every page passes the accessibility check, and fits a 390 px screen', async () => {
   const page = await signedIn({ bypassCSP: true });
   for (const [hash, heading] of [['production/history', 'History'], ['production/requests', 'Change requests'], ['staging/flags/banner', /^banner/]]) {
     await page.goto(`${base}/ui/#/p/shop/e/${hash}`);
     await page.getByRole('heading', { name: heading }).first().waitFor();
     await axe(page, hash);
+  }
+  // At a phone's width no page is wider than the screen (wide tables scroll in their own box).
+  await page.setViewportSize({ width: 390, height: 800 });
+  for (const [hash, heading] of [['production/flags', /^Flags/], ['production/flags/dark-mode', /^Dark mode/],
+    ['production/flags/new-checkout/experiment', /^Experiment on/], ['production/segments/vip', /^Segment vip/],
+    ['production/schedules', /^Scheduled changes/], ['production/history', 'History'], ['production/evaluate', 'Evaluate'],
+    ['staging/requests', 'Change requests'], ['staging/flags/banner', /^banner/]]) {
+    await page.goto(`${base}/ui/#/p/shop/e/${hash}`);
+    await page.getByRole('heading', { name: heading }).first().waitFor();
+    const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, innerWidth]);
+    assert.ok(scroll <= inner, `${hash} is ${scroll} px wide at ${inner} px`);
   }
   await page.context().close();
 });
