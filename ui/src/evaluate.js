@@ -11,7 +11,8 @@ function Clause({ c }) {
   const read = c.read === undefined ? '' : ` (read ${JSON.stringify(c.read)})`;
   return html`<li class=${c.matched ? 'hit' : 'miss'}>
     <span class="mark" aria-hidden="true">${c.matched ? '✓' : '✗'}</span>
-    ${c.negate ? 'not ' : ''}<code>${c.contextKind || 'user'}.${c.attribute || 'key'}</code> ${c.op} <code>${JSON.stringify(c.values)}</code>${read}
+    ${c.negate ? 'not ' : ''}${c.op === 'segmentMatch' ? html`in segment <code>${c.values.join(', ')}</code>`
+      : html`<code>${c.contextKind || 'user'}.${c.attribute || 'key'}</code> ${c.op} <code>${JSON.stringify(c.values)}</code>${read}`}
     <span class="sr">${c.matched ? 'matched' : 'did not match'}</span>
     ${(c.segments || []).length > 0 && html`<ul>${c.segments.map((s) => html`<li>segment <code>${s.segment}</code>: ${s.result}</li>`)}</ul>`}
   </li>`;
