@@ -8,7 +8,11 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
+#include <mutex>
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
@@ -43,9 +47,8 @@ class HttpServer::Impl {
   Impl(Api& api, Hubs& hubs, Metrics& metrics, ServerLimits limits)
       : api_(api), hubs_(hubs), metrics_(metrics), limits_(limits), acceptor_(ioc_), signals_(ioc_, SIGINT, SIGTERM),
         heartbeat_(ioc_), sweep_(ioc_), workers_(static_cast<size_t>(std::max(1, limits.worker_threads))) {
-    hubs_.SetIoPost([this](std::function<void()> fn) { net::post(ioc_, std::move(fn)); });
   }
-  ~Impl() { hubs_.SetIoPost(nullptr); }
+  ~Impl() { hubs_.WaitForFanOut(); }
 
   absl::StatusOr<int> Listen(const std::string& host, int port) {
     beast::error_code ec;
@@ -176,17 +179,47 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     });
   }
 
+  // A stream's event, from any thread (the hub's sender, the heartbeat, this session's
+  // strand). When nothing is queued or being written it goes straight to the socket from the
+  // calling thread, without a trip through the I/O threads: a fan-out to 1,000 streams then
+  // does not queue 1,000 handlers in front of the requests' responses. What the socket does
+  // not take at once (a slow client) is queued and written by the strand, in order.
   void Send(std::shared_ptr<const std::string> chunk) override {
-    net::post(stream_.get_executor(), [self = shared_from_this(), chunk = std::move(chunk)]() mutable {
-      self->Enqueue(std::move(chunk));
-    });
+    std::unique_lock<std::mutex> l(send_mu_);
+    if (send_closed_) return;
+    if (queue_.empty() && !writing_ && fd_ >= 0) {
+      ssize_t n = ::send(fd_, chunk->data(), chunk->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n == static_cast<ssize_t>(chunk->size())) return;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        l.unlock();
+        net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoClose(); });
+        return;
+      }
+      if (n > 0) chunk = std::make_shared<const std::string>(chunk->substr(static_cast<size_t>(n)));
+    }
+    if (queue_.size() >= server_.limits().stream_queue_limit) {
+      send_closed_ = true;
+      l.unlock();
+      server_.metrics().streams_dropped_slow++;
+      // The client reconnects with Last-Event-ID and catches up.
+      net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoClose(); });
+      return;
+    }
+    queue_.push_back(std::move(chunk));
+    if (writing_) return;
+    writing_ = true;
+    l.unlock();
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoWrite(); });
   }
 
   void Close(std::shared_ptr<const std::string> last) override {
-    net::post(stream_.get_executor(), [self = shared_from_this(), last = std::move(last)]() mutable {
-      if (last) self->Enqueue(std::move(last));
+    if (last) Send(std::move(last));
+    net::post(stream_.get_executor(), [self = shared_from_this()]() mutable {
       self->close_after_drain_ = true;
-      if (!self->writing_) self->DoClose();
+      std::unique_lock<std::mutex> l(self->send_mu_);
+      bool writing = self->writing_;
+      l.unlock();
+      if (!writing) self->DoClose();
     });
   }
 
@@ -363,7 +396,11 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     server_.metrics().open_streams++;
     buffer_.clear();
     buffer_.shrink_to_fit();
-    Enqueue(std::make_shared<const std::string>(
+    {
+      std::lock_guard<std::mutex> l(send_mu_);
+      fd_ = stream_.socket().native_handle();
+    }
+    Send(std::make_shared<const std::string>(
         "HTTP/1.1 200 OK\r\nServer: gonfalon\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         "Connection: keep-alive\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"));
     auto hub = server_.hubs().Get(s.project, s.environment);
@@ -384,33 +421,37 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     });
   }
 
-  void Enqueue(std::shared_ptr<const std::string> chunk) {
-    if (closed_) return;
-    if (queue_.size() >= server_.limits().stream_queue_limit) {
-      server_.metrics().streams_dropped_slow++;
-      return DoClose();  // the client reconnects with Last-Event-ID and catches up
-    }
-    queue_.push_back(std::move(chunk));
-    if (!writing_) DoWrite();
-  }
-
+  // On the strand, with writing_ set by whoever queued the first chunk (Send).
   void DoWrite() {
-    writing_ = true;
+    if (closed_) return;
     stream_.expires_after(server_.limits().write_timeout);
     // Everything queued goes in one gathered write (up to 64 chunks): a stream that fell
-    // behind catches up with one system call, not one per event.
-    size_t n = std::min<size_t>(queue_.size(), 64);
+    // behind catches up with one system call, not one per event. Chunks queued meanwhile are
+    // appended behind these (the strings themselves never move).
+    std::vector<std::shared_ptr<const std::string>> chunks;
+    {
+      std::lock_guard<std::mutex> l(send_mu_);
+      size_t n = std::min<size_t>(queue_.size(), 64);
+      chunks.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
     std::vector<net::const_buffer> buffers;
-    buffers.reserve(n);
-    for (size_t i = 0; i < n; ++i) buffers.push_back(net::buffer(*queue_[i]));
-    net::async_write(stream_.socket(), buffers, [self = shared_from_this(), n](beast::error_code ec, std::size_t) {
-      self->writing_ = false;
+    buffers.reserve(chunks.size());
+    for (const auto& c : chunks) buffers.push_back(net::buffer(*c));
+    net::async_write(stream_.socket(), buffers, [self = shared_from_this(), chunks = std::move(chunks)](beast::error_code ec, std::size_t) {
+      std::unique_lock<std::mutex> l(self->send_mu_);
       if (ec || self->closed_) {
         self->queue_.clear();
+        self->writing_ = false;
+        l.unlock();
         return self->DoClose();
       }
-      self->queue_.erase(self->queue_.begin(), self->queue_.begin() + static_cast<std::ptrdiff_t>(n));
-      if (!self->queue_.empty()) return self->DoWrite();
+      self->queue_.erase(self->queue_.begin(), self->queue_.begin() + static_cast<std::ptrdiff_t>(chunks.size()));
+      if (!self->queue_.empty()) {
+        l.unlock();
+        return self->DoWrite();
+      }
+      self->writing_ = false;
+      l.unlock();
       self->stream_.expires_never();
       if (self->close_after_drain_) self->DoClose();
     });
@@ -425,8 +466,13 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     if (closed_) return;
     closed_ = true;
     DisarmDeadline();
-    // An in-flight write still reads the front of queue_: it is released when that write completes.
-    if (!writing_) queue_.clear();
+    {
+      // After this no thread sends to the descriptor, which closing may hand to a new connection.
+      std::lock_guard<std::mutex> l(send_mu_);
+      send_closed_ = true;
+      fd_ = -1;
+      queue_.clear();  // an in-flight write holds its own references to its chunks
+    }
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
@@ -443,13 +489,17 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   bool reading_ = false;
   bool blocking_ = false;  // the request in progress runs on the worker pool (Api::Blocking)
   bool streaming_ = false;
-  bool writing_ = false;
   bool closed_ = false;
   bool close_after_drain_ = false;
   bool linger_ = false;
   std::chrono::steady_clock::time_point started_;
   std::atomic<int64_t> deadline_ns_{std::numeric_limits<int64_t>::max()};  // steady clock
-  std::vector<std::shared_ptr<const std::string>> queue_;
+  // A stream's outgoing events (Send): what the socket did not take at once, in order.
+  std::mutex send_mu_;
+  std::vector<std::shared_ptr<const std::string>> queue_;  // REQUIRES: send_mu_
+  bool writing_ = false;      // REQUIRES: send_mu_; the strand writes (or is about to write) queue_
+  bool send_closed_ = false;  // REQUIRES: send_mu_
+  int fd_ = -1;               // REQUIRES: send_mu_; the socket, while a stream may send to it
   std::string out_;  // the response being written
   char discard_[64];
 };

@@ -139,11 +139,9 @@ class Hubs {
   void CloseRevokedStreams();
   // Sends `comment` to every stream and closes them (shutdown).
   void CloseAll(std::string_view comment);
-  // Where the streams' sends run (the server's I/O threads). A fan-out then hands its sends
-  // over in batches, each once the previous one has run there, so that a response (an admin
-  // write's acknowledgement) queued meanwhile waits behind one batch, not behind every stream.
-  // Without it (tests) all sends are handed over at once.
-  void SetIoPost(std::function<void(std::function<void()>)> post);
+  // Returns once no fan-out is in progress (the server, going away, calls it before its I/O
+  // context does).
+  void WaitForFanOut();
   // Waits until every refresh queued before the call is published: an admin write returns
   // only once its change is what evaluations see. Later refreshes are not waited for.
   void Drain();
@@ -174,9 +172,7 @@ class Hubs {
   uint64_t published_ = 0;         // the first `published_` queued refreshes are done; REQUIRES: mu_
   bool stop_ = false;              // REQUIRES: mu_
   std::vector<std::shared_ptr<EnvironmentHub>> to_send_;  // hubs with events not yet sent; REQUIRES: mu_
-  std::function<void(std::function<void()>)> io_post_;   // REQUIRES: mu_
-  // Held by the sender thread while it sends, and by SetIoPost: once SetIoPost(nullptr)
-  // returns, nothing posts to the old I/O context any more (the server is being destroyed).
+  // Held by the sender thread while it sends (WaitForFanOut).
   std::mutex sending_mu_;
   std::thread publisher_;
   std::thread sender_;

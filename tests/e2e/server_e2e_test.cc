@@ -371,6 +371,56 @@ TEST_F(ServerTest, DroppedStreamResumesWithLastEventIdAndGetsExactlyWhatItMissed
   EXPECT_EQ(put->event, "put");
 }
 
+// Large events to two streams, one read as they come and one never read: the reader gets
+// every event, in order and whole (events larger than what a socket takes at once go out
+// partly from the sender and the rest from the I/O threads); the other is dropped once its
+// queue is full, and the server keeps serving.
+TEST_F(ServerTest, ASlowStreamIsDroppedWhileAReadingStreamGetsEveryEventInOrder) {
+  MakeShop();
+  std::string big(150000, 'x');
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"big","variations":[")" + big + R"(","y"]})").status, 201);
+  SseStream reader(port(), "/sdk/v1/stream", Bearer(server_key_));
+  SseStream stalled(port(), "/sdk/v1/stream", Bearer(server_key_));
+  ASSERT_EQ(reader.status(), 200);
+  ASSERT_EQ(stalled.status(), 200);
+  auto put = reader.Next(10s);
+  ASSERT_TRUE(put.has_value());
+  int64_t next = std::stoll(put->id) + 1;
+  auto dropped = [&] {
+    auto m = Http(port(), "GET", "/metrics").body;
+    const std::string name = "\ngonfalon_streams_dropped_slow_total ";
+    auto at = m.find(name);
+    return at != std::string::npos && std::atof(m.c_str() + at + name.size()) >= 1;
+  };
+  // The stalled stream's socket buffers hold a few dozen of these; its queue 512 more.
+  int writes = 0;
+  for (; writes < 3000 && !(writes % 50 == 0 && dropped()); ++writes) {
+    ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/big",
+                    writes % 2 == 0 ? R"({"on":true})" : R"({"on":false})").status, 200);
+    // Read as we go, so that only the other stream falls behind.
+    while (auto e = reader.Next(5ms)) {
+      ASSERT_EQ(e->event, "changes");
+      ASSERT_EQ(e->id, std::to_string(next)) << "out of order or missing";
+      ASSERT_NE(e->data.find(big), std::string::npos) << "an event arrived cut";
+      ++next;
+    }
+  }
+  ASSERT_TRUE(dropped()) << "after " << writes << " writes";
+  int64_t last = J(Admin("GET", "/api/v1/projects/shop/environments/production")).Find("sequence")->as_number();
+  while (next <= last) {
+    auto e = reader.Next(10s);
+    ASSERT_TRUE(e.has_value()) << "missing event " << next;
+    ASSERT_EQ(e->id, std::to_string(next));
+    ++next;
+  }
+  // The dropped stream ends (what was in its socket, then end of stream); the server is up.
+  int events = 0;
+  while (stalled.Next(10s).has_value()) ++events;
+  EXPECT_GT(events, 0);
+  EXPECT_LT(events, writes);
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+}
+
 TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
   MakeShop();
   ASSERT_EQ(Admin("PUT", "/api/v1/projects/shop/environments/production/flags/checkout",
