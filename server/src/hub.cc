@@ -1,9 +1,5 @@
 #include "hub.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -188,10 +184,6 @@ void Hubs::PublisherLoop() {
 }
 
 void Hubs::SenderLoop() {
-  // Below the request threads in priority (nice 10, this thread alone): when the cores are
-  // busy, an admin write's commit and acknowledgement run before the streams' sends, which
-  // take the time left over (milliseconds at 1,000 streams).
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   // Each fan-out costs one send per open stream, mostly the kernel's work on the socket (about
   // 10 us each on loopback). While changes come slowly, events go out as soon as they are
   // published. Under a burst (more than busy_rate change sets a second), fan-outs draw on a
