@@ -43,7 +43,7 @@ export function FlagPage({ project, env, flag, readOnly }) {
     <ol start="0">${(f.variations || []).map((v) => html`<li><code>${JSON.stringify(v)}</code></li>`)}</ol>
     <${ExperimentLink} project=${project} env=${env} flag=${flag} />
     <${ReleasePlan} project=${project} env=${env} flag=${flag} readOnly=${readOnly} onChanged=${() => get(path).then(setF)} />
-    <${TargetingEditor} project=${project} env=${env} flag=${f} readOnly=${readOnly} onSaved=${setF} />
+    <${TargetingEditor} key=${`${env}/${f.key}`} project=${project} env=${env} flag=${f} readOnly=${readOnly} onSaved=${setF} />
     <details><summary>The flag as JSON</summary><pre class="json" tabindex="0" aria-label="The flag as JSON">${JSON.stringify(f, null, 2)}</pre></details>
   </article>`;
 }

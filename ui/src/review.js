@@ -6,7 +6,8 @@ import htm from 'htm';
 
 const html = htm.bind(h);
 
-// `actions` beyond Save: [{name, run(comment)}] (e.g. "Schedule…").
+// `onSave(comment)` returns false when it failed (the review stays open); `extra(comment)`,
+// when given, draws more actions next to Save (the flag's "Schedule").
 export function Review({ changes, onSave, onDiscard, extra }) {
   const [open, setOpen] = useState(false);
   const [comment, setComment] = useState('');

@@ -1,7 +1,8 @@
-// The targeting editor of one flag in one environment: rules built from clauses (attribute,
-// operator, values, or a segment), what everyone else gets (a variation or a percentage
-// rollout whose shares always add up to 100 %), then a diff of the change and a comment
-// before it is saved with If-Match (a 412 says someone else changed it, and shows theirs).
+// The targeting editor of one flag in one environment: individual targets, rules built from
+// clauses (clauses.js), reordered or deleted, what everyone else gets (a variation or a
+// percentage rollout whose shares always add up to 100 %), then a diff of the change and a
+// comment before it is saved with If-Match (a 412 says someone else changed it, and shows
+// theirs) or scheduled (schedules.js).
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
@@ -79,7 +80,7 @@ export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }
   // elsewhere meanwhile is refused rather than undone; without an edit, theirs just shows.
   const [base, setBase] = useState(saved);
   useEffect(() => {
-    if (diff(base, draft).length === 0 || saved.version === base.version) {
+    if (diff(base, draft).length === 0) {
       setBase(saved);
       setDraft(saved);
     }
