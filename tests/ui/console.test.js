@@ -311,6 +311,14 @@ test('create a flag, give it individual targets and a rule of two clauses, moved
   await rule.getByLabel('Negate').check();
   await rule.getByLabel('Serve', { exact: true }).selectOption('1');
   await rule.getByRole('button', { name: 'Add rule' }).click();
+  // A third rule serving a percentage rollout: even shares at first, then set by its slider.
+  await rule.getByLabel('Attribute', { exact: true }).fill('beta');
+  await rule.getByLabel('Values', { exact: true }).fill('yes');
+  await rule.getByLabel('Serve', { exact: true }).selectOption('rollout');
+  await rule.getByRole('button', { name: 'Add rule' }).click();
+  assert.strictEqual(await page.getByLabel('Rule 3 rollout: share of variation 0, percent').inputValue(), '50');
+  await page.getByLabel('Rule 3 rollout: slider for variation 1').fill('25');
+  assert.strictEqual(await page.getByLabel('Rule 3 rollout: share of variation 0, percent').inputValue(), '75');
   await page.getByRole('button', { name: 'move rule 2 up' }).click();
   const rules = page.locator('ol.rules > li');
   await rules.nth(0).filter({ hasText: /country in \["FR","DE"\] and email not endsWith \["@example.com"\] → serve 1: "dark"/ }).waitFor();
@@ -320,7 +328,8 @@ test('create a flag, give it individual targets and a rule of two clauses, moved
   await page.getByRole('heading', { name: /version 2/ }).waitFor();
   const flag = await api('GET', '/api/v1/projects/shop/environments/production/flags/dark-mode');
   assert.deepStrictEqual(flag.targets, [{ variation: 1, values: ['ada', 'bob'] }]);
-  assert.strictEqual(flag.rules.length, 2);
+  assert.strictEqual(flag.rules.length, 3);
+  assert.deepStrictEqual(flag.rules[2].rollout.variations, [{ variation: 0, weight: 75000 }, { variation: 1, weight: 25000 }]);
   assert.deepStrictEqual(flag.rules[0].clauses.map((c) => [c.attribute, c.op, c.values, !!c.negate]),
     [['country', 'in', ['FR', 'DE'], false], ['email', 'endsWith', ['@example.com'], true]]);
   assert.strictEqual(flag.rules[0].variation, 1);

@@ -31,19 +31,34 @@ export function rebalance(weights, index, value) {
   return w;
 }
 
-function Rollout({ flag, weights, onChange }) {
-  return html`<fieldset class="rollout"><legend>Percentage rollout</legend>
-    ${weights.map((w, i) => html`<label class="share">${label(flag, i)}
-      <input type="number" min="0" max="100" step="0.001" value=${w / 1000}
-        aria-label=${`share of variation ${i}, percent`} onChange=${(e) => onChange(rebalance(weights, i, Number(e.target.value) * 1000))} />%</label>`)}
+// A slider and a number per variation; `name` tells the rollouts of a page apart.
+function Rollout({ flag, weights, onChange, name = 'Percentage rollout' }) {
+  const set = (i, percent) => onChange(rebalance(weights, i, Number(percent) * 1000));
+  return html`<fieldset class="rollout"><legend>${name}</legend>
+    ${weights.map((w, i) => html`<div class="share"><span>${label(flag, i)}</span>
+      <input type="range" min="0" max="100" step="0.1" value=${w / 1000} aria-label=${`${name}: slider for variation ${i}`}
+        onInput=${(e) => set(i, e.target.value)} />
+      <span><input type="number" min="0" max="100" step="0.001" value=${w / 1000}
+        aria-label=${name === 'Percentage rollout' ? `share of variation ${i}, percent` : `${name}: share of variation ${i}, percent`}
+        onChange=${(e) => set(i, e.target.value)} />%</span></div>`)}
     <p class="sum">Total: ${weights.reduce((s, x) => s + x, 0) / 1000}%</p>
   </fieldset>`;
 }
 
+// Even shares that add up to 100 % (the remainder on the last).
+const evenly = (n) => Array.from({ length: n }, (_, i) => (i === n - 1 ? 100000 - Math.floor(100000 / n) * (n - 1) : Math.floor(100000 / n)));
+const weightsOf = (flag, rollout) => flag.variations.map((_, i) => (rollout.variations.find((w) => w.variation === i) || { weight: 0 }).weight);
+const withWeights = (rollout, w) => ({ ...rollout, variations: w.map((weight, variation) => ({ variation, weight })) });
+
 function NewRule({ flag, segments, onAdd }) {
   const [variation, setVariation] = useState(flag.variations.length > 1 ? 1 : 0);
-  return html`<${NewRuleForm} label="New rule" segments=${segments} onAdd=${(clauses) => onAdd({ clauses, variation: Number(variation) })}>
-    <label>Serve <select aria-label="Serve" value=${variation} onChange=${(e) => setVariation(e.target.value)}>${flag.variations.map((_, i) => html`<option value=${i}>${label(flag, i)}</option>`)}</select></label>
+  const serve = (clauses) => onAdd(variation === 'rollout'
+    ? { clauses, rollout: withWeights({}, evenly(flag.variations.length)) }
+    : { clauses, variation: Number(variation) });
+  return html`<${NewRuleForm} label="New rule" segments=${segments} onAdd=${serve}>
+    <label>Serve <select aria-label="Serve" value=${variation} onChange=${(e) => setVariation(e.target.value)}>
+      ${flag.variations.map((_, i) => html`<option value=${i}>${label(flag, i)}</option>`)}
+      <option value="rollout">a percentage rollout</option></select></label>
   <//>`;
 }
 
@@ -89,7 +104,7 @@ export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }
   useEffect(() => { get(`${envPath(project, env)}/segments`).then((r) => setSegments((r.items || []).map((s) => s.key))).catch(() => {}); }, [project, env]);
   const ft = draft.fallthrough || {};
   const rollout = !!ft.rollout;
-  const weights = rollout ? draft.variations.map((_, i) => (ft.rollout.variations.find((w) => w.variation === i) || { weight: 0 }).weight) : null;
+  const weights = rollout ? weightsOf(draft, ft.rollout) : null;
   const set = (patch) => { setDraft({ ...draft, ...patch }); setSaid(''); };
   const changes = diff(base, draft);
   const show = (flag) => { setBase(flag); setDraft(flag); onSaved(flag); };
@@ -117,6 +132,8 @@ export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }
     <p class="hint">Tried in order after the individual targets; the first that matches decides.</p>
     ${(draft.rules || []).length === 0 ? html`<p>No rules.</p>` : html`<ol class="rules">${draft.rules.map((r, i) => html`<li>
       If ${r.clauses.map(describe).join(' and ')} → serve ${r.rollout ? rolloutText(draft, r.rollout) : label(draft, r.variation)}
+      ${r.rollout && !readOnly && r.rollout.kind !== 'experiment' && html`<${Rollout} flag=${draft} name=${`Rule ${i + 1} rollout`} weights=${weightsOf(draft, r.rollout)}
+        onChange=${(w) => set({ rules: draft.rules.map((x, j) => (j === i ? { ...x, rollout: withWeights(x.rollout, w) } : x)) })} />`}
       ${!readOnly && html`<span class="rule-actions">
         <button class="quiet" aria-label=${`move rule ${i + 1} up`} disabled=${i === 0} onClick=${() => set({ rules: move(draft.rules, i, i - 1) })}>↑</button>
         <button class="quiet" aria-label=${`move rule ${i + 1} down`} disabled=${i === draft.rules.length - 1} onClick=${() => set({ rules: move(draft.rules, i, i + 1) })}>↓</button>
@@ -131,7 +148,7 @@ export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }
         onChange=${() => set({ fallthrough: { rollout: { variations: draft.variations.map((_, i) => ({ variation: i, weight: i === (ft.variation ?? 0) ? 100000 : 0 })) } } })} /> A percentage rollout</label>
     </div>
     ${rollout
-      ? html`<${Rollout} flag=${draft} weights=${weights} onChange=${(w) => set({ fallthrough: { rollout: { ...ft.rollout, variations: w.map((weight, variation) => ({ variation, weight })) } } })} />`
+      ? html`<${Rollout} flag=${draft} weights=${weights} onChange=${(w) => set({ fallthrough: { rollout: withWeights(ft.rollout, w) } })} />`
       : html`<label>Serve <select value=${ft.variation ?? 0} disabled=${readOnly} onChange=${(e) => set({ fallthrough: { variation: Number(e.target.value) } })}>
           ${draft.variations.map((_, i) => html`<option value=${i}>${label(draft, i)}</option>`)}</select></label>`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
