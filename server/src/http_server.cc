@@ -12,11 +12,11 @@
 
 #include <atomic>
 #include <cerrno>
-#include <mutex>
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <mutex>
 #include <thread>
 #include <unordered_set>
 
