@@ -139,8 +139,8 @@ class Hubs {
   void CloseRevokedStreams();
   // Sends `comment` to every stream and closes them (shutdown).
   void CloseAll(std::string_view comment);
-  // Returns once no fan-out is in progress (the server, going away, calls it before its I/O
-  // context does).
+  // Returns once no fan-out is in progress: the HTTP server calls it as it goes away, before
+  // its I/O context (where slow streams' writes are posted) is destroyed.
   void WaitForFanOut();
   // Waits until every refresh queued before the call is published: an admin write returns
   // only once its change is what evaluations see. Later refreshes are not waited for.
