@@ -267,6 +267,15 @@ test('a change request opened through the API is approved by another person in t
   const id = (await opened.json()).id;
   const bob = (await api('POST', '/api/v1/keys', { kind: 'admin', name: 'bob' })).secret;
   const page = await signedIn({ token: bob });
+  // A write from the console in this environment waits too: the page says so and shows the
+  // flag unchanged.
+  await page.goto(`${base}/ui/#/p/shop/e/staging/flags/checkout`);
+  await page.getByRole('heading', { name: /^New checkout/ }).waitFor();
+  const before = await api('GET', '/api/v1/projects/shop/environments/staging/flags/checkout');
+  await page.getByRole('switch').click();
+  await page.getByRole('status').filter({ hasText: /^Waiting for approval: change request \S+ \(see Change requests\)\.$/ }).waitFor();
+  assert.strictEqual(await page.getByRole('switch').getAttribute('aria-checked'), String(before.on));
+  assert.strictEqual((await api('GET', '/api/v1/projects/shop/environments/staging/flags/checkout')).on, before.on);
   await page.goto(`${base}/ui/#/p/shop/e/staging/requests`);
   const card = page.getByRole('listitem', { name: `change request ${id}` });
   await card.waitFor();

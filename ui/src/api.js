@@ -29,6 +29,11 @@ export async function call(method, path, body, headers = {}) {
   return { status: res.status, json, etag: res.headers.get('ETag') };
 }
 
+// A write to an environment that requires approvals answers 202 with the change request it
+// opened (docs/releases.md): what to tell the user, or '' when the write was applied.
+export const awaitingApproval = (r) => (r.status === 202 && r.json && r.json.id
+  ? `Waiting for approval: change request ${r.json.id} (see Change requests).` : '');
+
 export const get = (path) => call('GET', path).then((r) => r.json);
 export const enc = encodeURIComponent;
 export const envPath = (p, e) => `/api/v1/projects/${enc(p)}/environments/${enc(e)}`;

@@ -4,7 +4,7 @@
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, enc, envPath, get, watchEnvironment } from './api.js';
+import { awaitingApproval, call, enc, envPath, get, watchEnvironment } from './api.js';
 import { ExperimentLink } from './experiment.js';
 import { TargetingEditor } from './targeting.js';
 import { ReleasePlan } from './plan.js';
@@ -14,6 +14,7 @@ const html = htm.bind(h);
 export function FlagPage({ project, env, flag, readOnly }) {
   const [f, setF] = useState(null);
   const [error, setError] = useState('');
+  const [said, setSaid] = useState('');
   const path = `${envPath(project, env)}/flags/${enc(flag)}`;
   useEffect(() => {
     get(path).then(setF).catch((e) => setError(e.message));
@@ -22,8 +23,10 @@ export function FlagPage({ project, env, flag, readOnly }) {
   }, [path]);
   const toggle = async () => {
     setError('');
+    setSaid('');
     try {
       const r = await call('PATCH', path, { on: !f.on }, { 'If-Match': `"${f.version}"` });
+      if (awaitingApproval(r)) return setSaid(awaitingApproval(r));
       setF(r.json);
     } catch (e) {
       setError(e.status === 412 ? 'Someone changed this flag meanwhile; here is their version.' : e.message);
@@ -37,6 +40,7 @@ export function FlagPage({ project, env, flag, readOnly }) {
     <h1 id="flag-title">${f.name || f.key} <small>${f.key} · version ${f.version}</small></h1>
     ${f.description && html`<p>${f.description}</p>`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
+    ${said && html`<p role="status">${said}</p>`}
     <p><button class=${`switch ${f.on ? 'on' : 'off'}`} role="switch" aria-checked=${f.on ? 'true' : 'false'} disabled=${readOnly} onClick=${toggle}>
       ${f.on ? 'On' : 'Off'}</button> in ${env}</p>
     <h2>Variations</h2>

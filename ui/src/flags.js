@@ -4,7 +4,7 @@
 import { h } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, enc, envPath, get, watchEnvironment } from './api.js';
+import { awaitingApproval, call, enc, envPath, get, watchEnvironment } from './api.js';
 
 const html = htm.bind(h);
 const ROW = 44;      // px: one row
@@ -88,6 +88,7 @@ export function FlagList({ project, env, readOnly }) {
   const [query, setQuery] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState('');
+  const [said, setSaid] = useState('');
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
   const box = useRef(null);
@@ -116,8 +117,10 @@ export function FlagList({ project, env, readOnly }) {
   const toggle = async (flag) => {
     setBusy(flag.key);
     setError('');
+    setSaid('');
     try {
       const r = await call('PATCH', `${envPath(project, env)}/flags/${enc(flag.key)}`, { on: !flag.on }, { 'If-Match': `"${flag.version}"` });
+      if (awaitingApproval(r)) return setSaid(`${flag.key}: ${awaitingApproval(r)}`);
       setFlags((all) => all.map((f) => (f.key === flag.key ? summarize(r.json) : f)));
     } catch (e) {
       setError(e.status === 412 ? `Someone changed ${flag.key} meanwhile: the list shows their change now.` : e.message);
@@ -139,6 +142,7 @@ export function FlagList({ project, env, readOnly }) {
     </div>
     ${creating && html`<${NewFlag} project=${project} env=${env} onCancel=${() => setCreating(false)} />`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
+    ${said && html`<p role="status">${said}</p>`}
     <div class="list" ref=${box} role="table" aria-label="Flags" aria-rowcount=${shown.length} onScroll=${(e) => setTop(e.target.scrollTop)}>
       <div style=${`height:${shown.length * ROW}px;position:relative`} role="rowgroup">
         ${shown.slice(first, last).map((f, i) => html`<div class="row" role="row" aria-rowindex=${first + i + 1} style=${`top:${(first + i) * ROW}px`} key=${f.key}>

@@ -5,7 +5,7 @@
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, envPath, get } from './api.js';
+import { awaitingApproval, call, envPath, get } from './api.js';
 
 const html = htm.bind(h);
 const show = (v) => (v === undefined ? '—' : JSON.stringify(v));
@@ -44,8 +44,10 @@ function Restore({ project, env, record, item, readOnly, onDone }) {
   const apply = async () => {
     setError('');
     try {
-      const done = (await call('POST', `${envPath(project, env)}/restore`, body(false))).json;
+      const r = await call('POST', `${envPath(project, env)}/restore`, body(false));
+      const done = r.json;
       setPreview(null);
+      if (awaitingApproval(r)) return onDone(`${item.key}: ${awaitingApproval(r)}`);
       onDone(done.sequence ? `${item.key} restored as change set #${done.sequence}` : `${item.key} was already so`);
     } catch (e) { setError(e.message); }
   };

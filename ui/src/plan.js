@@ -3,7 +3,7 @@
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, enc, envPath, get } from './api.js';
+import { awaitingApproval, call, enc, envPath, get } from './api.js';
 
 const html = htm.bind(h);
 const ACTIONS = { active: ['pause', 'rollback', 'complete', 'abort'], paused: ['resume', 'rollback', 'complete', 'abort'], completed: ['rollback'] };
@@ -22,7 +22,9 @@ export function ReleasePlan({ project, env, flag, readOnly, onChanged }) {
   const act = async (action) => {
     setError('');
     try {
-      setPlan((await call('POST', `${path}/${action}`, { reason: 'from the console' })).json);
+      const r = await call('POST', `${path}/${action}`, { reason: 'from the console' });
+      if (awaitingApproval(r)) return setError(awaitingApproval(r));
+      setPlan(r.json);
       onChanged();
     } catch (e) { setError(e.message); }
   };

@@ -4,7 +4,7 @@
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, enc, envPath, get } from './api.js';
+import { awaitingApproval, call, enc, envPath, get } from './api.js';
 import { diff } from './history.js';
 import { describe, NewRuleForm } from './clauses.js';
 import { Review } from './review.js';
@@ -28,7 +28,8 @@ function SegmentList({ project, env, readOnly }) {
     ev.preventDefault();
     setError('');
     try {
-      await call('POST', `${envPath(project, env)}/segments`, { key: key.trim() });
+      const r = await call('POST', `${envPath(project, env)}/segments`, { key: key.trim() });
+      if (awaitingApproval(r)) return setError(awaitingApproval(r));
       location.hash = segLink(project, env, key.trim());
       setKey('');
     } catch (e) { setError(e.field ? `${e.field}: ${e.message}` : e.message); }
@@ -66,6 +67,11 @@ function SegmentEditor({ project, env, segment, readOnly }) {
     try {
       const body = { included: draft.included, excluded: draft.excluded, rules: draft.rules };
       const r = await call('PATCH', `${path}?comment=${enc(comment)}`, body, { 'If-Match': `"${saved.version}"` });
+      if (awaitingApproval(r)) {
+        show(saved);
+        setSaid(awaitingApproval(r));
+        return true;
+      }
       show(r.json);
       setSaid(`Saved: version ${r.json.version}.`);
     } catch (e) {
@@ -79,7 +85,8 @@ function SegmentEditor({ project, env, segment, readOnly }) {
   const remove = async () => {
     setError('');
     try {
-      await call('DELETE', path, undefined, { 'If-Match': `"${saved.version}"` });
+      const r = await call('DELETE', path, undefined, { 'If-Match': `"${saved.version}"` });
+      if (awaitingApproval(r)) return setSaid(awaitingApproval(r));
       location.hash = segLink(project, env);
     } catch (e) { setError(e.message); }
   };

@@ -6,7 +6,7 @@
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { call, enc, envPath, get } from './api.js';
+import { awaitingApproval, call, enc, envPath, get } from './api.js';
 import { diff } from './history.js';
 import { describe, NewRuleForm } from './clauses.js';
 import { Review } from './review.js';
@@ -113,6 +113,11 @@ export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }
     try {
       const body = { rules: draft.rules, fallthrough: draft.fallthrough, targets: draft.targets || [] };
       const r = await call('PATCH', `${envPath(project, env)}/flags/${enc(saved.key)}?comment=${enc(comment)}`, body, { 'If-Match': `"${base.version}"` });
+      if (awaitingApproval(r)) {
+        setDraft(base);
+        setSaid(awaitingApproval(r));
+        return true;
+      }
       show(r.json);
     } catch (e) {
       if (e.status === 412) {
