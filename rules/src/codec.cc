@@ -1,5 +1,6 @@
 #include "gonfalon/rules/codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -408,6 +409,37 @@ void SetIfNotEmpty(Value& v, std::string_view name, const std::string& s) {
 }
 
 }  // namespace
+
+namespace {
+// Every member name the decoders above read, at any depth (with `version`, which they leave to
+// the store, and `deleted`).
+constexpr std::string_view kMemberNames[] = {
+    "attribute", "bucketBy", "clauses", "clientSide", "clientSideAvailability", "contextKind", "contextTargets",
+    "deleted", "description", "excluded", "excludedContexts", "fallthrough", "id", "included", "includedContexts",
+    "key", "kind", "maintainer", "name", "negate", "offVariation", "on", "op", "prerequisites", "rollout",
+    "rolloutContextKind", "rules", "salt", "seed", "tags", "targets", "temporary", "trackEvents",
+    "trackEventsFallthrough", "untracked", "usingEnvironmentId", "usingMobileKey", "values", "variation",
+    "variations", "version", "weight"};
+
+absl::Status CheckMembers(const Value& v, const std::string& path, bool top) {
+  if (v.is_array()) {
+    for (size_t i = 0; i < v.as_array().size(); ++i) RETURN_IF_ERROR(CheckMembers(v.as_array()[i], StrCat(path, "[", i, "]"), false));
+    return absl::OkStatus();
+  }
+  if (!v.is_object()) return absl::OkStatus();
+  for (const auto& [name, member] : v.as_object()) {
+    std::string p = FieldPath(path, name);
+    if (std::find(std::begin(kMemberNames), std::end(kMemberNames), name) == std::end(kMemberNames)) {
+      return InvalidField(p, "unknown field (docs/data-model.md lists a flag's and a segment's fields)");
+    }
+    if (name == "values" || (top && name == "variations")) continue;  // any JSON
+    RETURN_IF_ERROR(CheckMembers(member, p, false));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status CheckKnownMembers(const Value& item) { return CheckMembers(item, "", true); }
 
 absl::StatusOr<Flag> DecodeFlag(const Value& json, DecodeOptions options) {
   Flag f;

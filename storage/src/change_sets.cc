@@ -131,6 +131,8 @@ absl::StatusOr<Value> RocksStore::PrepareUpsert(std::string_view project, const 
   if (int depth = rules::JsonDepth(data); depth > rules::kMaxItemDepth) {
     return rules::InvalidField(dpath, StrCat("nests ", depth, " levels deep; at most ", rules::kMaxItemDepth));
   }
+  // A member nobody reads is a typo: refused, not ignored (the write would change nothing).
+  if (absl::Status known = rules::CheckKnownMembers(data); !known.ok()) return rules::WithFieldPrefix(known, dpath);
   if (const Value* k = data.Find("key"); k != nullptr && !k->is_null() && !(k->is_string() && k->as_string() == it.key)) {
     return rules::InvalidField(StrCat(dpath, ".key"), StrCat(rules::ToJson(*k), " does not match the item key \"", it.key, "\""));
   }

@@ -1,11 +1,14 @@
 #include "records.h"
 
+#include <algorithm>
 #include <charconv>
+#include <initializer_list>
 
 #include <cstdio>
 
 #include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/json_fields.h"
+#include "gonfalon/rules/status_macros.h"
 #include "gonfalon/rules/codec.h"
 
 namespace gonfalon::storage {
@@ -105,8 +108,28 @@ Value FlagMetaToJson(const FlagMeta& m) {
   return v;
 }
 
+namespace {
+// A member of a project-level flag that nobody reads is a typo ("nam"): refused, not ignored.
+absl::Status OnlyMembers(const Value& json, const std::string& path, std::initializer_list<std::string_view> names) {
+  for (const auto& [name, member] : json.as_object()) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      return rules::InvalidField(rules::FieldPath(path, name), "unknown field (docs/api.md lists a flag's project-level fields)");
+    }
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
 absl::StatusOr<FlagMeta> FlagMetaFromJson(const Value& json) {
   if (!json.is_object()) return NotObject("(root)");
+  RETURN_IF_ERROR(OnlyMembers(json, "", {"key", "name", "description", "tags", "temporary", "maintainer", "archived", "version",
+                                         "createdMs", "variations", "clientSideAvailability", "defaults"}));
+  if (const Value* csa = json.Find("clientSideAvailability"); csa != nullptr && csa->is_object()) {
+    RETURN_IF_ERROR(OnlyMembers(*csa, "clientSideAvailability", {"usingMobileKey", "usingEnvironmentId"}));
+  }
+  if (const Value* d = json.Find("defaults"); d != nullptr && d->is_object()) {
+    RETURN_IF_ERROR(OnlyMembers(*d, "defaults", {"offVariation", "onVariation"}));
+  }
   FlagMeta m;
   Reader r{json, ""};
   r.String("key", m.key);

@@ -82,6 +82,35 @@ TEST_F(ServerTest, ItemsNestedDeeperThanReadersAcceptAreRefusedOnWrite) {
   EXPECT_OK(ParseJson(put->data));
 }
 
+// A typo in a write used to be ignored: 200, and nothing changed. Now a 400 names it and
+// nothing is written.
+TEST_F(ServerTest, UnknownFieldsInItemWritesAreRefusedByName) {
+  MakeShop();
+  auto field = [&](const HttpResponse& r) {
+    EXPECT_EQ(r.status, 400) << r.body;
+    Value body = J(r);
+    const Value* e = body.Find("error");
+    return e != nullptr && e->Find("field") != nullptr ? e->Find("field")->as_string() : std::string("(none)");
+  };
+  const std::string flag = "/api/v1/projects/shop/environments/production/flags/checkout";
+  int64_t version = J(Admin("GET", flag)).Find("version")->as_number();
+  EXPECT_EQ(field(Admin("PATCH", flag, R"({"onn":true})")), "onn");
+  EXPECT_EQ(field(Admin("PATCH", flag, R"({"rules":[{"variation":1,"clauses":[{"atribute":"email","op":"in","values":["a"]}]}]})")),
+            "rules[0].clauses[0].atribute");
+  EXPECT_EQ(J(Admin("GET", flag)).Find("version")->as_number(), version);
+  EXPECT_EQ(field(Admin("POST", "/api/v1/projects/shop/environments/production/segments", R"({"key":"beta","inclued":["a"]})")), "inclued");
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/production/segments/beta").status, 404);
+  EXPECT_EQ(field(Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"dark","variations":[false,true],"colour":"red"})")), "colour");
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/flags/dark").status, 404);
+  EXPECT_EQ(field(Admin("PATCH", "/api/v1/projects/shop/flags/checkout", R"({"nam":"Checkout"})")), "nam");
+  EXPECT_EQ(field(Admin("POST", "/api/v1/projects/shop/environments/production/changesets",
+                        R"({"items":[{"kind":"flag","key":"checkout","data":{"on":true,"trackEvent":true}}]})")),
+            "items[0].data.trackEvent");
+  // What a read gives back is accepted as it is (PUT of a GET).
+  auto current = Admin("GET", flag);
+  EXPECT_EQ(Admin("PUT", flag, current.body).status, 200);
+}
+
 // Defect 4: streams opened with a revoked key kept receiving flag data.
 TEST_F(ServerTest, RevokingAKeyClosesItsSdkAndOfrepStreams) {
   MakeShop();

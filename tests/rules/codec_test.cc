@@ -1,5 +1,6 @@
 #include "status_testing.h"
 #include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/field_error.h"
 
 #include <gtest/gtest.h>
 
@@ -79,6 +80,34 @@ TEST(CodecTest, FlagRoundTripsEveryField) {
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_TRUE(*decoded == f);
   EXPECT_EQ(ToJson(EncodeFlag(*decoded)), ToJson(encoded));
+}
+
+TEST(CodecTest, CheckKnownMembersNamesTheFirstUnknownMemberAtAnyDepth) {
+  Flag f;
+  f.key = "checkout";
+  f.variations = {Value(Object{{"anything", Value(1)}}), Value("b")};
+  Clause c;
+  c.attribute = "email";
+  c.op = Op::kIn;
+  c.op_name = "in";
+  c.values = {Value(Object{{"any", Value("json")}})};
+  f.rules = {{"r1", {c}, {1, std::nullopt}, false}};
+  f.fallthrough.rollout = Rollout{RolloutKind::kRollout, std::nullopt, std::nullopt, std::nullopt, {{0, 50000, false}, {1, 50000, false}}};
+  // Everything the encoder writes is known, whatever the variations and values hold.
+  EXPECT_TRUE(CheckKnownMembers(EncodeFlag(f)).ok());
+  Segment s;
+  s.key = "beta";
+  s.included = {"a"};
+  EXPECT_TRUE(CheckKnownMembers(EncodeSegment(s)).ok());
+  auto field_of = [](std::string_view json) {
+    absl::Status st = CheckKnownMembers(ParseJson(json).value());
+    return st.ok() ? std::string("ok") : ErrorField(st);
+  };
+  EXPECT_EQ(field_of(R"({"onn":true})"), "onn");
+  EXPECT_EQ(field_of(R"({"key":"s","inclued":["a"]})"), "inclued");
+  EXPECT_EQ(field_of(R"({"rules":[{"clauses":[{"atribute":"email","op":"in","values":["x"]}]}]})"), "rules[0].clauses[0].atribute");
+  EXPECT_EQ(field_of(R"({"fallthrough":{"rollout":{"variations":[{"variation":0,"wieght":1}]}}})"), "fallthrough.rollout.variations[0].wieght");
+  EXPECT_EQ(field_of(R"({"variations":[{"free":1}],"rules":[{"clauses":[{"values":[{"free":2}]}]}]})"), "ok");
 }
 
 TEST(CodecTest, SegmentRoundTripsEveryField) {

@@ -31,11 +31,11 @@ class SdkExperimentTest : public ::testing::Test {
     ASSERT_GT(server_->port(), 0) << server_->output();
     Admin("POST", "/api/v1/projects", R"({"key":"shop","environments":["production"]})");
     Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"checkout","variations":["classic","one-page"]})");
-    Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"banner","variations":[false,true],"trackEvents":true})");
+    Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"banner","variations":[false,true]})");
     Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/checkout",
           R"({"on":true,"fallthrough":{"variation":null,"rollout":{"kind":"experiment","seed":11,
               "variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}}})");
-    Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/banner", R"({"on":true,"fallthrough":{"variation":1}})");
+    Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/banner", R"({"on":true,"fallthrough":{"variation":1},"trackEvents":true})");
     Admin("PUT", "/api/v1/projects/shop/metrics/buy", R"({"eventKey":"purchase","kind":"conversion"})");
     Admin("PUT", "/api/v1/projects/shop/metrics/failures", R"({"eventKey":"error.checkout","kind":"conversion","successCriteria":"lower"})");
     Admin("PUT", "/api/v1/projects/shop/metrics/basket", R"({"eventKey":"purchase","kind":"mean"})");

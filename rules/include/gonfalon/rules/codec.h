@@ -31,6 +31,13 @@ struct DecodeOptions {
   bool strict = false;
 };
 
+// For data entered by people: every member of a flag's or segment's JSON, at any depth, is one
+// the codec knows (the variations' values and the clauses' values, which may be any JSON, are
+// not looked into). A typo ("onn", "inclued", "atribute") would otherwise be ignored and the
+// write change nothing. InvalidArgument naming the first unknown member, e.g.
+//   rules[0].clauses[0].atribute: unknown field (docs/data-model.md lists a flag's fields)
+absl::Status CheckKnownMembers(const Value& item);
+
 absl::StatusOr<Flag> DecodeFlag(const Value& json, DecodeOptions options = {});
 absl::StatusOr<Segment> DecodeSegment(const Value& json, DecodeOptions options = {});
 // {"flags":{key: flag}, "segments":{key: segment}, "sequence"?: n}; either map may be absent.
