@@ -6,8 +6,10 @@
 #include <vector>
 
 #include "alloc_counter.h"
+#include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/evaluator.h"
+#include "gonfalon/rules/snapshot.h"
 
 namespace gonfalon::rules {
 namespace {
@@ -171,6 +173,24 @@ void BM_AllFlags10k(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(count));
 }
 BENCHMARK(BM_AllFlags10k)->Unit(benchmark::kMicrosecond);
+
+// A change costs what it changes (issue 10): the next snapshot from one small change set
+// (one flag switched off) over environments of 100, 10,000 and 100,000 flags. Each iteration
+// applies it to the same base snapshot, as the hub applies each change set to the last one.
+void BM_ApplyOneFlagChange(benchmark::State& state) {
+  auto base = Snapshot::Build(MakeEnvironment(static_cast<int>(state.range(0))));
+  Value changed = BoolFlag("flag-0");
+  changed.Set("on", Value(false));
+  ChangeSetEvent event;
+  event.sequence = base->sequence() + 1;
+  event.items.push_back({ChangedKind::kFlag, "flag-0", 2, changed});
+  for (auto _ : state) {
+    auto next = base->Apply(event);
+    benchmark::DoNotOptimize(next);
+  }
+  state.SetComplexityN(state.range(0));
+}
+BENCHMARK(BM_ApplyOneFlagChange)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond)->Complexity();
 
 // Loading: decode a 10k-flag payload from JSON text and compile its snapshot.
 void BM_ParseAndCompile10kFlags(benchmark::State& state) {
