@@ -102,7 +102,7 @@ void AddProjectRoutes(Router& router, Services& s) {
     return WithETag(Json(200, storage::EnvironmentToJson(e)), e.version);
   });
 
-  router.Add("PATCH", "/api/v1/projects/{p}/environments/{e}", Access::kAdmin, [&store](const Call& c) {
+  router.Add("PATCH", "/api/v1/projects/{p}/environments/{e}", Access::kAdmin, [&store, &s](const Call& c) {
     TRY_ASSIGN(std::optional<int64_t> if_match, IfMatch(c.req));
     TRY_ASSIGN(storage::Environment e, store.GetEnvironment(c.Param("p"), c.Param("e")));
     TRY_ASSIGN(Value body, ObjectBody(c.req));
@@ -130,6 +130,10 @@ void AddProjectRoutes(Router& router, Services& s) {
       if (self) e.allow_self_approval = self->as_bool();
     }
     auto updated = store.UpdateEnvironment(c.Param("p"), e, if_match.value_or(0), ActorOf(*c.key));
+    if (storage::IsApprovalRequired(updated.status())) {
+      return OpenChangeRequestResponse(s, c, {.kind = storage::RequestKind::kApprovalSettings,
+                                              .settings = storage::ChangeRequest::Settings{e.required_approvals, e.allow_self_approval}});
+    }
     if (!updated.ok()) return ErrorResponse(updated.status(), true);
     return WithETag(Json(200, storage::EnvironmentToJson(*updated)), updated->version);
   });

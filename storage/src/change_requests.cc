@@ -29,6 +29,8 @@ std::string_view RequestKindName(RequestKind k) {
       return "schedule";
     case RequestKind::kReleasePlan:
       return "releasePlan";
+    case RequestKind::kApprovalSettings:
+      return "approvalSettings";
   }
   return "changes";
 }
@@ -87,6 +89,10 @@ rules::Value ChangeRequestToJson(const ChangeRequest& r) {
   if (r.kind == RequestKind::kChanges) out.Set("items", internal::ItemChangesToJson(r.items));
   if (r.schedule.has_value()) out.Set("schedule", ScheduledChangeToJson(*r.schedule));
   if (r.plan.has_value()) out.Set("plan", ReleasePlanToJson(*r.plan));
+  if (r.settings.has_value()) {
+    out.Set("approvalSettings", Value(Object{{"requiredApprovals", Value(static_cast<int64_t>(r.settings->required_approvals))},
+                                             {"allowSelfApproval", Value(r.settings->allow_self_approval)}}));
+  }
   if (!r.reason.empty()) out.Set("reason", Value(r.reason));
   if (r.sequence != 0) out.Set("sequence", Value(r.sequence));
   if (!r.result_id.empty()) out.Set("resultId", Value(r.result_id));
@@ -129,8 +135,16 @@ absl::StatusOr<ChangeRequest> RequestFromJson(const Value& v) {
   RETURN_IF_ERROR(rules::GetString(v, "resultId", "", r.result_id));
   r.required_approvals = static_cast<int>(required);
   bool known = false;
-  for (RequestKind k : {RequestKind::kChanges, RequestKind::kSchedule, RequestKind::kReleasePlan}) {
+  for (RequestKind k : {RequestKind::kChanges, RequestKind::kSchedule, RequestKind::kReleasePlan, RequestKind::kApprovalSettings}) {
     if (kind == RequestKindName(k)) r.kind = k, known = true;
+  }
+  if (const Value* a = v.Find("approvalSettings"); a != nullptr && a->is_object()) {
+    ChangeRequest::Settings settings;
+    int64_t count = 0;
+    RETURN_IF_ERROR(rules::GetInt64(*a, "requiredApprovals", "approvalSettings", count));
+    RETURN_IF_ERROR(rules::GetBool(*a, "allowSelfApproval", "approvalSettings", settings.allow_self_approval));
+    settings.required_approvals = static_cast<int>(count);
+    r.settings = settings;
   }
   std::optional<RequestStatus> parsed = ParseRequestStatus(status);
   if (!known || !parsed.has_value()) return rules::InvalidField("kind", StrCat("unknown kind or status \"", kind, "\"/\"", status, "\""));
@@ -212,6 +226,9 @@ absl::StatusOr<ChangeRequest> RocksStore::OpenChangeRequest(const ChangeRequest&
       r.plan->project = r.project;
       r.plan->environment = r.environment;
       RETURN_IF_ERROR(CheckReleasePlan(*r.plan));
+      break;
+    case RequestKind::kApprovalSettings:
+      if (!r.settings.has_value()) return absl::InvalidArgumentError("an approval settings request needs the settings");
       break;
   }
   ASSIGN_OR_RETURN(std::string hex, RandomHex(6));
@@ -297,6 +314,16 @@ absl::StatusOr<ChangeRequest> RocksStore::ApplyApproved(ChangeRequest r) {
       absl::StatusOr<ReleasePlan> started = StartReleasePlan(*r.plan, as);
       if (started.ok()) r.result_id = started->id;
       outcome = started.status();
+      break;
+    }
+    case RequestKind::kApprovalSettings: {
+      absl::StatusOr<Environment> env = GetEnvironment(r.project, r.environment);
+      if (env.ok()) {
+        env->required_approvals = r.settings->required_approvals;
+        env->allow_self_approval = r.settings->allow_self_approval;
+        env = UpdateEnvironment(r.project, *env, 0, as);
+      }
+      outcome = env.status();
       break;
     }
   }

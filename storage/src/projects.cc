@@ -169,6 +169,11 @@ absl::StatusOr<Environment> RocksStore::UpdateEnvironment(std::string_view proje
   if (expect_version != 0 && expect_version != env.record.version) {
     return VersionConflict(StrCat("environment \"", in.key, "\""), env.record.version, expect_version);
   }
+  // Fewer approvals, or self-approval allowed, is itself approved by the approvals it
+  // weakens (otherwise one person could lift the requirement and then write alone).
+  bool weakens = in.required_approvals < env.record.required_approvals ||
+                 (in.allow_self_approval && !env.record.allow_self_approval);
+  if (weakens && env.record.required_approvals > 0 && !actor.approved) return internal::ApprovalRequired(env.record);
   if (!in.name.empty()) env.record.name = in.name;
   env.record.required_approvals = in.required_approvals;
   env.record.allow_self_approval = in.allow_self_approval;

@@ -155,6 +155,16 @@ TEST_F(ChangeRequestsE2eTest, ApprovalSettingsAreCheckedAndAnExplicitApplyIsPoss
   ASSERT_EQ(applied.status, 200) << applied.body;
   EXPECT_EQ(J(applied).Find("status")->as_string(), "applied");
   EXPECT_TRUE(CheckoutOn());
+  // Lifting the requirement waits for the two approvals it lifts; raising it does not wait.
+  auto lift = As(ada_, "PATCH", kEnv, R"({"approvals":{"requiredApprovals":0}})");
+  ASSERT_EQ(lift.status, 202) << lift.body;
+  EXPECT_EQ(J(lift).Find("kind")->as_string(), "approvalSettings");
+  EXPECT_EQ(J(lift).Find("approvalSettings")->Find("requiredApprovals")->as_number(), 0);
+  EXPECT_EQ(J(Admin("GET", kEnv)).Find("approvals")->Find("requiredApprovals")->as_number(), 2);
+  EXPECT_EQ(J(As(bob_, "POST", RequestPath(lift) + "/approve")).Find("status")->as_string(), "pending");
+  EXPECT_EQ(J(As(carol, "POST", RequestPath(lift) + "/approve")).Find("status")->as_string(), "applied");
+  EXPECT_EQ(J(Admin("GET", kEnv)).Find("approvals")->Find("requiredApprovals")->as_number(), 0);
+  EXPECT_EQ(Admin("PATCH", kEnv, R"({"approvals":{"requiredApprovals":1}})").status, 200);
 }
 
 }  // namespace

@@ -101,6 +101,40 @@ TEST_F(ChangeRequestsTest, ARequestAppliesAsItsAuthorsOnceAnotherPersonApproves)
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Lifting the requirement would let one person write alone: fewer approvals, or
+// self-approval allowed, waits for the approvals it weakens; more approvals apply at once.
+TEST_F(ChangeRequestsTest, WeakeningTheApprovalSettingsIsItselfApproved) {
+  ASSERT_OK_AND_ASSIGN(Environment env, store_->GetEnvironment("shop", "production"));
+  Environment lower = env;
+  lower.required_approvals = 0;
+  EXPECT_TRUE(IsApprovalRequired(store_->UpdateEnvironment("shop", lower, 0, ada_).status()));
+  Environment self = env;
+  self.allow_self_approval = true;
+  EXPECT_TRUE(IsApprovalRequired(store_->UpdateEnvironment("shop", self, 0, ada_).status()));
+  Environment more = env;
+  more.required_approvals = 2;
+  ASSERT_OK(store_->UpdateEnvironment("shop", more, 0, ada_).status());
+  ChangeRequest r;
+  r.project = "shop";
+  r.environment = "production";
+  r.kind = RequestKind::kApprovalSettings;
+  r.settings = ChangeRequest::Settings{0, false};
+  ASSERT_OK_AND_ASSIGN(r, store_->OpenChangeRequest(r, ada_));
+  EXPECT_EQ(r.required_approvals, 2);
+  ASSERT_OK_AND_ASSIGN(r, store_->ReviewChangeRequest("shop", "production", r.id, Review::kApprove, bob_, ""));
+  EXPECT_EQ(r.status, RequestStatus::kPending);  // 1 of 2
+  ASSERT_OK_AND_ASSIGN(r, store_->ReviewChangeRequest("shop", "production", r.id, Review::kApprove, Actor{"key:c (carol)", "carol"}, ""));
+  EXPECT_EQ(r.status, RequestStatus::kApplied) << r.reason;
+  ASSERT_OK_AND_ASSIGN(env, store_->GetEnvironment("shop", "production"));
+  EXPECT_EQ(env.required_approvals, 0);
+  // Stored and read back with its settings.
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(ChangeRequest stored, store_->GetChangeRequest("shop", "production", r.id));
+  EXPECT_EQ(stored.kind, RequestKind::kApprovalSettings);
+  ASSERT_TRUE(stored.settings.has_value());
+  EXPECT_EQ(stored.settings->required_approvals, 0);
+}
+
 TEST_F(ChangeRequestsTest, AnItemThatMovedSinceFailsTheRequestWithTheReason) {
   ASSERT_OK_AND_ASSIGN(ChangeRequest first, store_->OpenChangeRequest(TurnOn(), ada_));
   ChangeRequest other = TurnOn();

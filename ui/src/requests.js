@@ -10,6 +10,10 @@ const html = htm.bind(h);
 function What({ r }) {
   if (r.kind === 'schedule') return html`<p>Schedule ${(r.schedule.items || []).length} items for ${r.schedule.executeAt}</p>`;
   if (r.kind === 'releasePlan') return html`<p>Start a release plan on <code>${r.plan.flag}</code></p>`;
+  if (r.kind === 'approvalSettings') {
+    const a = r.approvalSettings;
+    return html`<p>Change this environment's approvals to ${a.requiredApprovals} ${a.requiredApprovals === 1 ? 'approval' : 'approvals'}${a.allowSelfApproval ? ', self-approval allowed' : ''}</p>`;
+  }
   return html`<ul>${(r.items || []).map((i) => html`<li>${i.delete ? 'delete' : 'write'} ${i.kind} <code>${i.key}</code>
     <details><summary>as it would be</summary><pre class="json">${JSON.stringify(i.data, null, 2)}</pre></details></li>`)}</ul>`;
 }

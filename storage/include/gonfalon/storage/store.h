@@ -316,8 +316,9 @@ bool IsApprovalRequired(const absl::Status& s);
 // environment that requires approvals, waiting for them. It holds a change set, a scheduled
 // change or a release plan, with the versions of the items it changes expected as they were
 // when it was opened: if one moved since, applying it fails, visibly.
-enum class RequestKind : uint8_t { kChanges, kSchedule, kReleasePlan };
-std::string_view RequestKindName(RequestKind k);  // "changes", "schedule", "releasePlan"
+enum class RequestKind : uint8_t { kChanges, kSchedule, kReleasePlan, kApprovalSettings };
+// "changes", "schedule", "releasePlan", "approvalSettings"
+std::string_view RequestKindName(RequestKind k);
 enum class RequestStatus : uint8_t { kPending, kApproved, kApplied, kDeclined, kFailed };
 std::string_view RequestStatusName(RequestStatus s);  // "pending", "approved", "applied", "declined", "failed"
 std::optional<RequestStatus> ParseRequestStatus(std::string_view name);
@@ -339,6 +340,13 @@ struct ChangeRequest {
   std::vector<ItemChange> items;            // kChanges: the change set's items
   std::optional<ScheduledChange> schedule;  // kSchedule: what to schedule
   std::optional<ReleasePlan> plan;          // kReleasePlan: the plan to start
+  // kApprovalSettings: the environment's settings asked for (fewer approvals, or self-approval
+  // allowed: a weakening waits for the approvals it weakens).
+  struct Settings {
+    int required_approvals = 0;
+    bool allow_self_approval = false;
+  };
+  std::optional<Settings> settings;
   std::string comment;
   bool auto_apply = true;  // applied as soon as approved; else by ApplyChangeRequest
   std::string created_by;  // the actor id of who opened it: the actor of what it applies
