@@ -4,6 +4,7 @@
 import { h } from 'preact';
 import { useState } from 'preact/hooks';
 import htm from 'htm';
+import { commaList } from './text.js';
 
 const html = htm.bind(h);
 export const OPERATORS = ['in', 'startsWith', 'endsWith', 'contains', 'matches', 'lessThan', 'lessThanOrEqual', 'greaterThan',
@@ -38,7 +39,7 @@ export function toClause(c) {
     return { contextKind: c.contextKind || 'user', attribute: '', op: c.op, values: [c.segment], negate: c.negate };
   }
   if (!c.attribute.trim()) return 'Name the attribute the clause reads.';
-  const values = c.values.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => (NUMERIC.has(c.op) ? Number(s) : s));
+  const values = commaList(c.values).map((s) => (NUMERIC.has(c.op) ? Number(s) : s));
   if (values.length === 0) return 'Give at least one value.';
   if (values.some((v) => typeof v === 'number' && !Number.isFinite(v))) return `${c.op} compares numbers: every value must be one.`;
   return { contextKind: c.contextKind || 'user', attribute: c.attribute.trim(), op: c.op, values, negate: c.negate };

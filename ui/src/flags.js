@@ -4,6 +4,7 @@
 import { h } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
+import { commaList } from './text.js';
 import { awaitingApproval, call, enc, envPath, get, watchEnvironment } from './api.js';
 
 const html = htm.bind(h);
@@ -60,7 +61,7 @@ function NewFlag({ project, env, onCancel }) {
     try {
       const body = {
         key: f.key.trim(), name: f.name.trim() || f.key.trim(), description: f.description,
-        tags: f.tags.split(',').map((t) => t.trim()).filter((t) => t !== ''), variations: parseVariations(f.type, f.variations),
+        tags: commaList(f.tags), variations: parseVariations(f.type, f.variations),
       };
       await call('POST', `/api/v1/projects/${enc(project)}/flags`, body);
       location.hash = `#/p/${enc(project)}/e/${enc(env)}/flags/${enc(body.key)}`;
@@ -68,7 +69,7 @@ function NewFlag({ project, env, onCancel }) {
       setError(e.field ? `${e.field}: ${e.message}` : e.message);
     }
   };
-  return html`<form class="new-flag" aria-label="New flag" onSubmit=${create}>
+  return html`<form class="form-card" aria-label="New flag" onSubmit=${create}>
     <label>Key <input required value=${f.key} onInput=${field('key')} /></label>
     <label>Name <input value=${f.name} onInput=${field('name')} /></label>
     <label>Description <input value=${f.description} onInput=${field('description')} /></label>

@@ -24,13 +24,18 @@ export function diff(a, b, path = '', out = []) {
   return out;
 }
 
+// diff()'s rows as a table: field, then the two sides under `headings`.
+export function DiffTable({ rows, headings, caption }) {
+  return html`<table class="diff">${caption && html`<caption class="sr">${caption}</caption>`}
+    <thead><tr><th scope="col">field</th><th scope="col">${headings[0]}</th><th scope="col">${headings[1]}</th></tr></thead>
+    <tbody>${rows.map((r) => html`<tr><th scope="row"><code>${r.path}</code></th><td><code>${show(r.before)}</code></td><td><code>${show(r.after)}</code></td></tr>`)}</tbody>
+  </table>`;
+}
+
 function Fields({ before, after }) {
   const rows = diff(before === null ? undefined : before, after === null ? undefined : after);
   if (rows.length === 0) return null;
-  return html`<table class="diff"><caption class="sr">Fields before and after</caption>
-    <thead><tr><th scope="col">field</th><th scope="col">before</th><th scope="col">after</th></tr></thead>
-    <tbody>${rows.map((r) => html`<tr><th scope="row"><code>${r.path}</code></th><td><code>${show(r.before)}</code></td><td><code>${show(r.after)}</code></td></tr>`)}</tbody>
-  </table>`;
+  return html`<${DiffTable} rows=${rows} headings=${['before', 'after']} caption="Fields before and after" />`;
 }
 
 function Restore({ project, env, record, item, readOnly, onDone }) {

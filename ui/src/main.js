@@ -4,6 +4,7 @@
 import { h, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
+import { commaList } from './text.js';
 import { ApiError, call, get, signIn, signOut, token } from './api.js';
 import { FlagList } from './flags.js';
 import { FlagPage } from './flag.js';
@@ -68,13 +69,13 @@ function NewProject() {
     ev.preventDefault();
     setError('');
     try {
-      const envs = environments.split(',').map((e) => e.trim()).filter((e) => e !== '');
+      const envs = commaList(environments);
       await call('POST', '/api/v1/projects', { key: key.trim(), environments: envs });
       location.hash = link(key.trim(), envs[0] || 'production');
       location.reload();
     } catch (e) { setError(e.field ? `${e.field}: ${e.message}` : e.message); }
   };
-  return html`<form class="new-flag" aria-label="New project" onSubmit=${create}>
+  return html`<form class="form-card" aria-label="New project" onSubmit=${create}>
     <h1>No project yet</h1>
     <label>Project key <input required value=${key} onInput=${(e) => setKey(e.target.value)} /></label>
     <label>Environments <input value=${environments} onInput=${(e) => setEnvironments(e.target.value)} /></label>

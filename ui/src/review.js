@@ -3,6 +3,7 @@
 import { h } from 'preact';
 import { useState } from 'preact/hooks';
 import htm from 'htm';
+import { DiffTable } from './history.js';
 
 const html = htm.bind(h);
 
@@ -16,8 +17,7 @@ export function Review({ changes, onSave, onDiscard, extra }) {
   return html`<div class="review">
     ${!open && html`<button onClick=${() => setOpen(true)}>Review ${changes.length} ${changes.length === 1 ? 'change' : 'changes'}…</button>`}
     ${open && html`<div role="group" aria-label="Review the change">
-      <table class="diff"><thead><tr><th scope="col">field</th><th scope="col">now</th><th scope="col">after saving</th></tr></thead>
-        <tbody>${changes.map((c) => html`<tr><th scope="row"><code>${c.path}</code></th><td><code>${JSON.stringify(c.before) ?? '—'}</code></td><td><code>${JSON.stringify(c.after) ?? '—'}</code></td></tr>`)}</tbody></table>
+      <${DiffTable} rows=${changes} headings=${['now', 'after saving']} />
       <label>Comment <input value=${comment} onInput=${(e) => setComment(e.target.value)} placeholder="why (kept in history)" /></label>
       <button onClick=${() => done(onSave)}>Save</button>${' '}
       ${extra && extra(comment)}

@@ -11,6 +11,7 @@ import { diff } from './history.js';
 import { describe, NewRuleForm } from './clauses.js';
 import { Review } from './review.js';
 import { ScheduleButton } from './schedules.js';
+import { commaList } from './text.js';
 
 const html = htm.bind(h);
 const label = (f, i) => `${i}: ${JSON.stringify(f.variations[i])}`;
@@ -66,7 +67,7 @@ function NewRule({ flag, segments, onAdd }) {
 function Targets({ flag, readOnly, onChange }) {
   const keysOf = (i) => ((flag.targets || []).find((t) => t.variation === i) || { values: [] }).values;
   const change = (i, text) => {
-    const keys = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const keys = commaList(text);
     const others = (flag.targets || []).filter((t) => t.variation !== i);
     onChange([...others, ...(keys.length ? [{ variation: i, values: keys }] : [])].sort((a, b) => a.variation - b.variation));
   };
