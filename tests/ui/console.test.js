@@ -359,16 +359,25 @@ test('live: a change made elsewhere shows on the flag page, and an edit in progr
   assert.strictEqual(await page.getByRole('switch').getAttribute('aria-checked'), 'false');
   await api('PATCH', '/api/v1/projects/shop/environments/production/flags/dark-mode', { on: true });
   await page.getByRole('switch', { checked: true }).waitFor();  // within the 3 s look, no reload
-  await page.getByLabel('users who get variation 0').fill('carol');
-  await page.getByLabel('users who get variation 0').press('Tab');
-  await api('PATCH', '/api/v1/projects/shop/environments/production/flags/dark-mode', { offVariation: 1 });
+  // Text being typed survives a refresh that lands before it is committed (it used to be
+  // reset to the saved value by the re-render).
+  const carol = page.getByLabel('users who get variation 0');
+  await carol.fill('carol');
+  const { version } = await api('PATCH', '/api/v1/projects/shop/environments/production/flags/dark-mode', { offVariation: 1 });
+  await page.getByRole('heading', { name: new RegExp(`version ${version}`) }).waitFor();
+  assert.strictEqual(await carol.inputValue(), 'carol');
+  await carol.press('Tab');
+  await page.getByRole('button', { name: 'Review 1 change…' }).waitFor();
+  // A change elsewhere while the edit is in progress: warned, the edit kept, saving refused.
+  await api('PATCH', '/api/v1/projects/shop/environments/production/flags/dark-mode', { fallthrough: { variation: 1 } });
   await page.getByRole('alert').filter({ hasText: 'Someone changed this flag while you were editing' }).waitFor();
-  assert.strictEqual(await page.getByLabel('users who get variation 0').inputValue(), 'carol');
+  assert.strictEqual(await carol.inputValue(), 'carol');
   await page.getByRole('button', { name: /^Review/ }).click();
   await page.getByRole('group', { name: 'Review the change' }).getByRole('button', { name: 'Save' }).click();
   await page.getByRole('alert').filter({ hasText: 'Someone changed this flag since you opened it' }).waitFor();
   const flag = await api('GET', '/api/v1/projects/shop/environments/production/flags/dark-mode');
   assert.strictEqual(flag.offVariation, 1);
+  assert.deepStrictEqual(flag.fallthrough, { variation: 1 });
   assert.deepStrictEqual(flag.targets, [{ variation: 1, values: ['ada', 'bob'] }]);  // carol was not saved over their change
   await page.context().close();
 });

@@ -8,6 +8,7 @@ import { awaitingApproval, call, enc, envPath, get } from './api.js';
 import { diff } from './history.js';
 import { describe, NewRuleForm } from './clauses.js';
 import { Review } from './review.js';
+import { CommittedField } from './text.js';
 
 const html = htm.bind(h);
 const keys = (text) => [...new Set(text.split(/[\s,]+/).map((s) => s.trim()).filter((s) => s !== ''))];
@@ -60,7 +61,7 @@ function SegmentEditor({ project, env, segment, readOnly }) {
     get(`${envPath(project, env)}/segments`).then((r) => setSegments((r.items || []).map((s) => s.key).filter((k) => k !== segment))).catch(() => {});
   }, [path]);
   if (!draft) return error ? html`<p class="error" role="alert">${error}</p>` : html`<p aria-busy="true">Loading…</p>`;
-  const set = (patch) => { setDraft({ ...draft, ...patch }); setSaid(''); };
+  const set = (patch) => { setDraft((d) => ({ ...d, ...patch })); setSaid(''); };
   const changes = diff(saved, draft);
   const save = async (comment) => {
     setError('');
@@ -94,10 +95,10 @@ function SegmentEditor({ project, env, segment, readOnly }) {
     <p><a href=${segLink(project, env)}>← Segments</a></p>
     <h1 id="segment-title">Segment ${segment} <small>version ${saved.version}</small></h1>
     <p class="hint">A context is in the segment when its key is included, else not when it is excluded, else when a rule matches.</p>
-    <label class="keys">Included (user keys) <textarea rows="3" disabled=${readOnly} value=${draft.included.join(', ')}
-      onChange=${(e) => set({ included: keys(e.target.value) })} /></label>
-    <label class="keys">Excluded (user keys) <textarea rows="2" disabled=${readOnly} value=${draft.excluded.join(', ')}
-      onChange=${(e) => set({ excluded: keys(e.target.value) })} /></label>
+    <label class="keys">Included (user keys) <${CommittedField} as="textarea" rows="3" disabled=${readOnly} value=${draft.included.join(', ')}
+      onCommit=${(text) => set({ included: keys(text) })} /></label>
+    <label class="keys">Excluded (user keys) <${CommittedField} as="textarea" rows="2" disabled=${readOnly} value=${draft.excluded.join(', ')}
+      onCommit=${(text) => set({ excluded: keys(text) })} /></label>
     <h2>Rules</h2>
     ${draft.rules.length === 0 ? html`<p>No rules.</p>` : html`<ol class="rules">${draft.rules.map((r, i) => html`<li>
       If ${r.clauses.map(describe).join(' and ')}${r.weight !== undefined ? ` (${r.weight / 1000}% of them)` : ''}

@@ -11,7 +11,7 @@ import { diff } from './history.js';
 import { describe, NewRuleForm } from './clauses.js';
 import { Review } from './review.js';
 import { ScheduleButton } from './schedules.js';
-import { commaList } from './text.js';
+import { commaList, CommittedField } from './text.js';
 
 const html = htm.bind(h);
 const label = (f, i) => `${i}: ${JSON.stringify(f.variations[i])}`;
@@ -39,9 +39,9 @@ function Rollout({ flag, weights, onChange, name = 'Percentage rollout' }) {
     ${weights.map((w, i) => html`<div class="share"><span>${label(flag, i)}</span>
       <input type="range" min="0" max="100" step="0.1" value=${w / 1000} aria-label=${`${name}: slider for variation ${i}`}
         onInput=${(e) => set(i, e.target.value)} />
-      <span><input type="number" min="0" max="100" step="0.001" value=${w / 1000}
+      <span><${CommittedField} type="number" min="0" max="100" step="0.001" value=${String(w / 1000)}
         aria-label=${name === 'Percentage rollout' ? `share of variation ${i}, percent` : `${name}: share of variation ${i}, percent`}
-        onChange=${(e) => set(i, e.target.value)} />%</span></div>`)}
+        onCommit=${(text) => set(i, text)} />%</span></div>`)}
     <p class="sum">Total: ${weights.reduce((s, x) => s + x, 0) / 1000}%</p>
   </fieldset>`;
 }
@@ -74,8 +74,8 @@ function Targets({ flag, readOnly, onChange }) {
   const other = (flag.contextTargets || []).filter((t) => t.contextKind !== 'user' || t.values.length > 0);
   return html`<div class="targets">
     ${flag.variations.map((_, i) => html`<label class="target">Users who get ${label(flag, i)}
-      <input aria-label=${`users who get variation ${i}`} value=${keysOf(i).join(', ')} disabled=${readOnly}
-        placeholder="user keys, comma-separated" onChange=${(e) => change(i, e.target.value)} /></label>`)}
+      <${CommittedField} aria-label=${`users who get variation ${i}`} value=${keysOf(i).join(', ')} disabled=${readOnly}
+        placeholder="user keys, comma-separated" onCommit=${(text) => change(i, text)} /></label>`)}
     ${other.length > 0 && html`<p class="hint">${other.map((t) => `${t.contextKind}: ${t.values.join(', ')} get ${label(flag, t.variation)}`).join('; ')} (other context kinds: edit through the API)</p>`}
   </div>`;
 }
@@ -88,34 +88,33 @@ const move = (list, from, to) => {
 const rolloutText = (flag, r) => `${r.kind === 'experiment' ? 'an experiment: ' : 'a rollout: '}${r.variations.map((w) => `${w.weight / 1000}% ${JSON.stringify(flag.variations[w.variation])}`).join(', ')}`;
 
 export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }) {
-  const [draft, setDraft] = useState(saved);
+  // The version the edit started from (base) and the edit (draft), kept together and only
+  // changed by functions of their current value: a refresh that lands while a change is being
+  // typed must see that change, not the values of the render it was scheduled from.
+  // Saving expects base's version (If-Match), so a change made elsewhere meanwhile is refused
+  // rather than undone; without an edit, theirs just shows.
+  const [{ base, draft }, setEdit] = useState({ base: saved, draft: saved });
   const [segments, setSegments] = useState([]);
   const [error, setError] = useState('');
   const [said, setSaid] = useState('');
-  // The version the edit started from: saving expects it (If-Match), so a change made
-  // elsewhere meanwhile is refused rather than undone; without an edit, theirs just shows.
-  const [base, setBase] = useState(saved);
   useEffect(() => {
-    if (diff(base, draft).length === 0) {
-      setBase(saved);
-      setDraft(saved);
-    }
+    setEdit((e) => (diff(e.base, e.draft).length === 0 ? { base: saved, draft: saved } : e));
   }, [saved]);
   const stale = saved.version !== base.version;
   useEffect(() => { get(`${envPath(project, env)}/segments`).then((r) => setSegments((r.items || []).map((s) => s.key))).catch(() => {}); }, [project, env]);
   const ft = draft.fallthrough || {};
   const rollout = !!ft.rollout;
   const weights = rollout ? weightsOf(draft, ft.rollout) : null;
-  const set = (patch) => { setDraft({ ...draft, ...patch }); setSaid(''); };
+  const set = (patch) => { setEdit((e) => ({ base: e.base, draft: { ...e.draft, ...patch } })); setSaid(''); };
   const changes = diff(base, draft);
-  const show = (flag) => { setBase(flag); setDraft(flag); onSaved(flag); };
+  const show = (flag) => { setEdit({ base: flag, draft: flag }); onSaved(flag); };
   const save = async (comment) => {
     setError('');
     try {
       const body = { rules: draft.rules, fallthrough: draft.fallthrough, targets: draft.targets || [] };
       const r = await call('PATCH', `${envPath(project, env)}/flags/${enc(saved.key)}?comment=${enc(comment)}`, body, { 'If-Match': `"${base.version}"` });
       if (awaitingApproval(r)) {
-        setDraft(base);
+        setEdit((e) => ({ base: e.base, draft: e.base }));
         setSaid(awaitingApproval(r));
         return true;
       }
@@ -159,8 +158,8 @@ export function TargetingEditor({ project, env, flag: saved, readOnly, onSaved }
           ${draft.variations.map((_, i) => html`<option value=${i}>${label(draft, i)}</option>`)}</select></label>`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${stale && html`<p class="warning" role="alert">Someone changed this flag while you were editing (now version ${saved.version}): saving will be refused; discard to see their version.</p>`}
-    ${!readOnly && html`<${Review} key=${base.version} changes=${changes} onSave=${save} onDiscard=${() => { setBase(saved); setDraft(saved); }}
-      extra=${(comment) => html`<${ScheduleButton} project=${project} env=${env} flag=${draft} comment=${comment} onScheduled=${(text) => { setDraft(base); setSaid(text); }} />`} />`}
+    ${!readOnly && html`<${Review} key=${base.version} changes=${changes} onSave=${save} onDiscard=${() => setEdit({ base: saved, draft: saved })}
+      extra=${(comment) => html`<${ScheduleButton} project=${project} env=${env} flag=${draft} comment=${comment} onScheduled=${(text) => { setEdit((e) => ({ base: e.base, draft: e.base })); setSaid(text); }} />`} />`}
     ${said && html`<p role="status">${said}</p>`}
   </section>`;
 }
