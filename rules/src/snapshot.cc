@@ -356,12 +356,17 @@ uint32_t Snapshot::ordinal_bound() const { return d_->ordinal_bound; }
 const CompiledFlag* Snapshot::FindFlag(std::string_view key) const { return d_->FindLiveFlag(key); }
 
 std::string Snapshot::PayloadJson() const {
+  std::string out;
+  AppendPayloadJson(out);
+  return out;
+}
+
+void Snapshot::AppendPayloadJson(std::string& out, size_t room_after) const {
   const internal::SnapshotData& d = *d_;
   size_t size = 64;
   for (const CompiledFlag* f : d.flag_order) size += f->Json().size() + f->key().size() + 4;
   for (const CompiledSegment* s : d.segment_order) size += s->Json().size() + s->key().size() + 4;
-  std::string out;
-  out.reserve(size);
+  out.reserve(out.size() + size + room_after);
   out += StrCat("{\"sequence\":", d.sequence, ",\"flags\":{");
   for (size_t i = 0; i < d.flag_order.size(); ++i) {
     if (i > 0) out += ',';
@@ -375,7 +380,6 @@ std::string Snapshot::PayloadJson() const {
     out += d.segment_order[i]->Json();
   }
   out += "}}";
-  return out;
 }
 
 Environment Snapshot::ToEnvironment() const {

@@ -255,7 +255,7 @@ EnvironmentHub::PutEvent EnvironmentHub::PutFor(const std::shared_ptr<const rule
   PutEvent put;
   put.sequence = snap->sequence();
   put.payload_offset = chunk.size();
-  chunk += snap->PayloadJson();
+  snap->AppendPayloadJson(chunk, /*room_after=*/8);
   put.payload_size = chunk.size() - put.payload_offset;
   chunk += "\n\n";
   size_t body = chunk.size() - kSizeDigits - 2;
@@ -380,6 +380,14 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
     }
   }
   metrics_.change_sets_published += frames.size();
+  // A `put` of an older sequence serves nobody now (a new stream or poll gets this one): let
+  // it go, rather than keep the whole environment's JSON a second time until someone asks
+  // again (60 MB at 100,000 flags). The items' JSON stays, so the next one is a concatenation.
+  // Not while one is being built: that builder replaces it anyway.
+  if (hub.put_mu_.try_lock()) {
+    if (hub.put_.sequence < seq) hub.put_ = {};
+    hub.put_mu_.unlock();
+  }
   return absl::OkStatus();
 }
 

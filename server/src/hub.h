@@ -62,7 +62,8 @@ class EnvironmentHub {
   // The published snapshot's sequence.
   int64_t sequence() const { return sequence_.load(std::memory_order_acquire); }
   // The published snapshot's `put` event: the environment's JSON framed as an SSE event in
-  // one HTTP chunk, built on first request for a sequence and shared until the next.
+  // one HTTP chunk, built on first request for a sequence and shared until the next is
+  // published (then released: nobody can be sent an older one).
   struct PutEvent {
     int64_t sequence = -1;
     std::shared_ptr<const std::string> chunk;

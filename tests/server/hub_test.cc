@@ -125,6 +125,22 @@ TEST_F(HubTest, ANewStreamGetsAPutThenOneChangesEventPerChangeSet) {
   EXPECT_EQ(snap->sequence(), b);
 }
 
+TEST_F(HubTest, APutIsSharedWithinASequenceAndReleasedWhenTheNextIsPublished) {
+  EnvironmentHub::PutEvent first = Hub().Put();
+  ASSERT_NE(first.chunk, nullptr);
+  EXPECT_EQ(first.sequence, Hub().sequence());
+  EXPECT_EQ(Hub().Put().chunk, first.chunk);  // the same buffer, not a second copy
+  EXPECT_NE(first.payload().find(R"("checkout")"), std::string_view::npos);
+  std::weak_ptr<const std::string> held = first.chunk;
+  first = {};
+  EXPECT_FALSE(held.expired());  // kept for whoever asks next at this sequence
+  int64_t next = Toggle("checkout", true);
+  EXPECT_TRUE(held.expired());  // nobody can be sent it any more: the hub let it go
+  EnvironmentHub::PutEvent again = Hub().Put();
+  EXPECT_EQ(again.sequence, next);
+  EXPECT_NE(again.payload().find(R"("on":true)"), std::string_view::npos);
+}
+
 TEST_F(HubTest, AResumedStreamGetsExactlyWhatItMissed) {
   int64_t a = Toggle("checkout", true);
   int64_t b = Toggle("checkout", false);

@@ -73,6 +73,9 @@ class Snapshot {
   // EncodeEnvironment), assembled from each item's JSON, which is encoded once per item
   // version and shared between snapshots.
   std::string PayloadJson() const;
+  // The same appended to `out`, with room reserved for `room_after` more bytes (framing), so
+  // that a framed payload is written once, into one buffer.
+  void AppendPayloadJson(std::string& out, size_t room_after = 0) const;
   // The data the snapshot holds, decoded (tests and tools; costs a copy of everything).
   Environment ToEnvironment() const;
   // The flags whose evaluation may differ after `changes`: the changed flags, flags that
