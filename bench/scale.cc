@@ -505,6 +505,11 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     h.Request("GET", "/sdk/v1/flags", "", &payload, key);
     std::printf("polling GET /sdk/v1/flags: %.1f ms, %.1f MB\n", Ms(Clock::now() - t0), payload.size() / 1e6);
+    // The environment as the SDK gets it, for bench/snapshot_memory.
+    if (const char* save = std::getenv("GONFALON_SCALE_SAVE_PUT"); save != nullptr) {
+      std::ofstream(save, std::ios::binary) << payload;
+      std::printf("saved the payload to %s\n", save);
+    }
   }
 
   // The C++ SDK.
