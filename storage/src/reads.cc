@@ -83,7 +83,7 @@ absl::StatusOr<rules::Environment> RocksStore::LoadAt(std::string_view project, 
       out.segments.emplace(std::move(key), std::move(s));
     }
     return absl::OkStatus();
-  }));
+  }, /*start=*/{}, /*fill_cache=*/false));
   return out;
 }
 

@@ -112,7 +112,7 @@ std::vector<std::pair<std::string, int64_t>> RocksStore::Stats() {
   for (const char* prop : {"rocksdb.estimate-num-keys", "rocksdb.total-sst-files-size",
                            "rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-live-data-size",
                            "rocksdb.num-running-compactions", "rocksdb.estimate-pending-compaction-bytes",
-                           "rocksdb.block-cache-usage"}) {
+                           "rocksdb.block-cache-usage", "rocksdb.estimate-table-readers-mem"}) {
     uint64_t total = 0;
     for (auto* cf : cfs_) {
       uint64_t v = 0;

@@ -312,12 +312,15 @@ class RocksStore final : public Store {
   static absl::StatusOr<rules::Segment> DecodeStoredSegment(const Value& v, std::string_view key);
 
   // Calls fn(key, value) for each key with `prefix`, from `start` (default: the prefix).
-  // fn may stop the scan by returning an error, which Scan returns.
+  // fn may stop the scan by returning an error, which Scan returns. `fill_cache` false: a
+  // one-off read of everything (an environment's load) does not fill the block cache with
+  // blocks nobody reads again.
   template <typename Fn>
   absl::Status Scan(Cf cf, const std::string& prefix, const rocksdb::Snapshot* snap, Fn fn,
-                    std::string start = {}) {
+                    std::string start = {}, bool fill_cache = true) {
     rocksdb::ReadOptions ro;
     ro.snapshot = snap;
+    ro.fill_cache = fill_cache;
     std::string upper = prefix.empty() ? std::string() : PrefixEnd(prefix);
     rocksdb::Slice upper_slice(upper);
     if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
