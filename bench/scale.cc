@@ -664,6 +664,10 @@ int main(int argc, char** argv) {
     std::printf("server: %.0f change sets published in %.0f fan-outs; %.0f whole-environment loads, %.0f repairs\n",
                 metric("gonfalon_change_sets_published_total"), metric("gonfalon_stream_fan_outs_total"),
                 metric("gonfalon_environment_loads_total"), metric("gonfalon_environment_repairs_total"));
+    std::printf("server RocksDB memory: memtables %.1f MB, block caches %.1f MB, table readers %.1f MB\n",
+                metric("gonfalon_storage_rocksdb_cur_size_all_mem_tables") / 1e6,
+                metric("gonfalon_storage_rocksdb_block_cache_usage") / 1e6,
+                metric("gonfalon_storage_rocksdb_estimate_table_readers_mem") / 1e6);
   }
   sdk.Close();
   StopServer(server);

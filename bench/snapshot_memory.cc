@@ -12,7 +12,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "gonfalon/rules/codec.h"
@@ -56,9 +55,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cannot read %s\n", argv[1]);
       return 1;
     }
-    std::ostringstream all;
-    all << in.rdbuf();
-    text = std::move(all).str();
+    in.seekg(0, std::ios::end);
+    text.resize(static_cast<size_t>(in.tellg()));
+    in.seekg(0);
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
   }
   size_t with_text = HeapInUse();
   absl::StatusOr<Environment> env = ParseEnvironment(text);

@@ -34,14 +34,19 @@ namespace gonfalon::rules::internal {
 // carry hundreds of thousands of these).
 struct ClauseValue {
   const Value* raw = nullptr;
-  std::variant<std::monostate, HashedKey, double, SemVer, std::unique_ptr<RE2>> parsed;
+  // A version is on the heap: inline it would make every value of every clause 24 bytes
+  // bigger (most clauses are `in`, which parses nothing).
+  std::variant<std::monostate, HashedKey, double, std::unique_ptr<const SemVer>, std::unique_ptr<RE2>> parsed;
 
   // segmentMatch: the segment's key, hashed once (null: not a string).
   const HashedKey* segment() const { return std::get_if<HashedKey>(&parsed); }
   // before / after: Unix milliseconds (null: not a date).
   const double* millis() const { return std::get_if<double>(&parsed); }
   // semVer*: the version (null: not a version).
-  const SemVer* semver() const { return std::get_if<SemVer>(&parsed); }
+  const SemVer* semver() const {
+    const auto* v = std::get_if<std::unique_ptr<const SemVer>>(&parsed);
+    return v != nullptr ? v->get() : nullptr;
+  }
   // matches: the pattern (null when it does not compile).
   const RE2* regex() const {
     const auto* re = std::get_if<std::unique_ptr<RE2>>(&parsed);
@@ -53,12 +58,12 @@ struct CompiledClause {
   const Clause* model = nullptr;
   Op op = Op::kUnknown;
   bool negate = false;
-  std::string context_kind;  // "user" when absent
+  std::string_view context_kind;  // the model clause's, or "user" when absent
   AttributeRef attribute;    // invalid ref: the flag is malformed when this clause is reached
   std::vector<ClauseValue> values;
   // `in` with many string values: a hash set instead of a scan.
-  absl::flat_hash_set<std::string> string_set;
-  bool use_string_set = false;
+  // `in` with many strings: the model's strings, hashed (null: compare one by one).
+  std::unique_ptr<const absl::flat_hash_set<absl::string_view>> string_set;
 };
 
 struct CompiledRollout {

@@ -100,8 +100,8 @@ bool MatchOne(Op op, const Value& u, const ClauseValue& cv) {
 }
 
 bool MatchAny(const CompiledClause& c, const Value& u) {
-  if (c.use_string_set && u.is_string()) {
-    return c.string_set.contains(absl::string_view(u.as_string()));
+  if (c.string_set != nullptr && u.is_string()) {
+    return c.string_set->contains(absl::string_view(u.as_string()));
   }
   for (const ClauseValue& cv : c.values) {
     if (MatchOne(c.op, u, cv)) return true;

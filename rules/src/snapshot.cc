@@ -52,10 +52,11 @@ CompiledClause CompileClause(const Clause& c) {
   cc.model = &c;
   cc.op = c.op;
   cc.negate = c.negate;
-  cc.context_kind = c.context_kind.value_or("user");
+  cc.context_kind = c.context_kind.has_value() ? std::string_view(*c.context_kind) : std::string_view("user");
   // Without contextKind (older data) the attribute is a plain name, never a path.
   cc.attribute = AttributeRef::Parse(c.attribute, /*literal=*/!c.context_kind.has_value());
   size_t strings = 0;
+  cc.values.reserve(c.values.size());  // exactly: kept for the item's life
   for (const Value& v : c.values) {
     ClauseValue cv;
     cv.raw = &v;
@@ -68,7 +69,9 @@ CompiledClause CompileClause(const Clause& c) {
       case Op::kSemVerLessThan:
       case Op::kSemVerGreaterThan:
         if (v.is_string()) {
-          if (std::optional<SemVer> version = ParseSemVer(v.as_string())) cv.parsed = std::move(*version);
+          if (std::optional<SemVer> version = ParseSemVer(v.as_string())) {
+            cv.parsed = std::make_unique<const SemVer>(std::move(*version));
+          }
         }
         break;
       case Op::kMatches:
@@ -89,10 +92,12 @@ CompiledClause CompileClause(const Clause& c) {
     cc.values.push_back(std::move(cv));
   }
   if (c.op == Op::kIn && strings > kStringSetThreshold) {
-    cc.use_string_set = true;
+    auto set = std::make_unique<absl::flat_hash_set<absl::string_view>>();
+    set->reserve(strings);
     for (const Value& v : c.values) {
-      if (v.is_string()) cc.string_set.insert(v.as_string());
+      if (v.is_string()) set->insert(absl::string_view(v.as_string()));
     }
+    cc.string_set = std::move(set);
   }
   return cc;
 }
@@ -174,6 +179,7 @@ void CompileFlagInto(CompiledFlag& cf) {
       }
     }
   }
+  cf.rules.reserve(f.rules.size());
   for (const FlagRule& r : f.rules) {
     CompiledRule cr;
     cr.model = &r;
