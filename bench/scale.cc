@@ -669,6 +669,13 @@ int main(int argc, char** argv) {
                 metric("gonfalon_storage_rocksdb_block_cache_usage") / 1e6,
                 metric("gonfalon_storage_rocksdb_estimate_table_readers_mem") / 1e6);
   }
+  if (const char* pause = std::getenv("GONFALON_SCALE_PAUSE"); pause != nullptr) {
+    // Time to look at the server (gdb -p, /proc) before it stops.
+    std::printf("server pid %d on port %d: pausing %s s\n", static_cast<int>(server.pid), server.port, pause);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::seconds(std::atoi(pause)));
+    std::printf("server RSS after the pause: %.0f MB\n", RssKb(server.pid) / 1024.0);
+  }
   sdk.Close();
   StopServer(server);
   if (std::getenv("GONFALON_SCALE_KEEP") == nullptr) std::filesystem::remove_all(dir);

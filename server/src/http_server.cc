@@ -187,6 +187,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   void Send(std::shared_ptr<const std::string> chunk) override {
     std::unique_lock<std::mutex> l(send_mu_);
     if (send_closed_) return;
+    size_t offset = 0;  // what the socket took of `chunk` at once
     if (queue_.empty() && !writing_ && fd_ >= 0) {
       ssize_t n = ::send(fd_, chunk->data(), chunk->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n == static_cast<ssize_t>(chunk->size())) return;
@@ -195,7 +196,10 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
         net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoClose(); });
         return;
       }
-      if (n > 0) chunk = std::make_shared<const std::string>(chunk->substr(static_cast<size_t>(n)));
+      // The rest is queued as a position in the shared chunk, never as a copy: under a burst a
+      // round's buffer reaches every stream whose socket is full, and 1,000 copies of it were
+      // hundreds of MB.
+      if (n > 0) offset = static_cast<size_t>(n);
     }
     if (queue_.size() >= server_.limits().stream_queue_limit) {
       send_closed_ = true;
@@ -205,7 +209,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
       net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoClose(); });
       return;
     }
-    queue_.push_back(std::move(chunk));
+    queue_.push_back({std::move(chunk), offset});
     if (writing_) return;
     writing_ = true;
     l.unlock();
@@ -428,7 +432,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     // Everything queued goes in one gathered write (up to 64 chunks): a stream that fell
     // behind catches up with one system call, not one per event. Chunks queued meanwhile are
     // appended behind these (the strings themselves never move).
-    std::vector<std::shared_ptr<const std::string>> chunks;
+    std::vector<Queued> chunks;
     {
       std::lock_guard<std::mutex> l(send_mu_);
       size_t n = std::min<size_t>(queue_.size(), 64);
@@ -436,7 +440,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     }
     std::vector<net::const_buffer> buffers;
     buffers.reserve(chunks.size());
-    for (const auto& c : chunks) buffers.push_back(net::buffer(*c));
+    for (const auto& c : chunks) buffers.push_back(net::buffer(*c.chunk) + c.offset);
     net::async_write(stream_.socket(), buffers, [self = shared_from_this(), chunks = std::move(chunks)](beast::error_code ec, std::size_t) {
       std::unique_lock<std::mutex> l(self->send_mu_);
       if (ec || self->closed_) {
@@ -496,7 +500,11 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   std::atomic<int64_t> deadline_ns_{std::numeric_limits<int64_t>::max()};  // steady clock
   // A stream's outgoing events (Send): what the socket did not take at once, in order.
   std::mutex send_mu_;
-  std::vector<std::shared_ptr<const std::string>> queue_;  // REQUIRES: send_mu_
+  struct Queued {
+    std::shared_ptr<const std::string> chunk;  // shared with the other streams
+    size_t offset = 0;                         // where this stream's write of it resumes
+  };
+  std::vector<Queued> queue_;  // REQUIRES: send_mu_
   bool writing_ = false;      // REQUIRES: send_mu_; the strand writes (or is about to write) queue_
   bool send_closed_ = false;  // REQUIRES: send_mu_
   int fd_ = -1;               // REQUIRES: send_mu_; the socket, while a stream may send to it

@@ -421,6 +421,36 @@ TEST_F(ServerTest, ASlowStreamIsDroppedWhileAReadingStreamGetsEveryEventInOrder)
   EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
 }
 
+// A stream that stops reading for a while: its socket fills up, an event is taken in part and
+// the rest queued (as a position in the event shared with other streams, not a copy); when it
+// reads again, every event arrives whole and in order.
+TEST_F(ServerTest, AStreamThatStopsReadingForAWhileGetsEveryEventWholeWhenItReadsAgain) {
+  MakeShop();
+  std::string big(150000, 'x');
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", R"({"key":"big","variations":[")" + big + R"(","y"]})").status, 201);
+  SseStream paused(port(), "/sdk/v1/stream", Bearer(server_key_));
+  ASSERT_EQ(paused.status(), 200);
+  auto put = paused.Next(10s);
+  ASSERT_TRUE(put.has_value());
+  int64_t next = std::stoll(put->id) + 1;
+  // ~15 MB: more than loopback's socket buffers hold, far less than the stream's queue limit.
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/environments/production/flags/big",
+                    i % 2 == 0 ? R"({"on":true})" : R"({"on":false})").status, 200);
+  }
+  int64_t last = J(Admin("GET", "/api/v1/projects/shop/environments/production")).Find("sequence")->as_number();
+  while (next <= last) {
+    auto e = paused.Next(10s);
+    ASSERT_TRUE(e.has_value()) << "missing event " << next;
+    ASSERT_EQ(e->event, "changes");
+    ASSERT_EQ(e->id, std::to_string(next)) << "out of order or missing";
+    ASSERT_NE(e->data.find(big), std::string::npos) << "event " << next << " arrived cut or garbled";
+    ++next;
+  }
+  auto m = Http(port(), "GET", "/metrics").body;
+  EXPECT_NE(m.find("\ngonfalon_streams_dropped_slow_total 0"), std::string::npos) << "the stream was dropped";
+}
+
 TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
   MakeShop();
   ASSERT_EQ(Admin("PUT", "/api/v1/projects/shop/environments/production/flags/checkout",
