@@ -4,7 +4,8 @@
 
 namespace gonfalon::server {
 
-MemoryTrimmer::MemoryTrimmer(std::chrono::milliseconds interval) : interval_(interval) {
+MemoryTrimmer::MemoryTrimmer(std::chrono::milliseconds interval, std::atomic<uint64_t>* counted)
+    : interval_(interval), counted_(counted) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -41,6 +42,7 @@ void MemoryTrimmer::Loop() {
     malloc_trim(0);
     l.lock();
     ++trims_;
+    if (counted_ != nullptr) counted_->fetch_add(1, std::memory_order_relaxed);
     // Requests that arrive meanwhile wait for the next round, one interval on.
     cv_.wait_for(l, interval_, [&] { return stop_; });
   }

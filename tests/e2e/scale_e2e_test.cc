@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "server_fixture.h"
 
@@ -96,6 +97,30 @@ TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
   EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), loads);
   EXPECT_EQ(Metric(port(), "gonfalon_environment_repairs_total"), 0);
   EXPECT_GE(Metric(port(), "gonfalon_change_sets_published_total"), published + 20);
+}
+
+// A burst of change sets leaves free heap in malloc's arenas; once it ends the server hands it
+// back (memory_trimmer.h's BurstWatch, sampled every 100 ms; the effect on RSS is measured by
+// bench/scale, docs/performance.md).
+TEST_F(ServerTest, ABurstOfChangeSetsIsFollowedByATrim) {
+  MakeShop();
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", BulkBody(0, 10)).status, 201);
+  // The environment in use (a hub publishes its change sets from then on).
+  ASSERT_EQ(Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_)).status, 200);
+  double trims = Metric(port(), "gonfalon_memory_trims_total");
+  ASSERT_GE(trims, 0);
+  for (int i = 0; i < 80; ++i) {
+    std::string body = R"({"items":[{"kind":"flag","key":"bulk-)" + std::to_string(i % 10) +
+                       R"(","data":{"on":true,"fallthrough":{"variation":1},"offVariation":0,"targets":[{"values":["u)" +
+                       std::to_string(i) + R"("],"variation":0}]}}]})";
+    HttpResponse r = Admin("POST", "/api/v1/projects/shop/environments/production/changesets", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (Metric(port(), "gonfalon_memory_trims_total") < trims + 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(Metric(port(), "gonfalon_memory_trims_total"), trims + 1);
 }
 
 TEST_F(ServerTest, ReadyOnlyOnceEveryEnvironmentIsLoaded) {
