@@ -247,6 +247,7 @@ EnvironmentHub::PutEvent EnvironmentHub::Put() {
 
 EnvironmentHub::PutEvent EnvironmentHub::PutFor(const std::shared_ptr<const rules::Snapshot>& snap) {
   std::lock_guard<std::mutex> l(put_mu_);
+  put_asked_ = std::chrono::steady_clock::now();
   if (put_.sequence == snap->sequence() && put_.chunk != nullptr) return put_;
   // Framed in place: a fixed-width chunk size (HTTP allows leading zeros) written once the
   // length is known, so the environment's JSON is never copied.
@@ -557,8 +558,22 @@ void Hubs::CloseRevokedStreams() {
   }
 }
 
+void Hubs::ReleaseIdlePuts(std::chrono::steady_clock::duration idle) {
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [k, h] : hubs_) hubs.push_back(h);
+  }
+  auto now = std::chrono::steady_clock::now();
+  for (auto& h : hubs) {
+    std::lock_guard<std::mutex> l(h->put_mu_);
+    if (h->put_.chunk != nullptr && now - h->put_asked_ >= idle) h->put_ = {};
+  }
+}
+
 void Hubs::Heartbeat() {
   CloseRevokedStreams();
+  ReleaseIdlePuts(kPutIdle);
   auto beat = FrameComment("heartbeat");
   std::vector<std::shared_ptr<EnvironmentHub>> hubs;
   {

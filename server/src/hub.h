@@ -63,7 +63,8 @@ class EnvironmentHub {
   int64_t sequence() const { return sequence_.load(std::memory_order_acquire); }
   // The published snapshot's `put` event: the environment's JSON framed as an SSE event in
   // one HTTP chunk, built on first request for a sequence and shared until the next is
-  // published (then released: nobody can be sent an older one).
+  // published (then released: nobody can be sent an older one) or until nobody has asked for
+  // it for a while (Hubs::ReleaseIdlePuts).
   struct PutEvent {
     int64_t sequence = -1;
     std::shared_ptr<const std::string> chunk;
@@ -82,8 +83,9 @@ class EnvironmentHub {
   std::atomic<int64_t> sequence_{-1};
   PutEvent PutFor(const std::shared_ptr<const rules::Snapshot>& snap);
   std::mutex refresh_mu_;  // one refresh at a time, so snapshots only move forward
-  std::mutex put_mu_;      // guards put_: one build per sequence however many ask
+  std::mutex put_mu_;      // guards put_ and put_asked_: one build per sequence however many ask
   PutEvent put_;
+  std::chrono::steady_clock::time_point put_asked_{};  // when put_ was last asked for
   mutable std::mutex mu_;  // guards what follows, and orders registration against broadcasts
   struct Registration {
     std::weak_ptr<StreamSink> sink;
@@ -138,6 +140,11 @@ class Hubs {
   // Closes every stream whose key is revoked, expired or gone, or whose environment is gone:
   // after key and project writes, and at each heartbeat (a rotation's overlap ending).
   void CloseRevokedStreams();
+  // Lets go of each hub's `put` that nobody has asked for in `idle` (at 100,000 flags one
+  // holds 60 MB; streams still sending it keep their reference). Heartbeat calls it with
+  // kPutIdle; a later request builds the put again from the items' JSON.
+  static constexpr std::chrono::seconds kPutIdle{10};
+  void ReleaseIdlePuts(std::chrono::steady_clock::duration idle);
   // Sends `comment` to every stream and closes them (shutdown).
   void CloseAll(std::string_view comment);
   // Returns once no fan-out is in progress: the HTTP server calls it as it goes away, before

@@ -141,6 +141,25 @@ TEST_F(HubTest, APutIsSharedWithinASequenceAndReleasedWhenTheNextIsPublished) {
   EXPECT_NE(again.payload().find(R"("on":true)"), std::string_view::npos);
 }
 
+TEST_F(HubTest, APutNobodyAsksForIsReleasedAndBuiltAgainOnRequest) {
+  EnvironmentHub::PutEvent first = Hub().Put();
+  ASSERT_NE(first.chunk, nullptr);
+  std::weak_ptr<const std::string> held = first.chunk;
+  std::string payload(first.payload());
+  first = {};
+  hubs_->ReleaseIdlePuts(std::chrono::hours(1));  // asked for just now: kept
+  EXPECT_FALSE(held.expired());
+  EnvironmentHub::PutEvent sending = Hub().Put();  // a stream still writing it keeps it alive
+  hubs_->ReleaseIdlePuts(std::chrono::seconds(0));
+  EXPECT_FALSE(held.expired());
+  sending = {};
+  EXPECT_TRUE(held.expired());
+  EnvironmentHub::PutEvent again = Hub().Put();
+  ASSERT_NE(again.chunk, nullptr);
+  EXPECT_EQ(again.sequence, Hub().sequence());
+  EXPECT_EQ(again.payload(), payload);
+}
+
 TEST_F(HubTest, AResumedStreamGetsExactlyWhatItMissed) {
   int64_t a = Toggle("checkout", true);
   int64_t b = Toggle("checkout", false);
