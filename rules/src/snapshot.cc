@@ -395,6 +395,35 @@ void Snapshot::AppendPayloadJson(std::string& out, size_t room_after) const {
   out += "}}";
 }
 
+std::vector<const Flag*> Snapshot::Flags() const {
+  std::vector<const Flag*> out;
+  out.reserve(d_->flag_order.size());
+  for (const CompiledFlag* f : d_->flag_order) out.push_back(f->model);
+  return out;
+}
+
+namespace {
+
+template <typename Item>
+std::string JsonArray(const std::vector<const Item*>& items) {
+  size_t size = 2;
+  for (const Item* i : items) size += i->Json().size() + 1;
+  std::string out;
+  out.reserve(size);
+  out += '[';
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += items[i]->Json();
+  }
+  out += ']';
+  return out;
+}
+
+}  // namespace
+
+std::string Snapshot::FlagsJsonArray() const { return JsonArray(d_->flag_order); }
+std::string Snapshot::SegmentsJsonArray() const { return JsonArray(d_->segment_order); }
+
 Environment Snapshot::ToEnvironment() const {
   Environment env;
   env.sequence = d_->sequence;

@@ -52,6 +52,17 @@ Response Requested(Services& s, const Call& c, const storage::ChangeSet& cs) {
   return OpenChangeRequestResponse(s, c, {.kind = storage::RequestKind::kChanges, .items = cs.items, .comment = cs.comment});
 }
 
+// The environment's published snapshot. The environment is looked up in storage first: hubs
+// stay loaded for the server's life, also after their environment is deleted.
+absl::StatusOr<std::shared_ptr<const rules::Snapshot>> PublishedSnapshot(Services& s, const std::string& project,
+                                                                         const std::string& env) {
+  RETURN_IF_ERROR(s.store.GetEnvironment(project, env).status());
+  ASSIGN_OR_RETURN(std::shared_ptr<EnvironmentHub> hub, s.hubs.Get(project, env));
+  std::shared_ptr<const rules::Snapshot> snap = hub->cell().Load();
+  if (snap == nullptr) return absl::UnavailableError(StrCat("environment \"", env, "\" is not loaded"));
+  return snap;
+}
+
 // A flag as a list shows it (GET …/flags?fields=summary).
 Value FlagSummary(const rules::Flag& f) {
   auto variation = [&](std::optional<int> i) {
@@ -179,13 +190,18 @@ void AddFlagRoutes(Router& router, Services& s) {
   // ---- per environment ----
   // ?fields=summary: what a list shows, a fraction of the size at 10,000 flags:
   // {"key","name","version","on","tags","serves":{"off":v}|{"variation":v}|{"rollout":[{"weight","value"}]}}
-  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/flags", Access::kAdmin, [&store](const Call& c) {
+  // Lists come from the published snapshot (what evaluations see; an admin write is in it once
+  // answered), not from storage: no read of the whole environment, and the full form is the
+  // flags' kept JSON.
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/flags", Access::kAdmin, [&s](const Call& c) {
     const std::string* fields = c.req.Query("fields");
     if (fields != nullptr && *fields != "summary") return ErrorResponse(400, "invalid_argument", "fields: expected summary", "fields");
-    TRY_ASSIGN(rules::Environment data, store.LoadEnvironment(c.Param("p"), c.Param("e")));
+    TRY_ASSIGN(std::shared_ptr<const rules::Snapshot> snap, PublishedSnapshot(s, c.Param("p"), c.Param("e")));
+    if (fields == nullptr) return JsonText(200, StrCat("{\"items\":", snap->FlagsJsonArray(), "}"));
+    std::vector<const rules::Flag*> flags = snap->Flags();
     Array a;
-    a.reserve(data.flags.size());
-    for (const auto& [k, f] : data.flags) a.push_back(fields != nullptr ? FlagSummary(f) : rules::EncodeFlag(f));
+    a.reserve(flags.size());
+    for (const rules::Flag* f : flags) a.push_back(FlagSummary(*f));
     return Json(200, Items(std::move(a)));
   });
 
@@ -234,11 +250,9 @@ void AddFlagRoutes(Router& router, Services& s) {
   });
 
   // ---- segments ----
-  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/segments", Access::kAdmin, [&store](const Call& c) {
-    TRY_ASSIGN(rules::Environment data, store.LoadEnvironment(c.Param("p"), c.Param("e")));
-    Array a;
-    for (const auto& [k, seg] : data.segments) a.push_back(rules::EncodeSegment(seg));
-    return Json(200, Items(std::move(a)));
+  router.Add("GET", "/api/v1/projects/{p}/environments/{e}/segments", Access::kAdmin, [&s](const Call& c) {
+    TRY_ASSIGN(std::shared_ptr<const rules::Snapshot> snap, PublishedSnapshot(s, c.Param("p"), c.Param("e")));
+    return JsonText(200, StrCat("{\"items\":", snap->SegmentsJsonArray(), "}"));
   });
 
   router.Add("POST", "/api/v1/projects/{p}/environments/{e}/segments", Access::kAdmin, [&store, &s](const Call& c) {

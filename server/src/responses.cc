@@ -18,6 +18,13 @@ Response Json(int status, const Value& v) {
   return r;
 }
 
+Response JsonText(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
 Response NoContent() {
   Response r;
   r.status = 204;

@@ -15,6 +15,8 @@
 namespace gonfalon::server {
 
 Response Json(int status, const rules::Value& v);
+// A body that is JSON already (kept item JSON assembled into a list).
+Response JsonText(int status, std::string body);
 Response NoContent();
 // {"items":[...]}
 rules::Value Items(rules::Array a);

@@ -99,6 +99,50 @@ TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
   EXPECT_GE(Metric(port(), "gonfalon_change_sets_published_total"), published + 20);
 }
 
+// An environment's flag and segment lists are the published snapshot: no whole read of the
+// environment from storage, a write is in them once answered, and the full form is each flag's
+// JSON as GET of the flag gives it.
+TEST_F(ServerTest, EnvironmentListsComeFromThePublishedSnapshot) {
+  MakeShop();
+  const std::string env = "/api/v1/projects/shop/environments/production";
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", BulkBody(0, 300)).status, 201);
+  ASSERT_EQ(Admin("POST", env + "/segments", R"({"key":"beta","included":["u1"]})").status, 201);
+  ASSERT_EQ(Admin("GET", env + "/flags?fields=summary").status, 200);  // the environment is loaded
+  double loads = Metric(port(), "gonfalon_environment_loads_total");
+  for (int i = 0; i < 5; ++i) {
+    std::string flag = "bulk-" + std::to_string(i * 37);
+    ASSERT_EQ(Admin("PATCH", env + "/flags/" + flag, R"({"on":true})").status, 200);
+    // Read your writes, in both forms.
+    rules::Value summary = J(Admin("GET", env + "/flags?fields=summary"));
+    const rules::Value* items = summary.Find("items");
+    ASSERT_NE(items, nullptr);
+    ASSERT_EQ(items->as_array().size(), 302u);
+    bool seen = false;
+    for (const rules::Value& f : items->as_array()) {
+      if (f.Find("key")->as_string() != flag) continue;
+      seen = true;
+      EXPECT_TRUE(f.Find("on")->as_bool()) << flag;
+    }
+    EXPECT_TRUE(seen) << flag;
+    HttpResponse full = Admin("GET", env + "/flags");
+    ASSERT_EQ(full.status, 200);
+    HttpResponse one = Admin("GET", env + "/flags/" + flag);
+    EXPECT_NE(full.body.find(one.body), std::string::npos) << one.body;
+  }
+  rules::Value segments = J(Admin("GET", env + "/segments"));
+  ASSERT_EQ(segments.Find("items")->as_array().size(), 1u);
+  EXPECT_EQ(segments.Find("items")->as_array()[0].Find("key")->as_string(), "beta");
+  EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), loads);
+  EXPECT_EQ(Admin("GET", env + "/flags?fields=everything").status, 400);
+
+  // A deleted environment's lists answer 404, though its hub stays loaded.
+  ASSERT_EQ(Admin("GET", "/api/v1/projects/shop/environments/staging/flags").status, 200);
+  ASSERT_EQ(Admin("DELETE", "/api/v1/projects/shop/environments/staging").status, 204);
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/staging/flags").status, 404);
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/staging/segments").status, 404);
+  EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/nowhere/flags?fields=summary").status, 404);
+}
+
 // A burst of change sets leaves free heap in malloc's arenas; once it ends the server hands it
 // back (memory_trimmer.h's BurstWatch, sampled every 100 ms; the effect on RSS is measured by
 // bench/scale, docs/performance.md).

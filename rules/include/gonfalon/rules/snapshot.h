@@ -76,6 +76,13 @@ class Snapshot {
   // The same appended to `out`, with room reserved for `room_after` more bytes (framing), so
   // that a framed payload is written once, into one buffer.
   void AppendPayloadJson(std::string& out, size_t room_after = 0) const;
+  // Every flag it holds, archived ones included, in key order, without copying (lists; the
+  // pointers live as long as the snapshot).
+  std::vector<const Flag*> Flags() const;
+  // Every flag's or segment's JSON as one array, in key order, from each item's kept JSON
+  // (the same bytes the `put` carries).
+  std::string FlagsJsonArray() const;
+  std::string SegmentsJsonArray() const;
   // The data the snapshot holds, decoded (tests and tools; costs a copy of everything).
   Environment ToEnvironment() const;
   // The flags whose evaluation may differ after `changes`: the changed flags, flags that
