@@ -37,7 +37,7 @@ namespace {
 // Request bodies from this size on ask for free memory to be handed back (memory_trimmer.h).
 constexpr size_t kLargeBody = 256 * 1024;
 // So do bursts of at least this many change sets, once they end (memory_trimmer.h): at 100,000
-// flags the eight writers' burst left ~20 MB free in the arenas.
+// flags the scale benchmark's eight writers left ~10 MB free in the arenas.
 constexpr uint64_t kBurstChangeSets = 50;
 
 }  // namespace

@@ -566,8 +566,10 @@ void Hubs::ReleaseIdlePuts(std::chrono::steady_clock::duration idle) {
   }
   auto now = std::chrono::steady_clock::now();
   for (auto& h : hubs) {
-    std::lock_guard<std::mutex> l(h->put_mu_);
-    if (h->put_.chunk != nullptr && now - h->put_asked_ >= idle) h->put_ = {};
+    // Held means someone is asking (or building one) right now: not idle, and the heartbeat
+    // that calls this runs on an I/O thread, which must not wait for a build.
+    std::unique_lock<std::mutex> l(h->put_mu_, std::try_to_lock);
+    if (l.owns_lock() && h->put_.chunk != nullptr && now - h->put_asked_ >= idle) h->put_ = {};
   }
 }
 
