@@ -94,11 +94,9 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
   // it uses and evaluations take no lock here.
   struct HubCacheTag;
   using LocalHubs = rules::PerThreadCache<HubCacheTag, std::pair<std::string, std::string>, std::shared_ptr<EnvironmentHub>, 8>;
-  if (std::shared_ptr<EnvironmentHub>* cached = LocalHubs::Find(instance_, [&](const auto& key) {
-        return key.first == project && key.second == environment;
-      })) {
-    return *cached;
-  }
+  auto matches = [&](const auto& key) { return key.first == project && key.second == environment; };
+  std::shared_ptr<EnvironmentHub>* cached = LocalHubs::Find(instance_, matches);
+  if (cached != nullptr && !(*cached)->retired_.load(std::memory_order_acquire)) return *cached;
   std::string key = StrCat(project, "/", environment);
   std::shared_ptr<EnvironmentHub> hub;
   {
@@ -117,8 +115,44 @@ absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& pro
       return s;
     }
   }
-  LocalHubs::Put(instance_, {project, environment}, hub);
+  if (std::shared_ptr<EnvironmentHub>* stale = LocalHubs::Find(instance_, matches)) {
+    *stale = hub;  // a retired hub's slot
+  } else {
+    LocalHubs::Put(instance_, {project, environment}, hub);
+  }
   return hub;
+}
+
+void Hubs::Forget(const std::string& project, const std::string& environment) {
+  std::vector<std::shared_ptr<EnvironmentHub>> gone;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto it = hubs_.begin(); it != hubs_.end();) {
+      const EnvironmentHub& h = *it->second;
+      if (h.project() == project && (environment.empty() || h.environment() == environment)) {
+        gone.push_back(std::move(it->second));
+        hubs_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  auto last = FrameComment("environment deleted");
+  for (auto& h : gone) {
+    h->retired_.store(true, std::memory_order_release);
+    {
+      std::lock_guard<std::mutex> l(h->put_mu_);
+      h->put_ = {};
+    }
+    // CloseRevokedStreams only sees the hubs still known: these close their streams here.
+    std::lock_guard<std::mutex> l(h->mu_);
+    auto close = [&](StreamSink& sink, const auto&) {
+      sink.Close(last);
+      return false;
+    };
+    ForEachLive(h->sdk_streams_, close);
+    ForEachLive(h->ofrep_streams_, close);
+  }
 }
 
 absl::StatusOr<size_t> Hubs::LoadAll(const std::atomic<bool>& stop) {

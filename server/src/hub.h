@@ -81,6 +81,9 @@ class EnvironmentHub {
   const uint64_t instance_ = rules::NextInstanceId();
   rules::SnapshotCell cell_;
   std::atomic<int64_t> sequence_{-1};
+  // Set when the environment is deleted (Hubs::Forget): threads that remember this hub look
+  // it up again, and a new environment of the same key gets a hub of its own.
+  std::atomic<bool> retired_{false};
   PutEvent PutFor(const std::shared_ptr<const rules::Snapshot>& snap);
   std::mutex refresh_mu_;  // one refresh at a time, so snapshots only move forward
   std::mutex put_mu_;      // guards put_ and put_asked_: one build per sequence however many ask
@@ -120,9 +123,14 @@ class Hubs {
   Hubs(storage::Store& store, Metrics& metrics, FanOutOptions fan_out = {});
   ~Hubs();
 
-  // The hub of an environment, loaded and compiled on first use.
+  // The hub of an environment, loaded and compiled on first use. Whether the environment
+  // still exists is the caller's to know (hubs are forgotten when it is deleted, Forget).
   absl::StatusOr<std::shared_ptr<EnvironmentHub>> Get(const std::string& project,
                                                       const std::string& environment);
+  // Forgets the hubs of a deleted environment, or of every environment of a deleted project
+  // (`environment` empty), so that one created again under the same key is loaded afresh
+  // instead of served the deleted one's data. Their streams are closed.
+  void Forget(const std::string& project, const std::string& environment = {});
   // Loads every environment of every project (server start, before /readyz says ready):
   // returns how many, or the first error. Stops early when `stop` becomes true.
   absl::StatusOr<size_t> LoadAll(const std::atomic<bool>& stop);

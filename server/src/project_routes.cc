@@ -74,6 +74,7 @@ void AddProjectRoutes(Router& router, Services& s) {
 
   router.Add("DELETE", "/api/v1/projects/{p}", Access::kAdmin, [&store, &s](const Call& c) {
     TRY(store.DeleteProject(c.Param("p"), ActorOf(*c.key)));
+    s.hubs.Forget(c.Param("p"));   // a project created again under its key starts afresh
     s.hubs.CloseRevokedStreams();  // its keys are gone with it
     return NoContent();
   });
@@ -140,7 +141,8 @@ void AddProjectRoutes(Router& router, Services& s) {
 
   router.Add("DELETE", "/api/v1/projects/{p}/environments/{e}", Access::kAdmin, [&store, &s](const Call& c) {
     TRY(store.DeleteEnvironment(c.Param("p"), c.Param("e"), ActorOf(*c.key)));
-    s.hubs.CloseRevokedStreams();  // and the streams of its keys
+    s.hubs.Forget(c.Param("p"), c.Param("e"));  // one created again under its key starts afresh
+    s.hubs.CloseRevokedStreams();               // and the streams of its keys
     return NoContent();
   });
 }

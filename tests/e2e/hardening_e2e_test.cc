@@ -140,6 +140,44 @@ TEST_F(ServerTest, RevokingAKeyClosesItsSdkAndOfrepStreams) {
   EXPECT_EQ(Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_)).status, 401);
 }
 
+// A deleted environment created again under the same key used to be served the deleted one's
+// data (its hub stayed loaded: the SDK payload had the old sequence and flags, until a change
+// repaired it). Now it is loaded afresh, and the deleted one's streams are closed.
+TEST_F(ServerTest, AnEnvironmentCreatedAgainAfterItsDeletionServesItsOwnData) {
+  MakeShop();
+  const std::string staging = "/api/v1/projects/shop/environments/staging";
+  ASSERT_EQ(Admin("PATCH", staging + "/flags/checkout", R"({"on":true})").status, 200);
+  std::string key = MakeKey("server", "staging");
+  HttpResponse before = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(key));
+  ASSERT_NE(before.body.find(R"("on":true)"), std::string::npos) << before.body;
+  SseStream stream(port(), "/sdk/v1/stream", Bearer(key));
+  ASSERT_EQ(stream.status(), 200);
+  ASSERT_TRUE(stream.Next(5s).has_value());  // put
+  ASSERT_EQ(Admin("DELETE", staging).status, 204);
+  bool said = false;
+  while (auto e = stream.Next(5s, /*with_comments=*/true)) {
+    if (e->data == "environment deleted") said = true;
+  }
+  EXPECT_TRUE(said);
+
+  ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/environments", R"({"key":"staging"})").status, 201);
+  Value list = J(Admin("GET", staging + "/flags?fields=summary"));
+  ASSERT_EQ(list.Find("items")->as_array().size(), 2u);
+  for (const Value& f : list.Find("items")->as_array()) EXPECT_FALSE(f.Find("on")->as_bool()) << f.Find("key")->as_string();
+  std::string fresh = MakeKey("server", "staging");
+  HttpResponse after = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(fresh));
+  ASSERT_EQ(after.status, 200);
+  EXPECT_EQ(after.body.find(R"("on":true)"), std::string::npos) << after.body;
+  EXPECT_EQ(J(after).Find("sequence")->as_number(), J(Admin("GET", staging)).Find("sequence")->as_number());
+  HttpResponse eval = Http(port(), "POST", "/sdk/v1/evaluate", R"({"context":{"kind":"user","key":"u"},"flag":"checkout"})",
+                           Bearer(fresh));
+  EXPECT_NE(eval.body.find(R"("value":false)"), std::string::npos) << eval.body;
+  // The project too: one created again under a deleted project's key starts empty.
+  ASSERT_EQ(Admin("DELETE", "/api/v1/projects/shop").status, 204);
+  ASSERT_EQ(Admin("POST", "/api/v1/projects", R"({"key":"shop","environments":["staging"]})").status, 201);
+  EXPECT_EQ(J(Admin("GET", staging + "/flags")).Find("items")->as_array().size(), 0u);
+}
+
 // Defect 5: overlapSeconds overflowed (2^62 revoked at once; 10^12 meant year 33,700).
 TEST_F(ServerTest, RotationOverlapIsBounded) {
   MakeShop();
