@@ -90,8 +90,8 @@ Hubs::~Hubs() {
 
 absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& project,
                                                           const std::string& environment) {
-  // A loaded hub stays in the map for the life of this Hubs, so each thread remembers the few
-  // it uses and evaluations take no lock here.
+  // A loaded hub stays in the map until its environment is deleted (Forget retires it), so
+  // each thread remembers the few it uses and evaluations take no lock here.
   struct HubCacheTag;
   using LocalHubs = rules::PerThreadCache<HubCacheTag, std::pair<std::string, std::string>, std::shared_ptr<EnvironmentHub>, 8>;
   auto matches = [&](const auto& key) { return key.first == project && key.second == environment; };
