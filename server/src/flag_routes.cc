@@ -52,8 +52,8 @@ Response Requested(Services& s, const Call& c, const storage::ChangeSet& cs) {
   return OpenChangeRequestResponse(s, c, {.kind = storage::RequestKind::kChanges, .items = cs.items, .comment = cs.comment});
 }
 
-// The environment's published snapshot. The environment is looked up in storage first: hubs
-// stay loaded for the server's life, also after their environment is deleted.
+// The environment's published snapshot. Whether the environment exists is read from storage
+// first (one point read; Hubs::Get leaves that to the caller): a deleted one answers 404.
 absl::StatusOr<std::shared_ptr<const rules::Snapshot>> PublishedSnapshot(Services& s, const std::string& project,
                                                                          const std::string& env) {
   RETURN_IF_ERROR(s.store.GetEnvironment(project, env).status());

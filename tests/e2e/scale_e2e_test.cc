@@ -135,7 +135,7 @@ TEST_F(ServerTest, EnvironmentListsComeFromThePublishedSnapshot) {
   EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), loads);
   EXPECT_EQ(Admin("GET", env + "/flags?fields=everything").status, 400);
 
-  // A deleted environment's lists answer 404, though its hub stays loaded.
+  // A deleted environment's lists answer 404.
   ASSERT_EQ(Admin("GET", "/api/v1/projects/shop/environments/staging/flags").status, 200);
   ASSERT_EQ(Admin("DELETE", "/api/v1/projects/shop/environments/staging").status, 204);
   EXPECT_EQ(Admin("GET", "/api/v1/projects/shop/environments/staging/flags").status, 404);
