@@ -145,13 +145,7 @@ void Hubs::Forget(const std::string& project, const std::string& environment) {
       h->put_ = {};
     }
     // CloseRevokedStreams only sees the hubs still known: these close their streams here.
-    std::lock_guard<std::mutex> l(h->mu_);
-    auto close = [&](StreamSink& sink, const auto&) {
-      sink.Close(last);
-      return false;
-    };
-    ForEachLive(h->sdk_streams_, close);
-    ForEachLive(h->ofrep_streams_, close);
+    CloseStreams(*h, last);
   }
 }
 
@@ -555,11 +549,7 @@ void Hubs::AddOfrepStream(EnvironmentHub& hub, const std::shared_ptr<StreamSink>
 }
 
 void Hubs::CloseRevokedStreams() {
-  std::vector<std::shared_ptr<EnvironmentHub>> hubs;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [k, h] : hubs_) hubs.push_back(h);
-  }
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs = AllHubs();
   int64_t now_ms = NowMs();
   auto last = FrameComment("credentials revoked");
   for (auto& h : hubs) {
@@ -593,11 +583,7 @@ void Hubs::CloseRevokedStreams() {
 }
 
 void Hubs::ReleaseIdlePuts(std::chrono::steady_clock::duration idle) {
-  std::vector<std::shared_ptr<EnvironmentHub>> hubs;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [k, h] : hubs_) hubs.push_back(h);
-  }
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs = AllHubs();
   auto now = std::chrono::steady_clock::now();
   for (auto& h : hubs) {
     // Held means someone is asking (or building one) right now: not idle, and the heartbeat
@@ -611,11 +597,7 @@ void Hubs::Heartbeat() {
   CloseRevokedStreams();
   ReleaseIdlePuts(kPutIdle);
   auto beat = FrameComment("heartbeat");
-  std::vector<std::shared_ptr<EnvironmentHub>> hubs;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [k, h] : hubs_) hubs.push_back(h);
-  }
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs = AllHubs();
   for (auto& h : hubs) {
     std::lock_guard<std::mutex> l(h->mu_);
     ForEachLive(h->sdk_streams_, [&](StreamSink& s, const auto&) { s.Send(beat); });
@@ -625,18 +607,24 @@ void Hubs::Heartbeat() {
 
 void Hubs::CloseAll(std::string_view comment) {
   auto last = FrameComment(comment);
+  std::vector<std::shared_ptr<EnvironmentHub>> hubs = AllHubs();
+  for (auto& h : hubs) CloseStreams(*h, last);
+}
+
+std::vector<std::shared_ptr<EnvironmentHub>> Hubs::AllHubs() {
+  std::lock_guard<std::mutex> l(mu_);
   std::vector<std::shared_ptr<EnvironmentHub>> hubs;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [k, h] : hubs_) hubs.push_back(h);
-  }
-  for (auto& h : hubs) {
-    std::lock_guard<std::mutex> l(h->mu_);
-    ForEachLive(h->sdk_streams_, [&](StreamSink& s, const auto&) { s.Close(last); });
-    ForEachLive(h->ofrep_streams_, [&](StreamSink& s, const auto&) { s.Close(last); });
-    h->sdk_streams_.clear();
-    h->ofrep_streams_.clear();
-  }
+  hubs.reserve(hubs_.size());
+  for (auto& [k, h] : hubs_) hubs.push_back(h);
+  return hubs;
+}
+
+void Hubs::CloseStreams(EnvironmentHub& hub, const std::shared_ptr<const std::string>& last) {
+  std::lock_guard<std::mutex> l(hub.mu_);
+  ForEachLive(hub.sdk_streams_, [&](StreamSink& s, const auto&) { s.Close(last); });
+  ForEachLive(hub.ofrep_streams_, [&](StreamSink& s, const auto&) { s.Close(last); });
+  hub.sdk_streams_.clear();
+  hub.ofrep_streams_.clear();
 }
 
 }  // namespace gonfalon::server

@@ -173,6 +173,10 @@ class Hubs {
   // Sends the hub's pending events: each SDK stream gets, in one buffer, the change sets past
   // what it was sent (or the `put`); OFREP streams one refetchEvaluation.
   void FanOut(EnvironmentHub& hub);
+  // The hubs known now (a copy, taken under mu_), to visit without holding it.
+  std::vector<std::shared_ptr<EnvironmentHub>> AllHubs();
+  // Sends `last` to every stream of `hub`, closes them and forgets them.
+  static void CloseStreams(EnvironmentHub& hub, const std::shared_ptr<const std::string>& last);
   // The whole environment from storage, compiled: at first use, and to repair.
   absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Load(EnvironmentHub& hub);
 
