@@ -368,6 +368,38 @@ uint32_t Snapshot::ordinal_bound() const { return d_->ordinal_bound; }
 
 const CompiledFlag* Snapshot::FindFlag(std::string_view key) const { return d_->FindLiveFlag(key); }
 
+namespace {
+
+// Items' JSON joined by commas, each after its key (`"key":`) when `keyed`: the payload's maps
+// and the lists' arrays. JoinedSize is what to reserve for it.
+template <typename Item>
+size_t JoinedSize(const std::vector<const Item*>& items, bool keyed) {
+  size_t size = 0;
+  for (const Item* i : items) size += i->Json().size() + 1 + (keyed ? i->key().size() + 3 : 0);
+  return size;
+}
+
+template <typename Item>
+void AppendJoined(std::string& out, const std::vector<const Item*>& items, bool keyed) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    if (keyed) internal::AppendKey(out, items[i]->key());
+    out += items[i]->Json();
+  }
+}
+
+template <typename Item>
+std::string JsonArray(const std::vector<const Item*>& items) {
+  std::string out;
+  out.reserve(JoinedSize(items, /*keyed=*/false) + 2);
+  out += '[';
+  AppendJoined(out, items, /*keyed=*/false);
+  out += ']';
+  return out;
+}
+
+}  // namespace
+
 std::string Snapshot::PayloadJson() const {
   std::string out;
   AppendPayloadJson(out);
@@ -376,22 +408,12 @@ std::string Snapshot::PayloadJson() const {
 
 void Snapshot::AppendPayloadJson(std::string& out, size_t room_after) const {
   const internal::SnapshotData& d = *d_;
-  size_t size = 64;
-  for (const CompiledFlag* f : d.flag_order) size += f->Json().size() + f->key().size() + 4;
-  for (const CompiledSegment* s : d.segment_order) size += s->Json().size() + s->key().size() + 4;
+  size_t size = 64 + JoinedSize(d.flag_order, /*keyed=*/true) + JoinedSize(d.segment_order, /*keyed=*/true);
   out.reserve(out.size() + size + room_after);
   out += StrCat("{\"sequence\":", d.sequence, ",\"flags\":{");
-  for (size_t i = 0; i < d.flag_order.size(); ++i) {
-    if (i > 0) out += ',';
-    internal::AppendKey(out, d.flag_order[i]->key());
-    out += d.flag_order[i]->Json();
-  }
+  AppendJoined(out, d.flag_order, /*keyed=*/true);
   out += "},\"segments\":{";
-  for (size_t i = 0; i < d.segment_order.size(); ++i) {
-    if (i > 0) out += ',';
-    internal::AppendKey(out, d.segment_order[i]->key());
-    out += d.segment_order[i]->Json();
-  }
+  AppendJoined(out, d.segment_order, /*keyed=*/true);
   out += "}}";
 }
 
@@ -401,25 +423,6 @@ std::vector<const Flag*> Snapshot::Flags() const {
   for (const CompiledFlag* f : d_->flag_order) out.push_back(f->model);
   return out;
 }
-
-namespace {
-
-template <typename Item>
-std::string JsonArray(const std::vector<const Item*>& items) {
-  size_t size = 2;
-  for (const Item* i : items) size += i->Json().size() + 1;
-  std::string out;
-  out.reserve(size);
-  out += '[';
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    out += items[i]->Json();
-  }
-  out += ']';
-  return out;
-}
-
-}  // namespace
 
 std::string Snapshot::FlagsJsonArray() const { return JsonArray(d_->flag_order); }
 std::string Snapshot::SegmentsJsonArray() const { return JsonArray(d_->segment_order); }
