@@ -627,6 +627,53 @@ TEST_F(ServerTest, ResponsesAreFramedForKeepAliveAndHttp10) {
   EXPECT_EQ(J(*r).Find("status")->as_string(), "ok");
 }
 
+// A blocking request's response (admin writes, event batches) goes to the socket from the
+// worker that handled it; what the socket does not take at once is written by the I/O threads.
+// An event batch with 200,000 refused items is answered with ~16 MB, more than loopback's
+// socket buffers hold (4 MB at most): it must still arrive whole and in order, and the same
+// connection serve the next request.
+TEST_F(ServerTest, AResponseLargerThanTheSocketTakesAtOnceArrivesWholeAndTheConnectionGoesOn) {
+  MakeShop();
+  int fd = Connect(port());
+  ASSERT_GE(fd, 0);
+  auto request = [&](const std::string& body) {
+    return "POST /sdk/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + server_key_ +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  constexpr size_t kRefused = 200000;
+  std::string body = R"({"metrics":[{"event":"purchase","value":3}],"exposures":[)";
+  for (size_t i = 0; i < kRefused; ++i) body += i ? ",0" : "0";
+  body += "]}";
+  ASSERT_TRUE(SendAll(fd, request(body)));
+  std::string buf;
+  auto deadline = Clock::now() + 60s;
+  std::optional<HttpResponse> big;
+  while (!(big = ParseResponse(buf)) && ReadSome(fd, buf, deadline)) {
+  }
+  ASSERT_TRUE(big.has_value()) << buf.size() << " bytes read";
+  ASSERT_EQ(big->status, 202) << big->body.substr(0, 300);
+  EXPECT_GT(big->body.size(), 8u << 20);
+  Value answer = J(*big);
+  EXPECT_EQ(answer.Find("accepted")->as_number(), 1);
+  const auto& refused = answer.Find("rejected")->as_array();
+  ASSERT_EQ(refused.size(), kRefused);
+  for (size_t i = 0; i < kRefused; i += 9973) {  // in order: item i's refusal is the i-th
+    EXPECT_EQ(refused[i].Find("index")->as_number(), static_cast<double>(i));
+    EXPECT_EQ(refused[i].Find("reason")->as_string(), "expected an object");
+  }
+  EXPECT_EQ(refused.back().Find("index")->as_number(), static_cast<double>(kRefused - 1));
+  EXPECT_EQ(buf, "");  // nothing after it
+  // The same connection goes on.
+  ASSERT_TRUE(SendAll(fd, request(R"({"metrics":[{"event":"purchase"}]})")));
+  std::optional<HttpResponse> next;
+  while (!(next = ParseResponse(buf)) && ReadSome(fd, buf, deadline)) {
+  }
+  ::close(fd);
+  ASSERT_TRUE(next.has_value()) << buf;
+  EXPECT_EQ(next->status, 202) << next->body;
+  EXPECT_EQ(J(*next).Find("accepted")->as_number(), 1);
+}
+
 TEST_F(ServerTest, NativeEvaluatePollingAndEvents) {
   MakeShop();
   auto one = Http(port(), "POST", "/sdk/v1/evaluate", R"({"context":{"key":"u1"},"flag":"checkout","explain":true})", Bearer(server_key_));
