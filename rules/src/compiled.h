@@ -24,6 +24,7 @@
 #include "gonfalon/rules/model.h"
 #include "gonfalon/rules/snapshot.h"
 #include "item_index.h"
+#include "ordered_list.h"
 #include "operators.h"
 #include "re2/re2.h"
 
@@ -160,11 +161,12 @@ struct SnapshotData {
   // Every item, archived and deleted-marked ones included (payloads carry them).
   ItemIndex<CompiledFlag> flags;
   ItemIndex<CompiledSegment> segments;
-  // Key order. `live_flags` omits flags marked deleted (archived): what evaluation sees. The
+  // Key order (in shared chunks: ordered_list.h). `live_flags` omits flags marked deleted
+  // (archived): what evaluation sees. The
   // `referring_` lists hold the live items with references (has_references), the only ones
   // whose answers can change when another item does (AffectedFlags scans them alone).
-  std::vector<const CompiledFlag*> flag_order;
-  std::vector<const CompiledFlag*> live_flags;
+  OrderedList<CompiledFlag> flag_order;
+  OrderedList<CompiledFlag> live_flags;
   std::vector<const CompiledFlag*> referring_flags;
   std::vector<const CompiledSegment*> segment_order;
   std::vector<const CompiledSegment*> referring_segments;

@@ -284,15 +284,18 @@ std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelF
   RunEach(segments.size(), parallel,
                  [&](size_t i) { compiled_segments[i] = internal::CompileSegment(std::move(segments[i])); });
   d.ordinal_bound = static_cast<uint32_t>(compiled_flags.size());
-  d.flag_order.reserve(compiled_flags.size());
+  std::vector<const CompiledFlag*> flag_order, live_flags;
+  flag_order.reserve(compiled_flags.size());
   for (auto& f : compiled_flags) {
-    d.flag_order.push_back(f.get());
+    flag_order.push_back(f.get());
     d.flags.Put(std::move(f));
   }
-  for (const CompiledFlag* f : d.flag_order) {
-    if (internal::IsLive(*f)) d.live_flags.push_back(f);
+  for (const CompiledFlag* f : flag_order) {
+    if (internal::IsLive(*f)) live_flags.push_back(f);
     if (internal::IsReferring(*f)) d.referring_flags.push_back(f);
   }
+  d.flag_order = internal::OrderedList<CompiledFlag>(flag_order);
+  d.live_flags = internal::OrderedList<CompiledFlag>(live_flags);
   d.segment_order.reserve(compiled_segments.size());
   for (auto& s : compiled_segments) {
     d.segment_order.push_back(s.get());
@@ -345,8 +348,11 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
     n.live_flags = d.live_flags;
     n.referring_flags = d.referring_flags;
   } else {
-    n.flag_order = internal::MergeOrder(d.flag_order, flag_keys, n.flags, all);
-    n.live_flags = internal::MergeOrder(d.live_flags, flag_keys, n.flags, internal::IsLive);
+    auto merge = [](const auto& before, const auto& keys, const auto& index, auto keep) {
+      return internal::MergeOrder(before, keys, index, keep);
+    };
+    n.flag_order = d.flag_order.Changed(flag_keys, n.flags, all, merge);
+    n.live_flags = d.live_flags.Changed(flag_keys, n.flags, internal::IsLive, merge);
     n.referring_flags = internal::MergeOrder(d.referring_flags, flag_keys, n.flags, internal::IsReferring);
   }
   if (segment_keys.empty()) {
@@ -372,15 +378,15 @@ namespace {
 
 // Items' JSON joined by commas, each after its key (`"key":`) when `keyed`: the payload's maps
 // and the lists' arrays. JoinedSize is what to reserve for it.
-template <typename Item>
-size_t JoinedSize(const std::vector<const Item*>& items, bool keyed) {
+template <typename List>
+size_t JoinedSize(const List& items, bool keyed) {
   size_t size = 0;
-  for (const Item* i : items) size += i->Json().size() + 1 + (keyed ? i->key().size() + 3 : 0);
+  for (const auto* i : items) size += i->Json().size() + 1 + (keyed ? i->key().size() + 3 : 0);
   return size;
 }
 
-template <typename Item>
-void AppendJoined(std::string& out, const std::vector<const Item*>& items, bool keyed) {
+template <typename List>
+void AppendJoined(std::string& out, const List& items, bool keyed) {
   for (size_t i = 0; i < items.size(); ++i) {
     if (i > 0) out += ',';
     if (keyed) internal::AppendKey(out, items[i]->key());
@@ -388,8 +394,8 @@ void AppendJoined(std::string& out, const std::vector<const Item*>& items, bool 
   }
 }
 
-template <typename Item>
-std::string JsonArray(const std::vector<const Item*>& items) {
+template <typename List>
+std::string JsonArray(const List& items) {
   std::string out;
   out.reserve(JoinedSize(items, /*keyed=*/false) + 2);
   out += '[';
