@@ -161,10 +161,10 @@ struct SnapshotData {
   // Every item, archived and deleted-marked ones included (payloads carry them).
   ItemIndex<CompiledFlag> flags;
   ItemIndex<CompiledSegment> segments;
-  // Key order (in shared chunks: ordered_list.h). `live_flags` omits flags marked deleted
-  // (archived): what evaluation sees. The
-  // `referring_` lists hold the live items with references (has_references), the only ones
-  // whose answers can change when another item does (AffectedFlags scans them alone).
+  // Key order (the flags' in shared chunks: ordered_list.h). `live_flags` omits flags marked
+  // deleted (archived): what evaluation sees. The `referring_` lists hold the live items with
+  // references (has_references), the only ones whose answers can change when another item does
+  // (AffectedFlags scans them alone).
   OrderedList<CompiledFlag> flag_order;
   OrderedList<CompiledFlag> live_flags;
   std::vector<const CompiledFlag*> referring_flags;
