@@ -651,6 +651,18 @@ TEST_F(ServerTest, AResponseLargerThanTheSocketTakesAtOnceArrivesWholeAndTheConn
   while (!(big = ParseResponse(buf)) && ReadSome(fd, buf, deadline)) {
   }
   ASSERT_TRUE(big.has_value()) << buf.size() << " bytes read";
+  EXPECT_EQ(buf, "");  // nothing after it
+  // The same connection goes on: asked at once, before the checks below (which take seconds
+  // under the sanitizers, longer than the server keeps an idle connection open).
+  ASSERT_TRUE(SendAll(fd, request(R"({"metrics":[{"event":"purchase"}]})")));
+  std::optional<HttpResponse> next;
+  while (!(next = ParseResponse(buf)) && ReadSome(fd, buf, deadline)) {
+  }
+  ::close(fd);
+  ASSERT_TRUE(next.has_value()) << buf;
+  EXPECT_EQ(next->status, 202) << next->body;
+  EXPECT_EQ(J(*next).Find("accepted")->as_number(), 1);
+
   ASSERT_EQ(big->status, 202) << big->body.substr(0, 300);
   EXPECT_GT(big->body.size(), 8u << 20);
   Value answer = J(*big);
@@ -662,16 +674,6 @@ TEST_F(ServerTest, AResponseLargerThanTheSocketTakesAtOnceArrivesWholeAndTheConn
     EXPECT_EQ(refused[i].Find("reason")->as_string(), "expected an object");
   }
   EXPECT_EQ(refused.back().Find("index")->as_number(), static_cast<double>(kRefused - 1));
-  EXPECT_EQ(buf, "");  // nothing after it
-  // The same connection goes on.
-  ASSERT_TRUE(SendAll(fd, request(R"({"metrics":[{"event":"purchase"}]})")));
-  std::optional<HttpResponse> next;
-  while (!(next = ParseResponse(buf)) && ReadSome(fd, buf, deadline)) {
-  }
-  ::close(fd);
-  ASSERT_TRUE(next.has_value()) << buf;
-  EXPECT_EQ(next->status, 202) << next->body;
-  EXPECT_EQ(J(*next).Find("accepted")->as_number(), 1);
 }
 
 TEST_F(ServerTest, NativeEvaluatePollingAndEvents) {
