@@ -1,18 +1,22 @@
 // What an environment costs in memory, part by part (issue #10, docs/performance.md):
 //
 //   GONFALON_SCALE_SAVE_PUT=/tmp/env.json build/release/bench/scale --flags 100000 --streams 0 --writes 0
-//   build/release/bench/snapshot_memory /tmp/env.json
+//   build/release/bench/snapshot_memory /tmp/env.json           (as the SDK holds it)
+//   build/release/bench/snapshot_memory /tmp/env.json --eager   (as the server holds it)
 //
 // Reads an environment's JSON (a `put` or polling body), then measures with mallinfo2 the heap
 // each step keeps: the JSON text itself, the decoded model (rules::Environment), the compiled
 // snapshot built from it (the model moves into the compiled items), and each item's encoded
-// JSON once a payload has been assembled. The figures are heap bytes in use (malloc's own
+// JSON once a payload has been assembled. With --eager the snapshot encodes each item's JSON
+// as it compiles it and drops what only the JSON needs (rules::ItemJson::kEager), as the
+// server's are. The figures are heap bytes in use (malloc's own
 // overhead per block included), not RSS; the process's RSS is printed beside them.
 #include <malloc.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <string_view>
 
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/snapshot.h"
@@ -43,8 +47,9 @@ void Report(const char* what, size_t bytes, size_t flags) {
 
 int main(int argc, char** argv) {
   using namespace gonfalon::rules;
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s ENVIRONMENT.json   (a put or polling body)\n", argv[0]);
+  bool eager = argc == 3 && std::string_view(argv[2]) == "--eager";
+  if (argc != 2 && !eager) {
+    std::fprintf(stderr, "usage: %s ENVIRONMENT.json [--eager]   (a put or polling body)\n", argv[0]);
     return 2;
   }
   size_t start = HeapInUse();
@@ -77,14 +82,15 @@ int main(int argc, char** argv) {
   std::printf("sizeof: Flag %zu, FlagRule %zu, Clause %zu, Value %zu, Segment %zu\n", sizeof(Flag), sizeof(FlagRule),
               sizeof(Clause), sizeof(Value), sizeof(Segment));
   size_t json_bytes = text.size();
-  text = std::string();
+  std::string().swap(text);  // frees it (assigning an empty string would keep the buffer)
   size_t model = HeapInUse();
   Report("the JSON text", with_text - start, flags);
   Report("decoded: the model (rules::Environment)", model - start, flags);
-  std::shared_ptr<const Snapshot> snap = Snapshot::Build(std::move(*env));
+  std::shared_ptr<const Snapshot> snap = Snapshot::Build(std::move(*env), {}, eager ? ItemJson::kEager : ItemJson::kOnDemand);
   env = Environment();
   size_t compiled = HeapInUse();
-  Report("compiled: the snapshot, model included", compiled - start, flags);
+  Report(eager ? "compiled: the snapshot, model and JSON included" : "compiled: the snapshot, model included",
+         compiled - start, flags);
   Report("  of which compiling added", compiled - model, flags);
   {
     std::string payload = snap->PayloadJson();  // encodes every item's JSON once and keeps it

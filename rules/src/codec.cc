@@ -256,11 +256,13 @@ absl::Status DecodeFlagAt(const Value& json, std::string_view path, DecodeOption
         GetBool(json, "clientSide", path, f.client_side_availability.using_environment_id));
   }
   RETURN_IF_ERROR(GetBool(json, "deleted", path, f.deleted));
-  RETURN_IF_ERROR(GetString(json, "name", path, f.name));
-  RETURN_IF_ERROR(GetString(json, "description", path, f.description));
-  RETURN_IF_ERROR(GetStrings(json, "tags", path, f.tags));
-  RETURN_IF_ERROR(GetBool(json, "temporary", path, f.temporary));
-  RETURN_IF_ERROR(GetString(json, "maintainer", path, f.maintainer));
+  FlagManagement m;
+  RETURN_IF_ERROR(GetString(json, "name", path, m.name));
+  RETURN_IF_ERROR(GetString(json, "description", path, m.description));
+  RETURN_IF_ERROR(GetStrings(json, "tags", path, m.tags));
+  RETURN_IF_ERROR(GetBool(json, "temporary", path, m.temporary));
+  RETURN_IF_ERROR(GetString(json, "maintainer", path, m.maintainer));
+  f.SetManagement(std::move(m));
   return absl::OkStatus();
 }
 
@@ -532,11 +534,12 @@ Value EncodeFlag(const Flag& f) {
   csa.Set("usingEnvironmentId", Value(f.client_side_availability.using_environment_id));
   v.Set("clientSideAvailability", std::move(csa));
   v.Set("deleted", Value(f.deleted));
-  SetIfNotEmpty(v, "name", f.name);
-  SetIfNotEmpty(v, "description", f.description);
-  if (!f.tags.empty()) v.Set("tags", Strings(f.tags));
-  if (f.temporary) v.Set("temporary", Value(true));
-  SetIfNotEmpty(v, "maintainer", f.maintainer);
+  const FlagManagement& m = f.Management();
+  SetIfNotEmpty(v, "name", m.name);
+  SetIfNotEmpty(v, "description", m.description);
+  if (!m.tags.empty()) v.Set("tags", Strings(m.tags));
+  if (m.temporary) v.Set("temporary", Value(true));
+  SetIfNotEmpty(v, "maintainer", m.maintainer);
   return v;
 }
 

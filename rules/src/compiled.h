@@ -106,20 +106,24 @@ struct CompiledPrerequisite {
 // JSON. Built in place and never moved: `model` and the compiled parts point into `item`.
 template <typename Model>
 struct CompiledItem {
-  explicit CompiledItem(Model m) : item(std::move(m)) {}
+  // `json`: the item's JSON, encoded already (ItemJson::kEager), or empty to encode it from
+  // `m` on first use.
+  CompiledItem(Model m, std::string json) : item(std::move(m)), json_(std::move(json)), json_ready_(!json_.empty()) {}
   CompiledItem(const CompiledItem&) = delete;
   CompiledItem& operator=(const CompiledItem&) = delete;
   const std::string& key() const { return item.key; }
-  // The item's JSON (codec's EncodeFlag or EncodeSegment), encoded on first use and kept:
+  // The item's JSON (codec's EncodeFlag or EncodeSegment), kept for the item's life:
   // payloads are assembled from these.
   const std::string& Json() const;
 
-  const Model item;
+  // Written only while the item is compiled (CompileFlag, CompileSegment): const once shared.
+  Model item;
   const Model* const model = &item;
 
  private:
   mutable std::once_flag json_once_;
   mutable std::string json_;
+  const bool json_ready_;  // encoded at construction: json_ is never written again
 };
 
 struct CompiledFlag : CompiledItem<Flag> {
@@ -153,11 +157,12 @@ struct CompiledSegment : CompiledItem<Segment> {
   BucketHasher hasher;
 };
 
-std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal);
-std::shared_ptr<const CompiledSegment> CompileSegment(Segment s);
+std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal, ItemJson json);
+std::shared_ptr<const CompiledSegment> CompileSegment(Segment s, ItemJson json);
 
 struct SnapshotData {
   int64_t sequence = 0;
+  ItemJson item_json = ItemJson::kOnDemand;  // how Apply compiles the items it adds
   // Every item, archived and deleted-marked ones included (payloads carry them).
   ItemIndex<CompiledFlag> flags;
   ItemIndex<CompiledSegment> segments;

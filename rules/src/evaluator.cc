@@ -116,7 +116,8 @@ Match MatchClause(EvalState& s, const CompiledClause& c, Value* trace_out) {
   if (trace_out != nullptr) {
     trace_out->Set("contextKind", Value(c.context_kind));
     trace_out->Set("attribute", Value(c.model->attribute));
-    trace_out->Set("op", Value(c.model->op_name));
+    // Known operators' names may be dropped from the model (ItemJson::kEager).
+    trace_out->Set("op", c.op == Op::kUnknown ? Value(c.model->op_name) : Value(OpName(c.op)));
     trace_out->Set("values", Value(Array(c.model->values)));
     if (c.negate) trace_out->Set("negate", Value(true));
   }

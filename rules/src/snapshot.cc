@@ -230,6 +230,7 @@ Value EncodeItem(const Segment& s) { return EncodeSegment(s); }
 
 template <typename Model>
 const std::string& CompiledItem<Model>::Json() const {
+  if (json_ready_) return json_;
   std::call_once(json_once_, [this] {
     json_ = ToJson(EncodeItem(item));
     json_.shrink_to_fit();  // kept for the item's life: without the encoder's growth slack (~45 %)
@@ -239,17 +240,64 @@ const std::string& CompiledItem<Model>::Json() const {
 template struct CompiledItem<Flag>;
 template struct CompiledItem<Segment>;
 
-std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal) {
-  auto cf = std::make_shared<CompiledFlag>(std::move(f));
+namespace {
+
+template <typename T>
+void Free(T& x) {
+  T().swap(x);  // clear() would keep the capacity
+}
+
+void DropJsonOnly(std::vector<Clause>& clauses) {
+  for (Clause& c : clauses) {
+    if (c.op != Op::kUnknown) Free(c.op_name);  // OpName(op) says it
+  }
+}
+
+// What only the item's JSON needs, once that is encoded and the item compiled (ItemJson::kEager):
+// the compiled parts hold the salt's hash state and copies of the target and segment keys in
+// hash sets, and point only at members kept.
+void DropJsonOnly(Flag& f) {
+  Free(f.salt);
+  f.management.reset();
+  for (Target& t : f.targets) Free(t.values);
+  for (Target& t : f.context_targets) Free(t.values);
+  for (FlagRule& r : f.rules) DropJsonOnly(r.clauses);
+}
+
+void DropJsonOnly(Segment& s) {
+  Free(s.salt);
+  Free(s.description);
+  Free(s.included);
+  Free(s.excluded);
+  for (SegmentTarget& t : s.included_contexts) Free(t.values);
+  for (SegmentTarget& t : s.excluded_contexts) Free(t.values);
+  for (SegmentRule& r : s.rules) DropJsonOnly(r.clauses);
+}
+
+// The compiled item, its JSON encoded now (kEager) or on first use.
+template <typename Compiled, typename Model, typename Encode, typename CompileInto>
+std::shared_ptr<Compiled> CompileItem(Model m, ItemJson mode, Encode encode, CompileInto compile_into) {
+  std::string json;
+  if (mode == ItemJson::kEager) {
+    json = ToJson(encode(m));
+    json.shrink_to_fit();  // kept for the item's life: without the encoder's growth slack
+  }
+  auto c = std::make_shared<Compiled>(std::move(m), std::move(json));
+  compile_into(*c);
+  if (mode == ItemJson::kEager) DropJsonOnly(c->item);
+  return c;
+}
+
+}  // namespace
+
+std::shared_ptr<const CompiledFlag> CompileFlag(Flag f, uint32_t ordinal, ItemJson json) {
+  auto cf = CompileItem<CompiledFlag>(std::move(f), json, EncodeFlag, CompileFlagInto);
   cf->ordinal = ordinal;
-  CompileFlagInto(*cf);
   return cf;
 }
 
-std::shared_ptr<const CompiledSegment> CompileSegment(Segment s) {
-  auto cs = std::make_shared<CompiledSegment>(std::move(s));
-  CompileSegmentInto(*cs);
-  return cs;
+std::shared_ptr<const CompiledSegment> CompileSegment(Segment s, ItemJson json) {
+  return CompileItem<CompiledSegment>(std::move(s), json, EncodeSegment, CompileSegmentInto);
 }
 
 }  // namespace internal
@@ -260,10 +308,11 @@ using internal::CompiledSegment;
 Snapshot::Snapshot() : d_(std::make_unique<internal::SnapshotData>()) {}
 Snapshot::~Snapshot() = default;
 
-std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelFor& parallel) {
+std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelFor& parallel, ItemJson json) {
   std::shared_ptr<Snapshot> snap(new Snapshot());
   internal::SnapshotData& d = *snap->d_;
   d.sequence = env.sequence;
+  d.item_json = json;
   std::vector<Flag> flags;
   flags.reserve(env.flags.size());
   for (auto& [key, f] : env.flags) flags.push_back(std::move(f));
@@ -279,10 +328,10 @@ std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelF
   // the snapshot's life; copies are laid out together, and the decoded ones all go (+0.1 s and
   // -23 MB of RSS at 100,000 flags, docs/performance.md).
   RunEach(flags.size(), parallel, [&](size_t i) {
-    compiled_flags[i] = internal::CompileFlag(flags[i], static_cast<uint32_t>(i));
+    compiled_flags[i] = internal::CompileFlag(flags[i], static_cast<uint32_t>(i), json);
   });
   RunEach(segments.size(), parallel,
-                 [&](size_t i) { compiled_segments[i] = internal::CompileSegment(std::move(segments[i])); });
+                 [&](size_t i) { compiled_segments[i] = internal::CompileSegment(std::move(segments[i]), json); });
   d.ordinal_bound = static_cast<uint32_t>(compiled_flags.size());
   std::vector<const CompiledFlag*> flag_order, live_flags;
   flag_order.reserve(compiled_flags.size());
@@ -315,6 +364,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
   n.flags = d.flags;  // shares every shard until Put or Erase touches it
   n.segments = d.segments;
   n.ordinal_bound = d.ordinal_bound;
+  n.item_json = d.item_json;
   n.sequence = std::max(d.sequence, event.sequence);
   AppliedChanges applied;
   for (DecodedChange& c : *decoded) {
@@ -323,7 +373,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
       if (old != nullptr && old->model->version >= c.version) continue;  // only if newer
       if (c.flag.has_value()) {
         uint32_t ordinal = old != nullptr ? old->ordinal : n.ordinal_bound++;
-        n.flags.Put(internal::CompileFlag(std::move(*c.flag), ordinal));
+        n.flags.Put(internal::CompileFlag(std::move(*c.flag), ordinal, n.item_json));
       } else {
         n.flags.Erase(c.key);
       }
@@ -332,7 +382,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
       const CompiledSegment* old = n.segments.Find(c.key);
       if (old != nullptr && old->model->version >= c.version) continue;
       if (c.segment.has_value()) {
-        n.segments.Put(internal::CompileSegment(std::move(*c.segment)));
+        n.segments.Put(internal::CompileSegment(std::move(*c.segment), n.item_json));
       } else {
         n.segments.Erase(c.key);
       }
@@ -423,10 +473,10 @@ void Snapshot::AppendPayloadJson(std::string& out, size_t room_after) const {
   out += "}}";
 }
 
-std::vector<const Flag*> Snapshot::Flags() const {
-  std::vector<const Flag*> out;
+std::vector<Snapshot::FlagEntry> Snapshot::Flags() const {
+  std::vector<FlagEntry> out;
   out.reserve(d_->flag_order.size());
-  for (const CompiledFlag* f : d_->flag_order) out.push_back(f->model);
+  for (const CompiledFlag* f : d_->flag_order) out.push_back({f->model, f->Json()});
   return out;
 }
 
@@ -434,6 +484,11 @@ std::string Snapshot::FlagsJsonArray() const { return JsonArray(d_->flag_order);
 std::string Snapshot::SegmentsJsonArray() const { return JsonArray(d_->segment_order); }
 
 Environment Snapshot::ToEnvironment() const {
+  if (d_->item_json == ItemJson::kEager) {
+    // The models lack what only the JSON holds; the JSON is what was compiled.
+    absl::StatusOr<Environment> env = ParseEnvironment(PayloadJson());
+    if (env.ok()) return *std::move(env);
+  }
   Environment env;
   env.sequence = d_->sequence;
   for (const CompiledFlag* f : d_->flag_order) env.flags.emplace_hint(env.flags.end(), f->key(), f->item);

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "gonfalon/rules/status_macros.h"
 #include "gonfalon/rules/str_cat.h"
 #include "simdjson.h"
 
@@ -223,7 +224,11 @@ std::string_view TypeName(Value::Type t) {
   return "unknown";
 }
 
-absl::StatusOr<Value> ParseJson(std::string_view text) {
+namespace {
+
+// Parses `text` and hands its root to `use`, which converts what it wants.
+template <typename Use>
+absl::StatusOr<Value> ParseWith(std::string_view text, Use use) {
   // One parser per thread keeps its buffers between calls for small documents. A parser's
   // buffers stay sized for the largest document it has seen, about ten times its size, so a
   // large document gets a parser of its own that is freed after it: otherwise every thread
@@ -241,9 +246,31 @@ absl::StatusOr<Value> ParseJson(std::string_view text) {
         StrCat("invalid JSON: ", simdjson::error_message(err)));
   }
   Value out;
-  absl::Status s = Convert(root, 0, out);
+  absl::Status s = use(root, out);
   if (!s.ok()) return s;
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Value> ParseJson(std::string_view text) {
+  return ParseWith(text, [](simdjson::dom::element root, Value& out) { return Convert(root, 0, out); });
+}
+
+absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names) {
+  return ParseWith(text, [&](simdjson::dom::element root, Value& out) -> absl::Status {
+    simdjson::dom::object object;
+    if (root.get(object) != simdjson::SUCCESS) return absl::InvalidArgumentError("expected a JSON object");
+    Object& members = out.mutable_object();
+    for (std::string_view name : names) {
+      simdjson::dom::element e;
+      if (object.at_key(name).get(e) != simdjson::SUCCESS) continue;  // absent
+      Value v;
+      RETURN_IF_ERROR(Convert(e, 1, v));
+      members.emplace_back(std::string(name), std::move(v));
+    }
+    return absl::OkStatus();
+  });
 }
 
 void AppendJsonString(std::string_view s, std::string& out) {

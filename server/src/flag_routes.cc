@@ -63,8 +63,9 @@ absl::StatusOr<std::shared_ptr<const rules::Snapshot>> PublishedSnapshot(Service
   return snap;
 }
 
-// A flag as a list shows it (GET …/flags?fields=summary).
-Value FlagSummary(const rules::Flag& f) {
+// A flag as a list shows it (GET …/flags?fields=summary), from its compiled model and its JSON,
+// which alone holds its name and tags (the hub's snapshots drop them from their models).
+Value FlagSummary(const rules::Flag& f, std::string_view json) {
   auto variation = [&](std::optional<int> i) {
     return i.has_value() && *i >= 0 && static_cast<size_t>(*i) < f.variations.size() ? f.variations[static_cast<size_t>(*i)] : Value();
   };
@@ -80,10 +81,16 @@ Value FlagSummary(const rules::Flag& f) {
   } else {
     serves = Value(Object{{"variation", variation(f.fallthrough.variation)}});
   }
-  Array tags;
-  for (const std::string& t : f.tags) tags.emplace_back(t);
-  return Value(Object{{"key", Value(f.key)}, {"name", Value(f.name)}, {"version", Value(f.version)}, {"on", Value(f.on)},
-                      {"tags", Value(std::move(tags))}, {"serves", std::move(serves)}});
+  // Our own encoding of the flag: it parses. Absent members are the codec's empty values.
+  Value meta = rules::ParseJsonMembers(json, {"name", "tags"}).value_or(Value());
+  const Value* name = meta.Find("name");
+  const Value* tags = meta.Find("tags");
+  return Value(Object{{"key", Value(f.key)},
+                      {"name", name != nullptr ? *name : Value("")},
+                      {"version", Value(f.version)},
+                      {"on", Value(f.on)},
+                      {"tags", tags != nullptr ? *tags : Value(Array())},
+                      {"serves", std::move(serves)}});
 }
 
 // The project-level fields of a flag, which an environment's PUT/PATCH cannot change.
@@ -198,10 +205,10 @@ void AddFlagRoutes(Router& router, Services& s) {
     if (fields != nullptr && *fields != "summary") return ErrorResponse(400, "invalid_argument", "fields: expected summary", "fields");
     TRY_ASSIGN(std::shared_ptr<const rules::Snapshot> snap, PublishedSnapshot(s, c.Param("p"), c.Param("e")));
     if (fields == nullptr) return JsonText(200, StrCat("{\"items\":", snap->FlagsJsonArray(), "}"));
-    std::vector<const rules::Flag*> flags = snap->Flags();
+    std::vector<rules::Snapshot::FlagEntry> flags = snap->Flags();
     Array a;
     a.reserve(flags.size());
-    for (const rules::Flag* f : flags) a.push_back(FlagSummary(*f));
+    for (const rules::Snapshot::FlagEntry& f : flags) a.push_back(FlagSummary(*f.model, f.json));
     return Json(200, Items(std::move(a)));
   });
 

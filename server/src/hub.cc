@@ -305,8 +305,11 @@ absl::StatusOr<std::shared_ptr<const rules::Snapshot>> Hubs::Load(EnvironmentHub
   if (!env.ok()) return env.status();
   size_t flags = env->flags.size();
   auto loaded = std::chrono::steady_clock::now();
-  std::shared_ptr<const rules::Snapshot> snap =
-      rules::Snapshot::Build(std::move(*env), rules::ThreadsParallelFor(static_cast<int>(std::thread::hardware_concurrency())));
+  // Every item's JSON is encoded now (the hub serves them all in payloads), which lets the
+  // compiled items drop what only the JSON needs.
+  std::shared_ptr<const rules::Snapshot> snap = rules::Snapshot::Build(
+      std::move(*env), rules::ThreadsParallelFor(static_cast<int>(std::thread::hardware_concurrency())),
+      rules::ItemJson::kEager);
   auto compiled = std::chrono::steady_clock::now();
   // Reading the environment parsed every item into a tree that is gone now; Build copied the
   // items into the compiled snapshot, so whole pages of the heap are free: hand them back

@@ -260,11 +260,12 @@ absl::Status CreateDemo(storage::Store& store, const std::string& data_dir, cons
   for (const auto& [key, f] : data->flags) {
     storage::FlagMeta meta;
     meta.key = key;
-    meta.name = f.name;
-    meta.description = f.description;
-    meta.tags = f.tags;
-    meta.temporary = f.temporary;
-    meta.maintainer = f.maintainer;
+    const rules::FlagManagement& m = f.Management();
+    meta.name = m.name;
+    meta.description = m.description;
+    meta.tags = m.tags;
+    meta.temporary = m.temporary;
+    meta.maintainer = m.maintainer;
     meta.variations = f.variations;
     meta.client_side_availability = f.client_side_availability;
     auto made = store.CreateFlag("demo", meta, actor, "demo flag");

@@ -95,11 +95,7 @@ absl::StatusOr<RestorePlan> RocksStore::Restore(std::string_view project, std::s
     restored.variations = now.variations;
     restored.version = now.version;
     restored.deleted = now.deleted;
-    restored.name = now.name;
-    restored.description = now.description;
-    restored.tags = now.tags;
-    restored.temporary = now.temporary;
-    restored.maintainer = now.maintainer;
+    restored.management = now.management;
     restored.client_side_availability = now.client_side_availability;
     if (restored == now) continue;
     Value after = rules::EncodeFlag(restored);

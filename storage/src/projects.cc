@@ -28,11 +28,11 @@ absl::StatusOr<rules::Flag> NewEnvironmentFlag(const FlagMeta& meta) {
 void ApplyMeta(const FlagMeta& meta, rules::Flag& f) {
   f.key = meta.key;
   f.variations = meta.variations;
-  f.name = meta.name;
-  f.description = meta.description;
-  f.tags = meta.tags;
-  f.temporary = meta.temporary;
-  f.maintainer = meta.maintainer;
+  f.SetManagement({.name = meta.name,
+                   .description = meta.description,
+                   .tags = meta.tags,
+                   .temporary = meta.temporary,
+                   .maintainer = meta.maintainer});
   f.client_side_availability = meta.client_side_availability;
   f.deleted = meta.archived;
 }

@@ -70,16 +70,32 @@ TEST(CodecTest, FlagRoundTripsEveryField) {
   f.track_events = true;
   f.track_events_fallthrough = true;
   f.client_side_availability = {true, true};
-  f.name = "Checkout";
-  f.description = "New checkout";
-  f.tags = {"web", "q3"};
-  f.temporary = true;
-  f.maintainer = "ada@example.com";
+  f.SetManagement({.name = "Checkout",
+                   .description = "New checkout",
+                   .tags = {"web", "q3"},
+                   .temporary = true,
+                   .maintainer = "ada@example.com"});
   Value encoded = EncodeFlag(f);
   auto decoded = DecodeFlag(ParseJson(ToJson(encoded)).value());
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_TRUE(*decoded == f);
   EXPECT_EQ(ToJson(EncodeFlag(*decoded)), ToJson(encoded));
+}
+
+TEST(CodecTest, ManagementMetadataIsAbsentWhenEmpty) {
+  auto plain = DecodeFlag(ParseJson(R"({"key":"k","name":"","tags":[]})").value());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->management.has_value());
+  EXPECT_EQ(plain->Management().name, "");
+  Flag f;
+  f.key = "k";
+  f.SetManagement({});
+  EXPECT_FALSE(f.management.has_value());
+  EXPECT_TRUE(f == *plain);
+  auto named = DecodeFlag(ParseJson(R"({"key":"k","tags":["web"]})").value());
+  ASSERT_TRUE(named.ok()) << named.status();
+  ASSERT_TRUE(named->management.has_value());
+  EXPECT_EQ(named->Management().tags, std::vector<std::string>{"web"});
 }
 
 TEST(CodecTest, CheckKnownMembersNamesTheFirstUnknownMemberAtAnyDepth) {

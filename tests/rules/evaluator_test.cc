@@ -10,10 +10,10 @@
 namespace gonfalon::rules {
 namespace {
 
-std::shared_ptr<const Snapshot> Build(const char* json) {
+std::shared_ptr<const Snapshot> Build(const char* json, ItemJson item_json = ItemJson::kOnDemand) {
   auto env = ParseEnvironment(json);
   EXPECT_TRUE(env.ok()) << env.status();
-  return Snapshot::Build(std::move(*env));
+  return Snapshot::Build(std::move(*env), {}, item_json);
 }
 
 constexpr char kData[] = R"({
@@ -40,13 +40,31 @@ TEST(EvaluatorTest, ValuePointsIntoTheSnapshot) {
 }
 
 TEST(EvaluatorTest, ExplainTraceShowsRulesClausesAndValuesRead) {
-  auto snap = Build(kData);
-  Context ctx = Context::Builder("user", "u1").Set("country", Value("DE")).Build();
-  Trace trace;
-  Evaluate(*snap, "ruled", ctx, &trace);
-  std::string json = ToJson(trace.steps());
-  EXPECT_EQ(json,
-            R"([{"step":"rule","index":0,"id":"r0","clauses":[{"contextKind":"user","attribute":"country","op":"in","values":["FR"],"read":"DE","matched":false}],"matched":false},{"step":"fallthrough"}])");
+  // Also when the compiled model no longer holds the operator's name (the server's snapshots).
+  for (ItemJson item_json : {ItemJson::kOnDemand, ItemJson::kEager}) {
+    auto snap = Build(kData, item_json);
+    Context ctx = Context::Builder("user", "u1").Set("country", Value("DE")).Build();
+    Trace trace;
+    Evaluate(*snap, "ruled", ctx, &trace);
+    std::string json = ToJson(trace.steps());
+    EXPECT_EQ(json,
+              R"([{"step":"rule","index":0,"id":"r0","clauses":[{"contextKind":"user","attribute":"country","op":"in","values":["FR"],"read":"DE","matched":false}],"matched":false},{"step":"fallthrough"}])");
+  }
+}
+
+TEST(EvaluatorTest, EagerJsonSnapshotsKeepTheJsonAndDropWhatOnlyItNeeds) {
+  auto eager = Build(kData, ItemJson::kEager);
+  auto on_demand = Build(kData);
+  // The same payload, though the compiled models lack the salt (bucketing used it first).
+  EXPECT_EQ(eager->PayloadJson(), on_demand->PayloadJson());
+  EXPECT_NE(eager->PayloadJson().find(R"("salt":"s")"), std::string::npos);
+  EXPECT_EQ(FlagModel(*eager->FindFlag("rollout")).salt, "");
+  EXPECT_EQ(FlagModel(*on_demand->FindFlag("rollout")).salt, "s");
+  EXPECT_EQ(eager->ToEnvironment(), on_demand->ToEnvironment());
+  for (int i = 0; i < 200; ++i) {
+    Context ctx = Context::Builder("user", "u" + std::to_string(i)).Build();
+    EXPECT_EQ(Evaluate(*eager, "rollout", ctx).variation_index, Evaluate(*on_demand, "rollout", ctx).variation_index);
+  }
 }
 
 TEST(EvaluatorTest, ExplainTraceShowsTheBucketAndItsBoundaries) {

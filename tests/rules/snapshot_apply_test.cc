@@ -2,11 +2,13 @@
 // (flags, segments, prerequisites, archives, deletes, stale versions, segment edits used by many
 // flags) applied incrementally must, after every step, evaluate exactly as Snapshot::Build of
 // the same data, assemble the same payload, and name in AffectedFlags every flag whose answer
-// changed.
+// changed. Both ways a snapshot holds its items' JSON are checked: on demand (the SDK) and
+// encoded when compiled, its models then without what only the JSON needs (the server).
 
 #include <gtest/gtest.h>
 
 #include <random>
+#include <tuple>
 
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
@@ -55,7 +57,7 @@ class Generator {
     Flag f;
     f.key = key;
     f.on = !Chance(15);
-    f.salt = "salt";
+    f.salt = StrCat("salt-", Uniform(3));  // bucketing tells salts apart
     for (int v = 0; v < 3; ++v) f.variations.emplace_back(StrCat(key, "-v", v));
     f.off_variation = Chance(80) ? std::optional<int>(Uniform(3)) : std::nullopt;
     if (Chance(30)) {
@@ -77,13 +79,14 @@ class Generator {
     if (Chance(25)) f.prerequisites.push_back({FlagKey(Uniform(kFlagKeys)), Uniform(3)});
     f.client_side_availability.using_environment_id = Chance(50);
     f.deleted = Chance(5);  // archived: kept in the data, not evaluated
+    if (Chance(50)) f.SetManagement({.name = StrCat(key, " name"), .description = "d", .tags = {"t"}});
     return f;
   }
 
   Segment SomeSegment(const std::string& key) {
     Segment s;
     s.key = key;
-    s.salt = "s";
+    s.salt = StrCat("s-", Uniform(3));
     for (int n = Uniform(5); n > 0; --n) s.included.push_back(StrCat("u", Uniform(12)));
     for (int n = Uniform(2); n > 0; --n) s.excluded.push_back(StrCat("u", Uniform(12)));
     if (Chance(40)) {
@@ -145,14 +148,15 @@ std::vector<std::string> Answers(const Snapshot& snap, const std::vector<Context
   return out;
 }
 
-// One history per seed, each its own test (under AddressSanitizer one history takes tens of
-// seconds).
-class SnapshotApplyHistoryTest : public ::testing::TestWithParam<uint32_t> {};
+// One history per seed and way of holding JSON, each its own test (under AddressSanitizer one
+// history takes tens of seconds).
+class SnapshotApplyHistoryTest : public ::testing::TestWithParam<std::tuple<uint32_t, ItemJson>> {};
 
 TEST_P(SnapshotApplyHistoryTest, IncrementalEqualsFromScratchOverARandomHistory) {
   {
-    const uint32_t seed = GetParam();
-    SCOPED_TRACE(StrCat("seed ", seed));
+    const auto [seed, item_json] = GetParam();
+    const bool eager = item_json == ItemJson::kEager;
+    SCOPED_TRACE(StrCat("seed ", seed, eager ? " eager" : " on demand"));
     Generator gen(seed);
     std::vector<Context> contexts = gen.Contexts();
     Environment reference;
@@ -167,7 +171,7 @@ TEST_P(SnapshotApplyHistoryTest, IncrementalEqualsFromScratchOverARandomHistory)
       s.version = 1;
       reference.segments.emplace(s.key, s);
     }
-    std::shared_ptr<const Snapshot> incremental = Snapshot::Build(reference);
+    std::shared_ptr<const Snapshot> incremental = Snapshot::Build(reference, {}, item_json);
     for (int step = 0; step < 300; ++step) {
       SCOPED_TRACE(StrCat("step ", step));
       ChangeSetEvent event = gen.SomeChangeSet(reference, reference.sequence + 1);
@@ -188,13 +192,22 @@ TEST_P(SnapshotApplyHistoryTest, IncrementalEqualsFromScratchOverARandomHistory)
       EXPECT_EQ(next->PayloadJson(), ToJson(EncodeEnvironment(reference)));
       EXPECT_EQ(next->ToEnvironment(), reference);
       // The lists (admin routes): every item in key order, deleted-marked ones included.
-      std::vector<const Flag*> flags = next->Flags();
+      std::vector<Snapshot::FlagEntry> flags = next->Flags();
       ASSERT_EQ(flags.size(), reference.flags.size());
       std::string flags_json = "[";
       std::string segments_json = "[";
       size_t n = 0;
       for (const auto& [k, f] : reference.flags) {
-        EXPECT_EQ(*flags[n], f);
+        EXPECT_EQ(flags[n].json, ToJson(EncodeFlag(f)));
+        if (eager) {
+          // What evaluation reads is there; what only the JSON needs is not.
+          EXPECT_EQ(flags[n].model->key, f.key);
+          EXPECT_EQ(flags[n].model->variations, f.variations);
+          EXPECT_FALSE(flags[n].model->management.has_value());
+          EXPECT_EQ(flags[n].model->salt, "");
+        } else {
+          EXPECT_EQ(*flags[n].model, f);
+        }
         if (n++ > 0) flags_json += ',';
         flags_json += ToJson(EncodeFlag(f));
       }
@@ -220,7 +233,13 @@ TEST_P(SnapshotApplyHistoryTest, IncrementalEqualsFromScratchOverARandomHistory)
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, SnapshotApplyHistoryTest, ::testing::Values(1u, 2u, 3u, 4u));
+INSTANTIATE_TEST_SUITE_P(Seeds, SnapshotApplyHistoryTest,
+                         ::testing::Combine(::testing::Values(1u, 2u, 3u, 4u),
+                                            ::testing::Values(ItemJson::kOnDemand, ItemJson::kEager)),
+                         [](const auto& info) {
+                           return StrCat("seed", std::get<0>(info.param),
+                                         std::get<1>(info.param) == ItemJson::kEager ? "_eager" : "_on_demand");
+                         });
 
 TEST(SnapshotApplyTest, SharesUnchangedItemsAndKeepsOrdinals) {
   Environment env;

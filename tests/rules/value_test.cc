@@ -50,6 +50,16 @@ TEST(ValueTest, RejectsMalformedJson) {
   }
 }
 
+TEST(ValueTest, ParsesOnlyTheMembersAskedFor) {
+  auto v = ParseJsonMembers(R"({"key":"k","tags":["a","b"],"rules":[{"x":1}],"name":"N"})", {"name", "tags", "absent"});
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(ToJson(*v), R"({"name":"N","tags":["a","b"]})");  // in the order asked, absent ones left out
+  EXPECT_FALSE(ParseJsonMembers("[1]", {"name"}).ok());
+  auto bad = ParseJsonMembers(R"({"name":)", {"name"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.status().message()).rfind("invalid JSON", 0), 0u);
+}
+
 TEST(ValueTest, RejectsNestingDeeperThanTheLimit) {
   std::string deep = std::string(kMaxJsonDepth + 5, '[') + std::string(kMaxJsonDepth + 5, ']');
   auto v = ParseJson(deep);

@@ -291,7 +291,7 @@ TEST_F(StoreTest, ProjectLevelChangesReachEveryEnvironment) {
   for (const char* env : {"production", "staging"}) {
     auto f = store_->GetFlag("shop", env, "checkout");
     EXPECT_EQ(f->variations.size(), 3u);
-    EXPECT_EQ(f->name, "Checkout v2");
+    EXPECT_EQ(f->Management().name, "Checkout v2");
   }
   EXPECT_TRUE(store_->GetFlag("shop", "production", "checkout")->on);  // targeting kept
   // Shrinking below what production's targeting uses is refused, and nothing changes.

@@ -106,6 +106,18 @@ struct ClientSideAvailability {
   bool operator==(const ClientSideAvailability&) const = default;
 };
 
+// (ext) A flag's management metadata: the same in every environment of a project, never
+// evaluated.
+struct FlagManagement {
+  std::string name;
+  std::string description;
+  std::vector<std::string> tags;
+  bool temporary = false;
+  std::string maintainer;
+  bool empty() const { return name.empty() && description.empty() && tags.empty() && !temporary && maintainer.empty(); }
+  bool operator==(const FlagManagement&) const = default;
+};
+
 struct Flag {
   std::string key;
   int64_t version = 0;
@@ -122,13 +134,15 @@ struct Flag {
   bool track_events_fallthrough = false;
   ClientSideAvailability client_side_availability;
   bool deleted = false;
-  // (ext) management metadata
-  std::string name;
-  std::string description;
-  std::vector<std::string> tags;
-  bool temporary = false;
-  std::string maintainer;
+  // (ext) On the heap and absent when empty (SetManagement): evaluation never reads it, and a
+  // snapshot that keeps its items' JSON drops it from its compiled flags (ItemJson::kEager).
+  HeapOptional<FlagManagement> management;
   bool operator==(const Flag&) const = default;
+
+  // The management metadata, or an empty one when absent.
+  const FlagManagement& Management() const;
+  // Sets it; an empty `m` leaves it absent, so that equal flags compare equal.
+  void SetManagement(FlagManagement m);
 };
 
 struct SegmentTarget {
