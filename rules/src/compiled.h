@@ -36,11 +36,19 @@ namespace gonfalon::rules::internal {
 struct ClauseValue {
   const Value* raw = nullptr;
   // A version is on the heap: inline it would make every value of every clause 24 bytes
-  // bigger (most clauses are `in`, which parses nothing).
-  std::variant<std::monostate, HashedKey, double, std::unique_ptr<const SemVer>, std::unique_ptr<RE2>> parsed;
+  // bigger (most clauses are `in`, which parses nothing). A segment's key is `raw`'s string,
+  // so only its hash is kept (SegmentHash).
+  struct SegmentHash {
+    size_t hash;
+  };
+  std::variant<std::monostate, SegmentHash, double, std::unique_ptr<const SemVer>, std::unique_ptr<RE2>> parsed;
 
-  // segmentMatch: the segment's key, hashed once (null: not a string).
-  const HashedKey* segment() const { return std::get_if<HashedKey>(&parsed); }
+  // segmentMatch: the segment's key, hashed once (nullopt: not a string).
+  std::optional<HashedKey> segment() const {
+    const auto* s = std::get_if<SegmentHash>(&parsed);
+    if (s == nullptr) return std::nullopt;
+    return HashedKey::WithHash(raw->as_string(), s->hash);
+  }
   // before / after: Unix milliseconds (null: not a date).
   const double* millis() const { return std::get_if<double>(&parsed); }
   // semVer*: the version (null: not a version).

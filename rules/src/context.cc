@@ -6,11 +6,21 @@
 
 namespace gonfalon::rules {
 
+AttributeRef AttributeRef::Invalid(std::string error) {
+  AttributeRef r;
+  r.components_.push_back(std::move(error));
+  return r;
+}
+
+const std::string& AttributeRef::error() const {
+  static const std::string kNone;
+  return valid_ || components_.empty() ? kNone : components_.front();  // default-constructed: no error
+}
+
 AttributeRef AttributeRef::Parse(std::string_view ref, bool literal) {
   AttributeRef r;
   if (ref.empty()) {
-    r.error_ = "attribute reference is empty";
-    return r;
+    return Invalid("attribute reference is empty");
   }
   if (literal || ref[0] != '/') {
     r.components_.emplace_back(ref);
@@ -19,17 +29,14 @@ AttributeRef AttributeRef::Parse(std::string_view ref, bool literal) {
     return r;
   }
   if (ref.size() == 1) {
-    r.error_ = "attribute reference \"/\" names no attribute";
-    return r;
+    return Invalid("attribute reference \"/\" names no attribute");
   }
   std::string_view rest = ref.substr(1);
   while (true) {
     size_t slash = rest.find('/');
     std::string_view part = rest.substr(0, slash);
     if (part.empty()) {
-      r.error_ = StrCat("attribute reference \"", ref, "\" has an empty component");
-      r.components_.clear();
-      return r;
+      return Invalid(StrCat("attribute reference \"", ref, "\" has an empty component"));
     }
     std::string comp;
     comp.reserve(part.size());
@@ -43,10 +50,7 @@ AttributeRef AttributeRef::Parse(std::string_view ref, bool literal) {
       } else if (i + 1 < part.size() && part[i + 1] == '1') {
         comp.push_back('/');
       } else {
-        r.error_ = StrCat("attribute reference \"", ref,
-                                "\" has an invalid escape (only ~0 and ~1 are allowed)");
-        r.components_.clear();
-        return r;
+        return Invalid(StrCat("attribute reference \"", ref, "\" has an invalid escape (only ~0 and ~1 are allowed)"));
       }
       ++i;
     }

@@ -135,7 +135,8 @@ Match MatchClause(EvalState& s, const CompiledClause& c, Value* trace_out) {
     Value segs{Array{}};
     bool matched = false;
     for (const ClauseValue& cv : c.values) {
-      const CompiledSegment* seg = cv.segment() != nullptr ? s.d.FindLiveSegment(*cv.segment()) : nullptr;
+      std::optional<internal::HashedKey> key = cv.segment();
+      const CompiledSegment* seg = key.has_value() ? s.d.FindLiveSegment(*key) : nullptr;
       if (seg == nullptr) continue;  // unknown or deleted segment: no match
       Value seg_trace;
       Match m = MatchSegment(s, *seg, trace_out ? &seg_trace : nullptr);

@@ -29,8 +29,13 @@ struct HashedKey {
   explicit HashedKey(std::string_view k) : HashedKey(absl::string_view(k.data(), k.size())) {}
   explicit HashedKey(const std::string& k) : HashedKey(absl::string_view(k)) {}
   explicit HashedKey(const char* k) : HashedKey(absl::string_view(k)) {}
+  // `hash` must be what the constructors compute for `k` (kept from an earlier HashedKey).
+  static HashedKey WithHash(std::string_view k, size_t hash) { return HashedKey(absl::string_view(k.data(), k.size()), hash); }
   absl::string_view key;
   size_t hash;
+
+ private:
+  HashedKey(absl::string_view k, size_t h) : key(k), hash(h) {}
 };
 
 template <typename Node>

@@ -83,7 +83,7 @@ CompiledClause CompileClause(const Clause& c) {
         }
         break;
       case Op::kSegmentMatch:
-        if (v.is_string()) cv.parsed.emplace<HashedKey>(v.as_string());
+        if (v.is_string()) cv.parsed.emplace<ClauseValue::SegmentHash>(HashedKey(v.as_string()).hash);
         break;
       default:
         break;

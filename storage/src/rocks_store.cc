@@ -320,13 +320,16 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   // number of writes once it is reached.
   db_options.db_write_buffer_size = 32 << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const char* name : internal::kCfNames) {
+  for (int i = 0; i < internal::kCfCount; ++i) {
     rocksdb::ColumnFamilyOptions cf;
     cf.OptimizeForPointLookup(8);  // 8 MiB block cache per family; items are read by key
-    // 16 MiB memtables instead of 64: a bulk load of 100,000 flags otherwise holds several
-    // hundred MB in memtables (items, change log, audit) until they fill.
-    cf.write_buffer_size = 16 << 20;
-    descriptors.emplace_back(name, cf);
+    // 16 MiB memtables instead of 64 where experiment events arrive by the hundred thousand a
+    // second; 4 MiB for the families admin writes fill (items, change log, audit), at a few KB
+    // a write: each would otherwise hold up to 16 MiB of recent writes (and a bulk load of
+    // 100,000 flags several hundred MB) for as long as the server runs.
+    bool events = i == internal::kEvents || i == internal::kExperiments;
+    cf.write_buffer_size = events ? 16 << 20 : 4 << 20;
+    descriptors.emplace_back(internal::kCfNames[i], cf);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;

@@ -20,7 +20,12 @@ TEST(AttributeRefTest, RejectsInvalidReferences) {
     AttributeRef r = AttributeRef::Parse(bad);
     EXPECT_FALSE(r.valid()) << bad;
     EXPECT_FALSE(r.error().empty()) << bad;
+    EXPECT_TRUE(r.components().empty()) << bad;
   }
+  EXPECT_EQ(AttributeRef::Parse("/a//b").error(), R"(attribute reference "/a//b" has an empty component)");
+  EXPECT_EQ(AttributeRef::Parse("email").error(), "");
+  EXPECT_EQ(AttributeRef().error(), "");
+  EXPECT_FALSE(AttributeRef().valid());
 }
 
 TEST(AttributeRefTest, RecognisesBuiltins) {
