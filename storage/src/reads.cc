@@ -1,11 +1,6 @@
 #include "rocks_store.h"
 
-#include <optional>
-#include <thread>
-#include <vector>
-
 #include "gonfalon/rules/change_set.h"
-#include "gonfalon/rules/parallel_threads.h"
 
 namespace gonfalon::storage::internal {
 
@@ -73,46 +68,22 @@ absl::StatusOr<Environment> RocksStore::GetEnvironmentAt(std::string_view projec
 
 absl::StatusOr<rules::Environment> RocksStore::LoadAt(std::string_view project, std::string_view env, const rocksdb::Snapshot* snap) {
   ASSIGN_OR_RETURN(Environment e, GetEnvironmentAt(project, env, snap));
-  // The scan only collects the stored JSON; parsing and decoding, most of a load's time
-  // (~1 s at 100,000 flags), run on every core, each item alone.
-  struct Stored {
-    std::string key;
-    std::string json;
-    absl::Status status;
-    std::optional<rules::Flag> flag;
-    std::optional<rules::Segment> segment;
-  };
-  std::vector<Stored> items;
-  RETURN_IF_ERROR(Scan(kItems, EnvPrefix(project, env), snap, [&](std::string_view k, std::string_view v) {
-    items.push_back({std::string(k), std::string(v), absl::OkStatus(), std::nullopt, std::nullopt});
-    return absl::OkStatus();
-  }, /*start=*/{}, /*fill_cache=*/false));
-  auto decode = [&](Stored& item) -> absl::Status {
-    std::string_view k = item.key;
-    ASSIGN_OR_RETURN(Value json, ParseStored(kItems, k, item.json));
-    std::string().swap(item.json);
-    // "{p}/{e}/{f|s}/{key}": keys never contain '/', so the kind letter precedes the last one.
-    if (k[k.rfind('/') - 1] == 'f') {
-      ASSIGN_OR_RETURN(item.flag, DecodeStoredFlag(json, k));
-    } else {
-      ASSIGN_OR_RETURN(item.segment, DecodeStoredSegment(json, k));
-    }
-    return absl::OkStatus();
-  };
-  rules::RunEach(items.size(), rules::ThreadsParallelFor(static_cast<int>(std::thread::hardware_concurrency())),
-                 [&](size_t i) { items[i].status = decode(items[i]); });
   rules::Environment out;
   out.sequence = e.sequence;
-  for (Stored& item : items) {
-    RETURN_IF_ERROR(item.status);  // the first bad item in key order, as a serial read would say
-    if (item.flag.has_value()) {
-      std::string key = item.flag->key;
-      out.flags.emplace_hint(out.flags.end(), std::move(key), *std::move(item.flag));
+  RETURN_IF_ERROR(Scan(kItems, EnvPrefix(project, env), snap, [&](std::string_view k, std::string_view v) {
+    ASSIGN_OR_RETURN(Value json, ParseStored(kItems, k, v));
+    // "{p}/{e}/{f|s}/{key}": keys never contain '/', so the kind letter precedes the last one.
+    if (k[k.rfind('/') - 1] == 'f') {
+      ASSIGN_OR_RETURN(rules::Flag f, DecodeStoredFlag(json, k));
+      std::string key = f.key;
+      out.flags.emplace(std::move(key), std::move(f));
     } else {
-      std::string key = item.segment->key;
-      out.segments.emplace_hint(out.segments.end(), std::move(key), *std::move(item.segment));
+      ASSIGN_OR_RETURN(rules::Segment s, DecodeStoredSegment(json, k));
+      std::string key = s.key;
+      out.segments.emplace(std::move(key), std::move(s));
     }
-  }
+    return absl::OkStatus();
+  }, /*start=*/{}, /*fill_cache=*/false));
   return out;
 }
 
