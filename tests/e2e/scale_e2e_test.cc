@@ -108,6 +108,19 @@ TEST_F(ServerTest, EnvironmentListsComeFromThePublishedSnapshot) {
   ASSERT_EQ(Admin("POST", "/api/v1/projects/shop/flags", BulkBody(0, 300)).status, 201);
   ASSERT_EQ(Admin("POST", env + "/segments", R"({"key":"beta","included":["u1"]})").status, 201);
   ASSERT_EQ(Admin("GET", env + "/flags?fields=summary").status, 200);  // the environment is loaded
+  // A name and tags, which the summary reads from each flag's JSON (the hub's compiled flags
+  // do not keep them).
+  ASSERT_EQ(Admin("PATCH", "/api/v1/projects/shop/flags/bulk-0", R"({"name":"Bulk zero","tags":["web","q3"]})").status, 200);
+  {
+    rules::Value summary = J(Admin("GET", env + "/flags?fields=summary"));
+    const rules::Value& first = summary.Find("items")->as_array().at(0);
+    EXPECT_EQ(first.Find("key")->as_string(), "bulk-0");
+    EXPECT_EQ(first.Find("name")->as_string(), "Bulk zero");
+    EXPECT_EQ(rules::ToJson(*first.Find("tags")), R"(["web","q3"])");
+    for (const rules::Value& f : summary.Find("items")->as_array()) {
+      EXPECT_TRUE(f.Find("name")->is_string() && f.Find("tags")->is_array()) << rules::ToJson(f);
+    }
+  }
   double loads = Metric(port(), "gonfalon_environment_loads_total");
   for (int i = 0; i < 5; ++i) {
     std::string flag = "bulk-" + std::to_string(i * 37);
