@@ -50,6 +50,17 @@ TEST(ValueTest, RejectsMalformedJson) {
   }
 }
 
+TEST(ValueTest, EscapesWhatJsonRequiresBetweenPlainRuns) {
+  std::string out;
+  AppendJsonString("plain \"q\" a\\b\n\r\t\b\f\x01\x1f end \xc3\xa9\x7f", out);
+  EXPECT_EQ(out, R"("plain \"q\" a\\b\n\r\t\b\f\u0001\u001f end )" "\xc3\xa9\x7f\"");
+  out.clear();
+  AppendJsonString("", out);
+  AppendJsonString("\"", out);
+  AppendJsonString("abc", out);
+  EXPECT_EQ(out, R"("""\"""abc")");
+}
+
 TEST(ValueTest, ParsesOnlyTheMembersAskedFor) {
   auto v = ParseJsonMembers(R"({"key":"k","tags":["a","b"],"rules":[{"x":1}],"name":"N"})", {"name", "tags", "absent"});
   ASSERT_TRUE(v.ok()) << v.status();
