@@ -534,6 +534,10 @@ int main(int argc, char** argv) {
   if (!sdk.WaitForInitialization(std::chrono::seconds(120))) Die("the SDK did not initialize");
   double sdk_init_ms = Ms(Clock::now() - t_sdk);
   std::printf("SDK initialization: %.0f ms, RSS +%.0f MB\n", sdk_init_ms, (RssKb(0) - self_before) / 1024.0);
+  // The SDK hands back what decoding freed just after it reports initialized
+  // (Config::trim_memory_after_full_update).
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::printf("SDK RSS 1 s later: +%.0f MB\n", (RssKb(0) - self_before) / 1024.0);
   std::mutex sdk_mu;
   std::unordered_map<std::string, std::vector<Clock::time_point>> sdk_heard;  // key -> each time heard
   sdk.OnFlagChange([&](const std::string& k) {

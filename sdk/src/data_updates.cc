@@ -1,5 +1,7 @@
 #include "client_impl.h"
 
+#include <malloc.h>
+
 namespace gonfalon::sdk {
 
 void Client::Impl::PublishAll(rules::Environment env, DataSource source) {
@@ -24,6 +26,9 @@ void Client::Impl::PublishAll(rules::Environment env, DataSource source) {
     }
   }
   Publish(std::move(snap), source, std::move(changed), nullptr);
+  // The decoded environment and its JSON tree are gone; their pages are free but still the
+  // process's until trimmed (Config::trim_memory_after_full_update).
+  if (cfg_.trim_memory_after_full_update) malloc_trim(0);
 }
 
 void Client::Impl::Publish(std::shared_ptr<const rules::Snapshot> snap, DataSource source, std::vector<std::string> changed, const std::vector<std::string>* applied) {

@@ -51,6 +51,11 @@ struct Config {
   std::string cache_file;
   // Threads that compile a whole data set (a `put`, the cache, the flag file).
   int compile_threads = 2;
+  // Once a whole data set is current, hand back to the system the memory its decoding used and
+  // freed (glibc's malloc_trim: at 100,000 flags the process's RSS goes from +470 to +200 MB;
+  // a few tens of ms, after WaitForInitialization has returned). Off for a process that
+  // manages its heap itself.
+  bool trim_memory_after_full_update = true;
   // Events, posted to /sdk/v1/events in the background every flush_interval: exposure counts
   // (per flag and variation), the Track() events (at most event_capacity held), and the units
   // exposed to experiment flags (and flags or rules with trackEvents), each (flag, variation,
