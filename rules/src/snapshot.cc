@@ -266,7 +266,9 @@ void DropJsonOnly(Flag& f) {
 
 void DropJsonOnly(Segment& s) {
   Free(s.salt);
+  Free(s.name);
   Free(s.description);
+  Free(s.tags);
   Free(s.included);
   Free(s.excluded);
   for (SegmentTarget& t : s.included_contexts) Free(t.values);
