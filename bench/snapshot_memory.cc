@@ -3,22 +3,27 @@
 //   GONFALON_SCALE_SAVE_PUT=/tmp/env.json build/release/bench/scale --flags 100000 --streams 0 --writes 0
 //   build/release/bench/snapshot_memory /tmp/env.json           (as the SDK holds it)
 //   build/release/bench/snapshot_memory /tmp/env.json --eager   (as the server holds it)
+//   build/release/bench/snapshot_memory /tmp/env.json --threads=2   (decoding on two threads)
 //
 // Reads an environment's JSON (a `put` or polling body), then measures with mallinfo2 the heap
 // each step keeps: the JSON text itself, the decoded model (rules::Environment), the compiled
 // snapshot built from it (the model moves into the compiled items), and each item's encoded
 // JSON once a payload has been assembled. With --eager the snapshot encodes each item's JSON
 // as it compiles it and drops what only the JSON needs (rules::ItemJson::kEager), as the
-// server's are. The figures are heap bytes in use (malloc's own
+// server's are. It also times decoding (ParseEnvironment, on --threads) and compiling (one
+// thread). The figures are heap bytes in use (malloc's own
 // overhead per block included), not RSS; the process's RSS is printed beside them.
 #include <malloc.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <string_view>
 
 #include "gonfalon/rules/codec.h"
+#include "gonfalon/rules/parallel_threads.h"
 #include "gonfalon/rules/snapshot.h"
 #include "gonfalon/rules/value.h"
 
@@ -47,9 +52,22 @@ void Report(const char* what, size_t bytes, size_t flags) {
 
 int main(int argc, char** argv) {
   using namespace gonfalon::rules;
-  bool eager = argc == 3 && std::string_view(argv[2]) == "--eager";
-  if (argc != 2 && !eager) {
-    std::fprintf(stderr, "usage: %s ENVIRONMENT.json [--eager]   (a put or polling body)\n", argv[0]);
+  bool eager = false;
+  int threads = 1;
+  bool usage = argc < 2;
+  for (int i = 2; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--eager") {
+      eager = true;
+    } else if (a.rfind("--threads=", 0) == 0) {
+      threads = std::atoi(argv[i] + 10);
+      usage = usage || threads < 1;
+    } else {
+      usage = true;
+    }
+  }
+  if (usage) {
+    std::fprintf(stderr, "usage: %s ENVIRONMENT.json [--eager] [--threads=N]   (a put or polling body)\n", argv[0]);
     return 2;
   }
   size_t start = HeapInUse();
@@ -66,7 +84,9 @@ int main(int argc, char** argv) {
     in.read(text.data(), static_cast<std::streamsize>(text.size()));
   }
   size_t with_text = HeapInUse();
-  absl::StatusOr<Environment> env = ParseEnvironment(text);
+  auto t0 = std::chrono::steady_clock::now();
+  absl::StatusOr<Environment> env = ParseEnvironment(text, {}, threads > 1 ? ThreadsParallelFor(threads) : ParallelFor());
+  auto t1 = std::chrono::steady_clock::now();
   if (!env.ok()) {
     std::fprintf(stderr, "%s: %s\n", argv[1], std::string(env.status().message()).c_str());
     return 1;
@@ -86,7 +106,11 @@ int main(int argc, char** argv) {
   size_t model = HeapInUse();
   Report("the JSON text", with_text - start, flags);
   Report("decoded: the model (rules::Environment)", model - start, flags);
+  auto t3 = std::chrono::steady_clock::now();
   std::shared_ptr<const Snapshot> snap = Snapshot::Build(std::move(*env), {}, eager ? ItemJson::kEager : ItemJson::kOnDemand);
+  auto t4 = std::chrono::steady_clock::now();
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  std::printf("time on %d thread(s): decode %.0f ms, compile %.0f ms\n", threads, ms(t1 - t0), ms(t4 - t3));
   env = Environment();
   size_t compiled = HeapInUse();
   Report(eager ? "compiled: the snapshot, model and JSON included" : "compiled: the snapshot, model included",

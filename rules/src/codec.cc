@@ -11,6 +11,7 @@
 #include "gonfalon/rules/field_error.h"
 #include "gonfalon/rules/json_fields.h"
 #include "gonfalon/rules/references.h"
+#include "gonfalon/rules/split_json.h"
 #include "gonfalon/rules/status_macros.h"
 #include "re2/re2.h"
 
@@ -306,6 +307,22 @@ absl::Status DecodeSegmentAt(const Value& json, std::string_view path, DecodeOpt
 // Map member of the environment payload: each entry's key must equal its map key (or be
 // absent, in which case the map key is taken).
 template <typename T, typename DecodeFn>
+absl::Status DecodeItem(std::string_view map, std::string_view key, const Value& item, DecodeOptions opt,
+                        DecodeFn decode, T& out) {
+  std::string p = StrCat(map, ".", key);
+  const Value* k = item.is_object() ? item.Find("key") : nullptr;
+  if (k != nullptr && k->is_string() && !k->as_string().empty() && k->as_string() != key) {
+    return Err(Field(p, "key"), StrCat("\"", k->as_string(), "\" does not match its map key \"", key, "\""));
+  }
+  if (item.is_object() && (k == nullptr || k->is_null())) {
+    Value with_key = item;  // the map key stands for a missing "key" (a copy only then)
+    with_key.Set("key", Value(key));
+    return decode(with_key, p, opt, out);
+  }
+  return decode(item, p, opt, out);
+}
+
+template <typename T, typename DecodeFn>
 absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions opt, DecodeFn decode,
                        std::map<std::string, T, std::less<>>& out, const ParallelFor& parallel = {}) {
   const Value* m = Member(json, name);
@@ -315,23 +332,28 @@ absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions o
   std::vector<T> decoded(members.size());
   std::vector<absl::Status> errors(members.size());
   RunEach(members.size(), parallel, [&](size_t i) {
-    const auto& [key, item] = members[i];
-    std::string p = StrCat(name, ".", key);
-    const Value* k = item.is_object() ? item.Find("key") : nullptr;
-    if (k != nullptr && k->is_string() && !k->as_string().empty() && k->as_string() != key) {
-      errors[i] = Err(Field(p, "key"), StrCat("\"", k->as_string(), "\" does not match its map key \"", key, "\""));
-      return;
-    }
-    if (item.is_object() && (k == nullptr || k->is_null())) {
-      Value with_key = item;  // the map key stands for a missing "key" (a copy only then)
-      with_key.Set("key", Value(key));
-      errors[i] = decode(with_key, p, opt, decoded[i]);
-    } else {
-      errors[i] = decode(item, p, opt, decoded[i]);
-    }
+    errors[i] = DecodeItem(name, members[i].first, members[i].second, opt, decode, decoded[i]);
   });
   for (size_t i = 0; i < members.size(); ++i) RETURN_IF_ERROR(errors[i]);
   for (size_t i = 0; i < members.size(); ++i) out.emplace(members[i].first, std::move(decoded[i]));
+  return absl::OkStatus();
+}
+
+// DecodeMap for a member that SplitJson split: each item is converted, decoded and freed in
+// turn, so the document never exists as one tree.
+template <typename T, typename DecodeFn>
+absl::Status DecodeSplitMap(const SplitJson& doc, std::string_view name, DecodeOptions opt, DecodeFn decode,
+                            std::map<std::string, T, std::less<>>& out, const ParallelFor& parallel) {
+  if (!doc.IsSplit(name)) return DecodeMap(doc.rest(), name, opt, decode, out, parallel);
+  size_t count = doc.ItemCount(name);
+  std::vector<T> decoded(count);
+  std::vector<absl::Status> errors(count);
+  RunEach(count, parallel, [&](size_t i) {
+    absl::StatusOr<Value> item = doc.Item(name, i);
+    errors[i] = item.ok() ? DecodeItem(name, doc.ItemKey(name, i), *item, opt, decode, decoded[i]) : item.status();
+  });
+  for (size_t i = 0; i < count; ++i) RETURN_IF_ERROR(errors[i]);
+  for (size_t i = 0; i < count; ++i) out.emplace(std::string(doc.ItemKey(name, i)), std::move(decoded[i]));
   return absl::OkStatus();
 }
 
@@ -455,19 +477,44 @@ absl::StatusOr<Segment> DecodeSegment(const Value& json, DecodeOptions options) 
   return s;
 }
 
-absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options, const ParallelFor& parallel) {
+namespace {
+// DecodeEnvironment's steps; `decode_maps` fills the flags and the segments.
+template <typename DecodeMaps>
+absl::StatusOr<Environment> DecodeEnvironmentWith(const Value& json, DecodeOptions options, DecodeMaps decode_maps) {
   RETURN_IF_ERROR(RequireObject(json, ""));
   Environment env;
   RETURN_IF_ERROR(GetInt64(json, "sequence", "", env.sequence));
-  RETURN_IF_ERROR(DecodeMap<Flag>(json, "flags", options, DecodeFlagAt, env.flags, parallel));
-  RETURN_IF_ERROR(DecodeMap<Segment>(json, "segments", options, DecodeSegmentAt, env.segments, parallel));
+  RETURN_IF_ERROR(decode_maps(env));
   if (options.strict) RETURN_IF_ERROR(CheckReferences(env));
   return env;
 }
+}  // namespace
+
+absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options, const ParallelFor& parallel) {
+  return DecodeEnvironmentWith(json, options, [&](Environment& env) -> absl::Status {
+    RETURN_IF_ERROR(DecodeMap<Flag>(json, "flags", options, DecodeFlagAt, env.flags, parallel));
+    return DecodeMap<Segment>(json, "segments", options, DecodeSegmentAt, env.segments, parallel);
+  });
+}
+
+namespace {
+absl::StatusOr<Environment> DecodeSplitEnvironment(const SplitJson& doc, DecodeOptions options,
+                                                   const ParallelFor& parallel) {
+  return DecodeEnvironmentWith(doc.rest(), options, [&](Environment& env) -> absl::Status {
+    RETURN_IF_ERROR(DecodeSplitMap<Flag>(doc, "flags", options, DecodeFlagAt, env.flags, parallel));
+    return DecodeSplitMap<Segment>(doc, "segments", options, DecodeSegmentAt, env.segments, parallel);
+  });
+}
+}  // namespace
 
 absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options, const ParallelFor& parallel) {
-  ASSIGN_OR_RETURN(Value json, ParseJson(text));
-  return DecodeEnvironment(json, options, parallel);
+  ASSIGN_OR_RETURN(SplitJson doc, SplitJson::Parse(text, {"flags", "segments"}));
+  return DecodeSplitEnvironment(doc, options, parallel);
+}
+
+absl::StatusOr<Environment> ParseEnvironment(PaddedJson text, DecodeOptions options, const ParallelFor& parallel) {
+  ASSIGN_OR_RETURN(SplitJson doc, SplitJson::Parse(text, {"flags", "segments"}));
+  return DecodeSplitEnvironment(doc, options, parallel);
 }
 
 absl::Status CheckReferences(const Environment& env) {

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "json_convert.h"
 #include "gonfalon/rules/status_macros.h"
 #include "gonfalon/rules/str_cat.h"
 #include "simdjson.h"
@@ -28,7 +29,11 @@ const Object& EmptyObject() {
   return *o;
 }
 
-absl::Status Convert(simdjson::dom::element e, int depth, Value& out) {
+}  // namespace
+
+namespace internal {
+
+absl::Status ConvertJson(simdjson::dom::element e, int depth, Value& out) {
   if (depth > kMaxJsonDepth) {
     return absl::InvalidArgumentError(
         StrCat("invalid JSON: nesting deeper than ", kMaxJsonDepth));
@@ -58,7 +63,7 @@ absl::Status Convert(simdjson::dom::element e, int depth, Value& out) {
       arr.reserve(a.size());
       for (simdjson::dom::element child : a) {
         Value v;
-        absl::Status s = Convert(child, depth + 1, v);
+        absl::Status s = ConvertJson(child, depth + 1, v);
         if (!s.ok()) return s;
         arr.push_back(std::move(v));
       }
@@ -76,7 +81,7 @@ absl::Status Convert(simdjson::dom::element e, int depth, Value& out) {
       absl::flat_hash_map<absl::string_view, size_t> index;
       for (simdjson::dom::key_value_pair kv : o) {
         Value v;
-        absl::Status s = Convert(kv.value, depth + 1, v);
+        absl::Status s = ConvertJson(kv.value, depth + 1, v);
         if (!s.ok()) return s;
         absl::string_view name(kv.key.data(), kv.key.size());
         size_t found = obj.size();
@@ -107,7 +112,7 @@ absl::Status Convert(simdjson::dom::element e, int depth, Value& out) {
   return absl::InvalidArgumentError("invalid JSON: unknown element type");
 }
 
-}  // namespace
+}  // namespace internal
 
 const std::string& Value::as_string() const {
   return is_string() ? std::get<std::string>(v_) : EmptyString();
@@ -254,8 +259,10 @@ absl::StatusOr<Value> ParseWith(std::string_view text, Use use) {
 
 }  // namespace
 
-absl::StatusOr<Value> ParseJson(std::string_view text) {
-  return ParseWith(text, [](simdjson::dom::element root, Value& out) { return Convert(root, 0, out); });
+absl::StatusOr<Value> ParseJson(std::string_view text) { return internal::ParseJsonAt(text, 0); }
+
+absl::StatusOr<Value> internal::ParseJsonAt(std::string_view text, int depth) {
+  return ParseWith(text, [depth](simdjson::dom::element root, Value& out) { return ConvertJson(root, depth, out); });
 }
 
 absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names) {
@@ -267,7 +274,7 @@ absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_l
       simdjson::dom::element e;
       if (object.at_key(name).get(e) != simdjson::SUCCESS) continue;  // absent
       Value v;
-      RETURN_IF_ERROR(Convert(e, 1, v));
+      RETURN_IF_ERROR(internal::ConvertJson(e, 1, v));
       members.emplace_back(std::string(name), std::move(v));
     }
     return absl::OkStatus();

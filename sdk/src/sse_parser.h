@@ -4,19 +4,57 @@
 // NUL); "retry" sets the reconnection time (digits only); lines starting with ':' are comments;
 // a blank line dispatches the event (nothing is dispatched when there is no data). Bytes may be
 // split anywhere across Feed() calls.
+//
+// A `put` is one data line of tens of MB. Its bytes are copied once, into a buffer grown with
+// realloc (which moves a large block's pages instead of copying and touching them again), and
+// handed to the event without another copy: SseEvent::data is a view, valid during the
+// callback, with rules::kJsonPadding spare bytes after it (rules::PaddedJson).
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+
+#include "gonfalon/rules/split_json.h"
 
 namespace gonfalon::sdk::internal {
 
 struct SseEvent {
   std::string type = "message";
-  std::string data;
-  std::string id;  // the last event id in force when dispatched
+  std::string_view data;  // valid only during the callback; padded (see above)
+  std::string id;         // the last event id in force when dispatched
+};
+
+// Bytes in a block grown with realloc, always with kPadding spare bytes after them.
+class GrowableBuffer {
+ public:
+  static constexpr size_t kPadding = rules::kJsonPadding;
+  static constexpr size_t kHugePagesFrom = size_t{8} << 20;  // blocks this large ask for them
+  GrowableBuffer() = default;
+  GrowableBuffer(const GrowableBuffer&) = delete;
+  GrowableBuffer& operator=(const GrowableBuffer&) = delete;
+  ~GrowableBuffer() { std::free(data_); }
+
+  void Append(std::string_view bytes);
+  void clear() { size_ = 0; }
+  // Gives a large block back (a `put`'s) so that it is not held until the next one.
+  void ShrinkIfLarge();
+  void swap(GrowableBuffer& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    std::swap(capacity_, other.capacity_);
+  }
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::string_view view() const { return {data_, size_}; }
+
+ private:
+  char* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
 };
 
 class SseParser {
@@ -35,10 +73,11 @@ class SseParser {
 
   EventFn on_event_;
   CommentFn on_comment_;
-  std::string line_;  // the current, unfinished line
+  GrowableBuffer line_;  // the current, unfinished line
   bool skip_lf_ = false;  // the previous chunk ended in CR: a leading LF belongs to it
   std::string type_;
-  std::string data_;
+  GrowableBuffer data_;
+  size_t data_begin_ = 0;  // data_ may be a whole line taken over, "data: " included
   bool has_data_ = false;
   std::string last_id_;
   std::optional<int64_t> retry_ms_;

@@ -16,7 +16,7 @@ bool Client::Impl::OnEvent(const internal::SseEvent& e) {
   if (e.type == "put") {
     auto t0 = Clock::now();
     absl::StatusOr<rules::Environment> env =
-        rules::ParseEnvironment(e.data, {}, rules::ThreadsParallelFor(cfg_.compile_threads));
+        rules::ParseEnvironment(rules::PaddedJson{e.data}, {}, rules::ThreadsParallelFor(cfg_.compile_threads));
     if (!env.ok()) {
       SetError(StrCat("bad put event: ", env.status().message()));
       return false;

@@ -9,10 +9,17 @@
 namespace gonfalon::sdk::internal {
 namespace {
 
+// An event kept after its callback (SseEvent::data is valid only during it).
+struct Kept {
+  std::string type;
+  std::string data;
+  std::string id;
+};
+
 struct Collected {
-  std::vector<SseEvent> events;
+  std::vector<Kept> events;
   std::vector<std::string> comments;
-  SseParser parser{[this](const SseEvent& e) { events.push_back(e); },
+  SseParser parser{[this](const SseEvent& e) { events.push_back({e.type, std::string(e.data), e.id}); },
                    [this](std::string_view c) { comments.emplace_back(c); }};
 };
 
@@ -73,6 +80,38 @@ TEST(SseParserTest, IdPersistsAcrossEventsAndUnknownFieldsAreIgnored) {
   ASSERT_EQ(c.events.size(), 2u);
   EXPECT_EQ(c.events[1].id, "5");
   EXPECT_EQ(c.parser.last_event_id(), "5");
+}
+
+// A `put` is one data line of tens of MB that arrives in many chunks: its buffer is taken over
+// by the event rather than copied, and a later data line of the same event is still appended.
+TEST(SseParserTest, ALargeDataLineInManyChunksArrivesWholeAndLaterLinesAppend) {
+  std::string big(20u << 20, 'x');  // 20 MB: past the size that asks for huge pages
+  for (size_t i = 0; i < big.size(); i += 4099) big[i] = static_cast<char>('a' + i % 26);
+  const std::string stream = "event: put\ndata: " + big + "\ndata: tail\n\nevent: changes\ndata: small\n\n";
+  Collected c;
+  for (size_t i = 0; i < stream.size(); i += 65536) c.parser.Feed(std::string_view(stream).substr(i, 65536));
+  ASSERT_EQ(c.events.size(), 2u);
+  EXPECT_EQ(c.events[0].type, "put");
+  ASSERT_EQ(c.events[0].data.size(), big.size() + 5);
+  EXPECT_TRUE(c.events[0].data == big + "\ntail");
+  EXPECT_EQ(c.events[1].type, "changes");
+  EXPECT_EQ(c.events[1].data, "small");
+}
+
+// The view an event hands out has rules::kJsonPadding bytes after it that may be read (ASan
+// would catch a read past the block), whichever way the data was gathered.
+TEST(SseParserTest, EventDataIsPaddedForInPlaceParsing) {
+  std::vector<std::string> seen;
+  SseParser parser([&](const SseEvent& e) {
+    volatile char last = 0;
+    for (size_t i = 0; i < rules::kJsonPadding; ++i) last = e.data.data()[e.data.size() + i];
+    (void)last;
+    seen.emplace_back(e.data);
+  });
+  parser.Feed("data: {\"a\":1}\n\n");                      // one chunk
+  parser.Feed("data: {\"b\":");                             // across chunks: the line's buffer
+  parser.Feed("2}\n\ndata: [1]\ndata: [2]\n\n");          // two lines joined
+  EXPECT_EQ(seen, (std::vector<std::string>{"{\"a\":1}", "{\"b\":2}", "[1]\n[2]"}));
 }
 
 TEST(BackoffTest, GrowsWithJitterCapsResetsAndNeverOverflowsOver10000Attempts) {

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "gonfalon/rules/model.h"
+#include "gonfalon/rules/split_json.h"
 #include "gonfalon/rules/parallel.h"
 #include "gonfalon/rules/value.h"
 
@@ -45,8 +46,12 @@ absl::StatusOr<Segment> DecodeSegment(const Value& json, DecodeOptions options =
 // without it).
 absl::StatusOr<Environment> DecodeEnvironment(const Value& json, DecodeOptions options = {},
                                               const ParallelFor& parallel = {});
-// Parses text and decodes; JSON syntax errors are reported as such.
+// Parses text and decodes; JSON syntax errors are reported as such. The text is never one Value
+// tree: each item is converted to one, decoded and freed in turn (SplitJson), so a 60 MB `put`
+// takes the memory of its model, not several times its size. PaddedJson text is parsed in place.
 absl::StatusOr<Environment> ParseEnvironment(std::string_view text, DecodeOptions options = {},
+                                             const ParallelFor& parallel = {});
+absl::StatusOr<Environment> ParseEnvironment(PaddedJson text, DecodeOptions options = {},
                                              const ParallelFor& parallel = {});
 
 // Strict checks that need the whole environment: prerequisites and segment references that
