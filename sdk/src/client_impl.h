@@ -187,6 +187,7 @@ class Client::Impl {
   int64_t sequence_ = -1;                          // the last change set applied
   bool cache_dirty_ = false;                       // data_ differs from the cache file
   Clock::time_point cache_written_{};
+  Clock::time_point stream_opened_{};  // the stream thread's own: when the last stream's headers came
   bool initialized_ = false;
   bool from_stream_ = false;
   bool closing_ = false;

@@ -1,29 +1,11 @@
 #include "sse_parser.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <cstdint>
 #include <new>
 
 namespace gonfalon::sdk::internal {
-
-namespace {
-
-// A `put`'s buffer is tens of MB, written once from start to end. Where transparent huge pages
-// are on request (the "madvise" mode that Debian's kernels default to), each 2 MiB of it costs
-// one page fault instead of 512; on hosts where a fault is slow (14 µs on the benchmark's VM),
-// that is most of the time the buffer takes to fill. Only a hint: errors are ignored.
-void AskForHugePages(char* data, size_t size) {
-  constexpr uintptr_t kPage = 4096;
-  uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kPage - 1) & ~(kPage - 1);
-  uintptr_t end = reinterpret_cast<uintptr_t>(data) + size;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
-
-}  // namespace
 
 void GrowableBuffer::Append(std::string_view bytes) {
   if (size_ + bytes.size() + kPadding > capacity_) {
@@ -32,7 +14,6 @@ void GrowableBuffer::Append(std::string_view bytes) {
     if (grown == nullptr) throw std::bad_alloc();  // as std::string would
     data_ = static_cast<char*>(grown);
     capacity_ = want;
-    if (capacity_ >= kHugePagesFrom) AskForHugePages(data_, capacity_);
   }
   if (!bytes.empty()) std::memcpy(data_ + size_, bytes.data(), bytes.size());
   size_ += bytes.size();

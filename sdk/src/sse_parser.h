@@ -32,7 +32,6 @@ struct SseEvent {
 class GrowableBuffer {
  public:
   static constexpr size_t kPadding = rules::kJsonPadding;
-  static constexpr size_t kHugePagesFrom = size_t{8} << 20;  // blocks this large ask for them
   GrowableBuffer() = default;
   GrowableBuffer(const GrowableBuffer&) = delete;
   GrowableBuffer& operator=(const GrowableBuffer&) = delete;

@@ -25,8 +25,9 @@ bool Client::Impl::OnEvent(const internal::SseEvent& e) {
     auto t1 = Clock::now();
     PublishAll(std::move(*env), DataSource::kStream);
     auto ms = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
-    Log(LogLevel::kInfo, StrCat("put: ", flags, " flags, ", e.data.size(), " bytes decoded in ", ms(t1 - t0),
-                                " ms, compiled and published in ", ms(Clock::now() - t1), " ms"));
+    Log(LogLevel::kInfo, StrCat("put: ", flags, " flags, ", e.data.size(), " bytes received ", ms(t0 - stream_opened_),
+                                " ms after the stream opened, decoded in ", ms(t1 - t0), " ms, compiled and published in ",
+                                ms(Clock::now() - t1), " ms"));
     return true;
   }
   if (e.type != "changes") return true;  // unknown events are ignored
@@ -75,7 +76,10 @@ void Client::Impl::Connect(bool& refused, Clock::time_point& connected_at) {
     ioc_ = &ioc;
   }
   beast::tcp_stream stream(ioc);
+  // Beast reads at most what the buffer has room for (512 bytes while it is empty): reserved,
+  // a 60 MB `put` takes ~1,000 reads instead of ~117,000.
   beast::flat_buffer buffer(64 * 1024);
+  buffer.reserve(64 * 1024);
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(boost::none);
   std::vector<char> body_buffer(256 * 1024);  // a `put` can be tens of MB
@@ -164,6 +168,7 @@ void Client::Impl::Connect(bool& refused, Clock::time_point& connected_at) {
             return;
           }
           connected_at = Clock::now();
+          stream_opened_ = connected_at;
           {
             // Resumed with data already in hand: the server sends only what is missing
             // (maybe nothing), so an open stream means the data is current again.

@@ -85,7 +85,7 @@ TEST(SseParserTest, IdPersistsAcrossEventsAndUnknownFieldsAreIgnored) {
 // A `put` is one data line of tens of MB that arrives in many chunks: its buffer is taken over
 // by the event rather than copied, and a later data line of the same event is still appended.
 TEST(SseParserTest, ALargeDataLineInManyChunksArrivesWholeAndLaterLinesAppend) {
-  std::string big(20u << 20, 'x');  // 20 MB: past the size that asks for huge pages
+  std::string big(20u << 20, 'x');  // 20 MB, in 64 KiB chunks
   for (size_t i = 0; i < big.size(); i += 4099) big[i] = static_cast<char>('a' + i % 26);
   const std::string stream = "event: put\ndata: " + big + "\ndata: tail\n\nevent: changes\ndata: small\n\n";
   Collected c;
