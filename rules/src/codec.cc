@@ -322,6 +322,28 @@ absl::Status DecodeItem(std::string_view map, std::string_view key, const Value&
   return decode(item, p, opt, out);
 }
 
+// The map's entries for `count` keys, made before decoding so that each item is decoded in place
+// (from several threads: the map itself is not touched then). A repeated key (possible in a Value
+// built by code) gets nullptr: the first one wins, and DecodeInto decodes the others only for
+// their errors. On an error the caller drops the whole map.
+template <typename T, typename KeyAt>
+std::vector<T*> PlaceItems(std::map<std::string, T, std::less<>>& out, size_t count, KeyAt key_at) {
+  std::vector<T*> slots(count);
+  for (size_t i = 0; i < count; ++i) {
+    auto [it, inserted] = out.try_emplace(std::string(key_at(i)));
+    slots[i] = inserted ? &it->second : nullptr;
+  }
+  return slots;
+}
+
+template <typename T, typename DecodeFn>
+absl::Status DecodeInto(std::string_view map, std::string_view key, const Value& item, DecodeOptions opt,
+                        DecodeFn decode, T* slot) {
+  if (slot != nullptr) return DecodeItem(map, key, item, opt, decode, *slot);
+  T ignored;
+  return DecodeItem(map, key, item, opt, decode, ignored);
+}
+
 template <typename T, typename DecodeFn>
 absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions opt, DecodeFn decode,
                        std::map<std::string, T, std::less<>>& out, const ParallelFor& parallel = {}) {
@@ -329,13 +351,12 @@ absl::Status DecodeMap(const Value& json, std::string_view name, DecodeOptions o
   if (m == nullptr) return absl::OkStatus();
   if (!m->is_object()) return WrongType(name, "an object keyed by key", *m);
   const auto& members = m->as_object();
-  std::vector<T> decoded(members.size());
+  std::vector<T*> slots = PlaceItems(out, members.size(), [&](size_t i) -> std::string_view { return members[i].first; });
   std::vector<absl::Status> errors(members.size());
   RunEach(members.size(), parallel, [&](size_t i) {
-    errors[i] = DecodeItem(name, members[i].first, members[i].second, opt, decode, decoded[i]);
+    errors[i] = DecodeInto(name, members[i].first, members[i].second, opt, decode, slots[i]);
   });
   for (size_t i = 0; i < members.size(); ++i) RETURN_IF_ERROR(errors[i]);
-  for (size_t i = 0; i < members.size(); ++i) out.emplace(members[i].first, std::move(decoded[i]));
   return absl::OkStatus();
 }
 
@@ -346,14 +367,13 @@ absl::Status DecodeSplitMap(const SplitJson& doc, std::string_view name, DecodeO
                             std::map<std::string, T, std::less<>>& out, const ParallelFor& parallel) {
   if (!doc.IsSplit(name)) return DecodeMap(doc.rest(), name, opt, decode, out, parallel);
   size_t count = doc.ItemCount(name);
-  std::vector<T> decoded(count);
+  std::vector<T*> slots = PlaceItems(out, count, [&](size_t i) { return doc.ItemKey(name, i); });
   std::vector<absl::Status> errors(count);
   RunEach(count, parallel, [&](size_t i) {
     absl::StatusOr<Value> item = doc.Item(name, i);
-    errors[i] = item.ok() ? DecodeItem(name, doc.ItemKey(name, i), *item, opt, decode, decoded[i]) : item.status();
+    errors[i] = item.ok() ? DecodeInto(name, doc.ItemKey(name, i), *item, opt, decode, slots[i]) : item.status();
   });
   for (size_t i = 0; i < count; ++i) RETURN_IF_ERROR(errors[i]);
-  for (size_t i = 0; i < count; ++i) out.emplace(std::string(doc.ItemKey(name, i)), std::move(decoded[i]));
   return absl::OkStatus();
 }
 

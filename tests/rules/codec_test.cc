@@ -1,6 +1,7 @@
 #include "status_testing.h"
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/field_error.h"
+#include "gonfalon/rules/parallel_threads.h"
 
 #include <gtest/gtest.h>
 
@@ -168,6 +169,31 @@ TEST(CodecTest, SequenceRoundTrips) {
   ASSERT_OK(env);
   EXPECT_EQ(env->sequence, 42);
   EXPECT_EQ(EncodeEnvironment(*env).Find("sequence")->as_number(), 42);
+}
+
+}  // namespace
+}  // namespace gonfalon::rules
+
+namespace gonfalon::rules {
+namespace {
+
+// A Value built by code may repeat a key (parsed JSON cannot: the last one wins there). The
+// first one is decoded into the environment; the others are still decoded for their errors.
+TEST(CodecTest, ARepeatedKeyInABuiltObjectKeepsTheFirstAndStillChecksTheOthers) {
+  auto flag = [](bool on) {
+    return Value(Object{{"on", Value(on)}, {"variations", Value(Array{Value(false), Value(true)})},
+                        {"fallthrough", Value(Object{{"variation", Value(1)}})}});
+  };
+  Value twice(Object{{"flags", Value(Object{{"a", flag(true)}, {"b", flag(false)}, {"a", flag(false)}})}});
+  ASSERT_OK_AND_ASSIGN(Environment env, DecodeEnvironment(twice, {}, ThreadsParallelFor(2)));
+  ASSERT_EQ(env.flags.size(), 2u);
+  EXPECT_TRUE(env.flags.at("a").on);
+  EXPECT_FALSE(env.flags.at("b").on);
+
+  Value bad_second(Object{{"flags", Value(Object{{"a", flag(true)}, {"a", Value(Object{{"on", Value(1)}})}})}});
+  absl::StatusOr<Environment> refused = DecodeEnvironment(bad_second);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string(refused.status().message()).find("flags.a.on"), std::string::npos) << refused.status();
 }
 
 }  // namespace
