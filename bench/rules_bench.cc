@@ -24,7 +24,9 @@ Value BoolFlag(const std::string& key) {
                     R"(","on":true,"salt":"s","variations":[false,true],"offVariation":0,"fallthrough":{"variation":1}})");
 }
 
-Environment MakeEnvironment(int extra_flags) {
+// with_references: one filler flag in ten matches the segment and one in fifty has a
+// prerequisite, as in bench/scale's mix (AffectedFlags scans such flags).
+Environment MakeEnvironment(int extra_flags, bool with_references = false) {
   Value flags{Object{}};
   flags.Set("a-bool", BoolFlag("a-bool"));
   Value three = BoolFlag("b-three-rules");
@@ -57,6 +59,13 @@ Environment MakeEnvironment(int extra_flags) {
           {"clauses", Value(Array{Clause("country", "in", Array{Value("FR"), Value("DE")})})}})}));
     } else if (i % 3 == 2) {
       f.Set("fallthrough", *ParseJson(R"({"rollout":{"variations":[{"variation":0,"weight":50000},{"variation":1,"weight":50000}]}})"));
+    }
+    if (with_references && i % 10 == 0) {
+      f.Set("rules", Value(Array{Value(Object{{"id", Value("seg")}, {"variation", Value(1)},
+          {"clauses", Value(Array{Clause("", "segmentMatch", Array{Value("big")})})}})}));
+    }
+    if (with_references && i % 50 == 5) {
+      f.Set("prerequisites", Value(Array{Value(Object{{"key", Value("a-bool")}, {"variation", Value(1)}})}));
     }
     flags.Set(key, std::move(f));
   }
@@ -191,6 +200,27 @@ void BM_ApplyOneFlagChange(benchmark::State& state) {
   state.SetComplexityN(state.range(0));
 }
 BENCHMARK(BM_ApplyOneFlagChange)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond)->Complexity();
+
+// What the SDK does for each change when a flag listener is registered: apply it, then name the
+// flags whose answers may have changed, in an environment where one flag in ten refers to a
+// segment and one in fifty has a prerequisite. The changed flag is not a prerequisite.
+void BM_ApplyAndAffectedFlags(benchmark::State& state) {
+  auto base = Snapshot::Build(MakeEnvironment(static_cast<int>(state.range(0)), /*with_references=*/true));
+  Value changed = BoolFlag("flag-1");
+  changed.Set("on", Value(false));
+  ChangeSetEvent event;
+  event.sequence = base->sequence() + 1;
+  event.items.push_back({ChangedKind::kFlag, "flag-1", 2, changed});
+  for (auto _ : state) {
+    AppliedChanges applied;
+    auto next = base->Apply(event, &applied);
+    std::vector<std::string> affected = (*next)->AffectedFlags(applied);
+    if (affected.size() != 1) state.SkipWithError("expected only the changed flag");
+    benchmark::DoNotOptimize(affected);
+  }
+  state.SetComplexityN(state.range(0));
+}
+BENCHMARK(BM_ApplyAndAffectedFlags)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond)->Complexity();
 
 // Loading: decode a 10k-flag payload from JSON text and compile its snapshot.
 void BM_ParseAndCompile10kFlags(benchmark::State& state) {

@@ -177,10 +177,13 @@ struct SnapshotData {
   // Key order (the flags' in shared chunks: ordered_list.h). `live_flags` omits flags marked
   // deleted (archived): what evaluation sees. The `referring_` lists hold the live items with
   // references (has_references), the only ones whose answers can change when another item does
-  // (AffectedFlags scans them alone).
+  // (AffectedFlags scans them alone); `prerequisite_flags` those of them with prerequisites,
+  // which AffectedFlags scans for every flag change. A change to an item in none of them leaves
+  // their chunks shared.
   OrderedList<CompiledFlag> flag_order;
   OrderedList<CompiledFlag> live_flags;
-  std::vector<const CompiledFlag*> referring_flags;
+  OrderedList<CompiledFlag> referring_flags;
+  OrderedList<CompiledFlag> prerequisite_flags;
   std::vector<const CompiledSegment*> segment_order;
   std::vector<const CompiledSegment*> referring_segments;
   uint32_t ordinal_bound = 0;  // every flag's ordinal is below it

@@ -37,6 +37,7 @@ std::vector<const Node*> MergeOrder(const std::vector<const Node*>& before, cons
 
 bool IsLive(const CompiledFlag& f) { return !f.model->deleted; }
 bool IsReferring(const CompiledFlag& f) { return !f.model->deleted && f.has_references; }
+bool HasPrerequisites(const CompiledFlag& f) { return !f.model->deleted && !f.model->prerequisites.empty(); }
 bool IsReferringSegment(const CompiledSegment& s) { return !s.model->deleted && s.has_references; }
 
 bool HasSegmentMatch(const std::vector<Clause>& clauses) {
@@ -335,7 +336,7 @@ std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelF
   RunEach(segments.size(), parallel,
                  [&](size_t i) { compiled_segments[i] = internal::CompileSegment(std::move(segments[i]), json); });
   d.ordinal_bound = static_cast<uint32_t>(compiled_flags.size());
-  std::vector<const CompiledFlag*> flag_order, live_flags;
+  std::vector<const CompiledFlag*> flag_order, live_flags, referring_flags, prerequisite_flags;
   flag_order.reserve(compiled_flags.size());
   for (auto& f : compiled_flags) {
     flag_order.push_back(f.get());
@@ -343,10 +344,13 @@ std::shared_ptr<const Snapshot> Snapshot::Build(Environment env, const ParallelF
   }
   for (const CompiledFlag* f : flag_order) {
     if (internal::IsLive(*f)) live_flags.push_back(f);
-    if (internal::IsReferring(*f)) d.referring_flags.push_back(f);
+    if (internal::IsReferring(*f)) referring_flags.push_back(f);
+    if (internal::HasPrerequisites(*f)) prerequisite_flags.push_back(f);
   }
   d.flag_order = internal::OrderedList<CompiledFlag>(flag_order);
   d.live_flags = internal::OrderedList<CompiledFlag>(live_flags);
+  d.referring_flags = internal::OrderedList<CompiledFlag>(referring_flags);
+  d.prerequisite_flags = internal::OrderedList<CompiledFlag>(prerequisite_flags);
   d.segment_order.reserve(compiled_segments.size());
   for (auto& s : compiled_segments) {
     d.segment_order.push_back(s.get());
@@ -399,13 +403,15 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
     n.flag_order = d.flag_order;
     n.live_flags = d.live_flags;
     n.referring_flags = d.referring_flags;
+    n.prerequisite_flags = d.prerequisite_flags;
   } else {
     auto merge = [](const auto& before, const auto& keys, const auto& index, auto keep) {
       return internal::MergeOrder(before, keys, index, keep);
     };
     n.flag_order = d.flag_order.Changed(flag_keys, n.flags, all, merge);
     n.live_flags = d.live_flags.Changed(flag_keys, n.flags, internal::IsLive, merge);
-    n.referring_flags = internal::MergeOrder(d.referring_flags, flag_keys, n.flags, internal::IsReferring);
+    n.referring_flags = d.referring_flags.Changed(flag_keys, n.flags, internal::IsReferring, merge);
+    n.prerequisite_flags = d.prerequisite_flags.Changed(flag_keys, n.flags, internal::HasPrerequisites, merge);
   }
   if (segment_keys.empty()) {
     n.segment_order = d.segment_order;
@@ -538,7 +544,7 @@ std::vector<std::string> Snapshot::AffectedFlags(const AppliedChanges& changes) 
   // Flags whose prerequisites changed, transitively.
   for (bool grew = !flags.empty(); grew;) {
     grew = false;
-    for (const CompiledFlag* f : d.referring_flags) {
+    for (const CompiledFlag* f : d.prerequisite_flags) {
       if (flags.contains(std::string_view(f->key()))) continue;
       for (const Prerequisite& p : f->model->prerequisites) {
         if (flags.contains(std::string_view(p.key))) {
