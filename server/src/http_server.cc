@@ -1,5 +1,6 @@
 #include "http_server.h"
 
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -336,7 +337,11 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     Record(r);
     if (r.stream) return StartStream(*r.stream);
     out_.clear();
-    SerializeResponse(r, keep_alive_, out_);
+    SerializeResponse(r, keep_alive_, out_, /*inline_shared_body=*/false);
+    if (r.shared_body != nullptr && SendsBody(r)) {
+      shared_body_ = std::move(r.shared_body);  // written after out_, from where it is
+      shared_view_ = r.shared_view;
+    }
     // The request's deadline (DoRead) still runs and bounds this write too; after a blocking
     // write, whose deadline was lifted, a write deadline of its own.
     if (blocking_) {
@@ -357,7 +362,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   void RespondFromWorker(Response r, bool keep_alive) {
     Record(r);
     std::string out;
-    SerializeResponse(r, keep_alive, out);
+    SerializeResponse(r, keep_alive, out, /*inline_shared_body=*/true);
     size_t sent = 0;
     {
       std::lock_guard<std::mutex> l(send_mu_);
@@ -389,8 +394,12 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
 
   // On the strand: out_ from `offset` on, then AfterResponse.
   void WriteOut(size_t offset) {
-    net::async_write(stream_.socket(), net::buffer(out_) + offset, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    std::array<net::const_buffer, 2> buffers{net::buffer(out_) + offset,
+                                             net::buffer(shared_view_.data(), shared_view_.size())};
+    net::async_write(stream_.socket(), buffers, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);  // after a large response
+      self->shared_body_.reset();
+      self->shared_view_ = {};
       self->AfterResponse(ec);
     });
   }
@@ -406,7 +415,12 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   // The whole response, head and body, into `out` (out_'s capacity is reused from request to
   // request): one buffer and one write, without Beast's message and serializer, which cost
   // several percent of a small request at 50k requests/s.
-  void SerializeResponse(const Response& r, bool keep_alive, std::string& out) const {
+  // A shared body is appended too when `inline_shared_body`; otherwise the caller writes it
+  // after `out` (when SendsBody).
+  bool SendsBody(const Response& r) const {
+    return !(r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200)) && method_ != "HEAD";
+  }
+  void SerializeResponse(const Response& r, bool keep_alive, std::string& out, bool inline_shared_body) const {
     bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
     auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
     StrAppend(&out, version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", r.status, " ",
@@ -418,7 +432,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     };
     if (!r.content_type.empty()) header("Content-Type", r.content_type);
     for (const auto& [k, v] : r.headers) header(k, v);
-    if (!no_body) StrAppend(&out, "Content-Length: ", r.body.size(), "\r\n");
+    if (!no_body) StrAppend(&out, "Content-Length: ", r.Body().size(), "\r\n");
     // HEAD: the GET response's headers, Content-Length included, and no body.
     if (method_ == "HEAD") no_body = true;
     if (!keep_alive) {
@@ -427,7 +441,12 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
       out += "Connection: keep-alive\r\n";
     }
     out += "\r\n";
-    if (!no_body) out += r.body;
+    if (no_body) return;
+    if (r.shared_body == nullptr) {
+      out += r.body;
+    } else if (inline_shared_body) {
+      out += r.shared_view;
+    }
   }
 
   // After refusing a request whose body is still arriving: stop sending, read and discard
@@ -569,6 +588,8 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   bool send_closed_ = false;  // REQUIRES: send_mu_
   int fd_ = -1;               // REQUIRES: send_mu_; the socket, while a stream may send to it
   std::string out_;  // the response being written
+  std::shared_ptr<const std::string> shared_body_;  // and its shared body, written after out_
+  std::string_view shared_view_;
   char discard_[64];
 };
 

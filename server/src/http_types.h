@@ -3,6 +3,7 @@
 // the handlers (api.cc), so that handlers need no Beast headers and are testable alone.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,6 +55,12 @@ struct Response {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // A large body owned elsewhere, written from where it is instead of copied (the polling
+  // payload, which the hub keeps per sequence): when `shared_body` is set, the bytes are
+  // `shared_view` (inside it) and `body` is unused. Body() is the body either way.
+  std::shared_ptr<const std::string> shared_body;
+  std::string_view shared_view;
+  std::string_view Body() const { return shared_body != nullptr ? shared_view : std::string_view(body); }
   std::string content_type = "application/json";
   std::optional<StreamRequest> stream;
   // For metrics: the route pattern that handled the request ("/api/v1/projects/{p}").

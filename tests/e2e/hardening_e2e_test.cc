@@ -207,6 +207,34 @@ TEST_F(ServerTest, HeadAnswersWithHeadersOnlyAndKeepAliveStaysInStep) {
   EXPECT_NE(raw.find("{\"status\":\"ok\"}"), std::string::npos);
 }
 
+// The polling payload is written from the hub's shared `put` rather than copied into the
+// response (http_types.h, Response::shared_body): a HEAD still gets its length and no body, and
+// the connection stays in step.
+TEST_F(ServerTest, HeadOfThePollingPayloadHasItsLengthAndNoBody) {
+  MakeShop();
+  HttpResponse full = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_));
+  ASSERT_EQ(full.status, 200);
+  ASSERT_GT(full.body.size(), 100u);
+  int fd = Connect(port());
+  ASSERT_GE(fd, 0);
+  std::string auth = "Authorization: Bearer " + server_key_ + "\r\n";
+  ASSERT_TRUE(SendAll(fd, "HEAD /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n" +
+                              "GET /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth + "Connection: close\r\n\r\n"));
+  std::string raw;
+  auto deadline = Clock::now() + 5s;
+  while (ReadSome(fd, raw, deadline)) {
+  }
+  ::close(fd);
+  size_t first_end = raw.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos) << raw;
+  EXPECT_NE(raw.substr(0, first_end + 2).find(StrCat("Content-Length: ", full.body.size(), "\r\n")), std::string::npos)
+      << raw.substr(0, first_end);
+  EXPECT_EQ(raw.substr(first_end + 4, 15), "HTTP/1.1 200 OK");
+  size_t second_end = raw.find("\r\n\r\n", first_end + 4);
+  ASSERT_NE(second_end, std::string::npos);
+  EXPECT_TRUE(raw.substr(second_end + 4) == full.body);  // the whole payload, once, and nothing after
+}
+
 // Defect 15 (part): POST /healthz answered 200; the router answers 405 with Allow.
 TEST_F(ServerTest, WrongMethodsGet405WithAllowAndUnknownPaths404) {
   auto r = Http(port(), "POST", "/healthz");
