@@ -183,16 +183,22 @@ void BM_AllFlags10k(benchmark::State& state) {
 }
 BENCHMARK(BM_AllFlags10k)->Unit(benchmark::kMicrosecond);
 
+// The change set that switches filler flag `key` off (version 2), next after `base`.
+ChangeSetEvent SwitchOff(const Snapshot& base, const std::string& key) {
+  Value changed = BoolFlag(key);
+  changed.Set("on", Value(false));
+  ChangeSetEvent event;
+  event.sequence = base.sequence() + 1;
+  event.items.push_back({ChangedKind::kFlag, key, 2, changed});
+  return event;
+}
+
 // A change costs what it changes (issue 10): the next snapshot from one small change set
 // (one flag switched off) over environments of 100, 10,000 and 100,000 flags. Each iteration
 // applies it to the same base snapshot, as the hub applies each change set to the last one.
 void BM_ApplyOneFlagChange(benchmark::State& state) {
   auto base = Snapshot::Build(MakeEnvironment(static_cast<int>(state.range(0))));
-  Value changed = BoolFlag("flag-0");
-  changed.Set("on", Value(false));
-  ChangeSetEvent event;
-  event.sequence = base->sequence() + 1;
-  event.items.push_back({ChangedKind::kFlag, "flag-0", 2, changed});
+  ChangeSetEvent event = SwitchOff(*base, "flag-0");
   for (auto _ : state) {
     auto next = base->Apply(event);
     benchmark::DoNotOptimize(next);
@@ -206,11 +212,7 @@ BENCHMARK(BM_ApplyOneFlagChange)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchm
 // segment and one in fifty has a prerequisite. The changed flag is not a prerequisite.
 void BM_ApplyAndAffectedFlags(benchmark::State& state) {
   auto base = Snapshot::Build(MakeEnvironment(static_cast<int>(state.range(0)), /*with_references=*/true));
-  Value changed = BoolFlag("flag-1");
-  changed.Set("on", Value(false));
-  ChangeSetEvent event;
-  event.sequence = base->sequence() + 1;
-  event.items.push_back({ChangedKind::kFlag, "flag-1", 2, changed});
+  ChangeSetEvent event = SwitchOff(*base, "flag-1");
   for (auto _ : state) {
     AppliedChanges applied;
     auto next = base->Apply(event, &applied);

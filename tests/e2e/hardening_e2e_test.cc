@@ -24,6 +24,21 @@ using rules::Value;
 
 constexpr char kEnvFlags[] = "/api/v1/projects/shop/environments/production/flags/";
 
+// Sends `requests` on a new connection and returns all that comes back until the server closes
+// it (the last request asks it to) or 5 s pass.
+std::string ExchangeUntilClosed(int port, const std::string& requests) {
+  int fd = Connect(port);
+  if (fd < 0) return "";
+  std::string raw;
+  if (SendAll(fd, requests)) {
+    auto deadline = Clock::now() + 5s;
+    while (ReadSome(fd, raw, deadline)) {
+    }
+  }
+  ::close(fd);
+  return raw;
+}
+
 std::string Nested(int depth) {
   std::string s;
   for (int i = 0; i < depth; ++i) s += "[";
@@ -191,14 +206,8 @@ TEST_F(ServerTest, RotationOverlapIsBounded) {
 
 // Defect 7: HEAD responses carried a body and desynchronised keep-alive clients.
 TEST_F(ServerTest, HeadAnswersWithHeadersOnlyAndKeepAliveStaysInStep) {
-  int fd = Connect(port());
-  ASSERT_GE(fd, 0);
-  ASSERT_TRUE(SendAll(fd, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-  std::string raw;
-  auto deadline = Clock::now() + 5s;
-  while (ReadSome(fd, raw, deadline)) {
-  }
-  ::close(fd);
+  std::string raw = ExchangeUntilClosed(
+      port(), "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   size_t first_end = raw.find("\r\n\r\n");
   ASSERT_NE(first_end, std::string::npos) << raw;
   EXPECT_NE(raw.substr(0, first_end).find("Content-Length: 15"), std::string::npos) << raw;
@@ -215,16 +224,10 @@ TEST_F(ServerTest, HeadOfThePollingPayloadHasItsLengthAndNoBody) {
   HttpResponse full = Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_));
   ASSERT_EQ(full.status, 200);
   ASSERT_GT(full.body.size(), 100u);
-  int fd = Connect(port());
-  ASSERT_GE(fd, 0);
   std::string auth = "Authorization: Bearer " + server_key_ + "\r\n";
-  ASSERT_TRUE(SendAll(fd, "HEAD /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n" +
-                              "GET /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth + "Connection: close\r\n\r\n"));
-  std::string raw;
-  auto deadline = Clock::now() + 5s;
-  while (ReadSome(fd, raw, deadline)) {
-  }
-  ::close(fd);
+  std::string raw = ExchangeUntilClosed(port(), "HEAD /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n" +
+                                                    "GET /sdk/v1/flags HTTP/1.1\r\nHost: x\r\n" + auth +
+                                                    "Connection: close\r\n\r\n");
   size_t first_end = raw.find("\r\n\r\n");
   ASSERT_NE(first_end, std::string::npos) << raw;
   EXPECT_NE(raw.substr(0, first_end + 2).find(StrCat("Content-Length: ", full.body.size(), "\r\n")), std::string::npos)
