@@ -171,12 +171,6 @@ TEST(CodecTest, SequenceRoundTrips) {
   EXPECT_EQ(EncodeEnvironment(*env).Find("sequence")->as_number(), 42);
 }
 
-}  // namespace
-}  // namespace gonfalon::rules
-
-namespace gonfalon::rules {
-namespace {
-
 // A Value built by code may repeat a key (parsed JSON cannot: the last one wins there). The
 // first one is decoded into the environment; the others are still decoded for their errors.
 TEST(CodecTest, ARepeatedKeyInABuiltObjectKeepsTheFirstAndStillChecksTheOthers) {
