@@ -1,6 +1,7 @@
 #include "api.h"
 
 #include <chrono>
+#include <optional>
 
 #include "gonfalon/rules/per_thread_cache.h"
 #include "gonfalon/rules/str_cat.h"
@@ -83,6 +84,12 @@ Response Api::Handle(const Request& req) {
   }
   AddCorsHeaders(req, r);
   return r;
+}
+
+void Api::HandleBlocking(const Request& req, absl::FunctionRef<void(Response)> respond) {
+  std::optional<Hubs::InlinePublish> publish_here;
+  if (AdminWrite(req)) publish_here.emplace(hubs_);
+  respond(Handle(req));
 }
 
 void Api::ClearAuthCache() {

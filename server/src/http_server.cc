@@ -312,12 +312,13 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
         fd_ = stream_.socket().native_handle();
       }
       net::post(server_.workers(), [self = shared_from_this(), req = std::move(req), keep_alive = keep_alive_]() mutable {
-        Response r = self->server_.api().Handle(req);
-        if (r.stream) {  // not a blocking route's answer today; handled as any other request's
-          net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->OnResponse(std::move(r)); });
-        } else {
-          self->RespondFromWorker(std::move(r), keep_alive);
-        }
+        self->server_.api().HandleBlocking(req, [&](Response r) {
+          if (r.stream) {  // not a blocking route's answer today; handled as any other request's
+            net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->OnResponse(std::move(r)); });
+          } else {
+            self->RespondFromWorker(std::move(r), keep_alive);
+          }
+        });
         size_t body_bytes = req.body.size();
         req = Request();
         if (body_bytes >= kLargeBody) self->server_.trimmer().Request();

@@ -84,6 +84,8 @@ Hubs::~Hubs() {
     stop_ = true;
   }
   cv_.notify_all();
+  publisher_cv_.notify_all();
+  sender_cv_.notify_all();
   publisher_.join();
   sender_.join();
 }
@@ -166,6 +168,27 @@ absl::StatusOr<size_t> Hubs::LoadAll(const std::atomic<bool>& stop) {
   return loaded;
 }
 
+namespace {
+// The Hubs whose changes the current thread publishes itself (Hubs::InlinePublish), and
+// whether it queued any since.
+struct InlineState {
+  const Hubs* hubs = nullptr;
+  bool queued = false;       // a change set was committed and left for Drain
+  bool wake_sender = false;  // this thread published; the streams' events wait for the scope's end
+};
+thread_local InlineState inline_state;
+}  // namespace
+
+Hubs::InlinePublish::InlinePublish(Hubs& hubs) : hubs_(hubs) { inline_state = {&hubs}; }
+
+Hubs::InlinePublish::~InlinePublish() {
+  InlineState state = inline_state;
+  inline_state = {};
+  // What the threads wait for changed under mu_ before: no wakeup is lost without it here.
+  if (state.queued) hubs_.publisher_cv_.notify_one();
+  if (state.wake_sender) hubs_.sender_cv_.notify_one();
+}
+
 void Hubs::Changed(const storage::AppliedChangeSet& applied) {
   std::string key = StrCat(applied.project, "/", applied.environment);
   std::shared_ptr<EnvironmentHub> hub;
@@ -182,34 +205,50 @@ void Hubs::Changed(const storage::AppliedChangeSet& applied) {
     hub->commit_times_.emplace_back(applied.sequence, std::chrono::steady_clock::now());
     if (hub->commit_times_.size() > 4096) hub->commit_times_.pop_front();
   }
-  cv_.notify_all();
+  if (inline_state.hubs == this) {
+    inline_state.queued = true;  // this thread's Drain publishes it
+    return;
+  }
+  publisher_cv_.notify_one();
 }
 
 void Hubs::PublisherLoop() {
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
-    cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+    publisher_cv_.wait(l, [&] { return stop_ || (!queue_.empty() && !publishing_); });
     if (stop_) return;
-    // Coalesce: one refresh per environment however many change sets queued meanwhile.
-    std::vector<std::string> keys(queue_.begin(), queue_.end());
-    queue_.clear();
-    uint64_t batch_end = enqueued_;
-    std::sort(keys.begin(), keys.end());
-    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    for (const std::string& key : keys) {
-      auto it = hubs_.find(key);
-      if (it == hubs_.end()) continue;
-      std::shared_ptr<EnvironmentHub> hub = it->second;
-      l.unlock();
-      absl::Status s = Refresh(*hub);
-      if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
-      l.lock();
-      if (std::find(to_send_.begin(), to_send_.end(), hub) == to_send_.end()) to_send_.push_back(hub);
-    }
-    // Evaluations see the changes now: the writers waiting in Drain answer, and the sender
-    // thread queues the streams' events.
-    published_ = batch_end;
-    cv_.notify_all();
+    publishing_ = true;
+    ++metrics_.publish_rounds_by_publisher;
+    PublishQueued(l);
+    publishing_ = false;
+  }
+}
+
+void Hubs::PublishQueued(std::unique_lock<std::mutex>& l) {
+  // Coalesce: one refresh per environment however many change sets queued meanwhile.
+  std::vector<std::string> keys(queue_.begin(), queue_.end());
+  queue_.clear();
+  uint64_t batch_end = enqueued_;
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  for (const std::string& key : keys) {
+    auto it = hubs_.find(key);
+    if (it == hubs_.end()) continue;
+    std::shared_ptr<EnvironmentHub> hub = it->second;
+    l.unlock();
+    absl::Status s = Refresh(*hub);
+    if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
+    l.lock();
+    if (std::find(to_send_.begin(), to_send_.end(), hub) == to_send_.end()) to_send_.push_back(hub);
+  }
+  // Evaluations see the changes now: the writers waiting in Drain answer, and the sender
+  // thread sends the streams' events, once the writer publishing here has been answered.
+  published_ = batch_end;
+  cv_.notify_all();
+  if (inline_state.hubs == this) {
+    inline_state.wake_sender = true;
+  } else {
+    sender_cv_.notify_one();
   }
 }
 
@@ -229,7 +268,7 @@ void Hubs::SenderLoop() {
   std::deque<std::pair<Clock::time_point, uint64_t>> published;  // (when, total) over the last 250 ms
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
-    cv_.wait(l, [&] { return stop_ || !to_send_.empty(); });
+    sender_cv_.wait(l, [&] { return stop_ || !to_send_.empty(); });
     if (stop_) return;
     Clock::time_point now = Clock::now();
     uint64_t total = metrics_.change_sets_published.load();
@@ -246,7 +285,7 @@ void Hubs::SenderLoop() {
     }
     if (rate > kBusyRate && budget < static_cast<double>(cost) && budget < kBusySendsPerSecond) {
       auto wait = std::chrono::duration<double>((static_cast<double>(cost) - budget) / kBusySendsPerSecond);
-      cv_.wait_for(l, std::min(wait, std::chrono::duration<double>(1.0)), [&] { return stop_; });
+      sender_cv_.wait_for(l, std::min(wait, std::chrono::duration<double>(1.0)), [&] { return stop_; });
       continue;  // refill, and take whatever was published meanwhile too
     }
     budget = std::max(budget - static_cast<double>(cost), -kBusySendsPerSecond);
@@ -262,9 +301,22 @@ void Hubs::SenderLoop() {
 }
 
 void Hubs::Drain() {
+  bool publish_here = inline_state.hubs == this && inline_state.queued;
+  if (publish_here) inline_state.queued = false;
   std::unique_lock<std::mutex> l(mu_);
   uint64_t target = enqueued_;  // what was queued before this call; later changes are not waited for
-  cv_.wait(l, [&] { return stop_ || published_ >= target; });
+  while (!stop_ && published_ < target) {
+    if (publish_here && !publishing_ && !queue_.empty()) {
+      publishing_ = true;
+      ++metrics_.publish_rounds_by_writers;
+      PublishQueued(l);
+      publishing_ = false;
+      // Whatever was queued meanwhile is the publisher thread's.
+      if (!queue_.empty()) publisher_cv_.notify_one();
+      continue;
+    }
+    cv_.wait(l);
+  }
 }
 
 EnvironmentHub::PutEvent EnvironmentHub::Put() {

@@ -211,6 +211,53 @@ TEST_F(HubTest, StreamsOfARevokedKeyAreClosedAndOthersStay) {
   EXPECT_EQ(a->chunks().size(), sent);
 }
 
+// An admin write (Api::HandleBlocking) publishes its own change in Drain, on its own thread,
+// and the streams are sent it once the scope ends (after the write's answer).
+TEST_F(HubTest, AWriterPublishesItsOwnChangeAndStreamsGetItAfterItsScope) {
+  auto sink = std::make_shared<RecordingSink>();
+  hubs_->AddSdkStream(Hub(), sink, std::nullopt);
+  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 1; }));
+  uint64_t by_writers = metrics_.publish_rounds_by_writers.load();
+  uint64_t by_publisher = metrics_.publish_rounds_by_publisher.load();
+  int64_t seq;
+  {
+    Hubs::InlinePublish scope(*hubs_);
+    seq = Toggle("checkout", true);
+    EXPECT_EQ(Hub().sequence(), seq);
+    EXPECT_EQ(CurrentSnapshot(Hub())->sequence(), seq);
+    EXPECT_EQ(metrics_.publish_rounds_by_writers.load(), by_writers + 1);
+    EXPECT_EQ(metrics_.publish_rounds_by_publisher.load(), by_publisher);
+  }
+  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 2; }));
+  EXPECT_EQ(sink->Events().back(), StrCat("changes@", seq));
+  // Outside a scope the publisher thread publishes, as before.
+  int64_t next = Toggle("checkout", false);
+  EXPECT_EQ(Hub().sequence(), next);
+  EXPECT_EQ(metrics_.publish_rounds_by_publisher.load(), by_publisher + 1);
+  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 3; }));
+}
+
+// A write that commits and then fails, so never drains: the publisher thread is woken when
+// its scope ends, and the change is published and sent all the same.
+TEST_F(HubTest, AChangeLeftByAScopeWithoutDrainIsPublishedByThePublisherThread) {
+  auto sink = std::make_shared<RecordingSink>();
+  hubs_->AddSdkStream(Hub(), sink, std::nullopt);
+  int64_t seq;
+  {
+    Hubs::InlinePublish scope(*hubs_);
+    storage::ChangeSet cs{"shop", "production", {}, {"test"}, ""};
+    cs.items.push_back({storage::ItemKind::kFlag, "banner", std::nullopt,
+                        *rules::ParseJson(R"({"on":true,"fallthrough":{"variation":1}})"), false});
+    absl::StatusOr<storage::AppliedChangeSet> applied = store_->Apply(cs);
+    ASSERT_OK(applied);
+    seq = applied->sequence;
+  }
+  ASSERT_TRUE(Eventually([&] { return Hub().sequence() == seq; }));
+  EXPECT_GE(metrics_.publish_rounds_by_publisher.load(), 1u);
+  ASSERT_TRUE(Eventually([&] { return !sink->Events().empty() && sink->Events().back() == StrCat("changes@", seq); }))
+      << ::testing::PrintToString(sink->Events());
+}
+
 // A small budget, so that events wait in the hub while streams join.
 class BusyHubTest : public HubTest {
  protected:
@@ -232,7 +279,16 @@ TEST_F(BusyHubTest, StreamsJoiningDuringABurstGetEverySequenceOnceInOrder) {
                             *rules::ParseJson(StrCat(R"({"on":true,"fallthrough":{"variation":1},"targets":[{"values":["w)",
                                                      w, "-", i, R"("],"variation":0}]})")),
                             false});
-        EXPECT_OK(store_->Apply(cs));
+        if (w < 2) {
+          EXPECT_OK(store_->Apply(cs));  // published by the publisher thread
+          continue;
+        }
+        // Admin writes publish themselves, alongside the publisher thread, and read their writes.
+        Hubs::InlinePublish scope(*hubs_);
+        absl::StatusOr<storage::AppliedChangeSet> applied = store_->Apply(cs);
+        EXPECT_OK(applied);
+        hubs_->Drain();
+        if (applied.ok()) EXPECT_GE(Hub().sequence(), applied->sequence);
       }
     });
   }
