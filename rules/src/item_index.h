@@ -63,22 +63,24 @@ class ItemIndex {
 
   // Inserts or replaces the node of node->key().
   void Put(std::shared_ptr<const Node> node) {
-    absl::string_view k(node->key().data(), node->key().size());
-    Shard& shard = Own(ShardOf(HashedKey(k).hash));
+    HashedKey k(node->key());
+    Shard& shard = Own(ShardOf(k.hash));
     // Erase first: the stored key views the old node's key, which dies with the old node.
     if (shard.erase(k) == 0) ++size_;
     shard.emplace(k, std::move(node));
   }
   void Erase(std::string_view key) {
-    absl::string_view k(key.data(), key.size());
-    size_t i = ShardOf(HashedKey(k).hash);
+    HashedKey k(key);
+    size_t i = ShardOf(k.hash);
     if (shards_[i] == nullptr || !shards_[i]->contains(k)) return;
     Own(i).erase(k);
     --size_;
   }
 
  private:
-  // The shard's map hashes keys as HashedKey does, so a HashedKey probes it without hashing.
+  // A shard's map keeps each key's hash with it, so that cloning a shard (Own) rehashes no key:
+  // at 100,000 flags rehashing a shard's ~400 keys was a third of what applying a change cost
+  // the server (docs/performance.md, "Session 20"). A HashedKey probes it without hashing.
   struct KeyHash {
     using is_transparent = void;
     size_t operator()(absl::string_view k) const { return absl::Hash<absl::string_view>{}(k); }
@@ -91,7 +93,7 @@ class ItemIndex {
     template <typename A, typename B>
     bool operator()(const A& a, const B& b) const { return View(a) == View(b); }
   };
-  using Shard = absl::flat_hash_map<absl::string_view, std::shared_ptr<const Node>, KeyHash, KeyEq>;
+  using Shard = absl::flat_hash_map<HashedKey, std::shared_ptr<const Node>, KeyHash, KeyEq>;
 
   static size_t ShardOf(size_t hash) { return (hash >> 40) % kShards; }
   Shard& Own(size_t i) {
