@@ -87,8 +87,8 @@ Response Api::Handle(const Request& req) {
 }
 
 void Api::HandleBlocking(const Request& req, absl::FunctionRef<void(Response)> respond) {
-  std::optional<Hubs::InlinePublish> publish_here;
-  if (AdminWrite(req)) publish_here.emplace(hubs_);
+  std::optional<Hubs::WriteScope> write;
+  if (AdminWrite(req)) write.emplace(hubs_);
   respond(Handle(req));
 }
 

@@ -41,9 +41,9 @@ class Api {
   Response Handle(const Request& req);
   static bool Blocking(const Request& req);
   // Handles a request for which Blocking() is true and passes its response to `respond`, on the
-  // calling thread. An admin write publishes its own change (Hubs::InlinePublish), and the
-  // streams are sent it only after `respond` returns: the fan-out, which keeps both cores busy
-  // for a few ms at 1,000 streams, no longer preempts the answer.
+  // calling thread. For an admin write, what is published meanwhile is sent to the streams only
+  // after `respond` returns (Hubs::WriteScope): the fan-out, which keeps both cores busy for a
+  // few ms at 1,000 streams, no longer competes with the answer.
   void HandleBlocking(const Request& req, absl::FunctionRef<void(Response)> respond);
 
   void set_ready(bool ready);

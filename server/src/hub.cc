@@ -84,7 +84,6 @@ Hubs::~Hubs() {
     stop_ = true;
   }
   cv_.notify_all();
-  publisher_cv_.notify_all();
   sender_cv_.notify_all();
   publisher_.join();
   sender_.join();
@@ -168,25 +167,21 @@ absl::StatusOr<size_t> Hubs::LoadAll(const std::atomic<bool>& stop) {
   return loaded;
 }
 
-namespace {
-// The Hubs whose changes the current thread publishes itself (Hubs::InlinePublish), and
-// whether it queued any since.
-struct InlineState {
-  const Hubs* hubs = nullptr;
-  bool queued = false;       // a change set was committed and left for Drain
-  bool wake_sender = false;  // this thread published; the streams' events wait for the scope's end
-};
-thread_local InlineState inline_state;
-}  // namespace
+Hubs::WriteScope::WriteScope(Hubs& hubs) : hubs_(hubs) {
+  std::lock_guard<std::mutex> l(hubs_.mu_);
+  ++hubs_.writes_in_progress_;
+}
 
-Hubs::InlinePublish::InlinePublish(Hubs& hubs) : hubs_(hubs) { inline_state = {&hubs}; }
-
-Hubs::InlinePublish::~InlinePublish() {
-  InlineState state = inline_state;
-  inline_state = {};
-  // What the threads wait for changed under mu_ before: no wakeup is lost without it here.
-  if (state.queued) hubs_.publisher_cv_.notify_one();
-  if (state.wake_sender) hubs_.sender_cv_.notify_one();
+Hubs::WriteScope::~WriteScope() {
+  std::lock_guard<std::mutex> l(hubs_.mu_);
+  --hubs_.writes_in_progress_;
+  // The sender was not woken for what was published while writes were in progress
+  // (PublisherLoop): it is now, once they are all answered or the oldest event has waited
+  // kMaxSendDelay (writers that keep overlapping).
+  if (!hubs_.to_send_.empty() &&
+      (hubs_.writes_in_progress_ == 0 || std::chrono::steady_clock::now() - hubs_.to_send_since_ >= kMaxSendDelay)) {
+    hubs_.sender_cv_.notify_one();
+  }
 }
 
 void Hubs::Changed(const storage::AppliedChangeSet& applied) {
@@ -205,50 +200,41 @@ void Hubs::Changed(const storage::AppliedChangeSet& applied) {
     hub->commit_times_.emplace_back(applied.sequence, std::chrono::steady_clock::now());
     if (hub->commit_times_.size() > 4096) hub->commit_times_.pop_front();
   }
-  if (inline_state.hubs == this) {
-    inline_state.queued = true;  // this thread's Drain publishes it
-    return;
-  }
-  publisher_cv_.notify_one();
+  cv_.notify_all();
 }
 
 void Hubs::PublisherLoop() {
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
-    publisher_cv_.wait(l, [&] { return stop_ || (!queue_.empty() && !publishing_); });
+    cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
     if (stop_) return;
-    publishing_ = true;
-    ++metrics_.publish_rounds_by_publisher;
-    PublishQueued(l);
-    publishing_ = false;
-  }
-}
-
-void Hubs::PublishQueued(std::unique_lock<std::mutex>& l) {
-  // Coalesce: one refresh per environment however many change sets queued meanwhile.
-  std::vector<std::string> keys(queue_.begin(), queue_.end());
-  queue_.clear();
-  uint64_t batch_end = enqueued_;
-  std::sort(keys.begin(), keys.end());
-  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  for (const std::string& key : keys) {
-    auto it = hubs_.find(key);
-    if (it == hubs_.end()) continue;
-    std::shared_ptr<EnvironmentHub> hub = it->second;
-    l.unlock();
-    absl::Status s = Refresh(*hub);
-    if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
-    l.lock();
-    if (std::find(to_send_.begin(), to_send_.end(), hub) == to_send_.end()) to_send_.push_back(hub);
-  }
-  // Evaluations see the changes now: the writers waiting in Drain answer, and the sender
-  // thread sends the streams' events, once the writer publishing here has been answered.
-  published_ = batch_end;
-  cv_.notify_all();
-  if (inline_state.hubs == this) {
-    inline_state.wake_sender = true;
-  } else {
-    sender_cv_.notify_one();
+    // Coalesce: one refresh per environment however many change sets queued meanwhile.
+    std::vector<std::string> keys(queue_.begin(), queue_.end());
+    queue_.clear();
+    uint64_t batch_end = enqueued_;
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    for (const std::string& key : keys) {
+      auto it = hubs_.find(key);
+      if (it == hubs_.end()) continue;
+      std::shared_ptr<EnvironmentHub> hub = it->second;
+      l.unlock();
+      absl::Status s = Refresh(*hub);
+      if (!s.ok()) Log(LogLevel::kError, "publish failed", {{"environment", key}, {"error", std::string(s.message())}});
+      l.lock();
+      if (to_send_.empty()) to_send_since_ = std::chrono::steady_clock::now();
+      if (std::find(to_send_.begin(), to_send_.end(), hub) == to_send_.end()) to_send_.push_back(hub);
+    }
+    // Evaluations see the changes now: the writers waiting in Drain answer. The sender is
+    // woken now if no admin write is in progress, otherwise once they are answered
+    // (WriteScope), so that the fan-out does not take the cores their answers need.
+    published_ = batch_end;
+    cv_.notify_all();
+    if (writes_in_progress_ == 0 || std::chrono::steady_clock::now() - to_send_since_ >= kMaxSendDelay) {
+      sender_cv_.notify_one();
+    } else {
+      ++metrics_.stream_fan_outs_deferred;
+    }
   }
 }
 
@@ -301,22 +287,9 @@ void Hubs::SenderLoop() {
 }
 
 void Hubs::Drain() {
-  bool publish_here = inline_state.hubs == this && inline_state.queued;
-  if (publish_here) inline_state.queued = false;
   std::unique_lock<std::mutex> l(mu_);
   uint64_t target = enqueued_;  // what was queued before this call; later changes are not waited for
-  while (!stop_ && published_ < target) {
-    if (publish_here && !publishing_ && !queue_.empty()) {
-      publishing_ = true;
-      ++metrics_.publish_rounds_by_writers;
-      PublishQueued(l);
-      publishing_ = false;
-      // Whatever was queued meanwhile is the publisher thread's.
-      if (!queue_.empty()) publisher_cv_.notify_one();
-      continue;
-    }
-    cv_.wait(l);
-  }
+  cv_.wait(l, [&] { return stop_ || published_ >= target; });
 }
 
 EnvironmentHub::PutEvent EnvironmentHub::Put() {

@@ -2,12 +2,11 @@
 // Per-environment publishing: the compiled snapshot that evaluations read lock-free, and the
 // SSE fan-out to SDK streams (`put`/`changes`) and OFREP streams (`refetchEvaluation`).
 //
-// The store's change listener only queues "environment changed"; a publisher then reads the
-// change sets committed since the published sequence from the change log, applies them to the
-// published snapshot (Snapshot::Apply compiles only the items they name), publishes the result
-// (the writers waiting in Drain are released here), and leaves each change set's framed event
-// pending in the hub. The publisher is the admin write's own thread when it waits in Drain for
-// its change (Hubs::InlinePublish), otherwise the publisher thread. A sender thread then gives every stream, in one shared
+// The store's change listener only queues "environment changed"; one publisher thread then
+// reads the change sets committed since the published sequence from the change log, applies
+// them to the published snapshot (Snapshot::Apply compiles only the items they name), publishes
+// the result (the writers waiting in Drain are released here), and leaves each change set's
+// framed event pending in the hub. A sender thread then gives every stream, in one shared
 // buffer, the events past what it was sent (DESIGN §4, the Beast chat-multi model); under a
 // burst it paces these rounds (SenderLoop). The whole environment is read from storage only
 // when a hub is first used, or to repair when a change set cannot be applied (logged, and
@@ -160,33 +159,29 @@ class Hubs {
   // its I/O context (where slow streams' writes are posted) is destroyed.
   void WaitForFanOut();
   // Waits until every refresh queued before the call is published: an admin write returns
-  // only once its change is what evaluations see. Later refreshes are not waited for. Under an
-  // InlinePublish scope the calling thread publishes them itself unless a publisher is at work.
+  // only once its change is what evaluations see. Later refreshes are not waited for.
   void Drain();
 
-  // For the life of the scope, what the calling thread commits is published by its own Drain
-  // instead of by the publisher thread: an admin write then waits for no other thread to be
-  // woken and scheduled, twice, between its commit and its answer (with both cores busy
-  // feeding streams, each such wait was up to several ms; docs/performance.md, "Session 20").
-  // If the scope ends without a Drain (the request failed after committing), the publisher
-  // thread is woken for what it left queued.
-  class InlinePublish {
+  // An admin write, from its start to its answer (Api::HandleBlocking). While one is in
+  // progress, what is published waits to be sent to the streams until the writes in progress
+  // are answered (while writers keep overlapping, until the first answer after the oldest
+  // event has waited kMaxSendDelay): the fan-out, a few ms of both cores at 1,000 streams,
+  // then no longer delays the answers (on this VM a thread woken while both vCPUs are busy
+  // waits up to several ms; docs/performance.md, "Session 20").
+  class WriteScope {
    public:
-    explicit InlinePublish(Hubs& hubs);
-    ~InlinePublish();
-    InlinePublish(const InlinePublish&) = delete;
-    InlinePublish& operator=(const InlinePublish&) = delete;
+    explicit WriteScope(Hubs& hubs);
+    ~WriteScope();
+    WriteScope(const WriteScope&) = delete;
+    WriteScope& operator=(const WriteScope&) = delete;
 
    private:
     Hubs& hubs_;
   };
+  static constexpr std::chrono::milliseconds kMaxSendDelay{5};
 
  private:
   void PublisherLoop();
-  // Publishes what is queued now: refreshes each queued hub once, then releases the writers
-  // waiting in Drain and wakes the sender. REQUIRES: mu_ held by `l`, and publishing_ set by
-  // the caller (one publisher at a time).
-  void PublishQueued(std::unique_lock<std::mutex>& l);
   // Sends the published events to the streams (FanOut), on its own thread so that publishing
   // (and so the writers waiting in Drain) never waits for stream writes.
   void SenderLoop();
@@ -213,9 +208,10 @@ class Hubs {
   std::deque<std::string> queue_;  // hub keys to refresh; REQUIRES: mu_
   uint64_t enqueued_ = 0;          // refreshes queued so far; REQUIRES: mu_
   uint64_t published_ = 0;         // the first `published_` queued refreshes are done; REQUIRES: mu_
-  bool publishing_ = false;        // a thread is in PublishQueued; REQUIRES: mu_
-  std::condition_variable publisher_cv_;  // wakes the publisher thread
-  std::condition_variable sender_cv_;     // wakes the sender thread
+  int writes_in_progress_ = 0;     // WriteScopes open; REQUIRES: mu_
+  // When the oldest of what to_send_ holds was published; REQUIRES: mu_
+  std::chrono::steady_clock::time_point to_send_since_;
+  std::condition_variable sender_cv_;  // wakes the sender thread
   bool stop_ = false;              // REQUIRES: mu_
   std::vector<std::shared_ptr<EnvironmentHub>> to_send_;  // hubs with events not yet sent; REQUIRES: mu_
   // Held by the sender thread while it sends (WaitForFanOut).

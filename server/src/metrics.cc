@@ -157,12 +157,9 @@ std::string Metrics::Render() const {
   gauge("gonfalon_stream_fan_outs_total",
         "Rounds of sends to an environment's streams (change sets published meanwhile share one).", "counter",
         static_cast<double>(stream_fan_outs.load()));
-  gauge("gonfalon_publish_rounds_by_writers_total",
-        "Rounds of applying committed change sets to the published snapshots done by the admin write waiting for them.",
-        "counter", static_cast<double>(publish_rounds_by_writers.load()));
-  gauge("gonfalon_publish_rounds_by_publisher_total",
-        "Rounds of applying committed change sets to the published snapshots done by the publisher thread.", "counter",
-        static_cast<double>(publish_rounds_by_publisher.load()));
+  gauge("gonfalon_stream_fan_outs_deferred_total",
+        "Publications whose sending to the streams waited for the admin writes in progress to be answered.",
+        "counter", static_cast<double>(stream_fan_outs_deferred.load()));
   gauge("gonfalon_environment_loads_total", "Whole environments read from storage and compiled (first use and repairs).",
         "counter", static_cast<double>(environment_loads.load()));
   gauge("gonfalon_environment_repairs_total",

@@ -43,10 +43,9 @@ class Metrics {
   std::atomic<uint64_t> events_dropped{0};
   std::atomic<uint64_t> change_sets_published{0};
   std::atomic<uint64_t> stream_fan_outs{0};  // rounds of sends to an environment's streams
-  // Rounds of publishing (Hubs::PublishQueued), by the admin write waiting for its change
-  // (Hubs::InlinePublish) or by the publisher thread.
-  std::atomic<uint64_t> publish_rounds_by_writers{0};
-  std::atomic<uint64_t> publish_rounds_by_publisher{0};
+  // Publications whose fan-out waited for the admin writes in progress to be answered
+  // (Hubs::WriteScope).
+  std::atomic<uint64_t> stream_fan_outs_deferred{0};
   // Whole environments read from storage: at first use, and to repair (hub.h).
   std::atomic<uint64_t> environment_loads{0};
   std::atomic<uint64_t> environment_repairs{0};

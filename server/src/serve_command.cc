@@ -357,12 +357,8 @@ int RunAdminTokenCommand(const std::vector<std::string>& args) {
 
 int RunServeCommand(const std::vector<std::string>& args) {
   // Dozens of threads (I/O, 32 blocking workers, RocksDB) would each get a malloc arena of
-  // their own and keep its free memory: two arenas hold the server's RSS down. Admin writes
-  // compile their own changes on the worker threads (Hubs::InlinePublish), so with four the
-  // compiled items spread over more arenas: at 100,000 flags the RSS after the scale
-  // benchmark's writes was 263-275 MB against 234-236 MB with two, and write throughput the
-  // same (docs/performance.md, "Session 20"). MALLOC_ARENA_MAX, if set, decides instead.
-  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
+  // their own and keep its free memory: a few arenas hold the server's RSS down.
+  mallopt(M_ARENA_MAX, 4);
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;

@@ -83,7 +83,7 @@ TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
   ASSERT_EQ(Http(port(), "GET", "/sdk/v1/flags", "", Bearer(server_key_)).status, 200);
   double loads = Metric(port(), "gonfalon_environment_loads_total");
   double published = Metric(port(), "gonfalon_change_sets_published_total");
-  double by_writers = Metric(port(), "gonfalon_publish_rounds_by_writers_total");
+  double deferred = Metric(port(), "gonfalon_stream_fan_outs_deferred_total");
   ASSERT_GE(loads, 1);
   for (int i = 0; i < 20; ++i) {
     std::string body = R"({"items":[{"kind":"flag","key":"bulk-)" + std::to_string(i) +
@@ -98,8 +98,8 @@ TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
   EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), loads);
   EXPECT_EQ(Metric(port(), "gonfalon_environment_repairs_total"), 0);
   EXPECT_GE(Metric(port(), "gonfalon_change_sets_published_total"), published + 20);
-  // Each write published its own change on its own thread (Hubs::InlinePublish).
-  EXPECT_EQ(Metric(port(), "gonfalon_publish_rounds_by_writers_total"), by_writers + 20);
+  // Each write's events waited for its answer (Hubs::WriteScope).
+  EXPECT_EQ(Metric(port(), "gonfalon_stream_fan_outs_deferred_total"), deferred + 20);
 }
 
 // An environment's flag and segment lists are the published snapshot: no whole read of the

@@ -211,51 +211,48 @@ TEST_F(HubTest, StreamsOfARevokedKeyAreClosedAndOthersStay) {
   EXPECT_EQ(a->chunks().size(), sent);
 }
 
-// An admin write (Api::HandleBlocking) publishes its own change in Drain, on its own thread,
-// and the streams are sent it once the scope ends (after the write's answer).
-TEST_F(HubTest, AWriterPublishesItsOwnChangeAndStreamsGetItAfterItsScope) {
+// While an admin write is in progress (Api::HandleBlocking), what is published waits to be
+// sent to the streams until it is answered: read-your-writes as before, and the event once
+// the scope ends.
+TEST_F(HubTest, StreamsAreSentAWriteAfterItsScopeEnds) {
   auto sink = std::make_shared<RecordingSink>();
   hubs_->AddSdkStream(Hub(), sink, std::nullopt);
   ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 1; }));
-  uint64_t by_writers = metrics_.publish_rounds_by_writers.load();
-  uint64_t by_publisher = metrics_.publish_rounds_by_publisher.load();
+  uint64_t deferred = metrics_.stream_fan_outs_deferred.load();
   int64_t seq;
   {
-    Hubs::InlinePublish scope(*hubs_);
+    Hubs::WriteScope scope(*hubs_);
     seq = Toggle("checkout", true);
     EXPECT_EQ(Hub().sequence(), seq);
     EXPECT_EQ(CurrentSnapshot(Hub())->sequence(), seq);
-    EXPECT_EQ(metrics_.publish_rounds_by_writers.load(), by_writers + 1);
-    EXPECT_EQ(metrics_.publish_rounds_by_publisher.load(), by_publisher);
+    EXPECT_EQ(metrics_.stream_fan_outs_deferred.load(), deferred + 1);
   }
   ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 2; }));
   EXPECT_EQ(sink->Events().back(), StrCat("changes@", seq));
-  // Outside a scope the publisher thread publishes, as before.
+  // With no write in progress the sender is woken at once.
   int64_t next = Toggle("checkout", false);
-  EXPECT_EQ(Hub().sequence(), next);
-  EXPECT_EQ(metrics_.publish_rounds_by_publisher.load(), by_publisher + 1);
   ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 3; }));
+  EXPECT_EQ(sink->Events().back(), StrCat("changes@", next));
+  EXPECT_EQ(metrics_.stream_fan_outs_deferred.load(), deferred + 1);
 }
 
-// A write that commits and then fails, so never drains: the publisher thread is woken when
-// its scope ends, and the change is published and sent all the same.
-TEST_F(HubTest, AChangeLeftByAScopeWithoutDrainIsPublishedByThePublisherThread) {
+// Writers that keep overlapping still get their events sent: once the oldest has waited
+// kMaxSendDelay, the next answer lets the fan-out go although a write is still in progress.
+TEST_F(HubTest, OverlappingWritesHoldTheStreamsBackOnlySoLong) {
   auto sink = std::make_shared<RecordingSink>();
   hubs_->AddSdkStream(Hub(), sink, std::nullopt);
+  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 1; }));
+  Hubs::WriteScope long_write(*hubs_);
   int64_t seq;
   {
-    Hubs::InlinePublish scope(*hubs_);
-    storage::ChangeSet cs{"shop", "production", {}, {"test"}, ""};
-    cs.items.push_back({storage::ItemKind::kFlag, "banner", std::nullopt,
-                        *rules::ParseJson(R"({"on":true,"fallthrough":{"variation":1}})"), false});
-    absl::StatusOr<storage::AppliedChangeSet> applied = store_->Apply(cs);
-    ASSERT_OK(applied);
-    seq = applied->sequence;
+    Hubs::WriteScope short_write(*hubs_);
+    seq = Toggle("banner", true);
   }
-  ASSERT_TRUE(Eventually([&] { return Hub().sequence() == seq; }));
-  EXPECT_GE(metrics_.publish_rounds_by_publisher.load(), 1u);
-  ASSERT_TRUE(Eventually([&] { return !sink->Events().empty() && sink->Events().back() == StrCat("changes@", seq); }))
-      << ::testing::PrintToString(sink->Events());
+  ASSERT_TRUE(Eventually([&] {
+    { Hubs::WriteScope another(*hubs_); }  // one more write answered
+    auto events = sink->Events();
+    return !events.empty() && events.back() == StrCat("changes@", seq);
+  })) << ::testing::PrintToString(sink->Events());
 }
 
 // A small budget, so that events wait in the hub while streams join.
@@ -283,8 +280,8 @@ TEST_F(BusyHubTest, StreamsJoiningDuringABurstGetEverySequenceOnceInOrder) {
           EXPECT_OK(store_->Apply(cs));  // published by the publisher thread
           continue;
         }
-        // Admin writes publish themselves, alongside the publisher thread, and read their writes.
-        Hubs::InlinePublish scope(*hubs_);
+        // Admin writes (their events wait for their answers) read their writes.
+        Hubs::WriteScope scope(*hubs_);
         absl::StatusOr<storage::AppliedChangeSet> applied = store_->Apply(cs);
         EXPECT_OK(applied);
         hubs_->Drain();
