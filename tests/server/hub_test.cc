@@ -285,7 +285,9 @@ TEST_F(BusyHubTest, StreamsJoiningDuringABurstGetEverySequenceOnceInOrder) {
         absl::StatusOr<storage::AppliedChangeSet> applied = store_->Apply(cs);
         EXPECT_OK(applied);
         hubs_->Drain();
-        if (applied.ok()) EXPECT_GE(Hub().sequence(), applied->sequence);
+        if (applied.ok()) {
+          EXPECT_GE(Hub().sequence(), applied->sequence);
+        }
       }
     });
   }
