@@ -98,8 +98,12 @@ TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
   EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), loads);
   EXPECT_EQ(Metric(port(), "gonfalon_environment_repairs_total"), 0);
   EXPECT_GE(Metric(port(), "gonfalon_change_sets_published_total"), published + 20);
-  // Each write's events waited for its answer (Hubs::WriteScope).
-  EXPECT_EQ(Metric(port(), "gonfalon_stream_fan_outs_deferred_total"), deferred + 20);
+  // Writes' events waited for their answers (Hubs::WriteScope). Not necessarily all twenty: a
+  // write's fan-out goes at once when the previous event has waited kMaxSendDelay for a sender
+  // that a loaded machine has not scheduled yet (hub_test checks the rule itself).
+  double deferred_now = Metric(port(), "gonfalon_stream_fan_outs_deferred_total");
+  EXPECT_GT(deferred_now, deferred);
+  EXPECT_LE(deferred_now, deferred + 20);
 }
 
 // An environment's flag and segment lists are the published snapshot: no whole read of the
