@@ -283,6 +283,11 @@ void Hubs::SenderLoop() {
       for (const auto& hub : sending) FanOut(*hub);
     }
     l.lock();
+    std::vector<std::shared_ptr<const std::string>> stale = std::move(stale_puts_);
+    stale_puts_.clear();
+    l.unlock();
+    stale.clear();
+    l.lock();
   }
 }
 
@@ -448,9 +453,17 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
   // it go, rather than keep the whole environment's JSON a second time until someone asks
   // again (60 MB at 100,000 flags). The items' JSON stays, so the next one is a concatenation.
   // Not while one is being built: that builder replaces it anyway.
+  std::shared_ptr<const std::string> stale;
   if (hub.put_mu_.try_lock()) {
-    if (hub.put_.sequence < seq) hub.put_ = {};
+    if (hub.put_.sequence < seq) {
+      stale = std::move(hub.put_.chunk);
+      hub.put_ = {};
+    }
     hub.put_mu_.unlock();
+  }
+  if (stale != nullptr) {
+    std::lock_guard<std::mutex> l(mu_);
+    stale_puts_.push_back(std::move(stale));
   }
   return absl::OkStatus();
 }

@@ -214,6 +214,9 @@ class Hubs {
   std::condition_variable sender_cv_;  // wakes the sender thread
   bool stop_ = false;              // REQUIRES: mu_
   std::vector<std::shared_ptr<EnvironmentHub>> to_send_;  // hubs with events not yet sent; REQUIRES: mu_
+  // `put`s a change made stale, freed by the sender after its fan-out rather than by the
+  // publisher while writers wait for it: unmapping 60 MB takes ~10 ms here. REQUIRES: mu_
+  std::vector<std::shared_ptr<const std::string>> stale_puts_;
   // Held by the sender thread while it sends (WaitForFanOut).
   std::mutex sending_mu_;
   std::thread publisher_;
