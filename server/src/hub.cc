@@ -1,6 +1,8 @@
 #include "hub.h"
 
 #include <malloc.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -76,6 +78,7 @@ Hubs::Hubs(storage::Store& store, Metrics& metrics, FanOutOptions fan_out)
     : store_(store), metrics_(metrics), fan_out_(fan_out), instance_(rules::NextInstanceId()) {
   publisher_ = std::thread([this] { PublisherLoop(); });
   sender_ = std::thread([this] { SenderLoop(); });
+  releaser_ = std::thread([this] { ReleaserLoop(); });
 }
 
 Hubs::~Hubs() {
@@ -85,8 +88,10 @@ Hubs::~Hubs() {
   }
   cv_.notify_all();
   sender_cv_.notify_all();
+  releaser_cv_.notify_all();
   publisher_.join();
   sender_.join();
+  releaser_.join();
 }
 
 absl::StatusOr<std::shared_ptr<EnvironmentHub>> Hubs::Get(const std::string& project,
@@ -283,11 +288,28 @@ void Hubs::SenderLoop() {
       for (const auto& hub : sending) FanOut(*hub);
     }
     l.lock();
-    std::vector<std::shared_ptr<const std::string>> stale = std::move(stale_puts_);
-    stale_puts_.clear();
+  }
+}
+
+void Hubs::Retire(std::shared_ptr<const std::string> put) {
+  if (put == nullptr) return;
+  std::lock_guard<std::mutex> l(mu_);
+  retired_puts_.push_back(std::move(put));
+  releaser_cv_.notify_one();
+}
+
+void Hubs::ReleaserLoop() {
+  // Nice 19 rather than SCHED_IDLE: a server busy for minutes still frees them.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    releaser_cv_.wait(l, [&] { return stop_ || !retired_puts_.empty(); });
+    std::vector<std::shared_ptr<const std::string>> batch = std::move(retired_puts_);
+    retired_puts_.clear();
     l.unlock();
-    stale.clear();
+    batch.clear();  // frees those no stream is still sending
     l.lock();
+    if (stop_ && retired_puts_.empty()) return;
   }
 }
 
@@ -461,10 +483,7 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
     }
     hub.put_mu_.unlock();
   }
-  if (stale != nullptr) {
-    std::lock_guard<std::mutex> l(mu_);
-    stale_puts_.push_back(std::move(stale));
-  }
+  if (stale != nullptr) Retire(std::move(stale));
   return absl::OkStatus();
 }
 
@@ -626,12 +645,17 @@ void Hubs::CloseRevokedStreams() {
 void Hubs::ReleaseIdlePuts(std::chrono::steady_clock::duration idle) {
   std::vector<std::shared_ptr<EnvironmentHub>> hubs = AllHubs();
   auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<const std::string>> idle_puts;
   for (auto& h : hubs) {
     // Held means someone is asking (or building one) right now: not idle, and the heartbeat
-    // that calls this runs on an I/O thread, which must not wait for a build.
+    // that calls this runs on an I/O thread, which must not wait for a build (nor free one).
     std::unique_lock<std::mutex> l(h->put_mu_, std::try_to_lock);
-    if (l.owns_lock() && h->put_.chunk != nullptr && now - h->put_asked_ >= idle) h->put_ = {};
+    if (l.owns_lock() && h->put_.chunk != nullptr && now - h->put_asked_ >= idle) {
+      idle_puts.push_back(std::move(h->put_.chunk));
+      h->put_ = {};
+    }
   }
+  for (auto& put : idle_puts) Retire(std::move(put));
 }
 
 void Hubs::Heartbeat() {

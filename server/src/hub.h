@@ -191,6 +191,12 @@ class Hubs {
   // Sends the hub's pending events: each SDK stream gets, in one buffer, the change sets past
   // what it was sent (or the `put`); OFREP streams one refetchEvaluation.
   void FanOut(EnvironmentHub& hub);
+  // Hands a `put` the hub let go of to the releaser thread, which frees it at the lowest
+  // priority: at 100,000 flags a put is 60 MB, and unmapping it takes ~10 ms of a core here;
+  // freed by the publisher it delayed a writer's answer by that much, by the sender or the
+  // heartbeat (an I/O thread) it took the core the next request needed.
+  void Retire(std::shared_ptr<const std::string> put);
+  void ReleaserLoop();
   // The hubs known now (a copy, taken under mu_), to visit without holding it.
   std::vector<std::shared_ptr<EnvironmentHub>> AllHubs();
   // Sends `last` to every stream of `hub`, closes them and forgets them.
@@ -214,13 +220,15 @@ class Hubs {
   std::condition_variable sender_cv_;  // wakes the sender thread
   bool stop_ = false;              // REQUIRES: mu_
   std::vector<std::shared_ptr<EnvironmentHub>> to_send_;  // hubs with events not yet sent; REQUIRES: mu_
-  // `put`s a change made stale, freed by the sender after its fan-out rather than by the
-  // publisher while writers wait for it: unmapping 60 MB takes ~10 ms here. REQUIRES: mu_
-  std::vector<std::shared_ptr<const std::string>> stale_puts_;
+  // `put`s let go of (a newer sequence was published, or nobody asked for them), for the
+  // releaser to free; REQUIRES: mu_
+  std::vector<std::shared_ptr<const std::string>> retired_puts_;
+  std::condition_variable releaser_cv_;  // wakes the releaser thread
   // Held by the sender thread while it sends (WaitForFanOut).
   std::mutex sending_mu_;
   std::thread publisher_;
   std::thread sender_;
+  std::thread releaser_;
 };
 
 }  // namespace gonfalon::server
