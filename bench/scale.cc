@@ -5,12 +5,15 @@
 // initialization time and memory.
 //
 //   scale --server build/release/server/gonfalon --flags 100000 [--streams 1000] [--writes 500]
-//         [--write-interval-ms 10] [--writer-seconds 5]
+//         [--write-interval-ms 10] [--writer-seconds 5] [--explain 0]
 //
 // The writes are 10 ms apart by default: with 1,000 streams one write's fan-out costs about as
 // much CPU (the server's sends and this benchmark's reads of 1,000 sockets) as the two cores
 // have in 10 ms, so each write meets the previous one's fan-out. A longer interval measures a
-// write on a machine that is not already busy.
+// write on a machine that is not already busy. --explain N prints the N slowest writes, each
+// with when the previous write's event reached the first and the last stream and when its own
+// reached the first, relative to its sending: whether it met a fan-out, and whether the server
+// had published it long before its answer was heard.
 //
 // bench/scale.sh runs it for 100, 10,000 and 100,000 flags. Everything is on loopback; the
 // server runs with synced writes, as in production, on a fresh data directory under $TMPDIR.
@@ -298,13 +301,17 @@ struct Stream {
 void FeedSse(Stream& s, const char* p, size_t n, Clock::time_point now) {
   if (s.bytes == 0 && n > 0) s.first_byte = now;
   s.bytes += n;
-  for (size_t i = 0; i < n; ++i) {
-    char c = p[i];
-    if (c != '\n') {
-      if (s.line.size() < 64) s.line.push_back(c);
-      ++s.line_len;
-      continue;
-    }
+  // Line by line with memchr: this reader shares the server's two cores, so it spends as
+  // little of them as it can.
+  const char* end = p + n;
+  while (p < end) {
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    const char* stop = nl ? nl : end;
+    size_t len = static_cast<size_t>(stop - p);
+    if (s.line.size() < 64) s.line.append(p, std::min(len, 64 - s.line.size()));
+    s.line_len += len;
+    if (!nl) break;
+    p = nl + 1;
     if (s.line_len == 0) {  // blank line: the event is complete
       if (!s.event.empty()) s.events.emplace_back(s.event, s.id, now);
       s.event.clear();
@@ -407,10 +414,14 @@ class Streams {
       Stream& s = *streams_[index];
       static thread_local std::vector<char> buf(1 << 20);
       // Each read is timed on its own: a 60 MB `put` takes many, and completes with the last.
+      // One recv per readiness unless it fills the buffer: epoll is level-triggered and
+      // reports what is left, and a second recv only to hear EAGAIN doubles this reader's
+      // system calls, which take the cores the server is measured on.
       while (true) {
         ssize_t r = recv(s.fd, buf.data(), buf.size(), 0);
         if (r <= 0) break;
         Feed(s, buf.data(), static_cast<size_t>(r), Clock::now());
+        if (static_cast<size_t>(r) < buf.size()) break;
       }
       for (auto& [event, id, now] : s.events) {
         if (event == "changes" && recording_) {
@@ -474,6 +485,7 @@ struct Options {
   int writes = 500;
   int writer_seconds = 5;
   int write_interval_ms = 10;
+  int explain = 0;
 };
 
 }  // namespace
@@ -488,6 +500,7 @@ int main(int argc, char** argv) {
     else if (a == "--writes") o.writes = std::atoi(argv[i + 1]);
     else if (a == "--writer-seconds") o.writer_seconds = std::atoi(argv[i + 1]);
     else if (a == "--write-interval-ms") o.write_interval_ms = std::atoi(argv[i + 1]);
+    else if (a == "--explain") o.explain = std::atoi(argv[i + 1]);
     else Die("unknown option " + a);
   }
   rlimit rl{};
@@ -621,6 +634,27 @@ int main(int argc, char** argv) {
       for (auto t : arrivals[s]) stream_ms.push_back(Ms(t - t0));
     }
   });
+  if (o.explain > 0) {
+    std::vector<size_t> order(ack_ms.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ack_ms[a] > ack_ms[b]; });
+    order.resize(std::min(order.size(), static_cast<size_t>(o.explain)));
+    streams.With([&](auto&, auto& arrivals) {
+      auto window = [&](int64_t seq, Clock::time_point from) -> std::pair<double, double> {
+        auto it = arrivals.find(seq);
+        if (it == arrivals.end() || it->second.empty()) return {0, 0};
+        auto [lo, hi] = std::minmax_element(it->second.begin(), it->second.end());
+        return {Ms(*lo - from), Ms(*hi - from)};
+      };
+      for (size_t i : order) {
+        auto [prev_first, prev_last] = i > 0 ? window(sent[i - 1].first, sent[i].second) : std::pair<double, double>{0, 0};
+        double own_first = window(sent[i].first, sent[i].second).first;
+        std::printf("  write %zu acknowledged in %.2f ms: the previous write's event reached the streams %.2f..%.2f ms, "
+                    "its own the first stream %.2f ms after it was sent\n",
+                    i, ack_ms[i], prev_first, prev_last, own_first);
+      }
+    });
+  }
   streams.StopRecording();
   {
     auto sdk_deadline = Clock::now() + std::chrono::seconds(30);
