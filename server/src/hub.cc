@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <map>
+#include <utility>
 
 #include "gonfalon/rules/change_set.h"
 #include "gonfalon/rules/codec.h"
@@ -478,13 +479,10 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
   // Not while one is being built: that builder replaces it anyway.
   std::shared_ptr<const std::string> stale;
   if (hub.put_mu_.try_lock()) {
-    if (hub.put_.sequence < seq) {
-      stale = std::move(hub.put_.chunk);
-      hub.put_ = {};
-    }
+    if (hub.put_.sequence < seq) stale = std::exchange(hub.put_, {}).chunk;
     hub.put_mu_.unlock();
   }
-  if (stale != nullptr) Retire(std::move(stale));
+  Retire(std::move(stale));
   return absl::OkStatus();
 }
 
@@ -661,8 +659,7 @@ void Hubs::ReleaseIdlePuts(std::chrono::steady_clock::duration idle) {
     // that calls this runs on an I/O thread, which must not wait for a build (nor free one).
     std::unique_lock<std::mutex> l(h->put_mu_, std::try_to_lock);
     if (l.owns_lock() && h->put_.chunk != nullptr && now - h->put_asked_ >= idle) {
-      idle_puts.push_back(std::move(h->put_.chunk));
-      h->put_ = {};
+      idle_puts.push_back(std::exchange(h->put_, {}).chunk);
     }
   }
   for (auto& put : idle_puts) Retire(std::move(put));
