@@ -10,6 +10,9 @@
 #include <filesystem>
 #include <condition_variable>
 #include <mutex>
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #include "gonfalon/rules/evaluator.h"
 #include "gonfalon/storage/store.h"
@@ -26,8 +29,9 @@ std::string BenchDir(const std::string& name) {
   return dir;
 }
 
-std::unique_ptr<Store> OpenShop(const std::string& name, bool sync, int flags) {
-  auto store = std::move(*Store::Open({.path = BenchDir(name), .sync = sync}));
+std::unique_ptr<Store> OpenShop(const std::string& name, bool sync, int flags,
+                                int64_t wal_prefill_bytes = Options().wal_prefill_bytes) {
+  auto store = std::move(*Store::Open({.path = BenchDir(name), .sync = sync, .wal_prefill_bytes = wal_prefill_bytes}));
   Actor a{"bench"};
   (void)store->CreateProject({.key = "shop"}, a);
   (void)store->CreateEnvironment("shop", {.key = "production"}, a);
@@ -83,14 +87,38 @@ struct Latencies {
   }
 };
 
-// Single-flag change sets, `threads` writers each toggling its own flag in one environment.
-void RunWriters(benchmark::State& state, bool sync) {
+// Threads that keep every core busy while they live (a loaded server: fan-out, requests).
+class BusyThreads {
+ public:
+  explicit BusyThreads(int n) {
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([this] {
+        while (!stop_.load(std::memory_order_relaxed)) benchmark::DoNotOptimize(stop_);
+      });
+    }
+  }
+  ~BusyThreads() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+// Single-flag change sets, `threads` writers each toggling its own flag in one environment;
+// `busy` spinning threads beside them, and WAL files prefilled with `wal_prefill_bytes` zeros.
+void RunWriters(benchmark::State& state, bool sync, int busy = 0,
+                int64_t wal_prefill_bytes = Options().wal_prefill_bytes) {
   static std::unique_ptr<Store> store;
+  static std::unique_ptr<BusyThreads> spinners;
   static Latencies lat;
   if (state.thread_index() == 0) {
     store.reset();  // the previous run's database, before its directory is reused
-    store = OpenShop(sync ? "writers-sync" : "writers-nosync", sync, 8);
+    store = OpenShop(sync ? "writers-sync" : "writers-nosync", sync, 8, wal_prefill_bytes);
     lat.Reset();
+    spinners = std::make_unique<BusyThreads>(busy);
   }
   std::vector<double> mine;
   std::string flag = "flag-" + std::to_string(state.thread_index() % 8);
@@ -105,6 +133,7 @@ void RunWriters(benchmark::State& state, bool sync) {
   state.SetItemsProcessed(state.iterations());
   if (state.thread_index() == 0) {
     lat.WaitForAll(state.threads());
+    spinners.reset();
     state.counters["p50_us"] = lat.Percentile(0.5);
     state.counters["p99_us"] = lat.Percentile(0.99);
     // Closed here, with every thread done: a Store left to static destruction at exit would
@@ -115,6 +144,20 @@ void RunWriters(benchmark::State& state, bool sync) {
 
 void BM_ChangeSetSynced(benchmark::State& state) { RunWriters(state, true); }
 BENCHMARK(BM_ChangeSetSynced)->Threads(1)->Threads(8)->UseRealTime()->MinTime(2);
+
+// One writer, synced: args are the busy threads beside it and the WAL prefill in MiB (0: plain
+// appends, whose fdatasync must also write the file's new size; see storage/src/prefilled_wal.h).
+void BM_ChangeSetSyncedWal(benchmark::State& state) {
+  RunWriters(state, true, static_cast<int>(state.range(0)), state.range(1) << 20);
+}
+BENCHMARK(BM_ChangeSetSyncedWal)
+    ->ArgNames({"busy", "prefill_mb"})
+    ->Args({0, 0})
+    ->Args({0, 8})
+    ->Args({2, 0})
+    ->Args({2, 8})
+    ->UseRealTime()
+    ->MinTime(2);
 
 void BM_ChangeSetUnsynced(benchmark::State& state) { RunWriters(state, false); }
 BENCHMARK(BM_ChangeSetUnsynced)->Threads(1)->Threads(8)->UseRealTime()->MinTime(2);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include "prefilled_wal.h"
+#include "rocksdb/file_system.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
@@ -319,6 +321,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   // the twelve families filling its own 16 MiB: the server's memory stops growing with the
   // number of writes once it is reached.
   db_options.db_write_buffer_size = 32 << 20;
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(internal::NewPrefilledWalFileSystem(
+      rocksdb::FileSystem::Default(), options.sync ? static_cast<uint64_t>(std::max<int64_t>(options.wal_prefill_bytes, 0)) : 0));
+  db_options.env = env.get();
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < internal::kCfCount; ++i) {
     rocksdb::ColumnFamilyOptions cf;
@@ -337,7 +342,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   if (!s.ok()) {
     return internal::FromRocks(s, StrCat("opening the store at ", options.path));
   }
-  auto store = std::make_unique<internal::RocksStore>(std::move(options), db, std::move(handles));
+  auto store = std::make_unique<internal::RocksStore>(std::move(options), std::move(env), db, std::move(handles));
   RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -35,6 +35,7 @@
 #include "gonfalon/storage/store.h"
 #include "records.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 
 namespace gonfalon::storage::internal {
 
@@ -66,8 +67,14 @@ struct PreparedItem {
 
 class RocksStore final : public Store {
  public:
-  RocksStore(Options options, rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> cfs)
-      : options_(std::move(options)), db_(db), cfs_(std::move(cfs)), queue_(db, options_.sync) {}
+  // `env` (the file system of prefilled_wal.h) outlives `db`, which the destructor deletes first.
+  RocksStore(Options options, std::unique_ptr<rocksdb::Env> env, rocksdb::DB* db,
+             std::vector<rocksdb::ColumnFamilyHandle*> cfs)
+      : options_(std::move(options)),
+        env_(std::move(env)),
+        db_(db),
+        cfs_(std::move(cfs)),
+        queue_(db, options_.sync) {}
 
   ~RocksStore() override {
     // Written down on a clean close, so the next open does not replay the write-ahead log
@@ -452,6 +459,7 @@ class RocksStore final : public Store {
   absl::Status AppendKeyDeletions(std::string_view project, std::optional<std::string> env,
                                   std::vector<WriteOp>& ops);
   Options options_;
+  std::unique_ptr<rocksdb::Env> env_;
   rocksdb::DB* db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   CommitQueue queue_;

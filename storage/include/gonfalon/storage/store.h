@@ -48,6 +48,11 @@ struct Options {
   // Writes are refused (ResourceExhausted, nothing written) while the filesystem of `path` has
   // less free space than this; they resume when space is freed. 0: no check.
   int64_t min_free_bytes = 256LL << 20;
+  // With `sync`: each new write-ahead log file is laid over this many bytes of zeros written
+  // beforehand (a spare kept ready on a background thread), so a synced write overwrites blocks
+  // already allocated and its fdatasync needs no journal commit (storage/src/prefilled_wal.h).
+  // Costs one spare file of this size beside the logs. 0: off.
+  int64_t wal_prefill_bytes = 8LL << 20;
 };
 
 // Keys of projects, environments, flags and segments: 1..128 of [A-Za-z0-9._-].
