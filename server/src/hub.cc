@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <utility>
 
@@ -303,9 +304,28 @@ void Hubs::Retire(std::shared_ptr<const std::string> put) {
 void Hubs::ReleaserLoop() {
   // Nice 19 rather than SCHED_IDLE: a server busy for minutes still frees them.
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+  using Clock = std::chrono::steady_clock;
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
     releaser_cv_.wait(l, [&] { return stop_ || !retired_puts_.empty(); });
+    Clock::time_point latest = Clock::now() + fan_out_.release_max_delay;
+    while (!stop_ && !retired_puts_.empty()) {
+      // Older puts go at once: only the newest waits for the lull.
+      std::vector<std::shared_ptr<const std::string>> older;
+      if (retired_puts_.size() > 1) {
+        older.assign(std::make_move_iterator(retired_puts_.begin()), std::make_move_iterator(retired_puts_.end() - 1));
+        retired_puts_.erase(retired_puts_.begin(), retired_puts_.end() - 1);
+        l.unlock();
+        older.clear();
+        l.lock();
+        continue;
+      }
+      Clock::time_point lull =
+          Clock::time_point(std::chrono::nanoseconds(last_publish_ns_.load(std::memory_order_relaxed))) + fan_out_.release_lull;
+      Clock::time_point when = std::min(lull, latest);
+      if (Clock::now() >= when) break;
+      releaser_cv_.wait_until(l, when);
+    }
     std::vector<std::shared_ptr<const std::string>> batch = std::move(retired_puts_);
     retired_puts_.clear();
     l.unlock();
@@ -473,6 +493,8 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
     }
   }
   metrics_.change_sets_published += frames.size();
+  last_publish_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count(),
+                         std::memory_order_relaxed);
   // A `put` of an older sequence serves nobody now (a new stream or poll gets this one): let
   // it go, rather than keep the whole environment's JSON a second time until someone asks
   // again (60 MB at 100,000 flags). The items' JSON stays, so the next one is a concatenation.

@@ -16,6 +16,7 @@
 // The `put` (the whole environment, for new streams and polling) is assembled from the items'
 // JSON only when someone asks for it, once per sequence.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -111,10 +112,15 @@ class EnvironmentHub {
 // thread and hub, one atomic load. Valid until the same thread calls it again for that hub.
 const rules::Snapshot* CurrentSnapshot(EnvironmentHub& hub);
 
-// How streams are fed under a burst of change sets (Hubs::SenderLoop).
+// How streams are fed under a burst of change sets (Hubs::SenderLoop), and when the `put`s
+// they no longer need are freed (Hubs::Retire).
 struct HubFanOutOptions {
   double busy_rate = 200;                // change sets a second above which rounds are budgeted
   double busy_sends_per_second = 20000;  // the budget: stream writes a second
+  // A retired put is freed once no change set was published for `release_lull`, or
+  // `release_max_delay` after it was retired at the latest.
+  std::chrono::milliseconds release_lull{100};
+  std::chrono::milliseconds release_max_delay{5000};
 };
 
 class Hubs {
@@ -197,6 +203,10 @@ class Hubs {
   // priority: at 100,000 flags a put is 60 MB, and unmapping it takes ~10 ms of a core here;
   // freed by the publisher it delayed a writer's answer by that much, by the sender or the
   // heartbeat (an I/O thread) it took the core the next request needed.
+  // It waits for a lull first (FanOutOptions::release_lull without a change set published, or
+  // release_max_delay at most): the pages a free hands back disturb this machine for ~20 ms
+  // wherever the free runs, and during a run of writes that lands on their fan-out. Only the
+  // newest retired put waits; older ones are freed at once, so at most one extra put is held.
   void Retire(std::shared_ptr<const std::string> put);
   void ReleaserLoop();
   // The hubs known now (a copy, taken under mu_), to visit without holding it.
@@ -226,6 +236,8 @@ class Hubs {
   // releaser to free; REQUIRES: mu_
   std::vector<std::shared_ptr<const std::string>> retired_puts_;
   std::condition_variable releaser_cv_;  // wakes the releaser thread
+  // When a change set was last published (steady clock, ns): the releaser waits for a lull.
+  std::atomic<int64_t> last_publish_ns_{0};
   // Held by the sender thread while it sends (WaitForFanOut).
   std::mutex sending_mu_;
   std::thread publisher_;

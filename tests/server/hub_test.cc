@@ -162,6 +162,55 @@ TEST_F(HubTest, APutNobodyAsksForIsReleasedAndBuiltAgainOnRequest) {
   EXPECT_EQ(again.payload(), payload);
 }
 
+// The releaser frees a retired put only in a lull of the writes (or after a bound), and only
+// the newest waits. Pinned durations make the "still held" checks deterministic.
+class LullHubTest : public HubTest {
+ protected:
+  Hubs::FanOutOptions FanOutOptions() const override {
+    return {.release_lull = std::chrono::hours(1), .release_max_delay = std::chrono::hours(1)};
+  }
+};
+
+TEST_F(LullHubTest, ARetiredPutWaitsForALullAndOnlyTheNewestWaits) {
+  std::weak_ptr<const std::string> first = Hub().Put().chunk;
+  ASSERT_FALSE(first.expired());
+  Toggle("checkout", true);  // retires the first put; no lull within the hour
+  std::weak_ptr<const std::string> second = Hub().Put().chunk;
+  ASSERT_FALSE(second.expired());
+  EXPECT_FALSE(first.expired());  // held by the releaser: the only owner left
+  Toggle("checkout", false);      // retires the second: the first need not wait any more
+  EXPECT_TRUE(Eventually([&] { return first.expired(); }));
+  EXPECT_FALSE(second.expired());
+  hubs_.reset();  // stopping frees what still waits
+  EXPECT_TRUE(second.expired());
+}
+
+class NoLullHubTest : public HubTest {
+ protected:
+  Hubs::FanOutOptions FanOutOptions() const override {
+    return {.release_lull = std::chrono::milliseconds(0), .release_max_delay = std::chrono::hours(1)};
+  }
+};
+
+TEST_F(NoLullHubTest, ARetiredPutIsFreedOnceNoChangeSetIsPublished) {
+  std::weak_ptr<const std::string> held = Hub().Put().chunk;
+  Toggle("checkout", true);
+  EXPECT_TRUE(Eventually([&] { return held.expired(); }));
+}
+
+class BoundedLullHubTest : public HubTest {
+ protected:
+  Hubs::FanOutOptions FanOutOptions() const override {
+    return {.release_lull = std::chrono::hours(1), .release_max_delay = std::chrono::milliseconds(50)};
+  }
+};
+
+TEST_F(BoundedLullHubTest, ARetiredPutIsFreedAfterTheMaximumDelayWithoutALull) {
+  std::weak_ptr<const std::string> held = Hub().Put().chunk;
+  Toggle("checkout", true);
+  EXPECT_TRUE(Eventually([&] { return held.expired(); }));
+}
+
 TEST_F(HubTest, AResumedStreamGetsExactlyWhatItMissed) {
   int64_t a = Toggle("checkout", true);
   int64_t b = Toggle("checkout", false);
