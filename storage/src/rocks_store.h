@@ -34,6 +34,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/storage/store.h"
 #include "records.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 
@@ -68,10 +69,11 @@ struct PreparedItem {
 class RocksStore final : public Store {
  public:
   // `env` (the file system of prefilled_wal.h) outlives `db`, which the destructor deletes first.
-  RocksStore(Options options, std::unique_ptr<rocksdb::Env> env, rocksdb::DB* db,
-             std::vector<rocksdb::ColumnFamilyHandle*> cfs)
+  RocksStore(Options options, std::unique_ptr<rocksdb::Env> env, std::shared_ptr<rocksdb::Cache> block_cache,
+             rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> cfs)
       : options_(std::move(options)),
         env_(std::move(env)),
+        block_cache_(std::move(block_cache)),
         db_(db),
         cfs_(std::move(cfs)),
         queue_(db, options_.sync) {}
@@ -460,6 +462,7 @@ class RocksStore final : public Store {
                                   std::vector<WriteOp>& ops);
   Options options_;
   std::unique_ptr<rocksdb::Env> env_;
+  std::shared_ptr<rocksdb::Cache> block_cache_;  // every family's (Stats reads its usage)
   rocksdb::DB* db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   CommitQueue queue_;
