@@ -346,11 +346,13 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
     cf.memtable_prefix_bloom_size_ratio = 0.02;
     cf.memtable_whole_key_filtering = true;
     // 16 MiB memtables instead of 64 where experiment events arrive by the hundred thousand a
-    // second; 4 MiB for the families admin writes fill (items, change log, audit), at a few KB
+    // second; 2 MiB for the families admin writes fill (items, change log, audit), at a few KB
     // a write: each would otherwise hold up to 16 MiB of recent writes (and a bulk load of
-    // 100,000 flags several hundred MB) for as long as the server runs.
+    // 100,000 flags several hundred MB) for as long as the server runs. (4 MiB left them at
+    // 9–13 MB together after the scale benchmark's writes, its largest variable part of the
+    // server's memory.)
     bool events = i == internal::kEvents || i == internal::kExperiments;
-    cf.write_buffer_size = events ? 16 << 20 : 4 << 20;
+    cf.write_buffer_size = events ? 16 << 20 : 2 << 20;
     descriptors.emplace_back(internal::kCfNames[i], cf);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
