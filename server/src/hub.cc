@@ -149,10 +149,12 @@ void Hubs::Forget(const std::string& project, const std::string& environment) {
   auto last = FrameComment("environment deleted");
   for (auto& h : gone) {
     h->retired_.store(true, std::memory_order_release);
+    std::shared_ptr<const std::string> put;
     {
       std::lock_guard<std::mutex> l(h->put_mu_);
-      h->put_ = {};
+      put = std::exchange(h->put_, {}).chunk;
     }
+    Retire(std::move(put));  // not freed on the deleting request's thread
     // CloseRevokedStreams only sees the hubs still known: these close their streams here.
     CloseStreams(*h, last);
   }
