@@ -322,8 +322,8 @@ void Hubs::ReleaserLoop() {
         l.lock();
         continue;
       }
-      Clock::time_point lull =
-          Clock::time_point(std::chrono::nanoseconds(last_publish_ns_.load(std::memory_order_relaxed))) + fan_out_.release_lull;
+      auto last_publish = Clock::time_point(std::chrono::nanoseconds(last_publish_ns_.load(std::memory_order_relaxed)));
+      Clock::time_point lull = last_publish + fan_out_.release_lull;
       Clock::time_point when = std::min(lull, latest);
       if (Clock::now() >= when) break;
       releaser_cv_.wait_until(l, when);

@@ -23,7 +23,7 @@ namespace {
 // "<dir>/<digits>.log" is a WAL file (RocksDB's info log is "LOG", its archives "LOG.old.*").
 bool IsWalFile(const std::string& path, std::string* dir) {
   size_t slash = path.rfind('/');
-  std::string_view name = slash == std::string::npos ? std::string_view(path) : std::string_view(path).substr(slash + 1);
+  std::string_view name = std::string_view(path).substr(slash == std::string::npos ? 0 : slash + 1);
   constexpr std::string_view kSuffix = ".log";
   if (name.size() <= kSuffix.size() || name.substr(name.size() - kSuffix.size()) != kSuffix) return false;
   std::string_view digits = name.substr(0, name.size() - kSuffix.size());

@@ -326,8 +326,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   // the twelve families filling its own 16 MiB: the server's memory stops growing with the
   // number of writes once it is reached.
   db_options.db_write_buffer_size = 32 << 20;
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(internal::NewPrefilledWalFileSystem(
-      rocksdb::FileSystem::Default(), options.sync ? static_cast<uint64_t>(std::max<int64_t>(options.wal_prefill_bytes, 0)) : 0));
+  uint64_t prefill = options.sync ? static_cast<uint64_t>(std::max<int64_t>(options.wal_prefill_bytes, 0)) : 0;
+  std::unique_ptr<rocksdb::Env> env =
+      rocksdb::NewCompositeEnv(internal::NewPrefilledWalFileSystem(rocksdb::FileSystem::Default(), prefill));
   db_options.env = env.get();
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   // One block cache of 8 MiB for all families (each of the twelve had its own, so reads could

@@ -90,6 +90,21 @@ TEST_F(PrefilledWalTest, WhatWasWrittenIsReadBackAfterACloseAndAfterReopeningOnT
   EXPECT_EQ(beta->included, std::vector<std::string>{"u4"});
 }
 
+TEST_F(PrefilledWalTest, ACheckpointTakenWhileTheLogHoldsZerosOpensWithEveryWrite) {
+  MakeShop();
+  WriteSome(25);
+  std::string copy = dir_ + "/backup";
+  ASSERT_TRUE(store_->Checkpoint(copy).ok());
+  WriteSome(3);  // after the checkpoint: not in it
+  Options o = MakeOptions();
+  o.path = copy;
+  auto backup = Store::Open(o);
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  auto beta = (*backup)->GetSegment("shop", "production", "beta");
+  ASSERT_TRUE(beta.ok()) << beta.status();
+  EXPECT_EQ(beta->included, std::vector<std::string>{"u24"});
+}
+
 TEST_F(PrefilledWalTest, WritesPastTheZerosAppendAsBefore) {
   prefill_ = 4096;  // a few change sets' worth
   Reopen();
