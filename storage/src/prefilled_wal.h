@@ -1,13 +1,12 @@
 #pragma once
 // Write-ahead log files that are already written when RocksDB starts appending to them.
 //
-// A synced write appends to the WAL and calls fdatasync. On ext4 (and most journaling file
-// systems) an append changes the file's size and turns unwritten blocks into written ones, so
-// each fdatasync must also commit the journal: a second I/O, done by the journal's kernel
-// thread, which waits for a core when the machine is busy (on the 2-core test machine, with two
-// busy threads beside it: 4.4–7.6 ms at p99 against 1.0–1.8 ms for overwriting blocks already
-// written; docs/performance.md). RocksDB's own remedy, recycle_log_file_num, is switched off by
-// its point-in-time recovery mode, which we keep.
+// A synced write appends to the WAL and calls fdatasync. An append changes the file's size and
+// allocates blocks, so each fdatasync must also write that metadata (on a journaling file
+// system, a journal commit): more I/O, and on the 2-core test machine with two busy threads
+// beside it 4.4–7.6 ms at p99 against 1.0–1.8 ms for overwriting blocks already written
+// (docs/performance.md). RocksDB's own remedy, recycle_log_file_num, is switched off by its
+// point-in-time recovery mode, which we keep.
 //
 // So a new WAL file is created over a spare file of zeros, already written and synced: RocksDB
 // writes it from the start (ReuseWritableFile opens without truncating), its size does not

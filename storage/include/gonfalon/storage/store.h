@@ -50,7 +50,7 @@ struct Options {
   int64_t min_free_bytes = 256LL << 20;
   // With `sync`: each new write-ahead log file is laid over this many bytes of zeros written
   // beforehand (a spare kept ready on a background thread), so a synced write overwrites blocks
-  // already allocated and its fdatasync needs no journal commit (storage/src/prefilled_wal.h).
+  // already allocated and its fdatasync need not write a new file size (storage/src/prefilled_wal.h).
   // Costs one spare file of this size beside the logs. 0: off.
   int64_t wal_prefill_bytes = 8LL << 20;
 };
