@@ -195,20 +195,54 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
   void Send(std::shared_ptr<const std::string> chunk) override {
     std::unique_lock<std::mutex> l(send_mu_);
     if (send_closed_) return;
-    size_t offset = 0;  // what the socket took of `chunk` at once
+    long written = 0;  // what the socket took of `chunk` at once, or -errno
     if (queue_.empty() && !writing_ && fd_ >= 0) {
       ssize_t n = ::send(fd_, chunk->data(), chunk->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n == static_cast<ssize_t>(chunk->size())) return;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        l.unlock();
-        net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoClose(); });
-        return;
-      }
-      // The rest is queued as a position in the shared chunk, never as a copy: under a burst a
-      // round's buffer reaches every stream whose socket is full, and 1,000 copies of it were
-      // hundreds of MB.
-      if (n > 0) offset = static_cast<size_t>(n);
+      written = n < 0 ? -errno : n;
     }
+    AfterDirectWrite(std::move(l), std::move(chunk), written);
+  }
+
+  // The hub's sender writes a round's chunks in batches (send_batch.h): the same as Send, with
+  // the socket write submitted by the batch between these two calls.
+  int BeginDirectSend() override {
+    send_mu_.lock();
+    if (send_closed_ || !queue_.empty() || writing_ || fd_ < 0) {
+      send_mu_.unlock();
+      return -1;
+    }
+    return fd_;
+  }
+  void EndDirectSend(std::shared_ptr<const std::string> chunk, long result) override {
+    AfterDirectWrite(std::unique_lock<std::mutex>(send_mu_, std::adopt_lock), std::move(chunk), result);
+  }
+
+  void Close(std::shared_ptr<const std::string> last) override {
+    if (last) Send(std::move(last));
+    net::post(stream_.get_executor(), [self = shared_from_this()]() mutable {
+      self->close_after_drain_ = true;
+      std::unique_lock<std::mutex> l(self->send_mu_);
+      bool writing = self->writing_;
+      l.unlock();
+      if (!writing) self->DoClose();
+    });
+  }
+
+ private:
+  // `written`: what a write of `chunk` straight to the socket returned (bytes, or -errno), 0
+  // when none was tried. Queues the rest (a slow client), or closes on a socket error.
+  // REQUIRES: `l` holds send_mu_.
+  void AfterDirectWrite(std::unique_lock<std::mutex> l, std::shared_ptr<const std::string> chunk, long written) {
+    if (written == static_cast<long>(chunk->size())) return;
+    if (written < 0 && written != -EAGAIN && written != -EWOULDBLOCK) {
+      l.unlock();
+      net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoClose(); });
+      return;
+    }
+    // The rest is queued as a position in the shared chunk, never as a copy: under a burst a
+    // round's buffer reaches every stream whose socket is full, and 1,000 copies of it were
+    // hundreds of MB.
+    size_t offset = written > 0 ? static_cast<size_t>(written) : 0;
     if (queue_.size() >= server_.limits().stream_queue_limit) {
       send_closed_ = true;
       l.unlock();
@@ -224,18 +258,6 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     net::post(stream_.get_executor(), [self = shared_from_this()] { self->DoWrite(); });
   }
 
-  void Close(std::shared_ptr<const std::string> last) override {
-    if (last) Send(std::move(last));
-    net::post(stream_.get_executor(), [self = shared_from_this()]() mutable {
-      self->close_after_drain_ = true;
-      std::unique_lock<std::mutex> l(self->send_mu_);
-      bool writing = self->writing_;
-      l.unlock();
-      if (!writing) self->DoClose();
-    });
-  }
-
- private:
   void DoRead() {
     if (server_.stopping()) return DoClose();
     parser_.emplace();

@@ -33,6 +33,7 @@
 #include "gonfalon/rules/snapshot_cell.h"
 #include "gonfalon/storage/store.h"
 #include "metrics.h"
+#include "send_batch.h"
 
 namespace gonfalon::server {
 
@@ -44,6 +45,14 @@ class StreamSink {
   virtual void Send(std::shared_ptr<const std::string> chunk) = 0;
   // Sends `last` (may be null) and closes.
   virtual void Close(std::shared_ptr<const std::string> last) = 0;
+
+  // Batched writing (SendBatch, send_batch.h), from one thread. BeginDirectSend returns the
+  // socket to write a chunk to directly when nothing is queued for this sink, and then holds
+  // the sink's send lock until EndDirectSend(chunk, result of the write: bytes or -errno),
+  // which queues what the socket did not take, as Send would have; or -1 (something queued,
+  // closed, or a sink without a socket), and the caller uses Send.
+  virtual int BeginDirectSend() { return -1; }
+  virtual void EndDirectSend(std::shared_ptr<const std::string> chunk, long result) {}
 };
 
 // One SSE event, framed as an HTTP/1.1 chunk, ready to share between streams.
@@ -121,6 +130,9 @@ struct HubFanOutOptions {
   // `release_max_delay` after it was retired at the latest.
   std::chrono::milliseconds release_lull{100};
   std::chrono::milliseconds release_max_delay{5000};
+  // Stream writes submitted in batches through io_uring where the kernel allows it
+  // (send_batch.h); false: one `send` each.
+  bool batched_sends = true;
 };
 
 class Hubs {
@@ -187,6 +199,12 @@ class Hubs {
   static constexpr std::chrono::milliseconds kMaxSendDelay{5};
   // FanOut yields its core after this many stream sends (~0.3 ms of them here).
   static constexpr size_t kSendsPerYield = 64;
+  // Stream writes per io_uring submission: each batch holds its streams' send locks while it
+  // is written, and a slow stream's I/O thread waiting for one waits for the whole batch.
+  static constexpr size_t kSendsPerBatch = 64;
+  // ... and at most this many bytes: a burst's coalesced chunks are tens of KB each, and one
+  // submission runs without a preemption point on this kernel.
+  static constexpr size_t kBytesPerBatch = 64 * 1024;
 
  private:
   void PublisherLoop();
@@ -197,8 +215,9 @@ class Hubs {
   // their stream events pending in the hub (FanOut sends them).
   absl::Status Refresh(EnvironmentHub& hub);
   // Sends the hub's pending events: each SDK stream gets, in one buffer, the change sets past
-  // what it was sent (or the `put`); OFREP streams one refetchEvaluation.
-  void FanOut(EnvironmentHub& hub);
+  // what it was sent (or the `put`); OFREP streams one refetchEvaluation. The socket writes go
+  // through `batch` (one system call per kSendsPerYield streams; send_batch.h).
+  void FanOut(EnvironmentHub& hub, SendBatch& batch);
   // Hands a `put` the hub let go of to the releaser thread, which frees it at the lowest
   // priority: at 100,000 flags a put is 60 MB, and unmapping it takes ~10 ms of a core here;
   // freed by the publisher it delayed a writer's answer by that much, by the sender or the

@@ -1,0 +1,100 @@
+#include "send_batch.h"
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "hub.h"
+#include "log.h"
+
+namespace gonfalon::server {
+
+struct SendBatch::Ring {
+  io_uring ring{};
+};
+
+SendBatch::SendBatch(size_t capacity, size_t max_bytes, bool use_io_uring)
+    : capacity_(capacity), max_bytes_(max_bytes) {
+  entries_.reserve(capacity);
+  results_.reserve(capacity);
+  if (!use_io_uring) return;
+  auto r = std::make_unique<Ring>();
+  int error = io_uring_queue_init(static_cast<unsigned>(capacity), &r->ring, 0);
+  if (error == 0) {
+    ring_ = std::move(r);
+    return;
+  }
+  // Containers' seccomp profiles often refuse io_uring: the streams work as before, one
+  // system call per write.
+  Log(LogLevel::kWarn, "stream writes go out one send each: io_uring is not available",
+      {{"error", std::string_view(std::strerror(-error))}});
+}
+
+SendBatch::~SendBatch() {
+  Flush();
+  if (ring_) io_uring_queue_exit(&ring_->ring);
+}
+
+void SendBatch::Add(const std::shared_ptr<StreamSink>& sink, std::shared_ptr<const std::string> chunk) {
+  if (!ring_) return sink->Send(std::move(chunk));
+  // A sink already in the batch holds its send lock: submit first.
+  for (const Entry& e : entries_) {
+    if (e.sink == sink) {
+      Flush();
+      break;
+    }
+  }
+  if (entries_.size() >= capacity_ || (!entries_.empty() && bytes_ + chunk->size() > max_bytes_)) Flush();
+  int fd = sink->BeginDirectSend();
+  if (fd < 0) return sink->Send(std::move(chunk));
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);  // the ring has `capacity_` entries, all free
+  io_uring_prep_send(sqe, fd, chunk->data(), chunk->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, entries_.size());
+  bytes_ += chunk->size();
+  entries_.push_back({sink, std::move(chunk)});
+}
+
+void SendBatch::Flush() {
+  if (entries_.empty()) return;
+  ++submissions_;
+  results_.assign(entries_.size(), -EIO);
+  size_t done = 0;
+  bool broken = false;
+  while (done < entries_.size()) {
+    int r = io_uring_submit_and_wait(&ring_->ring, static_cast<unsigned>(entries_.size() - done));
+    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+      broken = true;
+      break;
+    }
+    io_uring_cqe* cqe = nullptr;
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring_->ring, head, cqe) {
+      uint64_t i = io_uring_cqe_get_data64(cqe);
+      if (i < results_.size()) results_[i] = cqe->res;
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_->ring, seen);
+    done += seen;
+  }
+  // After a failed submission (not seen in practice: a bug or the kernel out of memory) the
+  // writes without a result may or may not have happened: their streams are closed (-EIO), and
+  // their clients resume with Last-Event-ID. Batching stops: what is left in the ring must
+  // never be submitted later, when those sockets may be another connection's.
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    entries_[i].sink->EndDirectSend(std::move(entries_[i].chunk), results_[i]);
+  }
+  if (broken) {
+    Log(LogLevel::kError, "io_uring submission failed: stream writes go out one send each from now on",
+        {{"streams_closed", static_cast<int64_t>(entries_.size() - done)}});
+    io_uring_queue_exit(&ring_->ring);
+    ring_.reset();
+  }
+  entries_.clear();
+  bytes_ = 0;
+}
+
+}  // namespace gonfalon::server
