@@ -216,7 +216,7 @@ class Hubs {
   absl::Status Refresh(EnvironmentHub& hub);
   // Sends the hub's pending events: each SDK stream gets, in one buffer, the change sets past
   // what it was sent (or the `put`); OFREP streams one refetchEvaluation. The socket writes go
-  // through `batch` (one system call per kSendsPerYield streams; send_batch.h).
+  // through `batch` (one system call per kSendsPerBatch writes or kBytesPerBatch bytes).
   void FanOut(EnvironmentHub& hub, SendBatch& batch);
   // Hands a `put` the hub let go of to the releaser thread, which frees it at the lowest
   // priority: at 100,000 flags a put is 60 MB, and unmapping it takes ~10 ms of a core here;
