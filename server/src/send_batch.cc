@@ -2,6 +2,7 @@
 
 #include <liburing.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -16,6 +17,37 @@ struct SendBatch::Ring {
   io_uring ring{};
 };
 
+namespace {
+
+// Whether a send through `ring` to a full socket completes at once with -EAGAIN, as a batch
+// needs: a kernel that waited for room instead would stall every stream's fan-out behind
+// one slow reader. Checked once on a socketpair whose buffer is filled first.
+bool FullSocketSendReturnsAtOnce(io_uring& ring) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) != 0) return false;
+  int small = 4096;
+  ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  static const char kFill[4096] = {};  // static: a send left in flight may still read it
+  while (::send(fds[0], kFill, sizeof kFill, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+  }
+  bool at_once = false;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_send(sqe, fds[0], kFill, sizeof kFill, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (io_uring_submit(&ring) == 1) {
+    __kernel_timespec wait{.tv_sec = 1, .tv_nsec = 0};
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_wait_cqe_timeout(&ring, &cqe, &wait) == 0) {
+      at_once = cqe->res == -EAGAIN;
+      io_uring_cqe_seen(&ring, cqe);
+    }
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);  // a send still waiting fails now (the caller also drops the ring)
+  return at_once;
+}
+
+}  // namespace
+
 SendBatch::SendBatch(size_t capacity, size_t max_bytes, bool use_io_uring)
     : capacity_(capacity), max_bytes_(max_bytes) {
   entries_.reserve(capacity);
@@ -23,14 +55,19 @@ SendBatch::SendBatch(size_t capacity, size_t max_bytes, bool use_io_uring)
   if (!use_io_uring) return;
   auto r = std::make_unique<Ring>();
   int error = io_uring_queue_init(static_cast<unsigned>(capacity), &r->ring, 0);
-  if (error == 0) {
-    ring_ = std::move(r);
+  if (error != 0) {
+    // Containers' seccomp profiles often refuse io_uring: the streams work as before, one
+    // system call per write.
+    Log(LogLevel::kWarn, "stream writes go out one send each: io_uring is not available",
+        {{"error", std::string_view(std::strerror(-error))}});
     return;
   }
-  // Containers' seccomp profiles often refuse io_uring: the streams work as before, one
-  // system call per write.
-  Log(LogLevel::kWarn, "stream writes go out one send each: io_uring is not available",
-      {{"error", std::string_view(std::strerror(-error))}});
+  if (!FullSocketSendReturnsAtOnce(r->ring)) {
+    io_uring_queue_exit(&r->ring);
+    Log(LogLevel::kWarn, "stream writes go out one send each: this kernel's io_uring waits on a full socket");
+    return;
+  }
+  ring_ = std::move(r);
 }
 
 SendBatch::~SendBatch() {

@@ -7,7 +7,10 @@
 // A sink takes part through StreamSink::BeginDirectSend / EndDirectSend (its send lock held
 // from the submission to the completion, so its order is kept); sinks that decline, and every
 // sink when io_uring is not available (a kernel without it, a seccomp profile that refuses
-// it), are sent to with StreamSink::Send as before.
+// it, or a kernel whose io_uring send waits for room on a full socket instead of returning
+// EAGAIN, checked once at construction), are sent to with StreamSink::Send as before. Each
+// batch is capped in writes and in bytes: one submission writes all its chunks before the
+// thread returns to user space, where a kernel without preemption lets others run.
 //
 // Thread safety: one SendBatch is used by one thread (the hub's sender).
 
