@@ -207,6 +207,33 @@ void BM_ApplyOneFlagChange(benchmark::State& state) {
 }
 BENCHMARK(BM_ApplyOneFlagChange)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond)->Complexity();
 
+// Changes that add an item to the snapshot's ordered lists or take it out of them: a flag
+// created (it enters every list), and a flag whose segment rule is removed (it leaves the list
+// of flags that refer to segments). Each costs the chunks it touches, not the environment.
+void BM_ApplyFlagCreated(benchmark::State& state) {
+  auto base = Snapshot::Build(MakeEnvironment(static_cast<int>(state.range(0)), /*with_references=*/true));
+  ChangeSetEvent event;
+  event.sequence = base->sequence() + 1;
+  event.items.push_back({ChangedKind::kFlag, "flag-1a", 1, BoolFlag("flag-1a")});  // sorts inside the list
+  for (auto _ : state) {
+    auto next = base->Apply(event);
+    benchmark::DoNotOptimize(next);
+  }
+  state.SetComplexityN(state.range(0));
+}
+BENCHMARK(BM_ApplyFlagCreated)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond)->Complexity();
+
+void BM_ApplySegmentRuleRemoved(benchmark::State& state) {
+  auto base = Snapshot::Build(MakeEnvironment(static_cast<int>(state.range(0)), /*with_references=*/true));
+  ChangeSetEvent event = SwitchOff(*base, "flag-10");  // filler flag 10 matches the segment; the change has no rule
+  for (auto _ : state) {
+    auto next = base->Apply(event);
+    benchmark::DoNotOptimize(next);
+  }
+  state.SetComplexityN(state.range(0));
+}
+BENCHMARK(BM_ApplySegmentRuleRemoved)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond)->Complexity();
+
 // What the SDK does for each change when a flag listener is registered: apply it, then name the
 // flags whose answers may have changed, in an environment where one flag in ten refers to a
 // segment and one in fifty has a prerequisite. The changed flag is not a prerequisite.

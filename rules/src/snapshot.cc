@@ -405,13 +405,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Apply(const ChangeSetE
     n.referring_flags = d.referring_flags;
     n.prerequisite_flags = d.prerequisite_flags;
   } else {
-    auto merge = [](const auto& before, const auto& keys, const auto& index, auto keep) {
-      return internal::MergeOrder(before, keys, index, keep);
-    };
-    n.flag_order = d.flag_order.Changed(flag_keys, n.flags, all, merge);
-    n.live_flags = d.live_flags.Changed(flag_keys, n.flags, internal::IsLive, merge);
-    n.referring_flags = d.referring_flags.Changed(flag_keys, n.flags, internal::IsReferring, merge);
-    n.prerequisite_flags = d.prerequisite_flags.Changed(flag_keys, n.flags, internal::HasPrerequisites, merge);
+    n.flag_order = d.flag_order.Changed(flag_keys, n.flags, all);
+    n.live_flags = d.live_flags.Changed(flag_keys, n.flags, internal::IsLive);
+    n.referring_flags = d.referring_flags.Changed(flag_keys, n.flags, internal::IsReferring);
+    n.prerequisite_flags = d.prerequisite_flags.Changed(flag_keys, n.flags, internal::HasPrerequisites);
   }
   if (segment_keys.empty()) {
     n.segment_order = d.segment_order;

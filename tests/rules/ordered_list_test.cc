@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -25,19 +26,6 @@ using List = OrderedList<Node>;
 
 std::string Key(size_t i) { return StrCat("k", 100000 + i); }
 
-// Independent of the list: every key of `before` and `keys`, in order, whose node in `index`
-// exists and is kept.
-std::vector<const Node*> Rebuilt(const std::vector<const Node*>& before, const std::vector<std::string>& keys,
-                                 const ItemIndex<Node>& index, bool (*keep)(const Node&)) {
-  std::set<std::string> all(keys.begin(), keys.end());
-  for (const Node* n : before) all.insert(n->key());
-  std::vector<const Node*> out;
-  for (const std::string& k : all) {
-    if (const Node* n = index.Find(k); n != nullptr && keep(*n)) out.push_back(n);
-  }
-  return out;
-}
-
 bool All(const Node&) { return true; }
 bool Live(const Node& n) { return n.live; }
 
@@ -51,18 +39,14 @@ class OrderedListTest : public ::testing::Test {
     }
     list_ = List(nodes_);
   }
-  List Changed(const List& list, const std::vector<std::string>& keys, const ItemIndex<Node>& index,
-               bool (*keep)(const Node&)) {
-    int fallbacks_before = fallbacks_;
-    List out = list.Changed(keys, index, keep, [&](const std::vector<const Node*>& before, const std::vector<std::string>& k,
-                                                   const ItemIndex<Node>& i, bool (*kp)(const Node&)) {
-      ++fallbacks_;
-      return Rebuilt(before, k, i, kp);
-    });
-    rebuilt_ = fallbacks_ > fallbacks_before;
-    return out;
+  static List Changed(const List& list, const std::vector<std::string>& keys, const ItemIndex<Node>& index,
+                      bool (*keep)(const Node&)) {
+    return list.Changed(keys, index, keep);
   }
-  static void ExpectSame(const List& list, const std::vector<const Node*>& want) {
+  static void ExpectSame(const List& list, const std::vector<const Node*>& want) { ExpectSameFor(list, want); }
+
+ public:
+  static void ExpectSameFor(const List& list, const std::vector<const Node*>& want) {
     ASSERT_EQ(list.size(), want.size());
     EXPECT_EQ(list.Flat(), want);
     size_t i = 0;
@@ -75,12 +59,11 @@ class OrderedListTest : public ::testing::Test {
     EXPECT_EQ(i, want.size());
   }
 
+ protected:
   static constexpr size_t kItems = 3 * List::kChunk + 17;  // three whole chunks and a partial one
   std::vector<const Node*> nodes_;
   ItemIndex<Node> index_;
   List list_;
-  int fallbacks_ = 0;
-  bool rebuilt_ = false;
 };
 
 TEST_F(OrderedListTest, HoldsTheNodesInOrderAcrossChunks) { ExpectSame(list_, nodes_); }
@@ -96,19 +79,21 @@ TEST_F(OrderedListTest, ReplacingItemsAtChunkEdgesChangesOnlyThemAndLeavesTheOld
     next.Put(std::move(n));
   }
   List changed = Changed(list_, keys, next, All);
-  EXPECT_FALSE(rebuilt_);  // replacements only: no rebuild
+  EXPECT_EQ(changed.SharedChunks(list_), 0u);  // every chunk held one of the keys
   ExpectSame(changed, want);
+  List one = Changed(list_, {Key(List::kChunk + 3)}, next, All);
+  EXPECT_EQ(one.SharedChunks(list_), list_.chunk_count() - 1);
   ExpectSame(list_, nodes_);  // the list it came from still lists the old nodes
 }
 
-TEST_F(OrderedListTest, InsertingOrRemovingRebuildsInOrder) {
+TEST_F(OrderedListTest, InsertingOrRemovingClonesOnlyTheChunksConcerned) {
   ItemIndex<Node> next = index_;
   auto added = std::make_shared<const Node>(Node{Key(1500) + "a"});  // between two existing keys
   const Node* added_ptr = added.get();
   next.Put(std::move(added));
   next.Erase(Key(7));
   List changed = Changed(list_, {Key(7), Key(1500) + "a"}, next, All);
-  EXPECT_TRUE(rebuilt_);
+  EXPECT_EQ(changed.SharedChunks(list_), list_.chunk_count() - 1);  // both in the first chunk
   std::vector<const Node*> want;
   for (size_t i = 0; i < kItems; ++i) {
     if (i != 7) want.push_back(nodes_[i]);
@@ -123,7 +108,7 @@ TEST_F(OrderedListTest, AnItemThatStopsBeingKeptLeavesTheListAndComesBack) {
   auto archived = std::make_shared<const Node>(Node{Key(2048), false});
   next.Put(std::move(archived));
   List live = Changed(list_, {Key(2048)}, next, Live);
-  EXPECT_TRUE(rebuilt_);
+  EXPECT_EQ(live.SharedChunks(list_), list_.chunk_count() - 1);
   EXPECT_EQ(live.size(), kItems - 1);
   for (const Node* n : live) EXPECT_NE(n->key(), Key(2048));
   // Live again: back in its place.
@@ -132,7 +117,6 @@ TEST_F(OrderedListTest, AnItemThatStopsBeingKeptLeavesTheListAndComesBack) {
   const Node* restored_ptr = restored.get();
   again.Put(std::move(restored));
   List back = Changed(live, {Key(2048)}, again, Live);
-  EXPECT_TRUE(rebuilt_);
   std::vector<const Node*> want = nodes_;
   want[2048] = restored_ptr;
   ExpectSame(back, want);
@@ -147,6 +131,52 @@ TEST_F(OrderedListTest, AnEmptyListTakesItsFirstItem) {
   const Node* p = n.get();
   index.Put(std::move(n));
   ExpectSame(Changed(empty, {"only"}, index, All), {p});
+}
+
+
+// A long random run of change sets (replacements, insertions anywhere, removals, items that stop
+// or start being kept; some change sets large enough to split chunks or empty them), each
+// applied to the previous list and checked against a sorted map; every earlier list stays as it
+// was.
+TEST(OrderedListRandomTest, MatchesASortedMapAfterEveryChangeSet) {
+  std::mt19937_64 rng(20261203);
+  ItemIndex<Node> index;
+  std::map<std::string, const Node*> kept;  // what the list must hold
+  std::vector<std::shared_ptr<const Node>> all_nodes;
+  List list;
+  std::vector<std::pair<List, std::vector<const Node*>>> history;
+  size_t max_chunks = 0;
+  for (int step = 0; step < 400; ++step) {
+    size_t n = rng() % 8 == 0 ? 3000 + rng() % 20000 : 1 + rng() % 20;  // now and then a bulk change
+    bool removing_phase = step >= 200 && step < 300;                     // shrinks the list a lot
+    std::set<std::string> keys;
+    while (keys.size() < n) keys.insert(StrCat("k", rng() % 60000));
+    for (const std::string& k : keys) {
+      uint64_t roll = rng() % 10;
+      if (removing_phase ? roll < 8 : roll < 2) {
+        index.Erase(k);
+        kept.erase(k);
+        continue;
+      }
+      auto node = std::make_shared<const Node>(Node{k, roll != 2});
+      all_nodes.push_back(node);
+      if (node->live) {
+        kept[k] = node.get();
+      } else {
+        kept.erase(k);
+      }
+      index.Put(node);
+    }
+    list = list.Changed(std::vector<std::string>(keys.begin(), keys.end()), index, Live);
+    std::vector<const Node*> want;
+    for (const auto& [k, node] : kept) want.push_back(node);
+    ASSERT_NO_FATAL_FAILURE(OrderedListTest::ExpectSameFor(list, want)) << "step " << step;
+    max_chunks = std::max(max_chunks, list.chunk_count());
+    EXPECT_LE(list.chunk_count(), 2 * (list.size() / List::kChunk) + 4) << "step " << step;
+    if (step % 50 == 0) history.emplace_back(list, want);
+  }
+  for (const auto& [old, want] : history) ASSERT_NO_FATAL_FAILURE(OrderedListTest::ExpectSameFor(old, want));
+  EXPECT_GE(max_chunks, 5u);  // the run did reach several chunks
 }
 
 }  // namespace
