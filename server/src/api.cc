@@ -77,7 +77,6 @@ Response Api::Handle(const Request& req) {
   }
   Response r = router_.Dispatch(req, [this](Access access, Call& call) { return Authorize(access, call); });
   if (AdminWrite(req) && r.status < 300) {
-    ClearAuthCache();  // a key may have been revoked, rotated or deleted with its project
     // Read your writes: a successful write returns once evaluations and streams on this
     // server see it.
     hubs_.Drain();
@@ -90,12 +89,6 @@ void Api::HandleBlocking(const Request& req, absl::FunctionRef<void(Response)> r
   std::optional<Hubs::WriteScope> write;
   if (AdminWrite(req)) write.emplace(hubs_);
   respond(Handle(req));
-}
-
-void Api::ClearAuthCache() {
-  std::lock_guard<std::mutex> l(auth_mu_);
-  auth_cache_.clear();
-  auth_generation_.fetch_add(1, std::memory_order_release);
 }
 
 std::optional<Response> Api::Authorize(Access access, Call& call) {
@@ -174,7 +167,8 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
     CachedKey entry;
   };
   using LocalCache = rules::PerThreadCache<AuthCacheTag, std::string, Local, 4>;
-  uint64_t generation = auth_generation_.load(std::memory_order_acquire);
+  // Read before any lookup: an entry filled from an older generation is not used.
+  uint64_t generation = store_.KeysGeneration();
   if (Local* l = LocalCache::Find(instance_, [&](const std::string& secret) { return secret == presented; })) {
     if (l->generation == generation && l->entry.expires > now) return l->entry.key;
   }
@@ -184,7 +178,7 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
   {
     std::lock_guard<std::mutex> l(auth_mu_);
     auto it = auth_cache_.find(key_text);
-    if (it != auth_cache_.end() && it->second.expires > now) {
+    if (it != auth_cache_.end() && it->second.generation == generation && it->second.expires > now) {
       remember(it->second);
       return it->second.key;
     }
@@ -200,10 +194,10 @@ absl::StatusOr<std::shared_ptr<const ApiKey>> Api::Authenticate(const Request& r
     int64_t left = key->expires_ms - NowMs();
     ttl = std::min<std::chrono::seconds>(ttl, std::chrono::seconds(std::max<int64_t>(left / 1000, 0)));
   }
-  CachedKey entry{std::make_shared<const ApiKey>(std::move(*key)), now + ttl};
+  CachedKey entry{std::make_shared<const ApiKey>(std::move(*key)), now + ttl, generation};
   std::lock_guard<std::mutex> l(auth_mu_);
-  // Cleared meanwhile: this key may be stale already, so it is not cached.
-  if (auth_generation_.load(std::memory_order_relaxed) != generation) return entry.key;
+  // A key was written meanwhile: this answer may be stale already, so it is not cached.
+  if (store_.KeysGeneration() != generation) return entry.key;
   if (auth_cache_.size() > 10000) auth_cache_.clear();
   auth_cache_[key_text] = entry;
   remember(entry);

@@ -185,7 +185,17 @@ absl::Status RocksStore::WriteNow(std::vector<WriteOp> ops) {
   w.ops = std::move(ops);
   queue_.Enqueue(w);
   absl::Status s = queue_.Wait(w);
+  CountKeyWrites(w.ops);
   return s.ok() ? s : Poison(s);
+}
+
+void RocksStore::CountKeyWrites(const std::vector<WriteOp>& ops) {
+  for (const WriteOp& op : ops) {
+    if (op.cf == cfs_[kKeys]) {
+      keys_generation_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+  }
 }
 
 absl::Status RocksStore::CommitLocked(const std::vector<EnvState*>& envs, std::vector<WriteOp> ops, const std::vector<AppliedChangeSet>& applied) {

@@ -203,6 +203,7 @@ class RocksStore final : public Store {
   absl::Status RevokeApiKey(std::string_view id) override;
   absl::StatusOr<NewApiKey> RotateApiKey(std::string_view id, int64_t overlap_ms) override;
   absl::StatusOr<ApiKey> Authenticate(std::string_view secret) override;
+  uint64_t KeysGeneration() const override { return keys_generation_.load(std::memory_order_acquire); }
   std::string StreamToken(std::string_view key_id) override;
   absl::StatusOr<ApiKey> AuthenticateStreamToken(std::string_view token) override;
 
@@ -286,6 +287,8 @@ class RocksStore final : public Store {
   absl::Status Poison(const absl::Status& s);
   static absl::Status VersionConflict(const std::string& what, int64_t actual, int64_t expected);
   absl::Status WriteNow(std::vector<WriteOp> ops);
+  // After a write (whatever its outcome): bumps keys_generation_ if it wrote an API key.
+  void CountKeyWrites(const std::vector<WriteOp>& ops);
 
   // Commits while the callers' environment locks are held (project-level writes), then
   // clears their pending items and tells the listener.
@@ -467,6 +470,7 @@ class RocksStore final : public Store {
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   CommitQueue queue_;
   std::atomic<bool> poisoned_{false};
+  std::atomic<uint64_t> keys_generation_{0};  // KeysGeneration; bumped by CountKeyWrites
   std::function<void(const AppliedChangeSet&)> listener_;
   std::mutex states_mu_;  // guards the two maps below (not the states themselves)
   absl::flat_hash_map<std::string, std::unique_ptr<EnvState>> envs_;

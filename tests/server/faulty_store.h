@@ -271,6 +271,7 @@ class FaultyStore final : public Store {
   std::string StreamToken(std::string_view key_id) override {
     return inner_.StreamToken(key_id);
   }
+  uint64_t KeysGeneration() const override { return inner_.KeysGeneration(); }
   absl::StatusOr<ApiKey> AuthenticateStreamToken(std::string_view token) override {
     RETURN_IF_ERROR(Fault("AuthenticateStreamToken"));
     return inner_.AuthenticateStreamToken(token);

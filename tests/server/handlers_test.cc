@@ -106,6 +106,28 @@ TEST_F(HandlersTest, EachStorageFailureHasItsStatusAndTheRouteLabelStays) {
   EXPECT_EQ(Call("GET", "/api/v1/projects/shop").status, 200);
 }
 
+// Authenticated keys are cached until a key is written: other admin writes leave the cache
+// (clearing it made each write read its own key again), a key created or revoked voids it.
+TEST_F(HandlersTest, TheKeyCacheOutlivesFlagWritesButNotKeyWrites) {
+  ASSERT_EQ(Call("POST", "/api/v1/projects/shop/flags", R"({"key":"checkout","variations":[false,true]})").status, 201);
+  store_->Fail("Authenticate", absl::UnavailableError("key store down"));
+  for (int i = 0; i < 3; ++i) {
+    Response r = Call("POST", "/api/v1/projects/shop/environments/production/changesets",
+                      StrCat(R"({"items":[{"kind":"flag","key":"checkout","data":{"on":)", i % 2 == 0 ? "true" : "false",
+                             R"(,"fallthrough":{"variation":1},"offVariation":0}}]})"));
+    EXPECT_EQ(r.status, 200) << r.body;  // the cached key: storage not asked
+  }
+  storage::ApiKey spec;
+  spec.kind = storage::KeyKind::kServer;
+  spec.project = "shop";
+  spec.environment = "production";
+  ASSERT_OK(store_->CreateApiKey(spec).status());
+  Response after = Call("GET", "/api/v1/projects/shop/flags/checkout");
+  EXPECT_EQ(after.status, 503) << after.body;  // asked storage again, which failed
+  store_->Heal("Authenticate");
+  EXPECT_EQ(Call("GET", "/api/v1/projects/shop/flags/checkout").status, 200);
+}
+
 TEST_F(HandlersTest, AWriteThatStorageRefusesAnswersWithoutWaitingOrWriting) {
   store_->Fail("CreateFlag", absl::ResourceExhaustedError("disk full"));
   Response r = Call("POST", "/api/v1/projects/shop/flags", R"({"key":"checkout","variations":[false,true]})");

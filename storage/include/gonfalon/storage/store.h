@@ -631,6 +631,10 @@ class Store {
   virtual absl::StatusOr<NewApiKey> RotateApiKey(std::string_view id, int64_t overlap_ms) = 0;
   // The key for a presented secret: NotFound for unknown, revoked or expired secrets.
   virtual absl::StatusOr<ApiKey> Authenticate(std::string_view secret) = 0;
+  // Changes whenever an API key's record is written (created, revoked, rotated, or revoked
+  // with its project or environment), once the write is durable: a cache of Authenticate's
+  // answers stays valid while this stays the same (read it before calling Authenticate).
+  virtual uint64_t KeysGeneration() const = 0;
   // A token that stands for a key only on the OFREP refetch stream, whose EventSource clients
   // must carry credentials in the URL: "gfo_<key id>.<HMAC of the id under a per-database
   // secret>". It does not reveal the key's secret, and it stops working when the key is
