@@ -202,13 +202,19 @@ void Hubs::Changed(const storage::AppliedChangeSet& applied) {
     auto it = hubs_.find(key);
     if (it == hubs_.end()) return;  // nobody reads it yet; loaded on first use
     hub = it->second;
-    queue_.push_back(key);
-    ++enqueued_;
   }
+  // Kept before it is queued: a writer's Drain waits for the publication that follows its
+  // queuing, and that publication must find it (or read the change log).
   {
     std::lock_guard<std::mutex> l(hub->mu_);
     hub->commit_times_.emplace_back(applied.sequence, std::chrono::steady_clock::now());
     if (hub->commit_times_.size() > 4096) hub->commit_times_.pop_front();
+    if (hub->committed_.size() < kMaxCommittedInMemory) hub->committed_.emplace(applied.sequence, applied.event_json);
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.push_back(key);
+    ++enqueued_;
   }
   cv_.notify_all();
 }
@@ -414,7 +420,25 @@ absl::Status Hubs::Refresh(EnvironmentHub& hub) {
   bool reset = previous < 0 || before == nullptr;
   std::string repair;  // why the incremental path could not be taken
   if (!reset) {
-    absl::StatusOr<std::vector<std::string>> since = store_.ChangesSince(hub.project_, hub.environment_, previous);
+    // The change sets since, as Changed kept them, when they follow on from `previous` without
+    // a gap; else the change log. A gap is a change set committed and not yet announced (or
+    // more than were kept): a later one's writer may be waiting for its publication, and only
+    // the change log has everything up to it.
+    std::vector<std::string> kept;
+    {
+      std::lock_guard<std::mutex> l(hub.mu_);
+      auto& committed = hub.committed_;
+      committed.erase(committed.begin(), committed.upper_bound(previous));
+      if (!committed.empty() && committed.begin()->first == previous + 1 &&
+          committed.rbegin()->first == previous + static_cast<int64_t>(committed.size())) {
+        for (auto& [seq, json] : committed) kept.push_back(std::move(json));
+        committed.clear();
+      }
+    }
+    if (kept.empty()) ++metrics_.change_log_reads;
+    absl::StatusOr<std::vector<std::string>> since =
+        !kept.empty() ? absl::StatusOr<std::vector<std::string>>(std::move(kept))
+                      : store_.ChangesSince(hub.project_, hub.environment_, previous);
     if (!since.ok()) {
       if (absl::IsNotFound(since.status())) return since.status();  // the environment is gone
       repair = std::string(since.status().message());

@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -115,6 +116,10 @@ class EnvironmentHub {
   bool pending_client_visible_ = false;
   std::chrono::steady_clock::time_point pending_since_{};
   std::deque<std::pair<int64_t, std::chrono::steady_clock::time_point>> commit_times_;
+  // Change sets committed and not yet published, as stored (Hubs::Changed): Refresh applies
+  // them from here rather than reading the change log back, when they follow on from the
+  // published sequence without a gap.
+  std::map<int64_t, std::string> committed_;
 };
 
 // The calling thread's view of an environment's published snapshot: after the first call per
@@ -205,6 +210,9 @@ class Hubs {
   // ... and at most this many bytes: a burst's coalesced chunks are tens of KB each, and one
   // submission runs without a preemption point on this kernel.
   static constexpr size_t kBytesPerBatch = 64 * 1024;
+  // Committed change sets kept for the publisher per environment (EnvironmentHub::committed_);
+  // past this many (a publisher far behind) Refresh reads the change log.
+  static constexpr size_t kMaxCommittedInMemory = 4096;
 
  private:
   void PublisherLoop();

@@ -165,6 +165,9 @@ std::string Metrics::Render() const {
   gauge("gonfalon_environment_repairs_total",
         "Whole-environment reloads because a change set could not be applied incrementally.", "counter",
         static_cast<double>(environment_repairs.load()));
+  gauge("gonfalon_change_log_reads_total",
+        "Publications that read committed change sets back from storage (the ones in memory had a gap).", "counter",
+        static_cast<double>(change_log_reads.load()));
   gauge("gonfalon_memory_trims_total",
         "Times free heap was handed back to the system (after large request bodies and bursts of change sets).",
         "counter", static_cast<double>(memory_trims.load()));

@@ -49,6 +49,7 @@ class Metrics {
   // Whole environments read from storage: at first use, and to repair (hub.h).
   std::atomic<uint64_t> environment_loads{0};
   std::atomic<uint64_t> environment_repairs{0};
+  std::atomic<uint64_t> change_log_reads{0};
   // Scheduled changes run by the scheduler (scheduler.h), by outcome.
   std::atomic<uint64_t> scheduled_applied{0};
   std::atomic<uint64_t> scheduled_failed{0};

@@ -101,6 +101,7 @@ absl::StatusOr<AppliedChangeSet> RocksStore::ApplyWith(const ChangeSet& cs, cons
   queue_.Enqueue(w);
   l.unlock();  // later change sets to this environment may queue behind us (group commit)
   absl::Status s = queue_.Wait(w);
+  CountKeyWrites(w.ops);
   l.lock();
   ClearPending(env, applied.sequence);
   l.unlock();

@@ -84,6 +84,7 @@ TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
   double loads = Metric(port(), "gonfalon_environment_loads_total");
   double published = Metric(port(), "gonfalon_change_sets_published_total");
   double deferred = Metric(port(), "gonfalon_stream_fan_outs_deferred_total");
+  double log_reads = Metric(port(), "gonfalon_change_log_reads_total");
   ASSERT_GE(loads, 1);
   for (int i = 0; i < 20; ++i) {
     std::string body = R"({"items":[{"kind":"flag","key":"bulk-)" + std::to_string(i) +
@@ -98,6 +99,9 @@ TEST_F(ServerTest, ChangesAreAppliedWithoutReadingTheWholeEnvironmentAgain) {
   EXPECT_EQ(Metric(port(), "gonfalon_environment_loads_total"), loads);
   EXPECT_EQ(Metric(port(), "gonfalon_environment_repairs_total"), 0);
   EXPECT_GE(Metric(port(), "gonfalon_change_sets_published_total"), published + 20);
+  // One writer, each change set announced before the next commits: each is published from
+  // memory, none read back from the change log.
+  EXPECT_EQ(Metric(port(), "gonfalon_change_log_reads_total"), log_reads);
   // Writes' events waited for their answers (Hubs::WriteScope). Not necessarily all twenty: a
   // write's fan-out goes at once when the previous event has waited kMaxSendDelay for a sender
   // that a loaded machine has not scheduled yet (hub_test checks the rule itself).
