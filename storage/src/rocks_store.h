@@ -471,6 +471,7 @@ class RocksStore final : public Store {
   CommitQueue queue_;
   std::atomic<bool> poisoned_{false};
   std::atomic<uint64_t> keys_generation_{0};  // KeysGeneration; bumped by CountKeyWrites
+  mutable std::atomic<int64_t> free_space_ok_until_{0};  // CheckFreeSpace: steady_clock ticks
   std::function<void(const AppliedChangeSet&)> listener_;
   std::mutex states_mu_;  // guards the two maps below (not the states themselves)
   absl::flat_hash_map<std::string, std::unique_ptr<EnvState>> envs_;
