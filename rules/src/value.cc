@@ -236,9 +236,10 @@ namespace {
 template <typename Use>
 absl::StatusOr<Value> ParseWith(std::string_view text, Use use) {
   // One parser per thread keeps its buffers between calls for small documents. A parser's
-  // buffers stay sized for the largest document it has seen, about ten times its size, so a
-  // large document gets a parser of its own that is freed after it: otherwise every thread
-  // that once parsed a 1 MiB segment would hold ~10 MiB for the life of the process. 16 KiB
+  // buffers stay sized for the largest document it has seen, about fourteen times its size
+  // (tape 8, structural indexes 4, strings 5/3 bytes per byte), so a large document gets a
+  // parser of its own that is freed after it: otherwise every thread that once parsed a 1 MiB
+  // segment would hold ~14 MiB for the life of the process. 16 KiB
   // covers a flag, a change set of a few items and a request of a small write; at 64 KiB the
   // server's 32 workers each came to hold ~0.7 MiB after pruning the history's bulk change
   // sets (~22 MiB in all, docs/performance.md, session 26).
