@@ -6,6 +6,7 @@
 //
 //   scale --server build/release/server/gonfalon --flags 100000 [--streams 1000] [--writes 500]
 //         [--write-interval-ms 10] [--writer-seconds 5] [--explain 0] [--reader uring|recv]
+//         [--reader-nice 19] [--reader-batch 32]
 //
 // The writes are 10 ms apart by default: with 1,000 streams one write's fan-out costs about as
 // much CPU (the server's sends and this benchmark's reads of 1,000 sockets) as the two cores
@@ -373,8 +374,17 @@ class Streams {
   // of one `recv` each, which halves this reader's CPU (system calls are most of it on this VM;
   // bench/uring_fanout.cc); the round's events are timed when the batch completes, at most a
   // batch's reading later than each arrived. Falls back to `recv` where io_uring is refused.
-  explicit Streams(int port, const std::string& key, bool keep_completed = false, bool batched = false)
-      : port_(port), key_(key), ep_(epoll_create1(0)), keep_completed_(keep_completed) {
+  //
+  // `nice`: the reading thread's nice value; `per_round`: streams read per epoll round (at most
+  // kMaxReady). A round is one system call that this kernel does not preempt.
+  explicit Streams(int port, const std::string& key, bool keep_completed = false, bool batched = false, int nice = 0,
+                   int per_round = kMaxReady)
+      : port_(port),
+        key_(key),
+        ep_(epoll_create1(0)),
+        keep_completed_(keep_completed),
+        nice_(nice),
+        max_ready_(std::clamp(per_round, 1, kMaxReady)) {
     if (batched && io_uring_queue_init(kMaxReady, &ring_, 0) == 0) {
       ring_ok_ = true;
       slots_.resize(kMaxReady * kSlotBytes);
@@ -409,6 +419,8 @@ class Streams {
   }
   void Start() {
     pump_ = std::thread([this] {
+      // Below the server's threads and the measuring writer's: see Options::reader_nice.
+      if (nice_ != 0) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice_);
       while (!stop_) Pump(50);
     });
   }
@@ -420,7 +432,7 @@ class Streams {
   }
   void Pump(int timeout_ms) {
     epoll_event events[kMaxReady];
-    int k = epoll_wait(ep_, events, kMaxReady, timeout_ms);
+    int k = epoll_wait(ep_, events, max_ready_, timeout_ms);
     std::lock_guard<std::mutex> l(mu_);
     if (ring_ok_ && k > 0) return ReadBatch(events, k);
     for (int i = 0; i < k; ++i) {
@@ -497,7 +509,7 @@ class Streams {
   }
 
  private:
-  static constexpr int kMaxReady = 256;         // streams read per round
+  static constexpr int kMaxReady = 256;         // streams read per round, at most
   static constexpr size_t kSlotBytes = 16384;  // per stream and round (the rest comes next round)
   int port_;
   std::string key_;
@@ -511,6 +523,8 @@ class Streams {
   std::unordered_map<int64_t, std::vector<Clock::time_point>> arrivals_;
   std::vector<std::tuple<size_t, std::string, Clock::time_point>> completed_;
   bool keep_completed_;
+  int nice_;
+  int max_ready_;
   bool recording_ = true;
   std::atomic<bool> stop_{false};
   std::thread pump_;
@@ -544,6 +558,14 @@ struct Options {
   int write_interval_ms = 10;
   int explain = 0;
   bool batched_reader = true;  // --reader uring (default) | recv
+  // The 1,000 streams' reader stands in for SDKs on other machines, yet shares the two cores
+  // with the server and with the thread that sends the writes and times their answers. At
+  // nice 19, reading at most 32 streams per system call, it no longer keeps that thread
+  // waiting for a core after its answer has come (bench/explain_writes.py shows where a slow
+  // write's time went); what it costs itself is counted in the propagation figures, which
+  // it times. --reader-nice 0 --reader-batch 256 is how sessions 22-26 measured.
+  int reader_nice = 19;
+  int reader_batch = 32;
 };
 
 }  // namespace
@@ -558,6 +580,8 @@ int main(int argc, char** argv) {
     else if (a == "--writes") o.writes = std::atoi(argv[i + 1]);
     else if (a == "--writer-seconds") o.writer_seconds = std::atoi(argv[i + 1]);
     else if (a == "--write-interval-ms") o.write_interval_ms = std::atoi(argv[i + 1]);
+    else if (a == "--reader-nice") o.reader_nice = std::atoi(argv[i + 1]);
+    else if (a == "--reader-batch") o.reader_batch = std::atoi(argv[i + 1]);
     else if (a == "--explain") o.explain = std::atoi(argv[i + 1]);
     else if (a == "--reader" && (std::string(argv[i + 1]) == "uring" || std::string(argv[i + 1]) == "recv"))
       o.batched_reader = std::string(argv[i + 1]) == "uring";
@@ -644,14 +668,14 @@ int main(int argc, char** argv) {
 
   // The streams, resuming at the current sequence.
   long rss_before_streams = RssKb(server.pid);
-  Streams streams(server.port, key, /*keep_completed=*/false, o.batched_reader);
+  Streams streams(server.port, key, /*keep_completed=*/false, o.batched_reader, o.reader_nice, o.reader_batch);
   for (int i = 0; i < o.streams; ++i) streams.Open(seq);
   streams.Start();
   std::this_thread::sleep_for(std::chrono::seconds(1));  // let the connections settle before writing
-  std::printf("streams: %d open, server RSS %.0f MB (+%.1f KB per stream); read %s\n", o.streams,
-              RssKb(server.pid) / 1024.0,
+  std::printf("streams: %d open, server RSS %.0f MB (+%.1f KB per stream); read %s, up to %d a round, at nice %d\n",
+              o.streams, RssKb(server.pid) / 1024.0,
               (RssKb(server.pid) - rss_before_streams) / static_cast<double>(std::max(o.streams, 1)),
-              streams.batched() ? "in io_uring batches" : "with recv");
+              streams.batched() ? "in io_uring batches" : "with recv", std::clamp(o.reader_batch, 1, 256), o.reader_nice);
 
   // One writer: small writes, one at a time, each to its own flag (so the SDK listener can tell
   // them apart), --write-interval-ms apart (10 ms).
@@ -711,9 +735,12 @@ int main(int argc, char** argv) {
       for (size_t i : order) {
         auto [prev_first, prev_last] = i > 0 ? window(sent[i - 1].first, sent[i].second) : std::pair<double, double>{0, 0};
         double own_first = window(sent[i].first, sent[i].second).first;
+        // The monotonic clock's reading at the sending (steady_clock is CLOCK_MONOTONIC here), to find
+        // the write in a `perf record -k mono` trace.
+        double sent_at = std::chrono::duration<double>(sent[i].second.time_since_epoch()).count();
         std::printf("  write %zu acknowledged in %.2f ms: the previous write's event reached the streams %.2f..%.2f ms, "
-                    "its own the first stream %.2f ms after it was sent\n",
-                    i, ack_ms[i], prev_first, prev_last, own_first);
+                    "its own the first stream %.2f ms after it was sent (sent at %.6f s)\n",
+                    i, ack_ms[i], prev_first, prev_last, own_first, sent_at);
       }
     });
   }
