@@ -269,7 +269,31 @@ absl::StatusOr<Value> internal::ParseJsonAt(std::string_view text, int depth) {
   return ParseWith(text, [depth](simdjson::dom::element root, Value& out) { return ConvertJson(root, depth, out); });
 }
 
+namespace {
+// The members `names` of `object`, converted, in the order of `names`; absent ones left out.
+absl::Status ConvertMembers(simdjson::dom::object object, std::initializer_list<std::string_view> names, int depth,
+                            Object& members) {
+  for (std::string_view name : names) {
+    simdjson::dom::element e;
+    if (object.at_key(name).get(e) != simdjson::SUCCESS) continue;  // absent
+    Value v;
+    RETURN_IF_ERROR(internal::ConvertJson(e, depth, v));
+    members.emplace_back(std::string(name), std::move(v));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
 absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names) {
+  return ParseWith(text, [&](simdjson::dom::element root, Value& out) -> absl::Status {
+    simdjson::dom::object object;
+    if (root.get(object) != simdjson::SUCCESS) return absl::InvalidArgumentError("expected a JSON object");
+    return ConvertMembers(object, names, 1, out.mutable_object());
+  });
+}
+
+absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names,
+                                       std::string_view array, std::initializer_list<std::string_view> element_names) {
   return ParseWith(text, [&](simdjson::dom::element root, Value& out) -> absl::Status {
     simdjson::dom::object object;
     if (root.get(object) != simdjson::SUCCESS) return absl::InvalidArgumentError("expected a JSON object");
@@ -277,8 +301,22 @@ absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_l
     for (std::string_view name : names) {
       simdjson::dom::element e;
       if (object.at_key(name).get(e) != simdjson::SUCCESS) continue;  // absent
+      simdjson::dom::array elements;
       Value v;
-      RETURN_IF_ERROR(internal::ConvertJson(e, 1, v));
+      if (name == array && e.get(elements) == simdjson::SUCCESS) {
+        Array& projected = v.mutable_array();
+        projected.reserve(elements.size());
+        for (simdjson::dom::element element : elements) {
+          Value item;  // null unless an object
+          simdjson::dom::object fields;
+          if (element.get(fields) == simdjson::SUCCESS) {
+            RETURN_IF_ERROR(ConvertMembers(fields, element_names, 3, item.mutable_object()));
+          }
+          projected.push_back(std::move(item));
+        }
+      } else {
+        RETURN_IF_ERROR(internal::ConvertJson(e, 1, v));
+      }
       members.emplace_back(std::string(name), std::move(v));
     }
     return absl::OkStatus();

@@ -235,10 +235,27 @@ AppliedChangeSet RocksStore::AppendChangeSet(EnvState& env, const std::vector<Pr
   // Retention by count: the entry that falls out of the window goes in the same batch.
   int64_t drop = seq - options_.retain_changes;
   if (drop >= 1) {
-    absl::StatusOr<std::optional<AuditRecord>> old = ReadAudit(p, e, drop, nullptr);
+    absl::StatusOr<std::optional<AuditRecord>> old = ReadAuditKeys(p, e, drop);
     if (old.ok() && old->has_value()) AppendPrune(p, e, **old, ops);
   }
   return applied;
+}
+
+absl::StatusOr<AuditRecord> RocksStore::ParseAuditKeys(std::string_view key, std::string_view stored) {
+  absl::StatusOr<Value> keys = rules::ParseJsonMembers(stored, {"sequence", "time", "actor", "comment", "items"}, "items",
+                                                       {"kind", "key"});
+  if (!keys.ok()) {
+    return absl::DataLossError(StrCat("corrupt value in ", kCfNames[kAudit], " at key \"", key, "\": ", keys.status().message()));
+  }
+  return Decoded(AuditRecordFromJson(*keys), kAudit, key);
+}
+
+absl::StatusOr<std::optional<AuditRecord>> RocksStore::ReadAuditKeys(std::string_view p, std::string_view e, int64_t seq) {
+  std::string key = StrCat(EnvPrefix(p, e), SeqKey(seq));
+  ASSIGN_OR_RETURN(auto raw, Get(kAudit, key, nullptr));
+  if (!raw.has_value()) return std::optional<AuditRecord>();
+  ASSIGN_OR_RETURN(AuditRecord rec, ParseAuditKeys(key, *raw));
+  return std::optional<AuditRecord>(std::move(rec));
 }
 
 void RocksStore::AppendPrune(std::string_view p, std::string_view e, const AuditRecord& rec, std::vector<WriteOp>& ops) {

@@ -90,8 +90,7 @@ absl::Status RocksStore::PruneHistory() {
       std::string prefix = EnvPrefix(p.key, e.key);
       std::vector<WriteOp> ops;
       absl::Status scan = Scan(kAudit, prefix, nullptr, [&](std::string_view k, std::string_view v) {
-        ASSIGN_OR_RETURN(Value json, ParseStored(kAudit, k, v));
-        ASSIGN_OR_RETURN(AuditRecord rec, Decoded(AuditRecordFromJson(json), kAudit, k));
+        ASSIGN_OR_RETURN(AuditRecord rec, ParseAuditKeys(k, v));
         if (rec.sequence >= keep_from && rec.time_ms >= cutoff_time) {
           return absl::CancelledError("done");  // the rest is newer
         }

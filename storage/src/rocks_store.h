@@ -439,8 +439,15 @@ class RocksStore final : public Store {
   AppliedChangeSet AppendChangeSet(EnvState& env, const std::vector<PreparedItem>& items,
                                    const Actor& actor, std::string_view comment,
                                    std::vector<WriteOp>& ops);
+  // Deletes change set rec.sequence from the change log, the audit and the audit index (which
+  // needs only the items' kinds and keys: ReadAuditKeys).
   void AppendPrune(std::string_view p, std::string_view e, const AuditRecord& rec,
                    std::vector<WriteOp>& ops);
+  // An audit record as pruning needs it: sequence, time and the items' kinds and keys, without
+  // converting their before images (a bulk change set's record holds a thousand). Each write
+  // past the retained history prunes one, on the write path.
+  static absl::StatusOr<AuditRecord> ParseAuditKeys(std::string_view key, std::string_view stored);
+  absl::StatusOr<std::optional<AuditRecord>> ReadAuditKeys(std::string_view p, std::string_view e, int64_t seq);
   // The audit record of change set `seq`, if retained. Records written since the after images
   // moved to the change log carry only the before images: with_after fills the after images in
   // from the change log entry of the same sequence (the two are kept and pruned together).

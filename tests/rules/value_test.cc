@@ -71,6 +71,22 @@ TEST(ValueTest, ParsesOnlyTheMembersAskedFor) {
   EXPECT_EQ(std::string(bad.status().message()).rfind("invalid JSON", 0), 0u);
 }
 
+TEST(ValueTest, ParsesOnlyTheMembersAskedForOfAnArraysElements) {
+  auto v = ParseJsonMembers(
+      R"({"sequence":7,"items":[{"kind":"flag","key":"a","before":{"rules":[1,2]}},3,{"key":"b"}],"other":[1]})",
+      {"sequence", "items", "absent"}, "items", {"kind", "key"});
+  ASSERT_OK(v);
+  EXPECT_EQ(ToJson(*v), R"({"sequence":7,"items":[{"kind":"flag","key":"a"},null,{"key":"b"}]})");
+  // A member named as the array that is not one is converted whole.
+  auto scalar = ParseJsonMembers(R"({"items":{"x":[1]}})", {"items"}, "items", {"kind"});
+  ASSERT_OK(scalar);
+  EXPECT_EQ(ToJson(*scalar), R"({"items":{"x":[1]}})");
+  EXPECT_FALSE(ParseJsonMembers("[1]", {"items"}, "items", {"key"}).ok());
+  auto bad = ParseJsonMembers(R"({"items":[{"key":)", {"items"}, "items", {"key"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.status().message()).rfind("invalid JSON", 0), 0u);
+}
+
 TEST(ValueTest, RejectsNestingDeeperThanTheLimit) {
   std::string deep = std::string(kMaxJsonDepth + 5, '[') + std::string(kMaxJsonDepth + 5, ']');
   auto v = ParseJson(deep);

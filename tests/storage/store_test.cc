@@ -339,6 +339,51 @@ TEST_F(StoreTest, ChangesSinceResumesOrSaysTooOld) {
   EXPECT_EQ(h->records.size(), 5u);
 }
 
+// Each write past the retained history prunes the oldest change set: its change log entry,
+// its audit record and every item's audit index entry, whose kinds and keys are read from
+// the record without converting the items' before images (ReadAuditKeys).
+TEST_F(StoreTest, PruningABulkChangeSetRemovesEveryItemsHistory) {
+  MakeShop();
+  store_.reset();
+  auto o = MakeOptions();
+  o.retain_changes = 3;
+  store_ = std::move(*Store::Open(o));
+  ChangeSet bulk;
+  bulk.project = "shop";
+  bulk.environment = "production";
+  bulk.actor = actor_;
+  for (int round = 0; round < 2; ++round) {  // created, then changed: the second has before images
+    bulk.items.clear();
+    for (int i = 0; i < 50; ++i) {
+      std::string key = "b" + std::to_string(i);
+      bulk.items.push_back({ItemKind::kSegment, key, std::nullopt,
+                            Json(round == 0 ? R"({"included":["u1"]})" : R"({"included":["u1","u2"],"excluded":["x"]})"), false});
+    }
+    ASSERT_OK(store_->Apply(bulk));
+  }
+  auto other = [&](int n) {  // a real change each time (a write that changes nothing makes no change set)
+    return ApplyOne(ItemKind::kSegment, "other", (R"({"included":["n)" + std::to_string(n) + R"("]})").c_str());
+  };
+  ASSERT_OK(other(1));
+  auto kept = store_->History("shop", "production", ItemKind::kSegment, "b7", std::nullopt, 10);
+  ASSERT_OK(kept);
+  EXPECT_EQ(kept->records.size(), 2u);  // both bulk change sets still retained
+  EXPECT_EQ(kept->records[0].items[0].before.Find("included")->as_array().size(), 1u);
+  ASSERT_OK(other(2));
+  ASSERT_OK(other(3));  // both bulk change sets have fallen out
+  for (const char* key : {"b0", "b7", "b49"}) {
+    auto gone = store_->History("shop", "production", ItemKind::kSegment, key, std::nullopt, 10);
+    ASSERT_OK(gone);
+    EXPECT_TRUE(gone->records.empty()) << key;
+  }
+  EXPECT_EQ(store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 100)->records.size(), 3u);
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(int64_t index_entries, testing::CountRaw(dir_ + "/db", "audit_index", "shop/production/s/b"));
+  EXPECT_EQ(index_entries, 0);
+  ASSERT_OK_AND_ASSIGN(int64_t other_entries, testing::CountRaw(dir_ + "/db", "audit_index", "shop/production/s/other/"));
+  EXPECT_EQ(other_entries, 3);
+}
+
 // Defect 13 (history size): a write's history held each item three times (the change log's
 // copy, and the audit's before and after). The audit now keeps only the before image and
 // takes the after image from the change log; records in the old form still read.

@@ -85,6 +85,11 @@ absl::StatusOr<Value> ParseJson(std::string_view text);
 // order of `names`, the rest parsed but not converted (a few fields of 100,000 items' JSON).
 // Errors as ParseJson's, or "expected a JSON object".
 absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names);
+// The same, except that the member `array`, when it is one of `names` and an array, keeps of
+// each element only the members `element_names` (an element that is not an object becomes
+// null): the kinds and keys of a change set's thousands of items without their data.
+absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names,
+                                       std::string_view array, std::initializer_list<std::string_view> element_names);
 
 // The largest integer a JSON number (a double) holds exactly: 2^53.
 inline constexpr int64_t kMaxJsonInteger = int64_t{1} << 53;
