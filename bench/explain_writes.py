@@ -63,13 +63,11 @@ def load(scale_out, trace_txt):
 def explain(write, events, times, writer):
     index, ack, t0 = write
     t1 = t0 + ack
-    a, b = bisect.bisect_left(times, t0 - 0.05), bisect.bisect_right(times, t1 + 0.0002)
+    a, b = bisect.bisect_left(times, t0), bisect.bisect_right(times, t1 + 0.0002)
     woken = {}     # tid -> time of a wake-up not yet followed by the thread running
     held = Counter()  # thread switched out when a path thread finally ran -> ms it waited
-    answered = None
+    answered = None   # the last wake-up of the writer in the window: the answer's
     for t, cpu, kind, d in events[a:b]:
-        if t < t0:
-            continue
         if kind == 'wake':
             name, tid, _, _, _ = d
             if name == 'gonfalon' or tid == writer:
