@@ -398,6 +398,7 @@ class Streams {
     if (ring_ok_) io_uring_queue_exit(&ring_);
   }
   bool batched() const { return ring_ok_; }
+  int per_round() const { return max_ready_; }
   // Opens one stream; `last_event_id` < 0: a new stream (gets a `put`).
   size_t Open(int64_t last_event_id) {
     int fd = ConnectLoopback(port_);
@@ -675,7 +676,7 @@ int main(int argc, char** argv) {
   std::printf("streams: %d open, server RSS %.0f MB (+%.1f KB per stream); read %s, up to %d a round, at nice %d\n",
               o.streams, RssKb(server.pid) / 1024.0,
               (RssKb(server.pid) - rss_before_streams) / static_cast<double>(std::max(o.streams, 1)),
-              streams.batched() ? "in io_uring batches" : "with recv", std::clamp(o.reader_batch, 1, 256), o.reader_nice);
+              streams.batched() ? "in io_uring batches" : "with recv", streams.per_round(), o.reader_nice);
 
   // One writer: small writes, one at a time, each to its own flag (so the SDK listener can tell
   // them apart), --write-interval-ms apart (10 ms).

@@ -270,57 +270,59 @@ absl::StatusOr<Value> internal::ParseJsonAt(std::string_view text, int depth) {
 }
 
 namespace {
-// The members `names` of `object`, converted, in the order of `names`; absent ones left out.
+// Of the array member `array`, only the members `element_names` of each element.
+struct ArrayProjection {
+  std::string_view array;
+  std::initializer_list<std::string_view> element_names;
+};
+
+// The members `names` of `object` (at `depth`), converted, in the order of `names`; absent ones
+// left out. With `projection`, its array member's elements keep only the members it names (an
+// element that is not an object becomes null).
 absl::Status ConvertMembers(simdjson::dom::object object, std::initializer_list<std::string_view> names, int depth,
-                            Object& members) {
+                            const ArrayProjection* projection, Object& members) {
   for (std::string_view name : names) {
     simdjson::dom::element e;
     if (object.at_key(name).get(e) != simdjson::SUCCESS) continue;  // absent
     Value v;
-    RETURN_IF_ERROR(internal::ConvertJson(e, depth, v));
+    simdjson::dom::array elements;
+    if (projection != nullptr && name == projection->array && e.get(elements) == simdjson::SUCCESS) {
+      Array& projected = v.mutable_array();
+      projected.reserve(elements.size());
+      for (simdjson::dom::element element : elements) {
+        Value item;  // null unless an object
+        simdjson::dom::object fields;
+        if (element.get(fields) == simdjson::SUCCESS) {
+          RETURN_IF_ERROR(ConvertMembers(fields, projection->element_names, depth + 2, nullptr, item.mutable_object()));
+        }
+        projected.push_back(std::move(item));
+      }
+    } else {
+      RETURN_IF_ERROR(internal::ConvertJson(e, depth, v));
+    }
     members.emplace_back(std::string(name), std::move(v));
   }
   return absl::OkStatus();
 }
-}  // namespace
 
-absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names) {
+absl::StatusOr<Value> ParseMembers(std::string_view text, std::initializer_list<std::string_view> names,
+                                   const ArrayProjection* projection) {
   return ParseWith(text, [&](simdjson::dom::element root, Value& out) -> absl::Status {
     simdjson::dom::object object;
     if (root.get(object) != simdjson::SUCCESS) return absl::InvalidArgumentError("expected a JSON object");
-    return ConvertMembers(object, names, 1, out.mutable_object());
+    return ConvertMembers(object, names, 1, projection, out.mutable_object());
   });
+}
+}  // namespace
+
+absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names) {
+  return ParseMembers(text, names, nullptr);
 }
 
 absl::StatusOr<Value> ParseJsonMembers(std::string_view text, std::initializer_list<std::string_view> names,
                                        std::string_view array, std::initializer_list<std::string_view> element_names) {
-  return ParseWith(text, [&](simdjson::dom::element root, Value& out) -> absl::Status {
-    simdjson::dom::object object;
-    if (root.get(object) != simdjson::SUCCESS) return absl::InvalidArgumentError("expected a JSON object");
-    Object& members = out.mutable_object();
-    for (std::string_view name : names) {
-      simdjson::dom::element e;
-      if (object.at_key(name).get(e) != simdjson::SUCCESS) continue;  // absent
-      simdjson::dom::array elements;
-      Value v;
-      if (name == array && e.get(elements) == simdjson::SUCCESS) {
-        Array& projected = v.mutable_array();
-        projected.reserve(elements.size());
-        for (simdjson::dom::element element : elements) {
-          Value item;  // null unless an object
-          simdjson::dom::object fields;
-          if (element.get(fields) == simdjson::SUCCESS) {
-            RETURN_IF_ERROR(ConvertMembers(fields, element_names, 3, item.mutable_object()));
-          }
-          projected.push_back(std::move(item));
-        }
-      } else {
-        RETURN_IF_ERROR(internal::ConvertJson(e, 1, v));
-      }
-      members.emplace_back(std::string(name), std::move(v));
-    }
-    return absl::OkStatus();
-  });
+  ArrayProjection projection{array, element_names};
+  return ParseMembers(text, names, &projection);
 }
 
 void AppendJsonString(std::string_view s, std::string& out) {

@@ -242,12 +242,10 @@ AppliedChangeSet RocksStore::AppendChangeSet(EnvState& env, const std::vector<Pr
 }
 
 absl::StatusOr<AuditRecord> RocksStore::ParseAuditKeys(std::string_view key, std::string_view stored) {
-  absl::StatusOr<Value> keys = rules::ParseJsonMembers(stored, {"sequence", "time", "actor", "comment", "items"}, "items",
-                                                       {"kind", "key"});
-  if (!keys.ok()) {
-    return absl::DataLossError(StrCat("corrupt value in ", kCfNames[kAudit], " at key \"", key, "\": ", keys.status().message()));
-  }
-  return Decoded(AuditRecordFromJson(*keys), kAudit, key);
+  ASSIGN_OR_RETURN(Value keys, Decoded(rules::ParseJsonMembers(stored, {"sequence", "time", "actor", "comment", "items"},
+                                                                "items", {"kind", "key"}),
+                                        kAudit, key));
+  return Decoded(AuditRecordFromJson(keys), kAudit, key);
 }
 
 absl::StatusOr<std::optional<AuditRecord>> RocksStore::ReadAuditKeys(std::string_view p, std::string_view e, int64_t seq) {

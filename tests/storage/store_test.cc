@@ -318,10 +318,9 @@ TEST_F(StoreTest, ProjectLevelChangesReachEveryEnvironment) {
 
 TEST_F(StoreTest, ChangesSinceResumesOrSaysTooOld) {
   MakeShop();
-  store_.reset();
   auto o = MakeOptions();
   o.retain_changes = 5;
-  store_ = std::move(*Store::Open(o));
+  Reopen(o);
   for (int i = 0; i < 10; ++i) {
     ASSERT_OK(ApplyOne(ItemKind::kSegment, "s" + std::to_string(i), "{}"));
   }
@@ -344,10 +343,9 @@ TEST_F(StoreTest, ChangesSinceResumesOrSaysTooOld) {
 // the record without converting the items' before images (ReadAuditKeys).
 TEST_F(StoreTest, PruningABulkChangeSetRemovesEveryItemsHistory) {
   MakeShop();
-  store_.reset();
   auto o = MakeOptions();
   o.retain_changes = 3;
-  store_ = std::move(*Store::Open(o));
+  Reopen(o);
   ChangeSet bulk;
   bulk.project = "shop";
   bulk.environment = "production";

@@ -38,9 +38,10 @@ class StoreTest : public ::testing::Test {
     o.now_ms = [this] { return clock_.load(); };
     return o;
   }
-  void Reopen() {
+  void Reopen() { Reopen(MakeOptions()); }
+  void Reopen(const Options& options) {
     store_.reset();
-    auto s = Store::Open(MakeOptions());
+    auto s = Store::Open(options);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
   }
