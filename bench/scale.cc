@@ -24,6 +24,13 @@
 // keys), created in bulk (1,000 flags per request, then their targeting in change sets of
 // 1,000 items).
 //
+// Environment variables, for looking inside: GONFALON_SCALE_KEEP=1 keeps the data directory
+// (and the server's stdout and stderr in it); GONFALON_SCALE_SAVE_PUT=FILE saves a `put`'s
+// environment (for bench/snapshot_memory); GONFALON_SCALE_SMAPS=FILE copies the server's
+// /proc/PID/smaps when the RSS 2 s after the writes is measured; GONFALON_SCALE_PAUSE_AFTER_WRITES=N
+// pauses N seconds right after that measurement, and GONFALON_SCALE_PAUSE=N at the end (time for
+// `gdb -p PID -batch -ex 'call (void)malloc_info(0, stdout)'`, whose output lands in server.out).
+//
 // The S streams connect as resuming SDKs (Last-Event-ID at the current sequence), so that the
 // benchmark measures fan-out of changes rather than S copies of the whole environment; a new
 // stream's full `put` is measured on its own connections.
@@ -812,6 +819,18 @@ int main(int argc, char** argv) {
   // 100 ms, then at most a second: memory_trimmer.h).
   std::this_thread::sleep_for(std::chrono::seconds(2));
   std::printf("server RSS 2 s after the writes: %.0f MB\n", RssKb(server.pid) / 1024.0);
+  if (const char* smaps = std::getenv("GONFALON_SCALE_SMAPS"); smaps != nullptr) {
+    // The server's mappings at this point, for a breakdown of the RSS (heap, stacks, code).
+    // (Read, not copied: /proc files report a size of 0.)
+    std::ifstream in("/proc/" + std::to_string(server.pid) + "/smaps");
+    std::ofstream(smaps) << in.rdbuf();
+  }
+  if (const char* pause = std::getenv("GONFALON_SCALE_PAUSE_AFTER_WRITES"); pause != nullptr) {
+    // Time to look at the server as the figure above saw it, before a `put` is built again.
+    std::printf("server pid %d on port %d: pausing %s s\n", static_cast<int>(server.pid), server.port, pause);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::seconds(std::atoi(pause)));
+  }
   {
     // The writes released the put built before them; the next is assembled from the items' JSON.
     auto [first, complete] = MeasurePut(server.port, key);
