@@ -54,6 +54,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -301,6 +302,7 @@ struct Stream {
   std::string line;       // the current SSE line (first 64 bytes)
   size_t line_len = 0;
   int64_t id = -1;
+  int64_t last_changes_id = -1;  // the last `changes` event's id
   std::string event;
   size_t bytes = 0;       // body bytes seen
   Clock::time_point first_byte{};
@@ -323,6 +325,7 @@ void FeedSse(Stream& s, const char* p, size_t n, Clock::time_point now) {
     p = nl + 1;
     if (s.line_len == 0) {  // blank line: the event is complete
       if (!s.event.empty()) s.events.emplace_back(s.event, s.id, now);
+      if (s.event == "changes") s.last_changes_id = std::max(s.last_changes_id, s.id);
       s.event.clear();
       s.id = -1;
     } else if (s.line.rfind("id: ", 0) == 0) {
@@ -504,6 +507,13 @@ class Streams {
       if (keep_completed_) completed_.emplace_back(index, event, now);
     }
     s.events.clear();
+  }
+  // The lowest `changes` id every stream has read up to (-1 before any).
+  int64_t MinChangesId() {
+    std::lock_guard<std::mutex> l(mu_);
+    int64_t lowest = std::numeric_limits<int64_t>::max();
+    for (const auto& st : streams_) lowest = std::min(lowest, st->last_changes_id);
+    return streams_.empty() ? -1 : lowest;
   }
   // Stops recording arrivals (the streams are still read).
   void StopRecording() {
@@ -781,6 +791,8 @@ int main(int argc, char** argv) {
               Percentile(sdk_ms, 0.99), sdk_ms.size(), sent_keys.size());
 
   // Eight writers, each toggling its own flag as fast as acknowledgements come back.
+  std::atomic<int64_t> last_sequence{-1};  // the highest sequence a write was answered with
+  Clock::time_point writes_end;
   {
     std::atomic<int64_t> done{0};
     std::atomic<bool> stop{false};
@@ -800,6 +812,12 @@ int main(int argc, char** argv) {
             Die("writer: " + body);
           }
           lat[w].push_back(Ms(Clock::now() - t0));
+          if (size_t at = body.find("\"sequence\":"); at != std::string::npos) {
+            int64_t seq = std::atoll(body.c_str() + at + 11);
+            int64_t seen = last_sequence.load();
+            while (seq > seen && !last_sequence.compare_exchange_weak(seen, seq)) {
+            }
+          }
           ++done;
         }
       });
@@ -808,7 +826,8 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(o.writer_seconds));  // the measurement window
     stop = true;
     for (auto& t : writers) t.join();
-    double secs = Ms(Clock::now() - t0) / 1000;
+    writes_end = Clock::now();
+    double secs = Ms(writes_end - t0) / 1000;
     std::vector<double> all;
     for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
     std::printf("eight writers: %.0f change sets/s (acknowledged p50 %.2f ms, p99 %.2f ms)\n", done / secs,
@@ -830,6 +849,25 @@ int main(int argc, char** argv) {
     std::printf("server pid %d on port %d: pausing %s s\n", static_cast<int>(server.pid), server.port, pause);
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::seconds(std::atoi(pause)));
+  }
+  if (o.streams > 0 && last_sequence >= 0) {
+    // This reader shares the server's two cores and falls behind the eight writers' events
+    // (hundreds of MB of them after 30 s); the server then holds what each stream's socket has
+    // not taken (up to its queue limit per stream). Measured again once every stream has read
+    // the last write's event, so that the figure is the server's own, not this reader's lag.
+    auto deadline = Clock::now() + std::chrono::seconds(120);
+    while (streams.MinChangesId() < last_sequence && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (streams.MinChangesId() < last_sequence) {
+      std::printf("streams: not all caught up with sequence %lld within 120 s (the slowest at %lld)\n",
+                  static_cast<long long>(last_sequence.load()), static_cast<long long>(streams.MinChangesId()));
+    } else {
+      std::printf("streams caught up with sequence %lld %.1f s after the writes\n",
+                  static_cast<long long>(last_sequence.load()), Ms(Clock::now() - writes_end) / 1000);
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      std::printf("server RSS 2 s after the streams caught up: %.0f MB\n", RssKb(server.pid) / 1024.0);
+    }
   }
   {
     // The writes released the put built before them; the next is assembled from the items' JSON.

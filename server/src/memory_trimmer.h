@@ -11,6 +11,8 @@
 //
 // A burst of change sets leaves the same behind (each one's request, decoded items, compiled
 // snapshot and stream buffers): BurstWatch tells the HTTP server's sweep when one has ended.
+// So do slow streams catching up (the events their queues kept alive): the sweep watches the
+// bytes written from those queues the same way.
 //
 // Thread safety: Request() from any thread; it never blocks.
 

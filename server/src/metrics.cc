@@ -133,6 +133,9 @@ std::string Metrics::Render() const {
   gauge("gonfalon_open_connections", "Open HTTP connections.", "gauge", static_cast<double>(open_connections.load()));
   gauge("gonfalon_streams_dropped_slow_total", "Streams disconnected because the client fell behind.", "counter",
         static_cast<double>(streams_dropped_slow.load()));
+  gauge("gonfalon_stream_backlog_bytes_sent_total",
+        "Bytes written to streams from their queues, after their sockets had not taken them at once.", "counter",
+        static_cast<double>(stream_backlog_bytes_sent.load()));
   gauge("gonfalon_sdk_events_accepted_total", "SDK exposure and metric events accepted.", "counter",
         static_cast<double>(events_accepted.load()));
   gauge("gonfalon_sdk_events_dropped_total", "SDK events rejected or dropped.", "counter",

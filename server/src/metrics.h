@@ -39,6 +39,8 @@ class Metrics {
   std::atomic<int64_t> open_streams{0};
   std::atomic<int64_t> open_connections{0};
   std::atomic<uint64_t> streams_dropped_slow{0};
+  // Bytes written from slow streams' queues (what their sockets did not take at once).
+  std::atomic<uint64_t> stream_backlog_bytes_sent{0};
   std::atomic<uint64_t> events_accepted{0};
   std::atomic<uint64_t> events_dropped{0};
   std::atomic<uint64_t> change_sets_published{0};

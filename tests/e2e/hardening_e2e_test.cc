@@ -527,22 +527,32 @@ class SmallFilesystem {
   }
   bool mounted() const { return mounted_; }
   const std::string& dir() const { return dir_; }
-  // Leaves about `left_mb` free by writing a ballast file; 0 on success.
+  // Leaves about `left_mb` free (between half of it and 1 MiB more) with a ballast file; 0 on
+  // success. The server may write meanwhile (RocksDB's log, a flush, its files at start), so a
+  // write that finds the disk full, or too little left afterwards, is followed by a resize.
   int Fill(int left_mb) const {
-    struct statvfs fs {};
-    if (statvfs(dir_.c_str(), &fs) != 0) return -1;
-    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-    uint64_t keep = static_cast<uint64_t>(left_mb) << 20;
-    if (free_bytes <= keep) return 0;
-    std::ofstream out(dir_ + "/ballast", std::ios::binary | std::ios::app);
-    std::string block(1 << 20, 'x');
-    for (uint64_t left = free_bytes - keep; left > 0;) {
-      uint64_t n = std::min<uint64_t>(left, block.size());
-      out.write(block.data(), static_cast<std::streamsize>(n));
-      left -= n;
+    const std::string path = dir_ + "/ballast";
+    const uint64_t keep = static_cast<uint64_t>(left_mb) << 20;
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      struct statvfs fs {};
+      if (statvfs(dir_.c_str(), &fs) != 0) return -1;
+      uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+      if (free_bytes >= keep / 2 && free_bytes <= keep + (1 << 20)) return 0;
+      std::error_code ec;
+      uint64_t size = std::filesystem::exists(path) ? std::filesystem::file_size(path) : 0;
+      if (free_bytes < keep / 2) {  // too little left: give some back
+        std::filesystem::resize_file(path, size - std::min(size, keep - free_bytes), ec);
+        continue;
+      }
+      std::ofstream out(path, std::ios::binary | std::ios::app);
+      std::string block(1 << 20, 'x');
+      for (uint64_t left = free_bytes - keep; left > 0 && out;) {
+        uint64_t n = std::min<uint64_t>(left, block.size());
+        out.write(block.data(), static_cast<std::streamsize>(n));
+        left -= n;
+      }
     }
-    out.close();
-    return out.good() ? 0 : -1;
+    return -1;
   }
   void Unfill() const { std::filesystem::remove(dir_ + "/ballast"); }
 

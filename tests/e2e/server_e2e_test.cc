@@ -449,6 +449,12 @@ TEST_F(ServerTest, AStreamThatStopsReadingForAWhileGetsEveryEventWholeWhenItRead
   }
   auto m = Http(port(), "GET", "/metrics").body;
   EXPECT_NE(m.find("\ngonfalon_streams_dropped_slow_total 0"), std::string::npos) << "the stream was dropped";
+  // What the socket did not take went out from the stream's queue, and is counted (the end of
+  // such a catching up asks for a malloc_trim).
+  const std::string backlog = "\ngonfalon_stream_backlog_bytes_sent_total ";
+  auto at = m.find(backlog);
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GT(std::atof(m.c_str() + at + backlog.size()), 1e6);
 }
 
 TEST_F(ServerTest, OfrepSingleBulkETagAndRefetchStream) {
