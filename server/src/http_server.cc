@@ -562,6 +562,9 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
         return self->DoWrite();
       }
       self->writing_ = false;
+      // Caught up: a queue that grew while the client lagged (up to stream_queue_limit entries,
+      // 12 KB) is not kept for every stream that once fell behind.
+      if (self->queue_.capacity() > kKeptQueueCapacity) std::vector<Queued>().swap(self->queue_);
       l.unlock();
       self->stream_.expires_never();
       if (self->close_after_drain_) self->DoClose();
@@ -611,6 +614,7 @@ class Session : public std::enable_shared_from_this<Session>, public StreamSink 
     std::shared_ptr<const std::string> chunk;  // shared with the other streams
     size_t offset = 0;                         // where this stream's write of it resumes
   };
+  static constexpr size_t kKeptQueueCapacity = 16;
   std::vector<Queued> queue_;  // REQUIRES: send_mu_
   bool writing_ = false;      // REQUIRES: send_mu_; the strand writes (or is about to write) queue_
   bool send_closed_ = false;  // REQUIRES: send_mu_
