@@ -193,6 +193,17 @@ Server StartServer(const std::string& binary, const std::string& dir) {
   Die("the server did not listen within 120 s");
 }
 
+// Pauses for the seconds the environment variable `variable` gives, if set, saying which server
+// to look at (gdb -p, /proc). True when it paused.
+bool PauseIfAsked(const char* variable, const Server& server) {
+  const char* pause = std::getenv(variable);
+  if (pause == nullptr) return false;
+  std::printf("server pid %d on port %d: pausing %s s\n", static_cast<int>(server.pid), server.port, pause);
+  std::fflush(stdout);
+  std::this_thread::sleep_for(std::chrono::seconds(std::atoi(pause)));
+  return true;
+}
+
 void StopServer(Server& s) {
   kill(s.pid, SIGTERM);
   waitpid(s.pid, nullptr, 0);
@@ -844,12 +855,8 @@ int main(int argc, char** argv) {
     std::ifstream in("/proc/" + std::to_string(server.pid) + "/smaps");
     std::ofstream(smaps) << in.rdbuf();
   }
-  if (const char* pause = std::getenv("GONFALON_SCALE_PAUSE_AFTER_WRITES"); pause != nullptr) {
-    // Time to look at the server as the figure above saw it, before a `put` is built again.
-    std::printf("server pid %d on port %d: pausing %s s\n", static_cast<int>(server.pid), server.port, pause);
-    std::fflush(stdout);
-    std::this_thread::sleep_for(std::chrono::seconds(std::atoi(pause)));
-  }
+  // Time to look at the server as the figure above saw it, before a `put` is built again.
+  PauseIfAsked("GONFALON_SCALE_PAUSE_AFTER_WRITES", server);
   if (o.streams > 0 && last_sequence >= 0) {
     // This reader shares the server's two cores and falls behind the eight writers' events
     // (hundreds of MB of them after 30 s); the server then holds what each stream's socket has
@@ -891,11 +898,8 @@ int main(int argc, char** argv) {
                 metric("gonfalon_storage_rocksdb_block_cache_usage") / 1e6,
                 metric("gonfalon_storage_rocksdb_estimate_table_readers_mem") / 1e6);
   }
-  if (const char* pause = std::getenv("GONFALON_SCALE_PAUSE"); pause != nullptr) {
-    // Time to look at the server (gdb -p, /proc) before it stops.
-    std::printf("server pid %d on port %d: pausing %s s\n", static_cast<int>(server.pid), server.port, pause);
-    std::fflush(stdout);
-    std::this_thread::sleep_for(std::chrono::seconds(std::atoi(pause)));
+  // Time to look at the server before it stops.
+  if (PauseIfAsked("GONFALON_SCALE_PAUSE", server)) {
     std::printf("server RSS after the pause: %.0f MB\n", RssKb(server.pid) / 1024.0);
   }
   sdk.Close();
