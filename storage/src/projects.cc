@@ -93,7 +93,7 @@ absl::Status RocksStore::DeleteProject(std::string_view key, const Actor& actor)
   for (Cf cf : {kEnvironments, kFlagMeta, kItems, kChangeLog, kAudit, kAuditIndex, kEvents}) {
     ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
   }
-  for (const char* kind : {"m/", "i/", "h/", "s/", "d/", "u/", "b/"}) {  // experiments.cc's records
+  for (const char* kind : {"m/", "i/", "h/", "s/", "d/", "u/", "b/"}) {  // the experiments family (experiment_records.h)
     std::string under = StrCat(kind, prefix);
     ops.push_back(DeleteRange(kExperiments, under, PrefixEnd(under)));
   }
@@ -194,7 +194,7 @@ absl::Status RocksStore::DeleteEnvironment(std::string_view project, std::string
   for (Cf cf : {kItems, kChangeLog, kAudit, kAuditIndex, kEvents}) {
     ops.push_back(DeleteRange(cf, prefix, PrefixEnd(prefix)));
   }
-  for (const char* kind : {"i/", "h/", "s/", "d/", "u/", "b/"}) {  // experiments.cc's records
+  for (const char* kind : {"i/", "h/", "s/", "d/", "u/", "b/"}) {  // the experiments family (experiment_records.h)
     std::string under = StrCat(kind, prefix);
     ops.push_back(DeleteRange(kExperiments, under, PrefixEnd(under)));
   }

@@ -24,7 +24,7 @@ enum Cf : int {
   kAuditIndex,    // {p}/{e}/{f|s}/{key}/{seq:016x}: empty; per-item history
   kKeys,          // id/{id}: ApiKey; hash/{sha256}: id
   kEvents,        // {p}/{e}/x/{flag}/{hour:016x}/{variation}, {p}/{e}/m/{event}/{hour:016x}
-  kExperiments,   // metrics, iterations, unit states and sums (experiments.cc)
+  kExperiments,   // metrics, iterations, unit states and sums (experiment_records.h)
   kAutomation,    // sc/{p}/{e}/{id}: scheduled change; due/{at:016x}/{p}/{e}/{id}: empty, while scheduled
   kCfCount,
 };

@@ -9,7 +9,8 @@
 //   history.cc       audit history, an environment at a past sequence, restore
 //   api_keys.cc      API keys and OFREP stream tokens
 //   event_counts.cc  SDK exposure and metric event counts
-//   experiments.cc   metrics, experiment iterations, units joined to their variation, sums
+//   experiments.cc   metrics, experiment iterations and their sums (definitions and results)
+//   experiment_ingest.cc  exposures and metric events joined to units and summed per variation
 // Internal to gonfalon::storage; nothing outside storage/src includes it.
 
 #include <atomic>
@@ -216,7 +217,7 @@ class RocksStore final : public Store {
   absl::StatusOr<std::vector<MetricCount>> GetMetricCounts(std::string_view project, std::string_view env,
                                                            std::string_view event) override;
 
-  // Experiments (experiments.cc).
+  // Experiments (experiments.cc; RecordExperimentBatch and PruneExperimentBatches in experiment_ingest.cc).
   absl::StatusOr<Metric> PutMetric(std::string_view project, const Metric& metric) override;
   absl::StatusOr<std::vector<Metric>> ListMetrics(std::string_view project) override;
   absl::Status DeleteMetric(std::string_view project, std::string_view key) override;
@@ -507,7 +508,7 @@ class RocksStore final : public Store {
   void ForgetRunningIterations(std::string_view project, std::string_view env);  // takes experiments_mu_
   // Experiment records of batches enqueued for commit but not yet durable: key -> (ticket,
   // value). A batch releases experiments_mu_ while its write commits; the next one reads here
-  // before the database, so that it builds on the batch before it (experiments.cc).
+  // before the database, so that it builds on the batch before it (experiment_ingest.cc).
   struct PendingRecord {
     uint64_t ticket;
     std::string value;

@@ -1,6 +1,6 @@
 #pragma once
 // The state of one experiment unit (a context key in an iteration), as stored under the
-// iteration's unit prefix (experiments.cc): its binary encoding, compact because a large
+// iteration's unit prefix (experiment_records.h): its binary encoding, compact because a large
 // experiment writes one per unit and event batch.
 
 #include <cstdint>
