@@ -65,6 +65,9 @@ class Metrics {
   std::atomic<uint64_t> webhooks_dropped{0};
   // Free heap handed back to the system (memory_trimmer.h).
   std::atomic<uint64_t> memory_trims{0};
+  // Runs of the history pruner (history_pruner.h), and those that failed.
+  std::atomic<uint64_t> history_prunes{0};
+  std::atomic<uint64_t> history_prune_failures{0};
 
   // Extra gauges read at scrape time (RocksDB figures).
   void SetGaugeSource(std::function<std::vector<std::pair<std::string, int64_t>>()> source) {

@@ -17,6 +17,7 @@
 #include "gonfalon/storage/store.h"
 #include "http_server.h"
 #include "log.h"
+#include "history_pruner.h"
 #include "hub.h"
 #include "metrics.h"
 #include "wall_clock.h"
@@ -46,6 +47,10 @@ constexpr char kUsage[] =
     "  --trust-forwarded-headers true|false  take those URLs' scheme and host from\n"
     "                            X-Forwarded-Proto/-Host (only behind a proxy that sets them)\n"
     "  --cors-origins LIST       comma-separated origins (or *) that browsers may call OFREP from\n"
+    "  --history-changes N       change-log and audit entries kept per environment (default 10000);\n"
+    "                            a stream resuming from before them gets a whole put\n"
+    "  --history-days N          and their age (default 30)\n"
+    "  --prune-interval-seconds N  how often entries older than that are pruned (default 3600)\n"
     "  --webhook-retry-ms N      wait before a failed webhook delivery's first retry, doubled\n"
     "                            after each (default 1000; 5 attempts)\n"
     "  --no-sync                 do not fsync change sets (tests and benchmarks only)\n"
@@ -63,6 +68,9 @@ struct Config {
   int64_t max_connections = 10000;
   int64_t max_streams = 10000;
   int64_t min_free_disk_mb = 256;
+  int64_t history_changes = 10000;
+  int64_t history_days = 30;
+  int64_t prune_interval_seconds = 3600;
   int64_t threads = 0;
   std::string log_level = "info";
   bool sync = true;
@@ -98,6 +106,13 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
   if (name == "max-streams") return number(c.max_streams, 0);
   if (name == "min-free-disk-mb") return number(c.min_free_disk_mb, 0);
   if (name == "threads") return number(c.threads, 0);
+  if (name == "history-changes") return number(c.history_changes, 1);
+  if (name == "history-days") {
+    std::string err = number(c.history_days, 1);
+    if (err.empty() && c.history_days > 36500) return StrCat("history-days: expected at most 36500, got \"", value, "\"");
+    return err;
+  }
+  if (name == "prune-interval-seconds") return number(c.prune_interval_seconds, 1);
   if (name == "webhook-retry-ms") return number(c.api.webhook_retry_ms, 1);
   if (name == "public-base-url") {
     std::string_view v = value;
@@ -159,7 +174,8 @@ std::string LoadConfig(const std::vector<std::string>& args, Config& c) {
   }
   for (const char* name : {"listen", "data-dir", "heartbeat-seconds", "max-body-bytes", "max-header-bytes",
                            "read-timeout-seconds", "max-connections", "max-streams", "min-free-disk-mb", "threads", "log-level", "public-base-url",
-                           "trust-forwarded-headers", "cors-origins", "webhook-retry-ms"}) {
+                           "trust-forwarded-headers", "cors-origins", "webhook-retry-ms", "history-changes", "history-days",
+                           "prune-interval-seconds"}) {
     std::string env = StrCat("GONFALON_", name);
     for (char& ch : env) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     if (const char* v = std::getenv(env.c_str())) {
@@ -378,7 +394,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
 
   auto started = std::chrono::steady_clock::now();
   auto store_or = storage::Store::Open(
-      {.path = config.data_dir + "/db", .sync = config.sync, .min_free_bytes = config.min_free_disk_mb << 20});
+      {.path = config.data_dir + "/db",
+       .sync = config.sync,
+       .retain_changes = config.history_changes,
+       .retain_ms = config.history_days * 24 * 3600 * 1000,
+       .min_free_bytes = config.min_free_disk_mb << 20});
   if (!store_or.ok()) {
     std::cerr << "gonfalon serve: " << store_or.status().message() << "\n";
     return 1;
@@ -403,6 +423,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
 
   Metrics metrics;
   metrics.SetGaugeSource([&store] { return store.Stats(); });
+  HistoryPruner pruner(store, std::chrono::seconds(config.prune_interval_seconds), metrics.history_prunes,
+                       metrics.history_prune_failures);
   Hubs hubs(store, metrics);
   Api api(store, hubs, metrics, config.api);
   store.SetChangeListener([&hubs, &api](const storage::AppliedChangeSet& a) {

@@ -13,6 +13,7 @@
 namespace gonfalon::e2e {
 namespace {
 
+using rules::Array;
 using rules::ParseJson;
 using rules::Value;
 
@@ -799,6 +800,65 @@ TEST(ServerLifecycleTest, SigtermFinishesInFlightClosesStreamsAndLosesNoAcknowle
   ASSERT_GT(again.port(), 0) << again.output();
   auto segs = Http(again.port(), "GET", "/api/v1/projects/p/environments/e/segments", "", Bearer(kAdminToken));
   EXPECT_EQ(ParseJson(segs.body)->Find("items")->as_array().size(), 20u);
+}
+
+// --history-changes bounds what an environment keeps (a stream resuming from before it gets a
+// whole put), and --prune-interval-seconds runs the pruning by age while the server runs
+// (before, only a start pruned by age).
+TEST(ServerSettingsTest, HistoryIsKeptToTheConfiguredCountAndPrunedWhileTheServerRuns) {
+  ServerProcess server(TempDir("history"), {"--history-changes", "3", "--prune-interval-seconds", "1"});
+  ASSERT_GT(server.port(), 0) << server.output();
+  auto admin = Bearer(kAdminToken);
+  ASSERT_EQ(Http(server.port(), "POST", "/api/v1/projects", R"({"key":"p","environments":["e"]})", admin).status, 201);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(Http(server.port(), "POST", "/api/v1/projects/p/environments/e/segments", "{\"key\":\"s" + std::to_string(i) + "\"}", admin).status, 201);
+  }
+  auto history = Http(server.port(), "GET", "/api/v1/projects/p/environments/e/history?limit=100", "", admin);
+  ASSERT_EQ(history.status, 200) << history.body;
+  Value page = *ParseJson(history.body);
+  const Array& items = page.Find("items")->as_array();
+  ASSERT_EQ(items.size(), 3u) << history.body;
+  int64_t oldest_kept = static_cast<int64_t>(items.back().Find("sequence")->as_number());
+  // Resuming from before the oldest entry kept: a whole put; from it: just what followed.
+  auto key = Http(server.port(), "POST", "/api/v1/keys", R"({"kind":"server","project":"p","environment":"e"})", admin);
+  std::string sdk = ParseJson(key.body)->Find("secret")->as_string();
+  auto resume = [&](int64_t from) {
+    auto h = Bearer(sdk);
+    h.push_back({"Last-Event-ID", std::to_string(from)});
+    SseStream stream(server.port(), "/sdk/v1/stream", h);
+    auto first = stream.Next(5s);
+    return first.has_value() ? first->event : std::string("(nothing)");
+  };
+  EXPECT_EQ(resume(oldest_kept - 2), "put");
+  EXPECT_EQ(resume(oldest_kept), "changes");
+  // The periodic prune runs (at least twice within the deadline, a second apart).
+  auto deadline = Clock::now() + 15s;
+  double runs = 0;
+  const std::string counter = "\ngonfalon_history_prunes_total ";
+  while (Clock::now() < deadline && runs < 2) {
+    std::string metrics = Http(server.port(), "GET", "/metrics").body;
+    if (size_t at = metrics.find(counter); at != std::string::npos) runs = std::atof(metrics.c_str() + at + counter.size());
+    if (runs < 2) std::this_thread::sleep_for(100ms);  // polling the counter until the deadline
+  }
+  EXPECT_GE(runs, 2);
+  EXPECT_NE(Http(server.port(), "GET", "/metrics").body.find("gonfalon_history_prune_failures_total 0"), std::string::npos);
+}
+
+TEST(ServerSettingsTest, BadHistorySettingsStopTheServerWithTheSettingsName) {
+  std::string dir = TempDir("history-bad");
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--history-days", "0"}, "history-days: expected an integer >= 1, got \"0\""},
+           {{"--history-days", "100000"}, "history-days: expected at most 36500"},
+           {{"--history-changes", "ten"}, "history-changes: expected an integer >= 1, got \"ten\""},
+           {{"--prune-interval-seconds", "-5"}, "prune-interval-seconds: expected an integer >= 1"}}) {
+    std::vector<std::string> cmd = {GONFALON_BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    int code = -1;
+    std::string out = RunCommand(cmd, &code, /*with_stderr=*/true);
+    EXPECT_EQ(code, 2) << out;
+    EXPECT_NE(out.find(message), std::string::npos) << out;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(ServerTest, PatchingTheFallthroughToARolloutReplacesItsVariationAndBack) {
