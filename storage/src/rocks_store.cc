@@ -84,21 +84,30 @@ absl::Status RocksStore::PruneHistory() {
     ASSIGN_OR_RETURN(std::vector<Environment> envs, ListEnvironments(p.key));
     for (const Environment& e : envs) {
       EnvState& env = Env(p.key, e.key);
-      std::lock_guard<std::mutex> l(env.mu);
-      RETURN_IF_ERROR(RequireEnv(env, p.key, e.key));
-      int64_t keep_from = env.record.sequence - options_.retain_changes + 1;  // by count
       std::string prefix = EnvPrefix(p.key, e.key);
-      std::vector<WriteOp> ops;
-      absl::Status scan = Scan(kAudit, prefix, nullptr, [&](std::string_view k, std::string_view v) {
-        ASSIGN_OR_RETURN(AuditRecord rec, ParseAuditKeys(k, v));
-        if (rec.sequence >= keep_from && rec.time_ms >= cutoff_time) {
-          return absl::CancelledError("done");  // the rest is newer
-        }
-        AppendPrune(p.key, e.key, rec, ops);
-        return absl::OkStatus();
-      });
-      if (!scan.ok() && !absl::IsCancelled(scan)) return scan;
-      if (!ops.empty()) RETURN_IF_ERROR(CommitLocked({&env}, std::move(ops), {}));
+      // In batches of kBatch change sets, the environment's lock released between them: a
+      // month of history to drop holds its writes up for one batch at a time, not for all.
+      constexpr size_t kBatch = 1000;
+      for (size_t pruned = kBatch; pruned == kBatch;) {
+        std::lock_guard<std::mutex> l(env.mu);
+        absl::Status exists = RequireEnv(env, p.key, e.key);
+        if (absl::IsNotFound(exists)) break;  // deleted meanwhile
+        RETURN_IF_ERROR(exists);
+        int64_t keep_from = env.record.sequence - options_.retain_changes + 1;  // by count
+        std::vector<WriteOp> ops;
+        pruned = 0;
+        absl::Status scan = Scan(kAudit, prefix, nullptr, [&](std::string_view k, std::string_view v) {
+          ASSIGN_OR_RETURN(AuditRecord rec, ParseAuditKeys(k, v));
+          if ((rec.sequence >= keep_from && rec.time_ms >= cutoff_time) || pruned == kBatch) {
+            return absl::CancelledError("done");  // the rest is newer, or for the next batch
+          }
+          AppendPrune(p.key, e.key, rec, ops);
+          ++pruned;
+          return absl::OkStatus();
+        });
+        if (!scan.ok() && !absl::IsCancelled(scan)) return scan;
+        if (!ops.empty()) RETURN_IF_ERROR(CommitLocked({&env}, std::move(ops), {}));
+      }
     }
   }
   return absl::OkStatus();

@@ -669,6 +669,26 @@ TEST_F(StoreTest, PruneHistoryDropsOldEntries) {
   EXPECT_OK(store_->ChangesSince("shop", "production", 4));
 }
 
+// More than one batch of old change sets (PruneHistory drops them 1,000 at a time, releasing
+// the environment between batches): every one goes.
+TEST_F(StoreTest, PruneHistoryDropsMoreThanOneBatchOfOldEntries) {
+  MakeShop();
+  for (int i = 0; i < 2500; ++i) ASSERT_OK(ApplyOne(ItemKind::kSegment, "s", StrCat(R"({"included":["u)", i, R"("]})").c_str()));
+  int64_t last_old = *store_->Sequence("shop", "production");
+  clock_ += 31LL * 24 * 3600 * 1000;
+  ASSERT_OK(ApplyOne(ItemKind::kSegment, "s", R"({"included":["later"]})"));
+  ASSERT_OK(store_->PruneHistory());
+  auto h = store_->History("shop", "production", std::nullopt, std::nullopt, std::nullopt, 100);
+  ASSERT_OK(h);
+  ASSERT_EQ(h->records.size(), 1u);
+  EXPECT_EQ(h->records[0].sequence, last_old + 1);
+  auto item = store_->History("shop", "production", ItemKind::kSegment, "s", std::nullopt, 100);
+  ASSERT_OK(item);
+  EXPECT_EQ(item->records.size(), 1u);  // the per-item index went with them
+  EXPECT_EQ(store_->ChangesSince("shop", "production", last_old - 1).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_OK(store_->ChangesSince("shop", "production", last_old));
+}
+
 TEST_F(StoreTest, StatsReportRocksDbFigures) {
   MakeShop();
   auto stats = store_->Stats();
