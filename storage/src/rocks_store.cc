@@ -85,21 +85,27 @@ absl::Status RocksStore::PruneHistory() {
     for (const Environment& e : envs) {
       EnvState& env = Env(p.key, e.key);
       std::string prefix = EnvPrefix(p.key, e.key);
-      // In batches of kBatch change sets, the environment's lock released between them: a
-      // month of history to drop holds its writes up for one batch at a time, not for all.
-      constexpr size_t kBatch = 1000;
-      for (size_t pruned = kBatch; pruned == kBatch;) {
+      // In batches of at most 1,000 change sets or 20,000 deletions, the environment's lock
+      // released between them: a month of history to drop holds its writes up for one batch
+      // at a time, not for all of it.
+      constexpr size_t kMaxChangeSets = 1000, kMaxOps = 20000;
+      for (bool more = true; more;) {
         std::lock_guard<std::mutex> l(env.mu);
         absl::Status exists = RequireEnv(env, p.key, e.key);
         if (absl::IsNotFound(exists)) break;  // deleted meanwhile
         RETURN_IF_ERROR(exists);
         int64_t keep_from = env.record.sequence - options_.retain_changes + 1;  // by count
         std::vector<WriteOp> ops;
-        pruned = 0;
+        size_t pruned = 0;
+        more = false;
         absl::Status scan = Scan(kAudit, prefix, nullptr, [&](std::string_view k, std::string_view v) {
           ASSIGN_OR_RETURN(AuditRecord rec, ParseAuditKeys(k, v));
-          if ((rec.sequence >= keep_from && rec.time_ms >= cutoff_time) || pruned == kBatch) {
-            return absl::CancelledError("done");  // the rest is newer, or for the next batch
+          if (rec.sequence >= keep_from && rec.time_ms >= cutoff_time) {
+            return absl::CancelledError("done");  // the rest is newer
+          }
+          if (pruned == kMaxChangeSets || ops.size() >= kMaxOps) {
+            more = true;
+            return absl::CancelledError("the next batch");
           }
           AppendPrune(p.key, e.key, rec, ops);
           ++pruned;
