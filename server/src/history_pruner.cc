@@ -29,8 +29,8 @@ void HistoryPruner::Loop() {
     absl::Status s = store_.PruneHistory();
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
     if (!s.ok()) {
-      // A full disk or a write error: the next run tries again; nothing is half-pruned (each
-      // environment's prune is one batch).
+      // A full disk or a write error: the next run tries again. Nothing is half-pruned: each
+      // batch of an environment's prune is one atomic write.
       ++failures_;
       Log(LogLevel::kWarn, "pruning history failed", {{"error", std::string(s.message())}, {"ms", static_cast<int64_t>(ms)}});
     } else if (ms >= 1000) {

@@ -4,8 +4,9 @@
 // The store drops the entry that leaves the `retain_changes` window in the same batch as the
 // change set that pushes it out, but age (`retain_ms`) and remembered experiment batch ids (a
 // day) only go when Store::PruneHistory runs: at start, and then here, every `interval`. A
-// run locks one environment at a time and stops reading its audit at the first entry still
-// kept, so in a steady state it costs a read per environment.
+// run locks one environment at a time, for a batch of at most 1,000 change sets, and stops
+// reading its audit at the first entry still kept, so in a steady state it costs a read per
+// environment.
 //
 // Thread safety: constructed and destroyed on one thread; the work runs on a thread of its own.
 
@@ -24,7 +25,7 @@ namespace gonfalon::server {
 
 class HistoryPruner {
  public:
-  // `runs` and `failures` (metrics) are incremented after each run.
+  // `runs` (metrics) is incremented after each run, `failures` too after a failed one.
   HistoryPruner(storage::Store& store, std::chrono::milliseconds interval, std::atomic<uint64_t>& runs,
                 std::atomic<uint64_t>& failures);
   ~HistoryPruner();  // waits for a run in progress

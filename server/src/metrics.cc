@@ -174,7 +174,7 @@ std::string Metrics::Render() const {
   gauge("gonfalon_memory_trims_total",
         "Times free heap was handed back to the system (after large request bodies and bursts of change sets).",
         "counter", static_cast<double>(memory_trims.load()));
-  gauge("gonfalon_history_prunes_total", "Periodic runs that pruned the change log and audit by age (--prune-interval-seconds).",
+  gauge("gonfalon_history_prunes_total", "Periodic runs pruning the change log and audit by age (--prune-interval-seconds), failed ones included.",
         "counter", static_cast<double>(history_prunes.load()));
   gauge("gonfalon_history_prune_failures_total", "Periodic history prunes that failed (retried at the next run).", "counter",
         static_cast<double>(history_prune_failures.load()));

@@ -15,9 +15,9 @@
 #include "gonfalon/rules/codec.h"
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/storage/store.h"
+#include "history_pruner.h"
 #include "http_server.h"
 #include "log.h"
-#include "history_pruner.h"
 #include "hub.h"
 #include "metrics.h"
 #include "wall_clock.h"
@@ -112,7 +112,13 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
     if (err.empty() && c.history_days > 36500) return StrCat("history-days: expected at most 36500, got \"", value, "\"");
     return err;
   }
-  if (name == "prune-interval-seconds") return number(c.prune_interval_seconds, 1);
+  if (name == "prune-interval-seconds") {
+    std::string err = number(c.prune_interval_seconds, 1);
+    if (err.empty() && c.prune_interval_seconds > 31536000) {
+      return StrCat("prune-interval-seconds: expected at most 31536000 (a year), got \"", value, "\"");
+    }
+    return err;
+  }
   if (name == "webhook-retry-ms") return number(c.api.webhook_retry_ms, 1);
   if (name == "public-base-url") {
     std::string_view v = value;

@@ -850,7 +850,8 @@ TEST(ServerSettingsTest, BadHistorySettingsStopTheServerWithTheSettingsName) {
            {{"--history-days", "0"}, "history-days: expected an integer >= 1, got \"0\""},
            {{"--history-days", "100000"}, "history-days: expected at most 36500"},
            {{"--history-changes", "ten"}, "history-changes: expected an integer >= 1, got \"ten\""},
-           {{"--prune-interval-seconds", "-5"}, "prune-interval-seconds: expected an integer >= 1"}}) {
+           {{"--prune-interval-seconds", "-5"}, "prune-interval-seconds: expected an integer >= 1"},
+           {{"--prune-interval-seconds", "99999999999"}, "prune-interval-seconds: expected at most 31536000"}}) {
     std::vector<std::string> cmd = {GONFALON_BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir};
     cmd.insert(cmd.end(), args.begin(), args.end());
     int code = -1;
