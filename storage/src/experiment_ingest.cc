@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <utility>
 
 #include "experiment_records.h"
 #include "rocks_store.h"
@@ -38,14 +39,19 @@ constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 }  // namespace
 
 absl::Status RocksStore::PruneExperimentBatches() {
-  // Batch ids are remembered for a day: a client retries a batch within minutes.
+  // Batch ids are remembered for a day: a client retries a batch within minutes. A batch whose
+  // id is still stored is a duplicate and writes nothing, so deleting while batches arrive
+  // (the server prunes every hour) cannot drop a record written since the scan read it.
   constexpr int64_t kBatchMemoryMs = 24 * 3600 * 1000;
   int64_t cutoff = Now() - kBatchMemoryMs;
   std::vector<WriteOp> ops;
-  RETURN_IF_ERROR(Scan(kExperiments, "b/", nullptr, [&](std::string_view k, std::string_view v) {
+  // In chunks: a day of batches at a high rate is hundreds of thousands of ids.
+  constexpr size_t kChunk = 10000;
+  RETURN_IF_ERROR(Scan(kExperiments, "b/", nullptr, [&](std::string_view k, std::string_view v) -> absl::Status {
     int64_t at = 0;
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), at);
     if (ec != std::errc() || at < cutoff) ops.push_back(Delete(kExperiments, std::string(k)));
+    if (ops.size() == kChunk) RETURN_IF_ERROR(WriteNow(std::exchange(ops, {})));
     return absl::OkStatus();
   }));
   return ops.empty() ? absl::OkStatus() : WriteNow(std::move(ops));

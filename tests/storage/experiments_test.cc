@@ -191,6 +191,21 @@ TEST_F(ExperimentsTest, NothingRunsNothingCountsAndOldBatchIdsAreForgottenAfterA
   EXPECT_FALSE(store_->RecordExperimentBatch("shop", "production", "b1", {}, {})->duplicate);
 }
 
+// More ids than one chunk of the prune's deletions: every expired one is forgotten, the
+// recent one is kept.
+TEST_F(ExperimentsTest, MoreExpiredBatchIdsThanOneChunkAreAllForgotten) {
+  clock_ = 1000;
+  for (int i = 0; i < 10050; ++i) {
+    ASSERT_OK(store_->RecordExperimentBatch("shop", "production", StrCat("old", i), {}, {}).status());
+  }
+  clock_ = 1000 + 25 * 3600 * 1000;
+  ASSERT_OK(store_->RecordExperimentBatch("shop", "production", "recent", {}, {}).status());
+  ASSERT_OK(store_->PruneHistory());
+  EXPECT_FALSE(store_->RecordExperimentBatch("shop", "production", "old0", {}, {})->duplicate);
+  EXPECT_FALSE(store_->RecordExperimentBatch("shop", "production", "old10049", {}, {})->duplicate);
+  EXPECT_TRUE(store_->RecordExperimentBatch("shop", "production", "recent", {}, {})->duplicate);
+}
+
 TEST_F(ExperimentsTest, ExposuresBeforeTheRunningIterationAreRefusedByIndex) {
   clock_ = 50000;
   ASSERT_OK_AND_ASSIGN(Iteration it, store_->StartIteration("shop", "production", "banner", Spec()));
