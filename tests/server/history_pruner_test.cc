@@ -7,26 +7,17 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <functional>
 #include <thread>
 
 #include "faulty_store.h"
 #include "gonfalon/rules/str_cat.h"
 #include "status_testing.h"
+#include "wait_for.h"
 
 namespace gonfalon::server {
 namespace {
 
 using namespace std::chrono_literals;
-
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 TEST(HistoryPrunerTest, RunsEveryIntervalAndAFailedRunIsCountedAndRetried) {
   auto dir = std::filesystem::temp_directory_path() / StrCat("gonfalon-pruner-", ::getpid());

@@ -10,6 +10,7 @@
 #include "gonfalon/rules/str_cat.h"
 #include "gonfalon/rules/value.h"
 #include "status_testing.h"
+#include "wait_for.h"
 
 namespace gonfalon::server {
 namespace {
@@ -56,16 +57,6 @@ class RecordingSink : public StreamSink {
   std::vector<std::string> chunks_;
   bool closed_ = false;
 };
-
-template <typename Pred>
-bool Eventually(Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);  // polling a condition with a deadline
-  }
-  return pred();
-}
 
 class HubTest : public ::testing::Test {
  protected:
@@ -118,7 +109,7 @@ TEST_F(HubTest, ANewStreamGetsAPutThenOneChangesEventPerChangeSet) {
   hubs_->AddSdkStream(Hub(), sink, std::nullopt);
   int64_t a = Toggle("checkout", true);
   int64_t b = Toggle("checkout", false);
-  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return sink->Events().size() == 3; }));
   EXPECT_EQ(sink->Events(), (std::vector<std::string>{StrCat("put@", start), StrCat("changes@", a), StrCat("changes@", b)}));
   EXPECT_EQ(Hub().sequence(), b);
   const rules::Snapshot* snap = CurrentSnapshot(Hub());
@@ -137,7 +128,7 @@ TEST_F(HubTest, APutIsSharedWithinASequenceAndReleasedWhenTheNextIsPublished) {
   int64_t next = Toggle("checkout", true);
   // Nobody can be sent it any more: the hub let it go (freed on the releaser thread, not by
   // the publisher while the writer waits).
-  EXPECT_TRUE(Eventually([&] { return held.expired(); }));
+  EXPECT_TRUE(WaitFor([&] { return held.expired(); }));
   EnvironmentHub::PutEvent again = Hub().Put();
   EXPECT_EQ(again.sequence, next);
   EXPECT_NE(again.payload().find(R"("on":true)"), std::string_view::npos);
@@ -155,7 +146,7 @@ TEST_F(HubTest, APutNobodyAsksForIsReleasedAndBuiltAgainOnRequest) {
   hubs_->ReleaseIdlePuts(std::chrono::seconds(0));
   EXPECT_FALSE(held.expired());
   sending = {};
-  EXPECT_TRUE(Eventually([&] { return held.expired(); }));  // freed by the releaser thread
+  EXPECT_TRUE(WaitFor([&] { return held.expired(); }));  // freed by the releaser thread
   EnvironmentHub::PutEvent again = Hub().Put();
   ASSERT_NE(again.chunk, nullptr);
   EXPECT_EQ(again.sequence, Hub().sequence());
@@ -179,7 +170,7 @@ TEST_F(LullHubTest, ARetiredPutWaitsForALullAndOnlyTheNewestWaits) {
   ASSERT_FALSE(second.expired());
   EXPECT_FALSE(first.expired());  // held by the releaser: the only owner left
   Toggle("checkout", false);      // retires the second: the first need not wait any more
-  EXPECT_TRUE(Eventually([&] { return first.expired(); }));
+  EXPECT_TRUE(WaitFor([&] { return first.expired(); }));
   EXPECT_FALSE(second.expired());
   hubs_.reset();  // stopping frees what still waits
   EXPECT_TRUE(second.expired());
@@ -195,7 +186,7 @@ class NoLullHubTest : public HubTest {
 TEST_F(NoLullHubTest, ARetiredPutIsFreedOnceNoChangeSetIsPublished) {
   std::weak_ptr<const std::string> held = Hub().Put().chunk;
   Toggle("checkout", true);
-  EXPECT_TRUE(Eventually([&] { return held.expired(); }));
+  EXPECT_TRUE(WaitFor([&] { return held.expired(); }));
 }
 
 class BoundedLullHubTest : public HubTest {
@@ -208,7 +199,7 @@ class BoundedLullHubTest : public HubTest {
 TEST_F(BoundedLullHubTest, ARetiredPutIsFreedAfterTheMaximumDelayWithoutALull) {
   std::weak_ptr<const std::string> held = Hub().Put().chunk;
   Toggle("checkout", true);
-  EXPECT_TRUE(Eventually([&] { return held.expired(); }));
+  EXPECT_TRUE(WaitFor([&] { return held.expired(); }));
 }
 
 TEST_F(HubTest, AResumedStreamGetsExactlyWhatItMissed) {
@@ -230,10 +221,10 @@ TEST_F(HubTest, ClientSideOfrepStreamsHearOnlyOfFlagsTheyCanSee) {
   hubs_->AddOfrepStream(Hub(), client, "", /*client_side=*/true);
   hubs_->AddOfrepStream(Hub(), server, "", /*client_side=*/false);
   Toggle("checkout", true);  // server-side only
-  ASSERT_TRUE(Eventually([&] { return server->Events().size() == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return server->Events().size() == 1; }));
   EXPECT_TRUE(client->Events().empty());
   Toggle("banner", true);
-  ASSERT_TRUE(Eventually([&] { return client->Events().size() == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return client->Events().size() == 1; }));
   EXPECT_EQ(server->Events().size(), 2u);
 }
 
@@ -258,7 +249,7 @@ TEST_F(HubTest, StreamsOfARevokedKeyAreClosedAndOthersStay) {
   // A closed stream gets nothing more.
   size_t sent = a->chunks().size();
   Toggle("checkout", true);
-  ASSERT_TRUE(Eventually([&] { return b->Events().size() == 2; }));
+  ASSERT_TRUE(WaitFor([&] { return b->Events().size() == 2; }));
   EXPECT_EQ(a->chunks().size(), sent);
 }
 
@@ -268,7 +259,7 @@ TEST_F(HubTest, StreamsOfARevokedKeyAreClosedAndOthersStay) {
 TEST_F(HubTest, StreamsAreSentAWriteAfterItsScopeEnds) {
   auto sink = std::make_shared<RecordingSink>();
   hubs_->AddSdkStream(Hub(), sink, std::nullopt);
-  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return sink->Events().size() == 1; }));
   uint64_t deferred = metrics_.stream_fan_outs_deferred.load();
   int64_t seq;
   {
@@ -278,11 +269,11 @@ TEST_F(HubTest, StreamsAreSentAWriteAfterItsScopeEnds) {
     EXPECT_EQ(CurrentSnapshot(Hub())->sequence(), seq);
     EXPECT_EQ(metrics_.stream_fan_outs_deferred.load(), deferred + 1);
   }
-  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 2; }));
+  ASSERT_TRUE(WaitFor([&] { return sink->Events().size() == 2; }));
   EXPECT_EQ(sink->Events().back(), StrCat("changes@", seq));
   // With no write in progress the sender is woken at once.
   int64_t next = Toggle("checkout", false);
-  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return sink->Events().size() == 3; }));
   EXPECT_EQ(sink->Events().back(), StrCat("changes@", next));
   EXPECT_EQ(metrics_.stream_fan_outs_deferred.load(), deferred + 1);
 }
@@ -292,14 +283,14 @@ TEST_F(HubTest, StreamsAreSentAWriteAfterItsScopeEnds) {
 TEST_F(HubTest, OverlappingWritesHoldTheStreamsBackOnlySoLong) {
   auto sink = std::make_shared<RecordingSink>();
   hubs_->AddSdkStream(Hub(), sink, std::nullopt);
-  ASSERT_TRUE(Eventually([&] { return sink->Events().size() == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return sink->Events().size() == 1; }));
   Hubs::WriteScope long_write(*hubs_);
   int64_t seq;
   {
     Hubs::WriteScope short_write(*hubs_);
     seq = Toggle("banner", true);
   }
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(WaitFor([&] {
     { Hubs::WriteScope another(*hubs_); }  // one more write answered
     auto events = sink->Events();
     return !events.empty() && events.back() == StrCat("changes@", seq);
@@ -362,7 +353,7 @@ TEST_F(BusyHubTest, StreamsJoiningDuringABurstGetEverySequenceOnceInOrder) {
   for (size_t s = 0; s < streams.size(); ++s) {
     SCOPED_TRACE(StrCat("stream ", s));
     const Joined& j = streams[s];
-    ASSERT_TRUE(Eventually([&] {
+    ASSERT_TRUE(WaitFor([&] {
       auto ev = j.sink->Events();
       return !ev.empty() && ev.back() == StrCat(ev.back().rfind("put@", 0) == 0 ? "put@" : "changes@", last);
     })) << ::testing::PrintToString(j.sink->Events());

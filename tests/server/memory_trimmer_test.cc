@@ -5,19 +5,12 @@
 #include <chrono>
 #include <thread>
 
+#include "wait_for.h"
+
 namespace gonfalon::server {
 namespace {
 
 using namespace std::chrono_literals;
-
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 TEST(MemoryTrimmerTest, RequestsInABurstCoalesceAndTrimsKeepTheirInterval) {
   MemoryTrimmer trimmer(std::chrono::milliseconds(300));
