@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -81,10 +82,11 @@ struct Config {
 
 // Applies one setting by name; returns an error message or "".
 std::string Set(Config& c, const std::string& name, const std::string& value) {
-  auto number = [&](int64_t& out, int64_t min) -> std::string {
+  auto number = [&](int64_t& out, int64_t min, int64_t max = INT64_MAX) -> std::string {
     char* end = nullptr;
     long long n = std::strtoll(value.c_str(), &end, 10);
     if (value.empty() || *end != '\0' || n < min) return StrCat(name, ": expected an integer >= ", min, ", got \"", value, "\"");
+    if (n > max) return StrCat(name, ": expected at most ", max, ", got \"", value, "\"");
     out = n;
     return "";
   };
@@ -107,18 +109,8 @@ std::string Set(Config& c, const std::string& name, const std::string& value) {
   if (name == "min-free-disk-mb") return number(c.min_free_disk_mb, 0);
   if (name == "threads") return number(c.threads, 0);
   if (name == "history-changes") return number(c.history_changes, 1);
-  if (name == "history-days") {
-    std::string err = number(c.history_days, 1);
-    if (err.empty() && c.history_days > 36500) return StrCat("history-days: expected at most 36500, got \"", value, "\"");
-    return err;
-  }
-  if (name == "prune-interval-seconds") {
-    std::string err = number(c.prune_interval_seconds, 1);
-    if (err.empty() && c.prune_interval_seconds > 31536000) {
-      return StrCat("prune-interval-seconds: expected at most 31536000 (a year), got \"", value, "\"");
-    }
-    return err;
-  }
+  if (name == "history-days") return number(c.history_days, 1, 36500);
+  if (name == "prune-interval-seconds") return number(c.prune_interval_seconds, 1, 365 * 24 * 3600);  // a year
   if (name == "webhook-retry-ms") return number(c.api.webhook_retry_ms, 1);
   if (name == "public-base-url") {
     std::string_view v = value;
